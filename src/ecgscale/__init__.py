@@ -1,3 +1,46 @@
-"""ecgscale: scaling-law studies of ECG deep-learning models."""
+"""ecgscale: scaling-law studies of ECG deep-learning models.
+
+The Python API mirrors the command line::
+
+    import ecgscale
+    spec = ecgscale.load_spec("configs/studies/demo.yaml", ["train.max_steps=100"])
+    report = ecgscale.run_study(spec, "studies/demo")      # or stage by stage:
+    ecgscale.prepare_data(spec, "studies/demo")
+    ecgscale.train_runs(spec, "studies/demo")
+    ecgscale.fit_laws("studies/demo")
+    ecgscale.write_report("studies/demo")
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_API = {
+    "load_spec": "ecgscale.study.spec",
+    "parse_spec": "ecgscale.study.spec",
+    "StudySpec": "ecgscale.study.spec",
+    "SpecError": "ecgscale.study.spec",
+    "run_study": "ecgscale.study.runner",
+    "prepare_data": "ecgscale.study.runner",
+    "train_runs": "ecgscale.study.runner",
+    "fit_laws": "ecgscale.study.runner",
+    "write_report": "ecgscale.study.runner",
+    "expand": "ecgscale.study.runs",
+    "Results": "ecgscale.study.results",
+    "Store": "ecgscale.data.store",
+    "generate": "ecgscale.data.synthetic",
+    "create_model": "ecgscale.models",
+    "build": "ecgscale.models",
+    "fit": "ecgscale.laws",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    """Import API members on first use, so ``import ecgscale`` stays fast."""
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'ecgscale' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Evaluation: frozen-encoder linear probes and their metrics."""

@@ -1,0 +1,43 @@
+"""The command line: broken specs stop at once with one line and exit status 2."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from ecgscale.cli import main
+
+GOOD = {"name": "t", "models": {"sizes": [20000]}, "data_sizes": [100]}
+
+
+@pytest.mark.parametrize("tree, args, field", [
+    ({**GOOD, "models": {"families": ["lstm"], "sizes": [20000]}}, [], "families"),
+    ({**GOOD, "data_sizes": [-3]}, [], "data_sizes"),
+    ({k: v for k, v in GOOD.items() if k != "name"}, [], "name"),
+    (GOOD, ["--set", "train.nope=1"], "train.nope"),
+])
+def test_broken_spec_exits_2_with_one_line(tmp_path, tree, args, field):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    result = CliRunner().invoke(main, ["study", str(path), "--out", str(tmp_path / "s"), *args])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and str(path) in lines[0]
+    assert not (tmp_path / "s").exists()  # stopped before any work
+
+
+def test_console_script_reports_bad_override():
+    proc = subprocess.run(
+        [sys.executable, "-m", "ecgscale", "study", "--set", "models.families=[cnn]"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "models.families[0]" in proc.stderr
+
+
+def test_train_lists_run_ids():
+    result = CliRunner().invoke(main, ["train", "--list"])
+    assert result.exit_code == 0
+    assert len(result.output.split()) >= 36

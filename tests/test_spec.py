@@ -1,0 +1,67 @@
+"""Study specs: defaults, overrides, and one-line errors naming the field."""
+
+import pytest
+
+from ecgscale.study.runs import expand
+from ecgscale.study.spec import SpecError, StudySpec, load_spec, parse_spec
+
+BASE = {"name": "t", "models": {"sizes": [20000, 60000]}, "data_sizes": [100, 300]}
+
+
+def test_embedded_demo_loads_and_expands():
+    spec = load_spec()
+    runs = expand(spec)
+    assert len(runs) >= 2 * 2 * 3 * 3
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert expand(load_spec())[0].run_id == runs[0].run_id  # stable ids
+
+
+def test_yaml_round_trip():
+    spec = parse_spec(BASE)
+    import yaml
+
+    assert parse_spec(yaml.safe_load(spec.to_yaml())) == spec
+
+
+def test_overrides_apply_and_change_ids():
+    spec = parse_spec(BASE, overrides=["train.lr=0.01", "models.families=[resnet]"])
+    assert spec.train.lr == 0.01 and spec.models.families == ["resnet"]
+    ids = {r.run_id for r in expand(parse_spec(BASE))}
+    assert not ids & {r.run_id for r in expand(parse_spec(BASE, overrides=["train.lr=0.01"]))}
+
+
+@pytest.mark.parametrize("tree, overrides, field", [
+    ({**BASE, "models": {"families": ["lstm"], "sizes": [20000]}}, [], "models.families[0]"),
+    ({**BASE, "data_sizes": [-5]}, [], "data_sizes[0]"),
+    ({**BASE, "models": {"sizes": [-1]}}, [], "models.sizes[0]"),
+    ({k: v for k, v in BASE.items() if k != "data_sizes"}, [], "data_sizes"),
+    ({**BASE, "trian": {}}, [], "trian"),
+    (BASE, ["train.lrr=1"], "train.lrr"),
+    (BASE, ["nosuch.key=1"], "nosuch"),
+    (BASE, ["train.lr=-1"], "train.lr"),
+    ({**BASE, "paradigms": ["rl"]}, [], "paradigms[0]"),
+    ({**BASE, "data": {"id_site": "mars"}}, [], "id_site"),
+])
+def test_errors_name_the_field(tree, overrides, field):
+    with pytest.raises(SpecError) as err:
+        parse_spec(tree, overrides=overrides)
+    message = str(err.value)
+    assert field in message and "\n" not in message
+
+
+def test_data_size_beyond_store_rejected():
+    with pytest.raises(SpecError, match="data_sizes"):
+        parse_spec({**BASE, "data_sizes": [10**6]})
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="bad.yaml"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_spec_is_typed():
+    assert isinstance(parse_spec(BASE), StudySpec)
