@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ecgscale.laws import FitError, bootstrap, fit
 
@@ -25,6 +26,13 @@ def fit_study(
     Returns (fits, gaps): each gap names a slice that could not be fitted and why. Bootstrap
     intervals are computed when the fit has at least two degrees of freedom.
     """
+    with threadpool_limits(1):  # scipy's BLAS threads only slow these tiny problems
+        return _fit_all(wide, delta=delta, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def _fit_all(
+    wide: pd.DataFrame, *, delta: float, n_bootstrap: int, seed: int
+) -> tuple[list[dict], list[dict]]:
     fits: list[dict] = []
     gaps: list[dict] = []
     done = wide[wide["status"] == "done"]
@@ -40,9 +48,8 @@ def fit_study(
                         y = part[metric].to_numpy(float)
                         result = fit("power", y, x=x, delta=delta, seed=seed)
                         if n_bootstrap and result.dof >= 2:
-                            boot = bootstrap("power", y, x=x, n_boot=n_bootstrap, seed=seed,
-                                             delta=delta)
-                            result.intervals = boot.intervals
+                            result = bootstrap("power", y, x=x, n_boot=n_bootstrap, seed=seed,
+                                               delta=delta, full_fit=result)
                     except FitError as err:
                         gaps.append({**key, "reason": str(err)})
                         continue

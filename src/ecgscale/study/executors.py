@@ -16,9 +16,10 @@ Result = tuple[dict, list[dict]]
 
 def _init_worker(threads: int) -> None:
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    threadpool_limits(threads)
 
 
 def _task(spec: StudySpec, run: RunSpec, store_dir: Path, runs_dir: Path) -> Result:

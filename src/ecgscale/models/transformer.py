@@ -1,0 +1,140 @@
+"""ViT-style Transformer encoder over time patches of the 12-lead ECG.
+
+A patch is all ``n_leads`` leads x ``patch`` consecutive samples, flattened lead-major
+(``[lead 0 samples..., lead 1 samples..., ...]``) and embedded by one linear layer, so
+``token_span = patch``. Positions are added as a *fixed* 1-D sine-cosine embedding (as in MAE):
+it has no parameters, works for any number of tokens (any ``T``) and is the same for every model,
+so the non-embedding parameter count is the patch embedding's complement. The blocks are pre-LN
+(``x + attn(LN(x))``, ``x + mlp(LN(x))``) with multi-head self-attention through
+:func:`torch.nn.functional.scaled_dot_product_attention` and a 4x GELU MLP; a final LayerNorm
+is applied to every token. There is no class token: :meth:`Encoder.features` mean-pools.
+
+Initialisation: truncated normal (std 0.02) for linear layers, the two residual projections of
+each block scaled by ``1 / sqrt(2 * depth)`` (GPT-2), Xavier-uniform patch embedding (MAE).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ecgscale.models.base import Encoder, register_family
+
+
+def sincos_positions(n: int, dim: int, device: torch.device | None = None) -> Tensor:
+    """Fixed sine-cosine position embedding ``(n, dim)`` (first half sines, then cosines)."""
+    half = (dim + 1) // 2
+    freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32, device=device) / half)
+    angles = torch.arange(n, dtype=torch.float32, device=device)[:, None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=1)[:, :dim]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention (no mask) via scaled_dot_product_attention."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+        self.heads = heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, L, D)))
+
+
+class MLP(nn.Module):
+    """Linear(dim, 4 dim) -> GELU -> Linear(4 dim, dim) -> Dropout."""
+
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.fc = nn.Linear(dim, 4 * dim)
+        self.proj = nn.Linear(4 * dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN Transformer block."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+@register_family("transformer")
+class Transformer(Encoder):
+    """ViT-style encoder over time patches.
+
+    Args:
+        dim: token width ``D`` (a multiple of ``heads``).
+        depth: number of blocks.
+        heads: attention heads per block.
+        patch: samples per patch (= token_span); ~0.25 s of signal, e.g. 25 at 100 Hz.
+        dropout: dropout on attention weights, residual branches and embedded tokens.
+        n_leads: input channels.
+    """
+
+    def __init__(
+        self,
+        dim: int = 192,
+        depth: int = 6,
+        heads: int = 6,
+        patch: int = 25,
+        dropout: float = 0.0,
+        n_leads: int = 12,
+    ):
+        super().__init__()
+        self.n_leads = n_leads
+        self.dim = dim
+        self.token_span = patch
+        self.embed = nn.Linear(n_leads * patch, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*[Block(dim, heads, dropout) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+
+        self.apply(self._init_weights)
+        nn.init.xavier_uniform_(self.embed.weight)
+        for block in self.blocks:
+            for proj in (block.attn.proj, block.mlp.proj):
+                nn.init.trunc_normal_(proj.weight, std=0.02 / math.sqrt(2 * depth))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Tokens ``(B, ceil(T / patch), dim)`` from millivolts ``(B, n_leads, T)``."""
+        x = self.pad(x)
+        B, C, T = x.shape
+        L = T // self.token_span
+        patches = x.reshape(B, C, L, self.token_span).transpose(1, 2).reshape(B, L, -1)
+        h = self.embed(patches)
+        h = h + sincos_positions(L, self.dim, h.device).to(h.dtype)
+        h = self.blocks(self.dropout(h))
+        return self.norm(h)
+
+    def embedding_parameters(self) -> Iterator[nn.Parameter]:
+        return self.embed.parameters()

@@ -1,0 +1,332 @@
+"""Figures of the study report, drawn on standalone Agg figures (global pyplot state is untouched).
+
+Every builder returns a :class:`ReportFigure`: the figure, or ``None`` with a sentence saying why
+nothing could be drawn. Values that cannot be shown on a log axis (non-positive, NaN) are left out
+and counted in a note.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter
+
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
+"""Marker cycle for the data sizes D of a loss-vs-N figure."""
+
+PRETRAIN_UNITS: dict[str, str] = {"sl": "BCE", "ssl": "masked-reconstruction MSE"}
+"""Unit of the pre-training loss per paradigm (the panels of that figure do not share y)."""
+
+PANEL_SIZE: tuple[float, float] = (4.2, 3.3)
+LEGEND_WIDTH = 1.9
+FIGURE_DPI = 110
+
+
+class PlainLogFormatter(LogFormatter):
+    """Log-axis tick labels as plain numbers (``0.6``, ``2``) rather than ``6e-01`` or ``2×10^0``.
+
+    Which ticks get a label is still decided by :class:`~matplotlib.ticker.LogFormatter`.
+    """
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        """The label of the tick at ``x`` (empty when the tick is not labelled)."""
+        return f"{x:.3g}" if super().__call__(x, pos) else ""
+
+
+@dataclass
+class ReportFigure:
+    """One figure of the report, or the reason it could not be drawn (``figure is None``)."""
+
+    name: str
+    caption: str
+    figure: Figure | None
+    notes: list[str] = field(default_factory=list)
+
+
+def power_law(params: Mapping[str, object], x: np.ndarray) -> np.ndarray:
+    """Evaluate ``L(x) = E + A * x**(-alpha)``; missing or non-numeric parameters give NaN."""
+    e, a, alpha = (_as_float(params.get(key)) for key in ("E", "A", "alpha"))
+    return e + a * np.power(np.asarray(x, dtype=float), -alpha)
+
+
+def compact_count(value: object) -> str:
+    """Format a count compactly: ``1234567 -> '1.23M'``, ``30000 -> '30k'``."""
+    number = _as_float(value)
+    if not np.isfinite(number):
+        return "?"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(number) >= scale:
+            return f"{number / scale:.3g}{suffix}"
+    return f"{number:.3g}"
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of ``name`` (for figure names built from evaluation-set names)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "set"
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """Render ``fig`` to PNG bytes, then clear it to release its artists."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=FIGURE_DPI)
+    fig.clear()
+    return buffer.getvalue()
+
+
+def pretrain_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with their best validation pre-training loss as ``y``."""
+    return runs.assign(y=runs["pretrain_loss"])
+
+
+def probe_points(runs: pd.DataFrame, evals: pd.DataFrame, eval_set: str) -> pd.DataFrame:
+    """The runs joined with their probe loss on ``eval_set`` as ``y`` (runs without it dropped)."""
+    losses = evals.loc[evals["eval_set"] == eval_set, ["run_id", "loss"]]
+    return runs.merge(losses.rename(columns={"loss": "y"}), on="run_id", how="inner")
+
+
+def loss_vs_n(
+    points: pd.DataFrame,
+    fits: Sequence[Mapping],
+    families: Sequence[str],
+    *,
+    name: str,
+    caption: str,
+    quantity: str,
+    metric: str,
+    ylabel: Mapping[str, str] | str,
+) -> ReportFigure:
+    """Loss vs measured N, one panel per paradigm, colour per family, marker per D.
+
+    ``ylabel`` is one label for all panels (then they share y) or one per paradigm. Fits with
+    ``metric`` and ``x == "N"`` are drawn dashed (dotted if not converged) over the N range
+    observed for their family, paradigm and D.
+    """
+    points, notes = _log_safe(points, ["n_params", "y"], quantity)
+    if points.empty:
+        return ReportFigure(name, caption, None, notes)
+    colors = family_colors(families)
+    sizes = sorted(points["data_size"].unique())
+    markers = {size: MARKERS[i % len(MARKERS)] for i, size in enumerate(sizes)}
+    curves = _select_fits(fits, metric, "N", notes)
+    paradigms = sorted(points["paradigm"].unique())
+    fig, axes = _panels(1, len(paradigms), sharey=isinstance(ylabel, str))
+    for ax, paradigm in zip(axes[0], paradigms, strict=True):
+        panel = points[points["paradigm"] == paradigm]
+        for (family, size), group in panel.groupby(["family", "data_size"]):
+            means = group.groupby("target_params")[["n_params", "y"]].mean().sort_values("n_params")
+            style = {"color": colors[family], "marker": markers[size]}
+            ax.scatter(group["n_params"], group["y"], s=12, alpha=0.35, **style)
+            ax.plot(means["n_params"], means["y"], lw=1, ms=5, **style)
+        for fit in _matching(curves, paradigm):
+            family = fit.get("family")
+            family_points = panel[panel["family"] == family]
+            _draw_fit(ax, fit, family_points, "n_params", "data_size", colors.get(family))
+        label = ylabel if isinstance(ylabel, str) else ylabel.get(paradigm, "pre-training loss")
+        _style_axes(ax, paradigm, "N (parameters)", label)
+    handles = _family_handles(colors, points["family"].unique())
+    handles += [_marker_handle(markers[s], f"D = {compact_count(s)}") for s in sizes]
+    _add_legend(fig, handles + _fit_handles(curves))
+    return ReportFigure(name, caption, fig, notes)
+
+
+def loss_vs_d(
+    points: pd.DataFrame,
+    fits: Sequence[Mapping],
+    *,
+    name: str,
+    caption: str,
+    quantity: str,
+    metric: str,
+) -> ReportFigure:
+    """Loss vs D, one panel per paradigm (rows) and family (columns), one line per target N.
+
+    Fits with ``metric`` and ``x == "D"`` are drawn dashed in the colour of their N slice.
+    """
+    points, notes = _log_safe(points, ["data_size", "y"], quantity)
+    if points.empty:
+        return ReportFigure(name, caption, None, notes)
+    sizes = sorted(points["target_params"].unique())
+    cmap = colormaps["viridis"]
+    colors = {n: cmap(0.9 * i / max(len(sizes) - 1, 1)) for i, n in enumerate(sizes)}
+    curves = _select_fits(fits, metric, "D", notes)
+    paradigms = sorted(points["paradigm"].unique())
+    families = sorted(points["family"].unique())
+    fig, axes = _panels(len(paradigms), len(families), sharey=True)
+    for row, paradigm in zip(axes, paradigms, strict=True):
+        for ax, family in zip(row, families, strict=True):
+            panel = points[(points["paradigm"] == paradigm) & (points["family"] == family)]
+            for n, group in panel.groupby("target_params"):
+                means = group.groupby("data_size")["y"].mean()
+                ax.scatter(group["data_size"], group["y"], s=12, alpha=0.35, color=colors[n])
+                ax.plot(means.index, means.to_numpy(), marker="o", lw=1, ms=5, color=colors[n])
+            for fit in _matching(curves, paradigm, family):
+                n = (fit.get("slice") or {}).get("target_params")
+                _draw_fit(ax, fit, panel, "data_size", "target_params", colors.get(n, "black"))
+            _style_axes(ax, f"{family} / {paradigm}", "D (pre-training records)", quantity)
+    handles = [_line_handle(colors[n], f"N = {compact_count(n)}") for n in sizes]
+    _add_legend(fig, handles + _fit_handles(curves))
+    return ReportFigure(name, caption, fig, notes)
+
+
+def loss_to_loss(
+    runs: pd.DataFrame, evals: pd.DataFrame, ood_sets: Sequence[str], *, name: str, caption: str
+) -> ReportFigure:
+    """OOD vs ID probe loss per run, one panel per OOD set, colour per family × paradigm."""
+    ident = probe_points(runs, evals, "id").rename(columns={"y": "id_loss"})
+    panels = {}
+    notes: list[str] = []
+    for ood_set in ood_sets:
+        pairs = probe_points(ident, evals, ood_set)
+        quantity = f"pair of ID and {ood_set} probe losses"
+        pairs, set_notes = _log_safe(pairs, ["id_loss", "y"], quantity)
+        notes += set_notes
+        if not pairs.empty:
+            panels[ood_set] = pairs
+    if not panels:
+        return ReportFigure(name, caption, None, notes)
+    all_pairs = pd.concat(panels.values())
+    combos = sorted(set(zip(all_pairs["family"], all_pairs["paradigm"], strict=True)))
+    cmap = colormaps["tab10"]
+    colors = {combo: cmap(i % cmap.N) for i, combo in enumerate(combos)}
+    fig, axes = _panels(1, len(panels), sharey=False)
+    for ax, (ood_set, pairs) in zip(axes[0], panels.items(), strict=True):
+        for combo, group in pairs.groupby(["family", "paradigm"]):
+            ax.scatter(group["id_loss"], group["y"], s=18, alpha=0.8, color=colors[combo])
+        low = min(pairs["id_loss"].min(), pairs["y"].min())
+        high = max(pairs["id_loss"].max(), pairs["y"].max())
+        ax.plot([low, high], [low, high], color="grey", lw=0.8, ls=":")
+        _style_axes(ax, ood_set, "ID probe loss", f"probe loss on {ood_set}", plain_x=True)
+    handles = [_marker_handle("o", f"{f} / {p}", colors[(f, p)]) for f, p in combos]
+    _add_legend(fig, [*handles, _line_handle("grey", "y = x", ls=":")])
+    return ReportFigure(name, caption, fig, notes)
+
+
+def family_colors(families: Sequence[str]) -> dict[str, tuple]:
+    """A stable colour per family (tab10, in sorted order) shared by every figure."""
+    cmap = colormaps["tab10"]
+    return {family: cmap(i % cmap.N) for i, family in enumerate(sorted(set(families)))}
+
+
+def _as_float(value: object) -> float:
+    """``float(value)``, or NaN when that is not possible."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _log_safe(
+    points: pd.DataFrame, columns: list[str], quantity: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the rows whose ``columns`` are finite and positive; notes say what was left out."""
+    values = points[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    keep = (np.isfinite(values) & (values > 0)).all(axis=1)
+    dropped = int((~keep).sum())
+    notes = []
+    if not keep.any():
+        notes.append(f"Nothing to plot: no run has a positive, finite {quantity}.")
+    elif dropped:
+        notes.append(f"{dropped} run(s) without a positive, finite {quantity} are left out.")
+    return points[keep], notes
+
+
+def _select_fits(fits: Sequence[Mapping], metric: str, x: str, notes: list[str]) -> list[Mapping]:
+    """The fits of ``metric`` against ``x``; appends a note when there are none."""
+    selected = [fit for fit in fits if fit.get("metric") == metric and fit.get("x") == x]
+    if not selected:
+        notes.append(f"No fitted L({x}) curve for metric '{metric}' is available.")
+    return selected
+
+
+def _matching(fits: Sequence[Mapping], paradigm: str, family: str | None = None) -> list[Mapping]:
+    """The fits of ``paradigm`` (and ``family`` when given)."""
+    return [
+        fit
+        for fit in fits
+        if fit.get("paradigm") == paradigm and family in (None, fit.get("family"))
+    ]
+
+
+def _draw_fit(
+    ax: Axes, fit: Mapping, points: pd.DataFrame, x_col: str, slice_col: str, color: object
+) -> None:
+    """Draw ``fit`` over the ``x_col`` range of ``points`` in its slice (``slice_col`` value)."""
+    fit_slice = fit.get("slice") or {}
+    if slice_col in fit_slice:
+        points = points[points[slice_col] == fit_slice[slice_col]]
+    if points.empty:
+        return
+    x = np.geomspace(points[x_col].min(), points[x_col].max(), 100)
+    y = power_law(fit.get("params") or {}, x)
+    keep = np.isfinite(y) & (y > 0)
+    linestyle = "--" if fit.get("converged", True) else ":"
+    ax.plot(x[keep], y[keep], ls=linestyle, lw=1.3, color=color or "black")
+
+
+def _panels(nrows: int, ncols: int, *, sharey: bool) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout Agg figure with a ``(nrows, ncols)`` array of axes."""
+    width, height = PANEL_SIZE
+    fig = Figure(figsize=(width * ncols + LEGEND_WIDTH, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
+
+
+def _style_axes(ax: Axes, title: str, xlabel: str, ylabel: str, *, plain_x: bool = False) -> None:
+    """Log-log axes with a title, labels and a light grid; user strings are mathtext-escaped.
+
+    Loss axes (y, and x when ``plain_x``) span few decades and get plain-number tick labels.
+    """
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in [ax.yaxis, ax.xaxis] if plain_x else [ax.yaxis]:
+        axis.set_major_formatter(PlainLogFormatter())
+        axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+    ax.set_title(_plain(title), fontsize=10)
+    ax.set_xlabel(_plain(xlabel))
+    ax.set_ylabel(_plain(ylabel))
+    ax.grid(True, which="both", alpha=0.25)
+
+
+def _plain(text: str) -> str:
+    """Escape ``$`` so that matplotlib never parses user strings as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _add_legend(fig: Figure, handles: list[Line2D]) -> None:
+    """One legend for the whole figure, outside the panels on the right."""
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+
+
+def _family_handles(colors: Mapping[str, object], families: Sequence[str]) -> list[Line2D]:
+    """Legend entries for the families present."""
+    return [_line_handle(colors[family], family) for family in sorted(families)]
+
+
+def _fit_handles(curves: Sequence[Mapping]) -> list[Line2D]:
+    """Legend entries for the fitted-curve line styles, when any fit is drawn."""
+    if not curves:
+        return []
+    handles = [_line_handle("black", "fit", ls="--")]
+    if not all(fit.get("converged", True) for fit in curves):
+        handles.append(_line_handle("black", "fit (not converged)", ls=":"))
+    return handles
+
+
+def _line_handle(color: object, label: str, ls: str = "-") -> Line2D:
+    """A legend entry showing a line."""
+    return Line2D([], [], color=color, ls=ls, label=_plain(label))
+
+
+def _marker_handle(marker: str, label: str, color: object = "grey") -> Line2D:
+    """A legend entry showing a marker only."""
+    return Line2D([], [], color=color, marker=marker, ls="", label=_plain(label))

@@ -1,0 +1,341 @@
+"""The study report: one self-contained HTML page with embedded figures and tables."""
+
+from __future__ import annotations
+
+import base64
+import numbers
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from ecgscale.report import figures
+from ecgscale.report.figures import ReportFigure, compact_count
+
+PARADIGMS: tuple[str, ...] = ("sl", "ssl")
+"""Paradigms a study is expected to cover; the summary names the absent ones."""
+
+EVAL_COLUMNS: tuple[str, ...] = ("run_id", "eval_set", "is_ood", "loss", "auroc", "per_label")
+"""Columns of the evaluations table (missing ones are added empty)."""
+
+ID_SET = "id"
+MISSING = "—"
+
+
+def render_report(
+    runs: pd.DataFrame,
+    evals: pd.DataFrame,
+    fits: list[dict],
+    *,
+    spec_text: str,
+    out_dir: Path,
+    title: str = "ecgscale study",
+    meta: dict | None = None,
+) -> Path:
+    """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.png``; return the HTML path.
+
+    Figures are embedded in the page as base64 PNG data URIs, so the page needs no other file.
+    Missing pieces (no fits, no evaluations, a single paradigm, failed runs) are described in
+    words where their figure or table would be.
+    """
+    out_dir = Path(out_dir)
+    figure_dir = out_dir / "figures"
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    runs = runs.astype({"run_id": str, "family": str, "paradigm": str})
+    evals = evals.reindex(columns=list(EVAL_COLUMNS)).astype({"run_id": str, "eval_set": str})
+    ood_sets = ood_set_names(evals)
+    sections = figure_sections(runs, evals, fits, ood_sets)
+    used_names: set[str] = set()
+    template = _environment().get_template("report.html")
+    html = template.render(
+        title=title,
+        summary=summarise(runs, evals, fits, ood_sets),
+        status_counts=runs["status"].value_counts().to_dict(),
+        sections=[_embed_section(section, figure_dir, used_names) for section in sections],
+        fit_table=fit_table(fits),
+        run_table=run_table(runs, evals, ood_sets),
+        spec_text=spec_text,
+        meta_rows=[(str(key), format_value(value)) for key, value in (meta or {}).items()],
+    )
+    path = out_dir / "report.html"
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def ood_set_names(evals: pd.DataFrame) -> list[str]:
+    """Sorted names of the out-of-distribution evaluation sets."""
+    return sorted(str(name) for name in evals.loc[evals["is_ood"].eq(True), "eval_set"].unique())
+
+
+def figure_sections(
+    runs: pd.DataFrame, evals: pd.DataFrame, fits: Sequence[Mapping], ood_sets: Sequence[str]
+) -> list[dict]:
+    """The figure sections of the report, in page order: ``{"title", "intro", "figures"}``."""
+    families = runs["family"].tolist()
+    id_points = figures.probe_points(runs, evals, ID_SET)
+    pretrain = figures.loss_vs_n(
+        figures.pretrain_points(runs),
+        fits,
+        families,
+        name="pretrain_loss_vs_N",
+        caption="Best validation pre-training loss vs measured N, one marker per D.",
+        quantity="pre-training loss",
+        metric="pretrain_loss",
+        ylabel=figures.PRETRAIN_UNITS,
+    )
+    id_vs_n = figures.loss_vs_n(
+        id_points,
+        fits,
+        families,
+        name="id_loss_vs_N",
+        caption="Linear-probe BCE on the ID test split vs measured N, one marker per D.",
+        quantity="ID probe loss",
+        metric=f"loss:{ID_SET}",
+        ylabel="ID probe loss (BCE)",
+    )
+    id_vs_d = figures.loss_vs_d(
+        id_points,
+        fits,
+        name="id_loss_vs_D",
+        caption="Linear-probe BCE on the ID test split vs D, one line per target N.",
+        quantity="ID probe loss",
+        metric=f"loss:{ID_SET}",
+    )
+    return [
+        _section("Pre-training loss vs N", [pretrain], "Units differ per paradigm."),
+        _section("ID probe loss vs N", [id_vs_n]),
+        _section("ID probe loss vs D", [id_vs_d]),
+        _section("OOD loss vs N", _ood_figures(runs, evals, fits, families, ood_sets)),
+        _section("Loss-to-loss: OOD vs ID probe loss", _loss_to_loss(runs, evals, ood_sets)),
+    ]
+
+
+def summarise(
+    runs: pd.DataFrame, evals: pd.DataFrame, fits: Sequence[Mapping], ood_sets: Sequence[str]
+) -> str:
+    """A paragraph describing the study: coverage, best ID/OOD losses, fitted exponents."""
+    families = sorted(runs["family"].astype(str).unique())
+    paradigms = sorted(runs["paradigm"].astype(str).unique())
+    sentences = [
+        f"The study has {len(runs)} run(s) of {_join(families) or 'no family'} "
+        f"under {_join(paradigms) or 'no paradigm'}."
+    ]
+    sentences += [f"No {p} run is present." for p in PARADIGMS if p not in paradigms]
+    if evals.empty:
+        sentences.append("No evaluation results are available, so no probe loss is reported.")
+    else:
+        sentences.append(_best_sentence(runs, evals, ID_SET, "ID probe loss"))
+        sentences += [
+            _best_sentence(runs, evals, name, f"probe loss on OOD set {name}") for name in ood_sets
+        ]
+        if not ood_sets:
+            sentences.append("No out-of-distribution evaluation set is present.")
+    if fits:
+        sentences += _exponent_sentences(fits, "pretrain_loss", "pre-training loss")
+        sentences += _exponent_sentences(fits, f"loss:{ID_SET}", "ID probe loss")
+    else:
+        sentences.append("No scaling-law fits were supplied, so no exponent is reported.")
+    return " ".join(sentences)
+
+
+def fit_table(fits: Sequence[Mapping]) -> dict:
+    """Headers and formatted rows of the fitted-parameter table."""
+    headers = ["family", "paradigm", "metric", "x", "slice", "E", "A", "alpha"]
+    headers += ["n_points", "dof", "converged"]
+    rows = [
+        [
+            *(format_value(fit.get(key)) for key in ("family", "paradigm", "metric", "x")),
+            _slice_text(fit.get("slice")),
+            *(_param_text(fit, key) for key in ("E", "A", "alpha")),
+            *(format_value(fit.get(key)) for key in ("n_points", "dof", "converged")),
+        ]
+        for fit in fits
+    ]
+    return {"headers": headers, "rows": rows}
+
+
+def run_table(runs: pd.DataFrame, evals: pd.DataFrame, ood_sets: Sequence[str]) -> dict:
+    """Headers and rows (cells with ``text`` and a ``sort`` key) of the run table.
+
+    All run columns, then the ID probe loss and AUROC and the loss on each OOD set.
+    """
+    table = runs.copy()
+    extra = {f"{ID_SET} loss": (ID_SET, "loss"), f"{ID_SET} auroc": (ID_SET, "auroc")}
+    extra |= {f"{name} loss": (name, "loss") for name in ood_sets}
+    for column, (eval_set, value) in extra.items():
+        per_run = evals[evals["eval_set"] == eval_set].groupby("run_id")[value].mean()
+        table[column] = table["run_id"].map(per_run)
+    rows = [
+        {
+            "failed": row.get("status") == "failed",
+            "cells": [_cell(value) for value in row.values()],
+        }
+        for row in table.to_dict(orient="records")
+    ]
+    return {"headers": [str(column) for column in table.columns], "rows": rows}
+
+
+def format_value(value: object) -> str:
+    """Human-readable text for a table value: 3–4 significant digits, thousands separators."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    if isinstance(value, numbers.Real):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def _section(title: str, report_figures: list[ReportFigure], intro: str = "") -> dict:
+    """A figure section of the page."""
+    return {"title": title, "intro": intro, "figures": report_figures}
+
+
+def _ood_figures(
+    runs: pd.DataFrame,
+    evals: pd.DataFrame,
+    fits: Sequence[Mapping],
+    families: Sequence[str],
+    ood_sets: Sequence[str],
+) -> list[ReportFigure]:
+    """One loss-vs-N figure per OOD set, or a single note when there is none."""
+    if not ood_sets:
+        return [_absent("ood_loss_vs_N", "No out-of-distribution evaluation set is present.")]
+    return [
+        figures.loss_vs_n(
+            figures.probe_points(runs, evals, name),
+            fits,
+            families,
+            name=f"ood_loss_vs_N_{figures.slug(name)}",
+            caption=f"Linear-probe BCE on the OOD set {name} vs measured N, one marker per D.",
+            quantity=f"probe loss on {name}",
+            metric=f"loss:{name}",
+            ylabel=f"probe loss on {name} (BCE)",
+        )
+        for name in ood_sets
+    ]
+
+
+def _loss_to_loss(
+    runs: pd.DataFrame, evals: pd.DataFrame, ood_sets: Sequence[str]
+) -> list[ReportFigure]:
+    """The loss-to-loss figure, or a note when there is no OOD set."""
+    if not ood_sets:
+        return [_absent("loss_to_loss", "No out-of-distribution evaluation set is present.")]
+    caption = "Per-run OOD vs ID probe loss, one panel per OOD set; the dotted line is y = x."
+    return [figures.loss_to_loss(runs, evals, ood_sets, name="loss_to_loss", caption=caption)]
+
+
+def _absent(name: str, note: str) -> ReportFigure:
+    """A figure that cannot be drawn, with the reason."""
+    return ReportFigure(name, "", None, [note])
+
+
+def _embed_section(section: dict, figure_dir: Path, used_names: set[str]) -> dict:
+    """Save the section's figures as PNG files and replace them by data URIs.
+
+    ``used_names`` holds the file names taken so far; a clash gets a numeric suffix.
+    """
+    embedded = []
+    for report_figure in section["figures"]:
+        uri = None
+        if report_figure.figure is not None:
+            name = _unique(report_figure.name, used_names)
+            data = figures.png_bytes(report_figure.figure)
+            (figure_dir / f"{name}.png").write_bytes(data)
+            uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        caption, notes = report_figure.caption, report_figure.notes
+        embedded.append({"uri": uri, "caption": caption, "notes": notes})
+    return {**section, "figures": embedded}
+
+
+def _unique(name: str, used_names: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``, … if taken; the result is added to ``used_names``."""
+    candidate, counter = name, 1
+    while candidate in used_names:
+        counter += 1
+        candidate = f"{name}_{counter}"
+    used_names.add(candidate)
+    return candidate
+
+
+def _best_sentence(runs: pd.DataFrame, evals: pd.DataFrame, eval_set: str, label: str) -> str:
+    """Which family / paradigm (and N, D) reached the lowest loss on ``eval_set``."""
+    scored = evals[(evals["eval_set"] == eval_set) & evals["loss"].notna()]
+    scored = scored.merge(runs, on="run_id", how="inner").reset_index(drop=True)
+    if scored.empty:
+        return f"No {label} is available."
+    best = scored.loc[scored["loss"].idxmin()]
+    return (
+        f"The lowest {label} ({format_value(best['loss'])}, AUROC {format_value(best['auroc'])}) "
+        f"was reached by {best['family']} / {best['paradigm']} at "
+        f"N = {compact_count(best['n_params'])}, D = {compact_count(best['data_size'])}."
+    )
+
+
+def _exponent_sentences(fits: Sequence[Mapping], metric: str, label: str) -> list[str]:
+    """The fitted L(N) exponents of ``metric`` per family × paradigm, at the largest fitted D."""
+    chosen: dict[tuple[str, str], Mapping] = {}
+    for fit in fits:
+        if fit.get("metric") != metric or fit.get("x") != "N":
+            continue
+        key = (str(fit.get("family")), str(fit.get("paradigm")))
+        if key not in chosen or _slice_size(fit) > _slice_size(chosen[key]):
+            chosen[key] = fit
+    if not chosen:
+        return [f"No L(N) fit of the {label} was supplied."]
+    parts = [f"{f} / {p} {_param_text(fit, 'alpha')}" for (f, p), fit in sorted(chosen.items())]
+    return [f"Fitted exponents α of the {label} L(N) at the largest fitted D: {_join(parts)}."]
+
+
+def _slice_size(fit: Mapping) -> float:
+    """The data size a L(N) fit was made at (``-inf`` when unknown)."""
+    value = (fit.get("slice") or {}).get("data_size")
+    return float(value) if isinstance(value, numbers.Real) else float("-inf")
+
+
+def _slice_text(fit_slice: Mapping | None) -> str:
+    """``{"data_size": 10000} -> "D = 10,000"``; ``{"target_params": n} -> "N = …"``."""
+    symbols = {"data_size": "D", "target_params": "N"}
+    parts = [f"{symbols.get(k, k)} = {format_value(v)}" for k, v in (fit_slice or {}).items()]
+    return ", ".join(parts) or MISSING
+
+
+def _param_text(fit: Mapping, key: str) -> str:
+    """A fitted parameter with its interval when present: ``0.312 [0.28, 0.35]``."""
+    text = format_value((fit.get("params") or {}).get(key))
+    interval = (fit.get("intervals") or {}).get(key)
+    if interval is not None and len(interval) == 2:
+        text += f" [{format_value(interval[0])}, {format_value(interval[1])}]"
+    return text
+
+
+def _cell(value: object) -> dict:
+    """A run-table cell: displayed text and a key for the inline sort script."""
+    text = format_value(value)
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    sort = "" if text == MISSING else (repr(float(value)) if is_number else text)
+    return {"text": text, "sort": sort}
+
+
+def _join(items: Sequence[str]) -> str:
+    """``["a", "b", "c"] -> "a, b and c"``."""
+    items = [str(item) for item in items]
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    """The Jinja2 environment of the report template, with autoescaping on."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("ecgscale.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )

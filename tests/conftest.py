@@ -1,0 +1,18 @@
+"""Shared test set-up: one BLAS thread (tiny problems; 2-core machine), skip helper for shared data."""
+
+from pathlib import Path
+
+import pytest
+from threadpoolctl import threadpool_limits
+
+threadpool_limits(1)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` beside the project; tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real ECG samples not found at {SHARED_DATA} (a clone without ../shared)")
+    return SHARED_DATA

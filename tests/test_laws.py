@@ -1,0 +1,349 @@
+"""Tests of ecgscale.laws: forms, Huber-in-log-space fitting, bootstrap intervals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import least_squares
+
+from ecgscale.laws import (
+    FORMS,
+    FitError,
+    FitResult,
+    bootstrap,
+    evaluate_form,
+    fit,
+    get_form,
+    predict_interval,
+)
+from ecgscale.laws.fit import make_problem, objective
+
+POWER = {"E": 1.7, "A": 400.0, "alpha": 0.34}
+JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
+L2L = {"K": 1.5, "kappa": 1.3, "E_x": 0.2, "E_y": 0.1}
+X = np.logspace(4, 8, 9)
+_N, _D = np.meshgrid(np.logspace(5, 8, 6), np.logspace(6, 9, 6))
+JOINT_INPUTS = {"n": _N.ravel(), "d": _D.ravel()}
+L2L_X = np.linspace(0.3, 0.9, 10)
+CASES = {
+    "power": (POWER, {"x": X}),
+    "joint": (JOINT, JOINT_INPUTS),
+    "loss_to_loss": (L2L, {"x": L2L_X}),
+}
+
+
+def _noisy(y: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Multiplicative log-normal noise."""
+    return y * np.exp(np.random.default_rng(seed).normal(0.0, sigma, y.size))
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / abs(b)
+
+
+# --- forms -----------------------------------------------------------------------------------
+
+
+def test_evaluate_form_matches_closed_forms() -> None:
+    x = np.array([1e4, 1e6])
+    n, d = np.array([1e5, 1e7]), np.array([1e6, 1e9])
+    expected_power = 1.7 + 400.0 * x**-0.34
+    np.testing.assert_allclose(evaluate_form("power", POWER, x=x), expected_power, rtol=1e-14)
+    expected_joint = 1.69 + 406.4 * n**-0.34 + 410.7 * d**-0.28
+    np.testing.assert_allclose(evaluate_form("joint", JOINT, n=n, d=d), expected_joint, rtol=1e-14)
+    lx = np.array([0.25, 0.5])
+    expected_l2l = 1.5 * (lx - 0.2) ** 1.3 + 0.1
+    np.testing.assert_allclose(evaluate_form("loss_to_loss", L2L, x=lx), expected_l2l, rtol=1e-14)
+
+
+def test_evaluate_form_edges() -> None:
+    assert np.isnan(evaluate_form("loss_to_loss", L2L, x=np.array([0.1]))[0])
+    assert evaluate_form("loss_to_loss", L2L, x=0.2) == pytest.approx(0.1)
+    band = evaluate_form("power", {"E": 1.0, "A": np.array([[1.0], [2.0]]), "alpha": 1.0}, x=X)
+    assert band.shape == (2, X.size)
+    with pytest.raises(ValueError, match="unknown form"):
+        evaluate_form("cubic", POWER, x=X)
+    with pytest.raises(ValueError, match="missing parameters"):
+        evaluate_form("power", {"E": 1.0}, x=X)
+    with pytest.raises(ValueError, match="takes inputs"):
+        evaluate_form("joint", JOINT, n=X)
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_parameterisation_round_trips(name: str) -> None:
+    truth, inputs = CASES[name]
+    form = get_form(name)
+    y = evaluate_form(name, truth, **inputs)
+    data = make_problem(form, y, **inputs).data
+    back = form.to_params(form.from_params(truth, data), data)
+    for p in form.param_names:
+        assert back[p] == pytest.approx(truth[p], rel=1e-12)
+    log_pred, _ = form.log_predict(form.from_params(truth, data), data)
+    np.testing.assert_allclose(log_pred[0], np.log(y), atol=1e-12)
+
+
+# --- gradients -------------------------------------------------------------------------------
+
+
+def _central_difference(func, theta: np.ndarray, step: float = 1e-6) -> np.ndarray:
+    columns = []
+    for j in range(theta.size):
+        e = np.zeros_like(theta)
+        e[j] = step
+        columns.append((func(theta + e) - func(theta - e)) / (2 * step))
+    return np.stack(columns, axis=-1)
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_log_predict_jacobian_matches_finite_differences(name: str) -> None:
+    truth, inputs = CASES[name]
+    form = get_form(name)
+    data = make_problem(form, evaluate_form(name, truth, **inputs), **inputs).data
+    rng = np.random.default_rng(0)
+    starts = form.start_grid(data)
+    for theta in starts[rng.choice(len(starts), 5, replace=False)]:
+        _, jac = form.log_predict(theta, data, grad=True)
+        numeric = _central_difference(lambda t: form.log_predict(t, data)[0][0], theta)
+        np.testing.assert_allclose(jac[0], numeric, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+@pytest.mark.parametrize("delta", [1e-6, 1e-3, 10.0])
+def test_objective_gradient_matches_finite_differences(name: str, delta: float) -> None:
+    truth, inputs = CASES[name]
+    form = get_form(name)
+    y = _noisy(evaluate_form(name, truth, **inputs), 0.05, seed=1)
+    weights = np.random.default_rng(2).uniform(0.5, 2.0, y.size)
+    problem = make_problem(form, y, weights=weights, delta=delta, **inputs)
+    theta = form.from_params(truth, problem.data) + 0.01
+    _, grad = objective(problem, theta)
+    numeric = _central_difference(lambda t: np.array(objective(problem, t)[0]), theta, 1e-7)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-9 * max(delta, 1e-3))
+
+
+# --- recovery --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_recovers_known_parameters_from_noiseless_data(name: str) -> None:
+    truth, inputs = CASES[name]
+    result = fit(name, evaluate_form(name, truth, **inputs), **inputs)
+    assert result.converged, result.message
+    for p, value in truth.items():
+        assert _rel(result.params[p], value) < 1e-4, (p, result.params[p], value)
+
+
+@pytest.mark.parametrize(
+    ("name", "truth", "inputs"),
+    [
+        # E is 99% of the smallest observed loss
+        ("power", {"E": 2.0, "A": 200.0, "alpha": 0.5}, {"x": X}),
+        # E_x is 98% of the smallest source loss
+        ("loss_to_loss", {"K": 0.8, "kappa": 0.7, "E_x": 0.294, "E_y": 0.5}, {"x": L2L_X}),
+    ],
+)
+def test_recovers_irreducible_loss_near_the_smallest_observation(
+    name: str, truth: dict[str, float], inputs: dict[str, np.ndarray]
+) -> None:
+    y = evaluate_form(name, truth, **inputs)
+    result = fit(name, y, **inputs)
+    assert result.converged, result.message
+    for p, value in truth.items():
+        assert _rel(result.params[p], value) < 1e-4, (p, result.params[p], value)
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs", "sigma", "tolerance"),
+    [
+        ("power", {"x": X}, 0.005, 0.05),
+        ("joint", JOINT_INPUTS, 0.005, 0.1),
+        # E_x, kappa and E_y trade off against each other: more points, less noise
+        ("loss_to_loss", {"x": np.linspace(0.3, 0.9, 20)}, 0.002, 0.1),
+    ],
+)
+def test_recovers_parameters_from_mildly_noisy_data(
+    name: str, inputs: dict[str, np.ndarray], sigma: float, tolerance: float
+) -> None:
+    truth = CASES[name][0]
+    clean = evaluate_form(name, truth, **inputs)
+    result = fit(name, _noisy(clean, sigma, seed=3), **inputs)
+    assert result.converged, result.message
+    for p, value in truth.items():
+        assert _rel(result.params[p], value) < tolerance, (p, result.params[p], value)
+    np.testing.assert_allclose(result.predict(**inputs), clean, rtol=2 * sigma)
+
+
+@pytest.mark.parametrize("name", ["power", "joint"])
+def test_optimum_agrees_with_independent_least_squares(name: str) -> None:
+    """scipy's least_squares with loss='huber' minimises the same summed Huber objective."""
+    truth, inputs = CASES[name]
+    y = _noisy(evaluate_form(name, truth, **inputs), 0.01, seed=4)
+    result = fit(name, y, **inputs)
+    names = list(truth)
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        return np.log(evaluate_form(name, dict(zip(names, p, strict=True)), **inputs)) - np.log(y)
+
+    reference = least_squares(
+        residuals,
+        [truth[p] for p in names],
+        loss="huber",
+        f_scale=1e-3,
+        bounds=(0, np.inf),
+        x_scale="jac",
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
+    )
+    assert result.objective <= reference.cost * (1 + 1e-9)
+    assert _rel(result.objective, reference.cost) < 1e-3
+    for p, value in zip(names, reference.x, strict=True):
+        assert _rel(result.params[p], value) < 1e-3, (p, result.params[p], value)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    e=st.floats(0.1, 3.0),
+    reducible=st.floats(0.02, 10.0),
+    alpha=st.floats(0.02, 1.5),
+    n_points=st.integers(5, 8),
+)
+def test_noiseless_power_predictions_are_recovered(
+    e: float, reducible: float, alpha: float, n_points: int
+) -> None:
+    x = np.logspace(4, 8, n_points)
+    # ``reducible`` is the reducible loss at the smallest size, as a multiple of E
+    truth = {"E": e, "A": reducible * e * 1e4**alpha, "alpha": alpha}
+    y = evaluate_form("power", truth, x=x)
+    result = fit("power", y, x=x)
+    assert result.converged, result.message
+    dense = np.logspace(4, 8, 50)
+    np.testing.assert_allclose(
+        result.predict(x=dense), evaluate_form("power", truth, x=dense), rtol=1e-3
+    )
+
+
+def test_weights_can_silence_an_outlier() -> None:
+    y = evaluate_form("power", POWER, x=X)
+    y[4] *= 1.5
+    weights = np.ones_like(y)
+    weights[4] = 0.0
+    result = fit("power", y, x=X, weights=weights)
+    assert _rel(result.params["alpha"], POWER["alpha"]) < 1e-4
+    assert _rel(fit("power", y, x=X).params["alpha"], POWER["alpha"]) > 1e-4
+
+
+def test_fit_is_deterministic_and_random_starts_work() -> None:
+    y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=5)
+    first = fit("power", y, x=X, n_starts=64, seed=7)
+    assert first == fit("power", y, x=X, n_starts=64, seed=7)
+    assert _rel(first.objective, fit("power", y, x=X).objective) < 1e-6
+
+
+def test_exactly_as_many_points_as_parameters_interpolates() -> None:
+    x = np.array([1e4, 1e6, 1e8])
+    result = fit("power", evaluate_form("power", POWER, x=x), x=x)
+    assert result.dof == 0
+    assert result.objective < 1e-12
+    assert "interpolates" in result.summary()
+
+
+# --- bootstrap -------------------------------------------------------------------------------
+
+
+def test_bootstrap_intervals_contain_the_truth() -> None:
+    x = np.logspace(4, 8, 12)
+    y = _noisy(evaluate_form("power", POWER, x=x), 0.005, seed=6)
+    result = bootstrap("power", y, x=x, n_boot=40, seed=0)
+    assert result.intervals is not None and result.ci == 0.95
+    for p, value in POWER.items():
+        lo, hi = result.intervals[p]
+        assert lo <= value <= hi, (p, lo, value, hi)
+        assert lo <= result.params[p] <= hi
+    assert result.samples is not None and result.samples.shape == (40, 3)
+    lo, hi = predict_interval(result, x=x)
+    assert lo.shape == x.shape and np.all(lo <= hi)
+    assert predict_interval(result, x=x.reshape(3, 4))[0].shape == (3, 4)
+    assert np.all((lo <= result.predict(x=x) * 1.001) & (result.predict(x=x) <= hi * 1.001))
+    assert "95% CI" in result.summary()
+
+
+def test_bootstrap_skips_and_counts_degenerate_resamples() -> None:
+    x = np.array([1e4, 1e6, 1e8])
+    y = evaluate_form("power", POWER, x=x)
+    result = bootstrap("power", y, x=x, n_boot=20, seed=1)
+    assert result.n_boot == 20
+    assert 0 < result.n_boot_skipped < 20
+    assert result.samples is not None
+    assert len(result.samples) == 20 - result.n_boot_skipped
+    assert result == bootstrap("power", y, x=x, n_boot=20, seed=1)
+
+
+def test_predict_interval_needs_bootstrap_samples() -> None:
+    result = fit("power", evaluate_form("power", POWER, x=X), x=X)
+    with pytest.raises(ValueError, match="no bootstrap samples"):
+        predict_interval(result, x=X)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+_GOOD_Y = evaluate_form("power", POWER, x=X)
+
+
+@pytest.mark.parametrize(
+    ("form", "kwargs", "match"),
+    [
+        ("power", {"y": _GOOD_Y[:2], "x": X[:2]}, "at least 3 points"),
+        ("power", {"y": np.where(X > 1e6, _GOOD_Y, -1.0), "x": X}, "y has 5 non-positive"),
+        ("power", {"y": np.where(X > 1e6, _GOOD_Y, np.nan), "x": X}, "y has 5 NaN/inf"),
+        ("power", {"y": _GOOD_Y, "x": np.where(X > 1e6, X, 0.0)}, "x has 5 non-positive"),
+        ("power", {"y": _GOOD_Y, "x": np.where(X > 1e6, X, np.inf)}, "x has 5 NaN/inf"),
+        ("power", {"y": _GOOD_Y, "x": np.full(9, 1e6)}, "x has a single distinct value"),
+        ("power", {"y": _GOOD_Y, "x": X[:-1]}, "mismatched lengths"),
+        ("power", {"y": _GOOD_Y, "x": X, "weights": np.ones(3)}, "mismatched lengths"),
+        ("power", {"y": _GOOD_Y, "x": X, "weights": -np.ones(9)}, "weights must be"),
+        ("power", {"y": _GOOD_Y[:3], "x": np.array([1e4, 1e4, 1e8])}, "only 2 distinct"),
+        ("power", {"y": _GOOD_Y, "n": X}, "takes inputs"),
+        ("power", {"y": _GOOD_Y.reshape(3, 3), "x": X.reshape(3, 3)}, "must be 1-D"),
+        ("joint", {"y": _GOOD_Y, "n": X, "d": np.full(9, 1e9)}, "d has a single distinct"),
+        ("cubic", {"y": _GOOD_Y, "x": X}, "unknown form"),
+    ],
+)
+def test_bad_inputs_raise_one_line_fit_error(form: str, kwargs: dict, match: str) -> None:
+    with pytest.raises(FitError, match=match) as info:
+        fit(form, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+# --- serialisation ---------------------------------------------------------------------------
+
+
+def test_to_dict_from_dict_round_trip() -> None:
+    x = np.array([1e4, 1e5, 1e6, 1e7])
+    y = _noisy(evaluate_form("power", POWER, x=x), 0.01, seed=8)
+    result = bootstrap("power", y, x=x, n_boot=5, seed=2)
+    plain = json.loads(json.dumps(result.to_dict()))
+    assert {"form", "params", "intervals", "objective", "converged", "n_points", "dof"} <= set(
+        plain
+    )
+    assert "samples" not in plain
+    restored = FitResult.from_dict(plain)
+    assert restored == result and restored.samples is None
+    full = FitResult.from_dict(json.loads(json.dumps(result.to_dict(include_samples=True))))
+    assert full.samples is not None
+    np.testing.assert_array_equal(full.samples, result.samples)
+    lo, hi = predict_interval(full, x=x)
+    np.testing.assert_array_equal(lo, predict_interval(result, x=x)[0])
+    assert np.all(hi >= lo)
+
+
+def test_summary_lists_every_parameter() -> None:
+    result = fit("joint", evaluate_form("joint", JOINT, **JOINT_INPUTS), **JOINT_INPUTS)
+    lines = result.summary().splitlines()
+    assert len(lines) == 1 + len(JOINT)
+    assert "converged" in lines[0] and "dof 31" in lines[0]
+    assert result.dof == 31 and result.n_params == 5

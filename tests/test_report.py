@@ -1,0 +1,212 @@
+"""Tests of the study report: sections, embedded figures, escaping and missing pieces."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgscale.report import render_report
+from ecgscale.report.figures import power_law
+
+FAMILIES = ("resnet", "transformer")
+PARADIGMS = ("sl", "ssl")
+SIZES_N = (100_000, 1_000_000, 10_000_000)
+SIZES_D = (1_000, 10_000, 100_000)
+OOD_SETS = ("ptbxl_like", "chapman_like")
+SECTIONS = (
+    "Pre-training loss vs N",
+    "ID probe loss vs N",
+    "ID probe loss vs D",
+    "OOD loss vs N",
+    "Loss-to-loss: OOD vs ID probe loss",
+    "Fitted scaling laws",
+    "Runs",
+    "Study spec",
+    "Run metadata",
+)
+PAYLOAD = "<script>alert(1)</script>"
+E0, A, ALPHA, B, BETA = 0.1, 30.0, 0.3, 5.0, 0.3
+
+
+def _loss(n: float, d: float, shift: float = 0.0) -> float:
+    """Synthetic loss surface: ``E0 + shift + A n^-ALPHA + B d^-BETA``."""
+    return E0 + shift + A * n**-ALPHA + B * d**-BETA
+
+
+def make_study(
+    families: tuple[str, ...] = FAMILIES,
+    paradigms: tuple[str, ...] = PARADIGMS,
+    ood_sets: tuple[str, ...] = OOD_SETS,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Runs, evaluations and exact fits for a families × paradigms × N × D grid."""
+    runs, evals, fits = [], [], []
+    for i, family in enumerate(families):
+        for j, paradigm in enumerate(paradigms):
+            offset = 0.1 * i + 0.05 * j
+            for n in SIZES_N:
+                for d in SIZES_D:
+                    run_id = f"{family}-{paradigm}-{n}-{d}"
+                    runs.append(_run(run_id, family, paradigm, n, d, _loss(n, d, offset)))
+                    evals.append(_eval(run_id, "id", _loss(n, d, offset + 0.2)))
+                    ood_loss = _loss(n, d, 1.5 * offset + 0.5)
+                    evals += [_eval(run_id, s, ood_loss, ood=True) for s in ood_sets]
+            metrics = ["pretrain_loss", "loss:id", *(f"loss:{s}" for s in ood_sets)]
+            shifts = [offset, offset + 0.2, *(1.5 * offset + 0.5 for _ in ood_sets)]
+            for metric, shift in zip(metrics, shifts, strict=True):
+                fits += [_fit(family, paradigm, metric, "N", d, shift) for d in SIZES_D]
+            fits += [_fit(family, paradigm, "loss:id", "D", n, offset + 0.2) for n in SIZES_N]
+    return pd.DataFrame(runs), pd.DataFrame(evals), fits
+
+
+def _run(run_id: str, family: str, paradigm: str, n: int, d: int, loss: float) -> dict:
+    """One finished run row."""
+    return {
+        "run_id": run_id,
+        "family": family,
+        "paradigm": paradigm,
+        "target_params": n,
+        "n_params": int(n * 1.03),
+        "n_params_nonembed": int(n * 0.98),
+        "flops_per_sample": 6.0 * n * 500,
+        "data_size": d,
+        "seed": 0,
+        "status": "done",
+        "error": None,
+        "wall_s": 12.5,
+        "steps": 100,
+        "pretrain_loss": loss,
+    }
+
+
+def _eval(run_id: str, eval_set: str, loss: float, ood: bool = False) -> dict:
+    """One evaluation row."""
+    return {
+        "run_id": run_id,
+        "eval_set": eval_set,
+        "is_ood": ood,
+        "loss": loss,
+        "auroc": 1.0 - loss / 2,
+        "per_label": json.dumps({"AF": {"auroc": 0.9, "n_pos": 12}}),
+    }
+
+
+def _fit(family: str, paradigm: str, metric: str, x: str, at: int, shift: float) -> dict:
+    """The exact power law of the synthetic surface along ``x`` at the other size ``at``."""
+    if x == "N":
+        params = {"E": E0 + shift + B * at**-BETA, "A": A, "alpha": ALPHA}
+        fit_slice = {"data_size": at}
+    else:
+        params = {"E": E0 + shift + A * at**-ALPHA, "A": B, "alpha": BETA}
+        fit_slice = {"target_params": at}
+    intervals = {key: [value * 0.9, value * 1.1] for key, value in params.items()}
+    return {
+        "family": family,
+        "paradigm": paradigm,
+        "metric": metric,
+        "x": x,
+        "form": "power",
+        "params": params,
+        "intervals": intervals,
+        "n_points": 3,
+        "dof": 0,
+        "converged": True,
+        "slice": fit_slice,
+    }
+
+
+def _render(tmp_path: Path, runs, evals, fits, spec_text: str = "name: test\n") -> str:
+    """Render into ``tmp_path`` and return the page text."""
+    meta = {"torch": "2.4.0", "total_wall_s": 1234.5}
+    path = render_report(runs, evals, fits, spec_text=spec_text, out_dir=tmp_path, meta=meta)
+    assert path == tmp_path / "report.html"
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The report of the complete synthetic study."""
+    out_dir = tmp_path_factory.mktemp("full")
+    return out_dir, _render(out_dir, *make_study())
+
+
+def test_power_law_matches_formula() -> None:
+    x = np.array([1.0, 10.0, 100.0])
+    expected = 0.5 + 2.0 * x**-0.5
+    np.testing.assert_allclose(power_law({"E": 0.5, "A": 2.0, "alpha": 0.5}, x), expected)
+    assert np.isnan(power_law({"E": 0.5}, x)).all()
+
+
+def test_full_report_has_sections_and_embedded_figures(full_report: tuple[Path, str]) -> None:
+    out_dir, html = full_report
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in html
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    expected = {"pretrain_loss_vs_N", "id_loss_vs_N", "id_loss_vs_D", "loss_to_loss"}
+    expected |= {f"ood_loss_vs_N_{name}" for name in OOD_SETS}
+    assert len(images) == len(expected)
+    assert all(len(data) > 10_000 for data in images)
+    pngs = {path.stem: path.read_bytes() for path in (out_dir / "figures").glob("*.png")}
+    assert set(pngs) == expected
+    assert all(data.startswith(b"\x89PNG") and len(data) > 5_000 for data in pngs.values())
+    assert not re.search(r"(src|href)=\"https?:", html)
+
+
+def test_full_report_summary_and_tables(full_report: tuple[Path, str]) -> None:
+    _, html = full_report
+    assert "The lowest ID probe loss" in html
+    assert "The lowest ID probe loss (0.6964, AUROC 0.6518) was reached by resnet / sl" in html
+    assert "N = 10.3M, D = 100k" in html
+    assert "Fitted exponents α of the pre-training loss L(N)" in html
+    assert "0.3 [0.27, 0.33]" in html
+    assert "ptbxl_like loss" in html and "id auroc" in html
+    assert "done: 36" in html
+    assert "total_wall_s" in html and "1234" in html
+
+
+def test_untrusted_strings_are_escaped(tmp_path: Path) -> None:
+    runs, evals, fits = make_study(families=("resnet", PAYLOAD), paradigms=("sl",), ood_sets=())
+    failed = {**runs.iloc[0].to_dict(), "run_id": PAYLOAD, "status": "failed", "error": PAYLOAD}
+    runs = pd.concat([runs, pd.DataFrame([failed | {"pretrain_loss": np.nan}])], ignore_index=True)
+    html = _render(tmp_path, runs, evals, fits, spec_text=f"name: {PAYLOAD}\n")
+    assert PAYLOAD not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("&lt;script&gt;") >= 4  # summary, run id, error, spec
+
+
+@pytest.mark.parametrize(
+    ("case", "gaps"),
+    [
+        (
+            "no_fits_failed_run",
+            [
+                "No scaling-law fits were supplied",
+                "No fitted L(N) curve for metric &#39;pretrain_loss&#39; is available",
+                "1 run(s) without a positive, finite pre-training loss are left out",
+                "CUDA OOM",
+            ],
+        ),
+        ("empty_evals", ["No evaluation results are available", "no run has a positive, finite"]),
+        ("only_ssl_no_ood", ["No sl run is present", "No out-of-distribution evaluation set"]),
+    ],
+)
+def test_missing_pieces_render_and_are_mentioned(
+    tmp_path: Path, case: str, gaps: list[str]
+) -> None:
+    runs, evals, fits = make_study(families=("resnet",), ood_sets=("ptbxl_like",))
+    if case == "no_fits_failed_run":
+        fits = []
+        runs.loc[0, ["status", "error", "pretrain_loss"]] = ["failed", "CUDA OOM", np.nan]
+        evals = evals[evals["run_id"] != runs.loc[0, "run_id"]]
+    elif case == "empty_evals":
+        evals = pd.DataFrame()
+    else:
+        runs, evals, fits = make_study(families=("resnet",), paradigms=("ssl",), ood_sets=())
+    html = _render(tmp_path, runs, evals, fits)
+    for gap in gaps:
+        assert gap in html
+    assert "<h2>Runs</h2>" in html
