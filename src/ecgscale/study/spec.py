@@ -7,6 +7,7 @@ errors. ``SpecError`` carries a one-line message naming the field.
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 from importlib import resources
 from pathlib import Path
@@ -159,6 +160,9 @@ def _format_error(err: ValidationError, origin: str) -> str:
     loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in first["loc"])
     loc = loc.replace(".[", "[") or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
+    index = re.match(r"^(\[\d+\]): (.*)$", msg)
+    if index:  # a list validator named the offending item
+        loc, msg = loc + index.group(1), index.group(2)
     if first["type"] == "missing":
         msg = "missing required field"
     elif first["type"] == "extra_forbidden":

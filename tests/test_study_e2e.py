@@ -1,0 +1,66 @@
+"""A tiny whole study: data → runs → results table → fits → report, then a no-op rerun."""
+
+import json
+import sqlite3
+
+import pytest
+
+from ecgscale.study.runner import run_study, train_runs
+from ecgscale.study.runs import expand
+from ecgscale.study.spec import parse_spec
+
+TINY = {
+    "name": "tiny",
+    "data": {"fs": 100, "n_samples": 250, "n_records": 700, "n_ood_records": 60,
+             "ood_sites": ["noisy"]},
+    "models": {"families": ["resnet", "transformer"], "sizes": [20000, 40000, 80000]},
+    "paradigms": ["sl", "ssl"],
+    "data_sizes": [100, 200, 400],
+    "train": {"batch_size": 16, "max_steps": 4, "eval_every": 2, "warmup_steps": 1,
+              "val_records": 32},
+    "eval": {"probe_records": 80, "probe_val_records": 40, "test_records": 60,
+             "l2_grid": [0.01, 1.0]},
+    "executor": {"workers": 2},
+    "laws": {"n_bootstrap": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    spec = parse_spec(TINY)
+    out = tmp_path_factory.mktemp("study")
+    report = run_study(spec, out, progress=False)
+    return spec, out, report
+
+
+def test_results_table(study):
+    spec, out, _ = study
+    con = sqlite3.connect(out / "results.sqlite")
+    rows = con.execute("SELECT run_id, status, n_params, flops_per_sample, pretrain_loss "
+                       "FROM runs").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(r.run_id for r in expand(spec))
+    assert all(r[1] == "done" and r[2] > 0 and r[3] > 0 and r[4] > 0 for r in rows), rows
+    evals = con.execute("SELECT eval_set, COUNT(*), MIN(loss), MIN(auroc) FROM evals "
+                        "GROUP BY eval_set").fetchall()
+    assert {e[0]: e[1] for e in evals} == {"id": 36, "noisy": 36}
+    assert all(e[2] > 0 and 0 <= e[3] <= 1 for e in evals)
+
+
+def test_fits_and_report(study):
+    _, out, report = study
+    content = json.loads((out / "fits.json").read_text())
+    fits = content["fits"]
+    keys = {(f["family"], f["paradigm"], f["metric"], f["x"]) for f in fits}
+    for fam in ("resnet", "transformer"):
+        for par in ("sl", "ssl"):
+            assert (fam, par, "pretrain_loss", "N") in keys
+            assert (fam, par, "loss:id", "D") in keys
+    assert all(set(f["params"]) == {"E", "A", "alpha"} for f in fits)
+    html = report.read_text()
+    assert report.name == "report.html" and "tiny" in html and "data:image/png;base64" in html
+
+
+def test_rerun_trains_nothing(study):
+    spec, out, _ = study
+    summary = train_runs(spec, out, progress=False)
+    assert summary.skipped == summary.total == 36 and summary.done == 0
