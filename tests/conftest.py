@@ -1,4 +1,4 @@
-"""Shared test set-up: one BLAS thread (tiny problems; 2-core machine), skip helper for shared data."""
+"""Shared test set-up: one BLAS thread (tiny problems, 2 cores) and the shared-data fixture."""
 
 from pathlib import Path
 

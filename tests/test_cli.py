@@ -12,12 +12,15 @@ from ecgscale.cli import main
 GOOD = {"name": "t", "models": {"sizes": [20000]}, "data_sizes": [100]}
 
 
-@pytest.mark.parametrize("tree, args, field", [
-    ({**GOOD, "models": {"families": ["lstm"], "sizes": [20000]}}, [], "families"),
-    ({**GOOD, "data_sizes": [-3]}, [], "data_sizes"),
-    ({k: v for k, v in GOOD.items() if k != "name"}, [], "name"),
-    (GOOD, ["--set", "train.nope=1"], "train.nope"),
-])
+@pytest.mark.parametrize(
+    "tree, args, field",
+    [
+        ({**GOOD, "models": {"families": ["lstm"], "sizes": [20000]}}, [], "families"),
+        ({**GOOD, "data_sizes": [-3]}, [], "data_sizes"),
+        ({k: v for k, v in GOOD.items() if k != "name"}, [], "name"),
+        (GOOD, ["--set", "train.nope=1"], "train.nope"),
+    ],
+)
 def test_broken_spec_exits_2_with_one_line(tmp_path, tree, args, field):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(tree))
@@ -25,14 +28,18 @@ def test_broken_spec_exits_2_with_one_line(tmp_path, tree, args, field):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and field in lines[0]
-    assert (str(path) in lines[0]) == (not args)  # file errors name the file, overrides the override
+    assert (str(path) in lines[0]) == (
+        not args
+    )  # file errors name the file, overrides the override
     assert not (tmp_path / "s").exists()  # stopped before any work
 
 
 def test_console_script_reports_bad_override():
     proc = subprocess.run(
         [sys.executable, "-m", "ecgscale", "study", "--set", "models.families=[cnn]"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "models.families[0]" in proc.stderr

@@ -13,8 +13,9 @@ from ecgscale.train import TrainingDiverged, load_weights, pretrain, save_weight
 @pytest.mark.parametrize("family", ["resnet", "transformer"])
 def test_masked_loss_ignores_visible_samples(family):
     torch.manual_seed(0)
-    obj = create_objective("ssl", build(family, 20000, input_len=200, fs=100), fs=100,
-                           mask_ratio=0.5, mask_patch_s=0.2)
+    obj = create_objective(
+        "ssl", build(family, 20000, input_len=200, fs=100), fs=100, mask_ratio=0.5, mask_patch_s=0.2
+    )
     assert isinstance(obj, MaskedReconstruction) and obj.patch == 20
     x = torch.randn(3, 12, 200)
     mask = obj.sample_mask(x, torch.Generator().manual_seed(1))
@@ -32,8 +33,13 @@ def test_masked_loss_ignores_visible_samples(family):
 
 def test_supervised_loss_is_bce():
     torch.manual_seed(0)
-    obj = create_objective("sl", build("resnet", 20000, input_len=200, fs=100), fs=100,
-                           mask_ratio=0.5, mask_patch_s=0.25)
+    obj = create_objective(
+        "sl",
+        build("resnet", 20000, input_len=200, fs=100),
+        fs=100,
+        mask_ratio=0.5,
+        mask_patch_s=0.25,
+    )
     x, y = torch.randn(4, 12, 200), torch.randint(0, 2, (4, 6)).float()
     expected = torch.nn.functional.binary_cross_entropy_with_logits(obj.logits(x), y)
     assert torch.isclose(obj.loss(x, y), expected)
@@ -42,7 +48,9 @@ def test_supervised_loss_is_bce():
 def test_schedule_shape():
     lrs = [warmup_cosine(s, warmup=10, total=100, min_ratio=0.1) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert lrs[-1] == pytest.approx(0.1, abs=1e-3) and all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3) and all(
+        a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False)
+    )
 
 
 def _toy(n=160, t=200, seed=0):
@@ -57,13 +65,34 @@ def _toy(n=160, t=200, seed=0):
 def _train(paradigm, seed=0, **cfg):
     x, y = _toy()
     torch.manual_seed(seed)
-    obj = create_objective(paradigm, build("resnet", 20000, input_len=200, fs=100), fs=100,
-                           mask_ratio=0.5, mask_patch_s=0.2)
-    spec = TrainSpec(**{"batch_size": 16, "max_steps": 40, "eval_every": 10, "warmup_steps": 5,
-                        "lr": 3e-3, **cfg})
+    obj = create_objective(
+        paradigm,
+        build("resnet", 20000, input_len=200, fs=100),
+        fs=100,
+        mask_ratio=0.5,
+        mask_patch_s=0.2,
+    )
+    spec = TrainSpec(
+        **{
+            "batch_size": 16,
+            "max_steps": 40,
+            "eval_every": 10,
+            "warmup_steps": 5,
+            "lr": 3e-3,
+            **cfg,
+        }
+    )
     rows = np.arange(len(x))
-    res = pretrain(obj, lambda r: x[r], train_rows=rows[:128], train_labels=y[:128],
-                   val_rows=rows[128:], val_labels=y[128:], cfg=spec, seed=seed)
+    res = pretrain(
+        obj,
+        lambda r: x[r],
+        train_rows=rows[:128],
+        train_labels=y[:128],
+        val_rows=rows[128:],
+        val_labels=y[128:],
+        cfg=spec,
+        seed=seed,
+    )
     return obj, res
 
 
@@ -90,8 +119,13 @@ def test_weights_round_trip(tmp_path):
     obj, _ = _train("sl", max_steps=10)
     save_weights(obj, tmp_path / "w.safetensors")
     torch.manual_seed(5)
-    other = create_objective("sl", build("resnet", 20000, input_len=200, fs=100), fs=100,
-                             mask_ratio=0.5, mask_patch_s=0.2)
+    other = create_objective(
+        "sl",
+        build("resnet", 20000, input_len=200, fs=100),
+        fs=100,
+        mask_ratio=0.5,
+        mask_patch_s=0.2,
+    )
     load_weights(other, tmp_path / "w.safetensors")
     x = torch.randn(2, 12, 200)
     obj.eval(), other.eval()

@@ -30,18 +30,21 @@ def test_overrides_apply_and_change_ids():
     assert not ids & {r.run_id for r in expand(parse_spec(BASE, overrides=["train.lr=0.01"]))}
 
 
-@pytest.mark.parametrize("tree, overrides, field", [
-    ({**BASE, "models": {"families": ["lstm"], "sizes": [20000]}}, [], "models.families[0]"),
-    ({**BASE, "data_sizes": [-5]}, [], "data_sizes[0]"),
-    ({**BASE, "models": {"sizes": [-1]}}, [], "models.sizes[0]"),
-    ({k: v for k, v in BASE.items() if k != "data_sizes"}, [], "data_sizes"),
-    ({**BASE, "trian": {}}, [], "trian"),
-    (BASE, ["train.lrr=1"], "train.lrr"),
-    (BASE, ["nosuch.key=1"], "nosuch"),
-    (BASE, ["train.lr=-1"], "train.lr"),
-    ({**BASE, "paradigms": ["rl"]}, [], "paradigms[0]"),
-    ({**BASE, "data": {"id_site": "mars"}}, [], "id_site"),
-])
+@pytest.mark.parametrize(
+    "tree, overrides, field",
+    [
+        ({**BASE, "models": {"families": ["lstm"], "sizes": [20000]}}, [], "models.families[0]"),
+        ({**BASE, "data_sizes": [-5]}, [], "data_sizes[0]"),
+        ({**BASE, "models": {"sizes": [-1]}}, [], "models.sizes[0]"),
+        ({k: v for k, v in BASE.items() if k != "data_sizes"}, [], "data_sizes"),
+        ({**BASE, "trian": {}}, [], "trian"),
+        (BASE, ["train.lrr=1"], "train.lrr"),
+        (BASE, ["nosuch.key=1"], "nosuch"),
+        (BASE, ["train.lr=-1"], "train.lr"),
+        ({**BASE, "paradigms": ["rl"]}, [], "paradigms[0]"),
+        ({**BASE, "data": {"id_site": "mars"}}, [], "id_site"),
+    ],
+)
 def test_errors_name_the_field(tree, overrides, field):
     with pytest.raises(SpecError) as err:
         parse_spec(tree, overrides=overrides)

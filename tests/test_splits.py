@@ -10,8 +10,13 @@ from ecgscale.data.splits import assign_split, nested_subsets, patient_uniform
 
 
 def _meta(patients: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"row": np.arange(len(patients)), "patient_id": patients,
-                         "record_id": [f"r{i}" for i in range(len(patients))]})
+    return pd.DataFrame(
+        {
+            "row": np.arange(len(patients)),
+            "patient_id": patients,
+            "record_id": [f"r{i}" for i in range(len(patients))],
+        }
+    )
 
 
 @given(st.lists(st.integers(0, 10**12), min_size=1, max_size=300), st.integers(0, 5))
@@ -32,7 +37,7 @@ def test_split_fractions_and_seed():
     assert abs((split == "val").mean() - 0.1) < 0.02
     assert (assign_split(p, val=0.1, test=0.2, seed=1) != split).any()
     u = patient_uniform(p, "x")
-    assert 0 <= u.min() and u.max() < 1
+    assert u.min() >= 0 and u.max() < 1
 
 
 def test_bad_fractions():

@@ -9,12 +9,18 @@ from ecgscale.data.store import Store, StoreError, StoreWriter
 
 
 def _meta(n: int, start: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({
-        "record_id": [f"r{start + i}" for i in range(n)],
-        "patient_id": np.arange(start, start + n) // 2,
-        "source": "test", "site": "a", "fs_origin": 100.0,
-        "age": 50.0, "is_male": True, **{label: 0 for label in LABELS},
-    })
+    return pd.DataFrame(
+        {
+            "record_id": [f"r{start + i}" for i in range(n)],
+            "patient_id": np.arange(start, start + n) // 2,
+            "source": "test",
+            "site": "a",
+            "fs_origin": 100.0,
+            "age": 50.0,
+            "is_male": True,
+            **{label: 0 for label in LABELS},
+        }
+    )
 
 
 def test_round_trip_across_shards(tmp_path):
@@ -46,10 +52,13 @@ def test_incomplete_store_is_not_opened(tmp_path):
         Store(tmp_path / "s")
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.zeros((2, 11, 30), np.float32), "shape"),
-    (np.full((2, 12, 30), np.nan, np.float32), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((2, 11, 30), np.float32), "shape"),
+        (np.full((2, 12, 30), np.nan, np.float32), "NaN"),
+    ],
+)
 def test_bad_signals_rejected(tmp_path, bad, match):
     w = StoreWriter(tmp_path / "s", fs=100, n_samples=30)
     with pytest.raises(StoreError, match=match):

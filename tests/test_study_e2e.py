@@ -11,15 +11,29 @@ from ecgscale.study.spec import parse_spec
 
 TINY = {
     "name": "tiny",
-    "data": {"fs": 100, "n_samples": 250, "n_records": 700, "n_ood_records": 60,
-             "ood_sites": ["noisy"]},
+    "data": {
+        "fs": 100,
+        "n_samples": 250,
+        "n_records": 700,
+        "n_ood_records": 60,
+        "ood_sites": ["noisy"],
+    },
     "models": {"families": ["resnet", "transformer"], "sizes": [20000, 40000, 80000]},
     "paradigms": ["sl", "ssl"],
     "data_sizes": [100, 200, 400],
-    "train": {"batch_size": 16, "max_steps": 4, "eval_every": 2, "warmup_steps": 1,
-              "val_records": 32},
-    "eval": {"probe_records": 80, "probe_val_records": 40, "test_records": 60,
-             "l2_grid": [0.01, 1.0]},
+    "train": {
+        "batch_size": 16,
+        "max_steps": 4,
+        "eval_every": 2,
+        "warmup_steps": 1,
+        "val_records": 32,
+    },
+    "eval": {
+        "probe_records": 80,
+        "probe_val_records": 40,
+        "test_records": 60,
+        "l2_grid": [0.01, 1.0],
+    },
     "executor": {"workers": 2},
     "laws": {"n_bootstrap": 0},
 }
@@ -36,12 +50,14 @@ def study(tmp_path_factory):
 def test_results_table(study):
     spec, out, _ = study
     con = sqlite3.connect(out / "results.sqlite")
-    rows = con.execute("SELECT run_id, status, n_params, flops_per_sample, pretrain_loss "
-                       "FROM runs").fetchall()
+    rows = con.execute(
+        "SELECT run_id, status, n_params, flops_per_sample, pretrain_loss FROM runs"
+    ).fetchall()
     assert sorted(r[0] for r in rows) == sorted(r.run_id for r in expand(spec))
     assert all(r[1] == "done" and r[2] > 0 and r[3] > 0 and r[4] > 0 for r in rows), rows
-    evals = con.execute("SELECT eval_set, COUNT(*), MIN(loss), MIN(auroc) FROM evals "
-                        "GROUP BY eval_set").fetchall()
+    evals = con.execute(
+        "SELECT eval_set, COUNT(*), MIN(loss), MIN(auroc) FROM evals GROUP BY eval_set"
+    ).fetchall()
     assert {e[0]: e[1] for e in evals} == {"id": 36, "noisy": 36}
     assert all(e[2] > 0 and 0 <= e[3] <= 1 for e in evals)
 

@@ -14,7 +14,10 @@ from ecgscale.study.spec import SpecError, StudySpec, load_spec
 
 SPEC_ARG = click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=Path))
 SET_OPT = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a spec field, e.g. --set train.max_steps=100 (repeatable).",
 )
 
@@ -56,8 +59,11 @@ def main() -> None:
 @main.command()
 @SPEC_ARG
 @SET_OPT
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Study folder (default: studies/<name>).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Study folder (default: studies/<name>).",
+)
 @click.option("--retry-failed", is_flag=True, help="Train failed runs again.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors
@@ -102,8 +108,11 @@ def data_inspect(store) -> None:
 @main.command()
 @SPEC_ARG
 @SET_OPT
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Study folder (default: studies/<name>).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Study folder (default: studies/<name>).",
+)
 @click.option("--run", "only", multiple=True, help="Train only this run id (repeatable).")
 @click.option("--list", "list_runs", is_flag=True, help="List the grid's run ids and stop.")
 @click.option("--retry-failed", is_flag=True, help="Train failed runs again.")
@@ -135,12 +144,16 @@ def fit(study_dir) -> None:
     content = json.loads(path.read_text())
     for f in content["fits"]:
         p = f["params"]
-        click.echo(f"{f['family']:>12} {f['paradigm']:>4} {f['metric']:<22} L({f['x']}) "
-                   f"{json.dumps(f['slice'])}: E={p['E']:.4g} A={p['A']:.4g} "
-                   f"alpha={p['alpha']:.3f}")
+        click.echo(
+            f"{f['family']:>12} {f['paradigm']:>4} {f['metric']:<22} L({f['x']}) "
+            f"{json.dumps(f['slice'])}: E={p['E']:.4g} A={p['A']:.4g} "
+            f"alpha={p['alpha']:.3f}"
+        )
     for g in content["gaps"]:
-        click.echo(f"not fitted: {g['family']} {g['paradigm']} {g['metric']} L({g['x']}) "
-                   f"{json.dumps(g['slice'])}: {g['reason']}")
+        click.echo(
+            f"not fitted: {g['family']} {g['paradigm']} {g['metric']} L({g['x']}) "
+            f"{json.dumps(g['slice'])}: {g['reason']}"
+        )
     click.echo(f"fits: {path}")
 
 

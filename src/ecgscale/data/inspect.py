@@ -25,5 +25,7 @@ def describe(root: Path) -> str:
         split = part["split"].value_counts() if "split" in part else {}
         counts = "/".join(str(int(split.get(s, 0))) for s in ("train", "val", "test"))
         prev = "".join(f"{100 * part[label].mean():6.1f}%" for label in LABELS)
-        lines.append(f"{site:<16}{len(part):>8}{part['patient_id'].nunique():>9}{counts:>18}  {prev}")
+        lines.append(
+            f"{site:<16}{len(part):>8}{part['patient_id'].nunique():>9}{counts:>18}  {prev}"
+        )
     return "\n".join(lines)

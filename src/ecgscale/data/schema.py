@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 LEADS: tuple[str, ...] = (
-    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
+    "I",
+    "II",
+    "III",
+    "aVR",
+    "aVL",
+    "aVF",
+    "V1",
+    "V2",
+    "V3",
+    "V4",
+    "V5",
+    "V6",
 )
 """Lead order of every canonical record (rows of the ``(12, T)`` array)."""
 
@@ -20,4 +31,4 @@ META_COLUMNS: dict[str, str] = {
     "is_male": "bool",
     **{label: "int8" for label in LABELS},
 }
-"""Required metadata columns and their pandas dtypes; sources may add more (e.g. unseen-task targets)."""
+"""Required metadata columns and their pandas dtypes; sources may add more (unseen-task targets)."""

@@ -30,7 +30,7 @@ def patient_uniform(patient_ids: np.ndarray, salt: str) -> np.ndarray:
 
 def assign_split(patient_ids: np.ndarray, *, val: float, test: float, seed: int) -> np.ndarray:
     """'train' / 'val' / 'test' per record, by patient."""
-    if not (0 <= val and 0 <= test and val + test < 1):
+    if not (val >= 0 and test >= 0 and val + test < 1):
         raise ValueError(f"split fractions val={val}, test={test} must be >= 0 and sum below 1")
     u = patient_uniform(patient_ids, f"split{seed}")
     return np.where(u < test, "test", np.where(u < test + val, "val", "train"))

@@ -52,7 +52,12 @@ class StoreWriter:
     """Append canonical records to a new store, one shard per ``shard_size`` records."""
 
     def __init__(
-        self, root: Path, *, fs: float, n_samples: int, dtype: str = "float16",
+        self,
+        root: Path,
+        *,
+        fs: float,
+        n_samples: int,
+        dtype: str = "float16",
         shard_size: int = 8192,
     ) -> None:
         self.root = Path(root)
@@ -131,8 +136,10 @@ class Store:
         sizes = np.array([s["n"] for s in self.info.shards], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(sizes)])
         if self._starts[-1] != len(self.meta):
-            raise StoreError(f"{self.root}: shards hold {self._starts[-1]} records, "
-                             f"meta.parquet {len(self.meta)}")
+            raise StoreError(
+                f"{self.root}: shards hold {self._starts[-1]} records, "
+                f"meta.parquet {len(self.meta)}"
+            )
 
     @property
     def fs(self) -> float:

@@ -43,8 +43,14 @@ def _objective(w: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float) -> tuple[
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     """Weights (D + 1, K) of an L2-regularised multi-label logistic regression (bias last)."""
     w0 = np.zeros((x.shape[1] + 1) * y.shape[1])
-    res = minimize(_objective, w0, args=(x, y, l2), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 2000, "gtol": 1e-8})
+    res = minimize(
+        _objective,
+        w0,
+        args=(x, y, l2),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 2000, "gtol": 1e-8},
+    )
     return res.x.reshape(x.shape[1] + 1, y.shape[1])
 
 
@@ -64,7 +70,10 @@ class Probe:
 
 
 def train_probe(
-    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
     l2_grid: list[float],
 ) -> Probe:
     """Fit one probe per L2 value on the training set; keep the one with the lowest val BCE."""
@@ -84,10 +93,17 @@ def score(probe: Probe, features: np.ndarray, y: np.ndarray, labels: list[str]) 
     p = probe.predict(features)
     per_bce = bce(y, p)
     per_label = {
-        name: {"bce": float(per_bce[j]), "auroc": auroc(y[:, j], p[:, j]),
-               "n_pos": int(y[:, j].sum())}
+        name: {
+            "bce": float(per_bce[j]),
+            "auroc": auroc(y[:, j], p[:, j]),
+            "n_pos": int(y[:, j].sum()),
+        }
         for j, name in enumerate(labels)
     }
     aucs = [v["auroc"] for v in per_label.values() if np.isfinite(v["auroc"])]
-    return {"loss": float(per_bce.mean()), "auroc": float(np.mean(aucs)) if aucs else float("nan"),
-            "n": int(len(y)), "per_label": per_label}
+    return {
+        "loss": float(per_bce.mean()),
+        "auroc": float(np.mean(aucs)) if aucs else float("nan"),
+        "n": int(len(y)),
+        "per_label": per_label,
+    }

@@ -44,7 +44,9 @@ class MaskedReconstruction(Objective):
         return out[:, :, : x_masked.shape[-1]]
 
     def loss(
-        self, x: torch.Tensor, y: torch.Tensor | None = None,
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         mask = self.sample_mask(x, generator)

@@ -41,15 +41,27 @@ def _fit_all(
             for axis, (x_col, slice_col) in SLICES.items():
                 for value, part in group.groupby(slice_col, sort=True):
                     part = part[np.isfinite(part[metric].astype(float))]
-                    key = {"family": family, "paradigm": paradigm, "metric": metric, "x": axis,
-                           "slice": {slice_col: int(value)}}
+                    key = {
+                        "family": family,
+                        "paradigm": paradigm,
+                        "metric": metric,
+                        "x": axis,
+                        "slice": {slice_col: int(value)},
+                    }
                     try:
                         x = part[x_col].to_numpy(float)
                         y = part[metric].to_numpy(float)
                         result = fit("power", y, x=x, delta=delta, seed=seed)
                         if n_bootstrap and result.dof >= 2:
-                            result = bootstrap("power", y, x=x, n_boot=n_bootstrap, seed=seed,
-                                               delta=delta, full_fit=result)
+                            result = bootstrap(
+                                "power",
+                                y,
+                                x=x,
+                                n_boot=n_bootstrap,
+                                seed=seed,
+                                delta=delta,
+                                full_fit=result,
+                            )
                     except FitError as err:
                         gaps.append({**key, "reason": str(err)})
                         continue

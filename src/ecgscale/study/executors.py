@@ -45,8 +45,9 @@ def run_local(
             yield _task(spec, run, store_dir, runs_dir)
         return
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(ex.threads_per_worker,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(ex.threads_per_worker,)
+    ) as pool:
         futures = [pool.submit(_task, spec, run, store_dir, runs_dir) for run in runs]
         for fut in as_completed(futures):
             yield fut.result()

@@ -55,7 +55,9 @@ class Results:
             cols = ", ".join(f"{k} {v}" for k, v in RUN_COLUMNS.items())
             con.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
             cols = ", ".join(f"{k} {v}" for k, v in EVAL_COLUMNS.items())
-            con.execute(f"CREATE TABLE IF NOT EXISTS evals ({cols}, PRIMARY KEY (run_id, eval_set))")
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS evals ({cols}, PRIMARY KEY (run_id, eval_set))"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
@@ -82,8 +84,15 @@ class Results:
                 con.execute(
                     "INSERT INTO evals (run_id, eval_set, is_ood, n, loss, auroc, per_label) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (row["run_id"], ev["eval_set"], int(ev["is_ood"]), ev["n"], ev["loss"],
-                     ev["auroc"], json.dumps(ev["per_label"])),
+                    (
+                        row["run_id"],
+                        ev["eval_set"],
+                        int(ev["is_ood"]),
+                        ev["n"],
+                        ev["loss"],
+                        ev["auroc"],
+                        json.dumps(ev["per_label"]),
+                    ),
                 )
 
     def runs(self) -> pd.DataFrame:

@@ -49,7 +49,11 @@ def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> 
 
 
 def train_runs(
-    spec: StudySpec, study_dir: Path, *, progress: bool = True, retry_failed: bool = False,
+    spec: StudySpec,
+    study_dir: Path,
+    *,
+    progress: bool = True,
+    retry_failed: bool = False,
     only: list[str] | None = None,
 ) -> TrainSummary:
     """Train and evaluate every run not yet recorded (or failed, with ``retry_failed``)."""
@@ -106,8 +110,13 @@ def _software() -> dict[str, str]:
 
     import ecgscale
 
-    return {"python": platform.python_version(), "ecgscale": ecgscale.__version__,
-            "torch": torch.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__}
+    return {
+        "python": platform.python_version(),
+        "ecgscale": ecgscale.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
 
 
 def write_report(study_dir: Path) -> Path:
@@ -128,8 +137,13 @@ def write_report(study_dir: Path) -> Path:
         "training compute": f"{train_flops:.3g} FLOPs",
     }
     return render_report(
-        runs, evals[evals["run_id"].isin(runs["run_id"])], fits, spec_text=spec.to_yaml(),
-        out_dir=study_dir, title=f"ecgscale study: {spec.name}", meta=meta,
+        runs,
+        evals[evals["run_id"].isin(runs["run_id"])],
+        fits,
+        spec_text=spec.to_yaml(),
+        out_dir=study_dir,
+        title=f"ecgscale study: {spec.name}",
+        meta=meta,
     )
 
 

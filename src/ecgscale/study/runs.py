@@ -93,13 +93,19 @@ def _evaluate(spec: StudySpec, encoder, store: Store, rows: EvalRows) -> tuple[f
     feats = lambda r: extract_features(encoder, store.read, r)  # noqa: E731
     meta = store.meta
     probe = train_probe(
-        feats(rows.probe_train), _labels(meta, rows.probe_train),
-        feats(rows.probe_val), _labels(meta, rows.probe_val), spec.eval.l2_grid,
+        feats(rows.probe_train),
+        _labels(meta, rows.probe_train),
+        feats(rows.probe_val),
+        _labels(meta, rows.probe_val),
+        spec.eval.l2_grid,
     )
     sets = [("id", False, rows.id_test)] + [(s, True, r) for s, r in rows.ood.items()]
     return probe.l2, [
-        {"eval_set": name, "is_ood": is_ood,
-         **score(probe, feats(r), _labels(meta, r), list(LABELS))}
+        {
+            "eval_set": name,
+            "is_ood": is_ood,
+            **score(probe, feats(r), _labels(meta, r), list(LABELS)),
+        }
         for name, is_ood, r in sets
     ]
 
@@ -116,23 +122,41 @@ def execute_run(spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path) -
         torch.manual_seed(run.seed)
         encoder = build(run.family, run.target_params, input_len=store.n_samples, fs=store.fs)
         stats = measure(encoder, store.n_samples)
-        row.update(n_params=stats.n_params, n_params_nonembed=stats.n_params_nonembedding,
-                   flops_per_sample=stats.flops_per_sample)
+        row.update(
+            n_params=stats.n_params,
+            n_params_nonembed=stats.n_params_nonembedding,
+            flops_per_sample=stats.flops_per_sample,
+        )
         objective = create_objective(
-            run.paradigm, encoder, fs=store.fs, mask_ratio=spec.train.mask_ratio,
+            run.paradigm,
+            encoder,
+            fs=store.fs,
+            mask_ratio=spec.train.mask_ratio,
             mask_patch_s=spec.train.mask_patch_s,
         )
         train_rows = rows.subsets[run.data_size]
         result = pretrain(
-            objective, store.read, train_rows=train_rows,
-            train_labels=_labels(store.meta, train_rows), val_rows=rows.val,
-            val_labels=_labels(store.meta, rows.val), cfg=spec.train, seed=run.seed,
+            objective,
+            store.read,
+            train_rows=train_rows,
+            train_labels=_labels(store.meta, train_rows),
+            val_rows=rows.val,
+            val_labels=_labels(store.meta, rows.val),
+            cfg=spec.train,
+            seed=run.seed,
         )
         save_weights(objective, run_dir / "model.safetensors")
-        (run_dir / "train.json").write_text(json.dumps(
-            {"run": asdict(run), "history": result.history, "stopped": result.stopped}, indent=1))
-        row.update(steps=result.steps, best_step=result.best_step, stopped=result.stopped,
-                   pretrain_loss=result.best_val_loss)
+        (run_dir / "train.json").write_text(
+            json.dumps(
+                {"run": asdict(run), "history": result.history, "stopped": result.stopped}, indent=1
+            )
+        )
+        row.update(
+            steps=result.steps,
+            best_step=result.best_step,
+            stopped=result.stopped,
+            pretrain_loss=result.best_val_loss,
+        )
         row["probe_l2"], evals = _evaluate(spec, encoder, store, rows)
         row["status"] = "done"
     except TrainingDiverged as err:

@@ -7,8 +7,8 @@ errors. ``SpecError`` carries a one-line message naming the field.
 from __future__ import annotations
 
 import hashlib
-import re
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal

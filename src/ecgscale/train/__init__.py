@@ -5,5 +5,10 @@ from ecgscale.train.loop import TrainingDiverged, TrainResult, pretrain
 from ecgscale.train.schedule import warmup_cosine
 
 __all__ = [
-    "TrainResult", "TrainingDiverged", "load_weights", "pretrain", "save_weights", "warmup_cosine",
+    "TrainResult",
+    "TrainingDiverged",
+    "load_weights",
+    "pretrain",
+    "save_weights",
+    "warmup_cosine",
 ]

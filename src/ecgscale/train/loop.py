@@ -42,10 +42,15 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
 
 @torch.no_grad()
 def evaluate_loss(
-    objective: Objective, read: ReadFn, rows: np.ndarray, labels: np.ndarray, *, seed: int,
+    objective: Objective,
+    read: ReadFn,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    *,
+    seed: int,
     batch_size: int = 256,
 ) -> float:
-    """Mean loss over ``rows`` in eval mode, with a fixed mask generator (comparable across steps)."""
+    """Mean loss over ``rows`` in eval mode, masks from a fixed seed (comparable across steps)."""
     objective.eval()
     gen = torch.Generator().manual_seed(seed)
     total, count = 0.0, 0
@@ -59,8 +64,15 @@ def evaluate_loss(
 
 
 def pretrain(
-    objective: Objective, read: ReadFn, *, train_rows: np.ndarray, train_labels: np.ndarray,
-    val_rows: np.ndarray, val_labels: np.ndarray, cfg: TrainSpec, seed: int,
+    objective: Objective,
+    read: ReadFn,
+    *,
+    train_rows: np.ndarray,
+    train_labels: np.ndarray,
+    val_rows: np.ndarray,
+    val_labels: np.ndarray,
+    cfg: TrainSpec,
+    seed: int,
     on_eval: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train ``objective`` in place; on return it holds the weights of the best validation step."""
@@ -71,7 +83,8 @@ def pretrain(
         objective.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(
+        opt,
+        lambda s: warmup_cosine(
             s, warmup=cfg.warmup_steps, total=cfg.max_steps, min_ratio=cfg.min_lr_ratio
         ),
     )
@@ -99,8 +112,12 @@ def pretrain(
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss is {train_loss} at step {step}")
         val_loss = evaluate_loss(objective, read, val_rows, val_labels, seed=seed + 1)
-        entry = {"step": step, "train_loss": train_loss, "val_loss": val_loss,
-                 "lr": sched.get_last_lr()[0]}
+        entry = {
+            "step": step,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": sched.get_last_lr()[0],
+        }
         history.append(entry)
         if on_eval:
             on_eval(entry)
