@@ -16,6 +16,7 @@ from ecgscale.data.schema import LABELS, LEADS, META_COLUMNS
 from ecgscale.data.synthetic import CONDITIONS, EXTRA_COLUMNS, SITES, SiteProfile, generate
 
 FS = 100.0
+TRUE = [f"true_{condition}" for condition in CONDITIONS]
 INDEPENDENT = [LEADS.index(lead) for lead in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
 
 
@@ -84,7 +85,7 @@ def test_shapes_dtypes_and_columns(code_set):
     assert (meta["source"] == "synthetic").all() and (meta["site"] == "code").all()
     assert (meta["fs_origin"] == FS).all()
     assert meta["age"].between(16, 100).all()
-    assert set(np.unique(meta[[*LABELS, "LVH", "MI"]].to_numpy())) <= {0, 1}
+    assert set(np.unique(meta[[*LABELS, "LVH", "MI", *TRUE]].to_numpy())) <= {0, 1}
 
 
 def test_code_style_zero_padding_and_centre_crop():
@@ -151,37 +152,80 @@ def test_heart_rate_matches_the_r_peaks(code_set):
     x, meta = code_set
     measured = np.array([60 * FS / np.diff(qrs_peaks(r)).mean() for r in x])
     error = np.abs(measured / meta["heart_rate"].to_numpy() - 1)
-    af = meta["AF"].to_numpy() == 1
+    af = meta["true_AF"].to_numpy() == 1
     assert error[~af].max() < 0.03
     assert np.median(error[af]) < 0.03
 
 
-def test_rate_labels_follow_heart_rate(large_meta):
+def test_rate_conditions_are_thresholds_of_the_heart_rate(large_meta):
     for meta in large_meta.values():
-        hr, rhythm = meta["heart_rate"], meta[["SB", "ST", "AF"]].sum(axis=1) == 0
-        assert (hr[meta["SB"] == 1] < 60).all()
-        assert (hr[meta["ST"] == 1] > 100).all()
-        assert hr[rhythm].between(60, 100).all()
-        assert hr[meta["AF"] == 1].between(50, 170).all()
+        hr, sinus = meta["heart_rate"], meta["true_AF"] == 0
+        assert (meta["true_SB"] == (sinus & (hr < 60))).all()
+        assert (meta["true_ST"] == (sinus & (hr > 100))).all()
+        assert hr[meta["true_AF"] == 1].between(50, 170).all()
+        assert hr[sinus].between(44, 150).all()
 
 
-def test_af_is_irregular_and_sinus_is_regular(code_set):
+def test_rates_have_density_near_the_thresholds(large_meta):
+    meta = large_meta["code"]
+    hr, sinus = meta["heart_rate"], meta["true_AF"] == 0
+    normal = hr[sinus & hr.between(60, 100)]
+    assert ((normal - 60) < 5).mean() > 0.1 and ((100 - normal) < 5).mean() > 0.03
+    assert hr[meta["true_SB"] == 1].between(52, 60).mean() > 0.75
+    assert hr[meta["true_ST"] == 1].between(100, 112).mean() > 0.55
+    # Records of each rhythm class on both sides of each threshold within 1 bpm.
+    assert hr[sinus].between(59, 60, inclusive="left").sum() >= 20
+    assert hr[sinus].between(60, 61).sum() >= 20
+    assert hr[sinus].between(99, 101).sum() >= 20
+
+
+def test_af_is_irregular_and_sinus_mostly_regular_with_overlap(code_set):
     x, meta = code_set
     cv = np.array([np.std(rr) / np.mean(rr) for rr in (np.diff(qrs_peaks(r)) for r in x)])
-    af = meta["AF"].to_numpy() == 1
+    af = meta["true_AF"].to_numpy() == 1
     assert af.sum() >= 5
-    assert np.median(cv[af]) > 0.12 and cv[af].min() > 0.08
+    assert np.median(cv[af]) > 0.1
     assert np.median(cv[~af]) < 0.04
+    # Regularised AF and sinus arrhythmia or ectopy: RR irregularity alone is no giveaway.
+    assert cv[af].min() < np.percentile(cv[~af], 99)
+    assert (cv[~af] > 0.06).sum() >= 5
 
 
 def test_bundle_branch_blocks_widen_the_qrs(code_set):
     x, meta = code_set
-    bbb = ((meta["RBBB"] == 1) | (meta["LBBB"] == 1)).to_numpy()
+    bbb = ((meta["true_RBBB"] == 1) | (meta["true_LBBB"] == 1)).to_numpy()
     assert (meta.loc[bbb, "qrs_ms"] >= 120).all() and (meta.loc[~bbb, "qrs_ms"] < 120).all()
     width = np.array([qrs_width_ms(r) for r in x])
     assert bbb.sum() >= 10
     assert width[bbb].mean() > width[~bbb].mean() + 30
     assert np.corrcoef(width, meta["qrs_ms"])[0, 1] > 0.5
+
+
+def test_intervals_have_density_near_the_thresholds(large_meta):
+    meta = large_meta["code"]
+    sinus, avb = meta["true_AF"] == 0, meta["true_1dAVb"] == 1
+    assert meta.loc[avb, "pr_ms"].between(200, 230).mean() > 0.6
+    assert meta.loc[sinus & ~avb, "pr_ms"].between(190, 200).mean() > 0.08
+    bbb = (meta["true_RBBB"] == 1) | (meta["true_LBBB"] == 1)
+    assert meta.loc[bbb, "qrs_ms"].between(120, 135).mean() > 0.4
+    # Incomplete blocks (and wide normal QRS) just under the threshold.
+    assert meta.loc[~bbb, "qrs_ms"].between(110, 120).mean() > 0.05
+    assert meta.loc[~bbb, "qrs_ms"].max() > 119
+
+
+def test_incomplete_blocks_show_weak_terminal_forces():
+    quiet = dataclasses.replace(
+        SITES["code"], name="quiet", noise_mv=0.0, emg_mv=0.0, wander_mv=0.0, hum_mv=0.0
+    )
+    full = dataclasses.replace(quiet, incomplete_bbb=1.0)
+    none = dataclasses.replace(quiet, incomplete_bbb=0.0)
+    (x_full, m_full), (x_none, _) = (generate(s, 60, seed=4) for s in (full, none))
+    normal = ((m_full["true_RBBB"] == 0) & (m_full["true_LBBB"] == 0)).to_numpy()
+    assert (m_full.loc[normal, "qrs_ms"] >= 100).all()
+    assert (m_full.loc[normal, "qrs_ms"] < 120).all()
+    # Same patients and waves apart from the incomplete block's added late forces.
+    changed = np.abs(x_full[normal] - x_none[normal]).max(axis=(1, 2))
+    assert (changed > 0.05).mean() > 0.9
 
 
 def test_lvh_raises_precordial_voltage(code_set):
@@ -193,13 +237,15 @@ def test_lvh_raises_precordial_voltage(code_set):
     assert np.median(sokolow[lvh]) > 1.5 * np.median(sokolow[~lvh])
 
 
-def test_intervals_follow_labels(large_meta):
-    meta = large_meta["code"]
-    af = meta["AF"] == 1
-    assert meta.loc[af, "pr_ms"].isna().all() and meta.loc[~af, "pr_ms"].notna().all()
-    avb = meta["1dAVb"] == 1
-    assert (meta.loc[avb, "pr_ms"] > 200).all()
-    assert meta.loc[~avb & ~af, "pr_ms"].between(120, 200).all()
+def test_conduction_conditions_are_thresholds_of_the_intervals(large_meta):
+    for meta in large_meta.values():
+        af = meta["true_AF"] == 1
+        assert meta.loc[af, "pr_ms"].isna().all() and meta.loc[~af, "pr_ms"].notna().all()
+        assert (meta["true_1dAVb"] == (meta["pr_ms"] > 200)).all()
+        assert meta.loc[~af, "pr_ms"].between(120, 280).all()
+        bbb = (meta["true_RBBB"] == 1) | (meta["true_LBBB"] == 1)
+        assert (bbb == (meta["qrs_ms"] >= 120)).all()
+        assert meta["qrs_ms"].between(70, 170).all()
 
 
 # --- labels -------------------------------------------------------------------------------
@@ -209,9 +255,12 @@ def test_intervals_follow_labels(large_meta):
 def test_prevalences_match_the_site(large_meta, site):
     meta = large_meta[site]
     for condition in CONDITIONS:
-        observed = meta[condition].mean()
         expected = SITES[site].prevalence[condition]
-        assert abs(observed - expected) < 0.02, (condition, observed, expected)
+        fnr, fpr = SITES[site].label_noise[condition]
+        true, observed = meta[f"true_{condition}"].mean(), meta[condition].mean()
+        assert abs(true - expected) < 0.015, (condition, true, expected)
+        annotated = expected * (1 - fnr) + (1 - expected) * fpr
+        assert abs(observed - annotated) < 0.015, (condition, observed, annotated)
     labelled = meta[list(LABELS)].sum(axis=1) > 0
     assert labelled.mean() < 0.5
 
@@ -221,11 +270,41 @@ def test_code_site_is_enriched_but_mostly_normal():
     assert all(0.04 <= prevalence[label] <= 0.08 for label in LABELS)
 
 
-def test_mutual_exclusions(large_meta):
+@pytest.mark.parametrize("prefix", ["", "true_"])
+def test_mutual_exclusions(large_meta, prefix):
     for meta in large_meta.values():
-        assert not ((meta["RBBB"] == 1) & (meta["LBBB"] == 1)).any()
-        assert (meta[["SB", "ST", "AF"]].sum(axis=1) <= 1).all()
-        assert not ((meta["AF"] == 1) & (meta["1dAVb"] == 1)).any()
+        m = {c: meta[prefix + c] == 1 for c in CONDITIONS}
+        assert not (m["RBBB"] & m["LBBB"]).any()
+        assert (m["SB"].astype(int) + m["ST"] + m["AF"] <= 1).all()
+        assert not (m["AF"] & m["1dAVb"]).any()
+
+
+def test_annotation_noise_matches_the_site(large_meta):
+    for site, meta in large_meta.items():
+        true = meta[TRUE].to_numpy() == 1
+        said = meta[list(CONDITIONS)].to_numpy() == 1
+        fnr, fpr = np.array([SITES[site].label_noise[c] for c in CONDITIONS]).mean(axis=0)
+        # Pooled over conditions: thousands of positives, tens of thousands of negatives.
+        assert abs((~said[true]).mean() - fnr) < 0.015, site
+        assert abs(said[~true].mean() - fpr) < 0.0015, site
+        per_fp = [said[~true[:, j], j].mean() for j in range(len(CONDITIONS))]
+        assert max(per_fp) < 3 * fpr + 0.003 and min(per_fp) > 0, site
+        assert (said != true).any(axis=1).mean() < 0.1
+
+
+def test_annotation_noise_is_per_record_and_leaves_the_signal():
+    clean = dataclasses.replace(
+        SITES["code"], name="clean", label_noise={c: (0.0, 0.0) for c in CONDITIONS}
+    )
+    sloppy = dataclasses.replace(clean, label_noise={c: (0.3, 0.05) for c in CONDITIONS})
+    (x1, m1), (x2, m2) = (generate(s, 300, fs=20.0, n_samples=200, seed=6) for s in (clean, sloppy))
+    np.testing.assert_array_equal(x1, x2)
+    labels = [*CONDITIONS]
+    np.testing.assert_array_equal(m1[labels].to_numpy(), m1[TRUE].to_numpy())
+    pd.testing.assert_frame_equal(m1[TRUE], m2[TRUE])
+    assert (m1[labels].to_numpy() != m2[labels].to_numpy()).any(axis=1).mean() > 0.2
+    # Chronic conditions are true per patient, but each record is annotated on its own.
+    assert (m2.groupby("patient_id")["RBBB"].nunique() > 1).any()
 
 
 def test_risk_grows_with_age_and_rbbb_with_male_sex(large_meta):
@@ -233,9 +312,8 @@ def test_risk_grows_with_age_and_rbbb_with_male_sex(large_meta):
     old = meta["age"] >= meta["age"].median()
     for label in ("1dAVb", "RBBB", "LBBB", "AF"):
         assert meta.loc[old, label].mean() > 1.5 * meta.loc[~old, label].mean(), label
-    assert (
-        meta.loc[meta["is_male"], "RBBB"].mean() > 1.3 * meta.loc[~meta["is_male"], "RBBB"].mean()
-    )
+    rbbb, male = meta["true_RBBB"], meta["is_male"]
+    assert rbbb[male].mean() > 1.3 * rbbb[~male].mean()
 
 
 # --- patients -----------------------------------------------------------------------------
@@ -253,7 +331,8 @@ def test_patient_ids_are_contiguous_with_several_records_each():
 def test_chronic_conditions_belong_to_the_patient(large_meta):
     meta = large_meta["code"]
     for condition in ("RBBB", "LBBB", "LVH", "MI"):
-        assert (meta.groupby("patient_id")[condition].nunique() == 1).all(), condition
+        column = f"true_{condition}"
+        assert (meta.groupby("patient_id")[column].nunique() == 1).all(), condition
 
 
 def test_records_of_a_patient_look_alike(code_set):
@@ -297,9 +376,9 @@ def test_ood_sites_shift_noise_wander_amplitude(site_sets):
 def test_labels_stay_visible_on_ood_sites():
     x, meta = generate("lowpass_device", 150, seed=8)
     measured = np.array([60 * FS / np.diff(qrs_peaks(r)).mean() for r in x])
-    sinus = (meta["AF"] == 0).to_numpy()
+    sinus = (meta["true_AF"] == 0).to_numpy()
     assert np.median(np.abs(measured / meta["heart_rate"].to_numpy() - 1)[sinus]) < 0.03
-    bbb = ((meta["RBBB"] == 1) | (meta["LBBB"] == 1)).to_numpy()
+    bbb = ((meta["true_RBBB"] == 1) | (meta["true_LBBB"] == 1)).to_numpy()
     width = np.array([qrs_width_ms(r) for r in x])
     assert width[bbb].mean() > width[~bbb].mean() + 20
 
@@ -322,11 +401,17 @@ def test_custom_site_profile():
         ({"prevalence": {"AF": 0.1}}, "prevalence"),
         ({"prevalence": {c: 0.4 for c in CONDITIONS}}, "prevalence"),
         ({"male_fraction": 1.5}, "male_fraction"),
+        ({"label_noise": {"AF": (0.1, 0.0)}}, "label_noise"),
+        ({"label_noise": {c: (0.1, -0.01) for c in CONDITIONS}}, "label_noise"),
+        ({"label_noise": {c: 0.1 for c in CONDITIONS}}, "label_noise"),
+        ({"ectopy": 1.5}, "ectopy"),
+        ({"incomplete_bbb": -0.1}, "incomplete_bbb"),
     ],
 )
 def test_invalid_site_profile_is_rejected(changes, field):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match=field) as error:
         dataclasses.replace(SITES["code"], **changes)
+    assert "\n" not in str(error.value)
 
 
 # --- arguments ----------------------------------------------------------------------------

@@ -9,30 +9,51 @@ V1-V6 (V-lead positions jittered per record, like electrode placement); III, aVR
 are then derived from I and II with the Einthoven and Goldberger identities, so these hold to
 float32 rounding. Noise is added per electrode (RA, LA, LL, C1-C6) before the leads are formed.
 
-What the labels change, as in real ECGs:
+What the labels change, as in real ECGs. Every label is the clinical threshold applied to a
+continuous quantity that is drawn with real density on both sides of it, so that borderline
+records exist and morphology alone does not give the label away:
 
-* ``1dAVb``: PR interval 215-340 ms (normal 125-190 ms).
-* ``RBBB``: QRS 122-160 ms with a slurred terminal rightward-anterior force: rsR' in V1-V2,
-  wide S in I and V6, secondary T inversion in V1-V3.
-* ``LBBB``: QRS 128-170 ms, no septal q, broad notched R in I, aVL, V5-V6, deep QS in V1,
-  discordant ST-T.
-* ``SB`` 42-57 bpm, ``ST`` (sinus tachycardia) 103-148 bpm, otherwise sinus 62-98 bpm with
-  respiratory sinus arrhythmia.
-* ``AF``: no P waves, 4-9 Hz fibrillatory waves, irregularly irregular RR (lognormal,
-  coefficient of variation 0.15-0.30) at 60-150 bpm; AF excludes SB, ST and 1dAVb.
+* ``1dAVb``: PR interval > 200 ms (and not AF). PR is 200-280 ms in AV block, mostly 200-230;
+  otherwise 120-200 ms with a tail up to 199 ms.
+* ``RBBB`` / ``LBBB``: QRS >= 120 ms with the block's morphology (120-165 / 120-170 ms, mostly
+  near 120-135). RBBB: slurred terminal rightward-anterior force (rsR' in V1-V2, wide S in I and
+  V6, secondary T inversion in V1-V3). LBBB: no septal q, broad notched R in I, aVL, V5-V6,
+  deep QS in V1, discordant ST-T. A fraction ``SiteProfile.incomplete_bbb`` of the other
+  patients has an incomplete block: the same terminal forces, weaker in proportion to the
+  conduction delay, with QRS 100-120 ms (mostly close to 120). Normal QRS is 74-116 ms.
+* ``SB`` / ``ST``: sinus rhythm with a mean rate (``heart_rate``, measured over the beats of the
+  record) below 60 / above 100 bpm. Rates are drawn per record within the rhythm class but
+  concentrated toward the threshold (SB 45-60, mostly 52-60; ST 100-145, mostly 100-112; normal
+  sinus 60-100 from the patient's resting rate, with clear mass within 5 bpm of each edge); the
+  label then follows the measured rate, so records near 60 or 100 bpm may cross over.
+* ``AF``: no P waves, 4-9 Hz fibrillatory waves of amplitude from tiny (0.008 mV) to coarse
+  (0.08 mV), irregular RR (lognormal, coefficient of variation 0.06-0.30: some AF is almost
+  regular) at 60-150 bpm; AF excludes SB, ST and 1dAVb. Sinus records are not all regular
+  either: respiratory sinus arrhythmia is marked in some patients (RR CV up to ~0.08), and a
+  fraction ``SiteProfile.ectopy`` of sinus records has premature atrial beats (early beat, then
+  a less than compensatory pause).
 * Two extra conditions for unseen-task evaluation: ``LVH`` (QRS voltage x1.8-2.5, tall R in
   V5-V6 and deep S in V1-V2, lateral ST depression and T inversion) and ``MI`` (an old inferior
   or anterior infarct: pathological Q waves and T inversion in II/III/aVF or V1-V4).
+
+The label columns are the annotator's, not the truth: after the physiology is drawn, each
+condition's label is flipped with the site's ``label_noise`` (a false-negative rate among true
+positives and a false-positive rate among true negatives, per condition); a false positive that
+would break a mutual exclusion below is dropped. The signal follows the true condition, kept in
+the ``true_<condition>`` columns.
 
 RBBB and LBBB are mutually exclusive, and so are the rhythms AF, SB and ST. Conduction disease
 and AF grow more frequent with age, RBBB and MI with male sex; the risk factors are rescaled so
 that the expected prevalence over a generated set equals the site's configured prevalence.
 Conduction disease, LVH, MI and morphology (axis, amplitudes, T-wave shape, intervals) belong to
-the patient, so records of one patient resemble each other; rhythm is drawn per record.
+the patient, so records of one patient resemble each other; rhythm is drawn per record, and so
+is annotation noise. ``prevalence`` sets the true conditions; the labels' observed prevalence is
+``p * (1 - fnr) + (1 - p) * fpr``, within 0.7 percentage points of ``p`` for the built-in sites.
 
 The in-distribution site ``"code"`` uses CODE-like but enriched prevalences (4-8 % per label,
 against ~1.5-2.6 % in CODE) so that small demo sets hold enough positives; the OOD sites shift
-noise, baseline wander, amplitude, filtering, population and prevalence.
+noise, baseline wander, amplitude, filtering, population, prevalence, ectopy and annotation
+noise (each OOD site's annotators are less reliable than CODE's).
 """
 
 from __future__ import annotations
@@ -58,8 +79,15 @@ EXTRA_COLUMNS: dict[str, str] = {
     "qrs_ms": "float64",
     "LVH": "int8",
     "MI": "int8",
+    **{f"true_{condition}": "int8" for condition in CONDITIONS},
 }
-"""Metadata columns added to ``schema.META_COLUMNS``, with their pandas dtypes."""
+"""Metadata columns added to ``schema.META_COLUMNS``, with their pandas dtypes: the measured
+intervals, the annotated unseen-task labels and every condition's truth before annotation noise."""
+
+
+def _uniform_noise(fnr: float, fpr: float) -> dict[str, tuple[float, float]]:
+    """The same (false-negative rate, false-positive rate) for every condition."""
+    return {condition: (fnr, fpr) for condition in CONDITIONS}
 
 
 @dataclass(frozen=True)
@@ -88,6 +116,12 @@ class SiteProfile:
         age_range: (youngest, oldest) patient age (years).
         male_fraction: fraction of male patients.
         records_per_patient: mean records per patient (geometric distribution, at least 1).
+        label_noise: annotation noise per condition of ``CONDITIONS``: (false-negative rate,
+            false-positive rate), the chance that a true positive is labelled 0 and that a true
+            negative is labelled 1 (a dict copy; treat it as read-only).
+        ectopy: fraction of sinus records with premature atrial beats (1-15 % of their beats).
+        incomplete_bbb: fraction of patients without a bundle branch block that have an
+            incomplete one (QRS 100-120 ms with weak block morphology; 2/3 right, 1/3 left).
     """
 
     name: str
@@ -118,15 +152,30 @@ class SiteProfile:
     age_range: tuple[float, float] = (16.0, 100.0)
     male_fraction: float = 0.40
     records_per_patient: float = 1.5
+    label_noise: Mapping[str, tuple[float, float]] = field(
+        default_factory=lambda: _uniform_noise(0.05, 0.003), hash=False
+    )
+    ectopy: float = 0.06
+    incomplete_bbb: float = 0.08
 
     def __post_init__(self) -> None:
         _check_site(self)
         object.__setattr__(self, "prevalence", dict(self.prevalence))
+        noise = {k: (float(v[0]), float(v[1])) for k, v in self.label_noise.items()}
+        object.__setattr__(self, "label_noise", noise)
 
 
 def _check_site(site: SiteProfile) -> None:
     """Raise ValueError naming the first invalid field of ``site``."""
-    prev = dict(site.prevalence)
+    prev, noise = dict(site.prevalence), dict(site.label_noise)
+
+    def is_rate_pair(value: object) -> bool:
+        try:
+            fnr, fpr = (float(v) for v in value)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            return False
+        return 0 <= fnr < 1 and 0 <= fpr < 1 and fnr + fpr < 1
+
     problems = {
         "noise_mv": site.noise_mv < 0,
         "emg_mv": site.emg_mv < 0,
@@ -145,10 +194,15 @@ def _check_site(site: SiteProfile) -> None:
         "age_range": not site.age_range[0] < site.age_range[1],
         "male_fraction": not 0 <= site.male_fraction <= 1,
         "records_per_patient": site.records_per_patient < 1,
+        "label_noise": set(noise) != set(CONDITIONS)
+        or not all(is_rate_pair(v) for v in noise.values()),
+        "ectopy": not 0 <= site.ectopy <= 1,
+        "incomplete_bbb": not 0 <= site.incomplete_bbb <= 1,
     }
     bad = [name for name, wrong in problems.items() if wrong]
     if bad:
-        keys = f" (keys must be {', '.join(CONDITIONS)})" if bad[0] == "prevalence" else ""
+        keyed = bad[0] in ("prevalence", "label_noise")
+        keys = f" (keys must be {', '.join(CONDITIONS)})" if keyed else ""
         raise ValueError(f"SiteProfile {site.name!r}: invalid {bad[0]}{keys}")
 
 
@@ -178,6 +232,8 @@ SITES: dict[str, SiteProfile] = {
         age_sd=17.0,
         male_fraction=0.52,
         records_per_patient=1.1,
+        label_noise=_uniform_noise(0.08, 0.006),
+        ectopy=0.08,
     ),
     "noisy": SiteProfile(
         name="noisy",
@@ -202,6 +258,8 @@ SITES: dict[str, SiteProfile] = {
         age_sd=16.0,
         male_fraction=0.5,
         records_per_patient=1.3,
+        label_noise=_uniform_noise(0.10, 0.008),
+        ectopy=0.12,
     ),
     "lowpass_device": SiteProfile(
         name="lowpass_device",
@@ -229,16 +287,24 @@ SITES: dict[str, SiteProfile] = {
         age_range=(30.0, 100.0),
         male_fraction=0.6,
         records_per_patient=2.0,
+        label_noise=_uniform_noise(0.07, 0.005),
+        ectopy=0.10,
+        incomplete_bbb=0.12,
     ),
 }
 """Built-in sites: ``code`` is in-distribution (clean, CODE-like); the others are OOD.
 
+``code`` labels miss 5 % of true conditions and add 0.3 % false positives; the OOD sites'
+annotators are noisier (false-negative rates 7-10 %, false-positive rates 0.5-0.8 %).
+
 * ``ptbxl_like``: older European population with more AF, LVH and MI; moderate noise and
   wander, 50 Hz hum, 40 Hz low-pass, 0.8 gain, mostly one record per patient.
 * ``noisy``: ambulatory-like; strong muscle noise and motion wander (0.1-1 Hz, 0.3 mV),
-  1.15 gain, more rate disorders (SB, ST, AF), few conduction or structural findings.
+  1.15 gain, more rate disorders (SB, ST, AF) and ectopy, few conduction or structural
+  findings.
 * ``lowpass_device``: old device in a cardiology clinic; 0.5-20 Hz band-pass (rounded QRS,
-  distorted ST), 0.7 gain, older and more male patients with much conduction disease.
+  distorted ST), 0.7 gain, older and more male patients with much conduction disease
+  (complete and incomplete).
 """
 
 # Waves of the dipole model, in the order of the wave table's K axis.
@@ -296,8 +362,12 @@ def generate(
     (CODE-style) to ``n_samples``. The metadata frame has one row per record in the same order,
     with every ``schema.META_COLUMNS`` column and ``EXTRA_COLUMNS``: ``heart_rate`` (mean rate of
     the beats within the ``duration_s`` record, bpm), ``pr_ms`` (NaN without P waves),
-    ``qrs_ms``, ``LVH`` and ``MI``. Patient ids run contiguously from ``patient_id_start``;
-    record ids are ``f"{site}-s{seed}-{i:07d}"``.
+    ``qrs_ms``, the annotated ``LVH`` and ``MI``, and ``true_<condition>`` for each of
+    ``CONDITIONS``. The label columns (``schema.LABELS``, ``LVH``, ``MI``) hold the annotation,
+    which carries the site's ``label_noise``; the ``true_`` columns hold the thresholds of the
+    true quantities that the signal shows (e.g. ``true_SB``: sinus and ``heart_rate`` < 60).
+    Patient ids run contiguously from ``patient_id_start``; record ids are
+    ``f"{site}-s{seed}-{i:07d}"``.
 
     The output is a deterministic function of the arguments; sites draw independent streams,
     and the metadata and the noise-free ECG do not depend on ``fs`` or ``n_samples``.
@@ -325,7 +395,11 @@ def generate(
         )
         noisy = cardiac + _noise(np.random.default_rng([seed, key, 2, c]), profile, cardiac, fs)
         _derive_leads(_fit_length(_filter(noisy, profile, fs), n_samples), signals[rows])
-    meta = _metadata(profile.name, seed, patient_id_start, fs, patients, pidx, records, heart_rate)
+    truth = _true_conditions(patients, pidx, records, heart_rate)
+    labels = _annotate(np.random.default_rng([seed, key, 3]), profile.label_noise, truth)
+    meta = _metadata(
+        profile.name, seed, patient_id_start, fs, patients, pidx, records, heart_rate, truth, labels
+    )
     return signals, meta
 
 
@@ -404,15 +478,19 @@ def _risk(profile: SiteProfile, condition: str, age: np.ndarray, male: np.ndarra
 def _chronic_conditions(
     rng: np.random.Generator, profile: SiteProfile, age: np.ndarray, male: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Patient-level RBBB/LBBB (exclusive), AV-block tendency, LVH and MI (with territory)."""
+    """Patient-level RBBB/LBBB or an incomplete block (exclusive), AV block, LVH and MI."""
     n = age.size
     p_rbbb, p_lbbb = (_risk(profile, c, age, male) for c in ("RBBB", "LBBB"))
     u = rng.random(n)
+    incomplete = (u >= p_rbbb + p_lbbb) & (rng.random(n) < profile.incomplete_bbb)
+    right = rng.random(n) < 2.0 / 3.0
     # 1dAVb is hidden in AF records (no PR), so the patient-level risk compensates for it.
     p_avb = _risk(profile, "1dAVb", age, male) / (1.0 - _risk(profile, "AF", age, male))
     return {
         "RBBB": u < p_rbbb,
         "LBBB": (u >= p_rbbb) & (u < p_rbbb + p_lbbb),
+        "iRBBB": incomplete & right,
+        "iLBBB": incomplete & ~right,
         "AVB": rng.random(n) < p_avb,
         "LVH": rng.random(n) < _risk(profile, "LVH", age, male),
         "MI": rng.random(n) < _risk(profile, "MI", age, male),
@@ -421,30 +499,64 @@ def _chronic_conditions(
 
 
 def _intervals(rng: np.random.Generator, pat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Patient-level PR, QRS, QTc (s), resting rate and respiratory sinus arrhythmia."""
+    """Patient-level PR, QRS, QTc (s), resting rate and respiratory sinus arrhythmia.
+
+    Each interval is drawn within its class (AV block or not, complete, incomplete or no bundle
+    branch block) but concentrated toward the class threshold, so the thresholds have density
+    on both sides: PR 200-280 ms (mostly < 230) against 120-200 ms, QRS 120-170 ms (mostly
+    < 135) against 100-120 ms (incomplete) and 74-116 ms (normal, which alone keeps the whole
+    QRS of an incomplete block's patient).
+    """
     n = pat["age"].size
-    qrs_normal = rng.uniform(0.078, 0.105, n) + pat["LVH"] * rng.uniform(0.005, 0.010, n)
+    qrs_normal = 0.074 + 0.040 * rng.beta(2.0, 2.2, n) + pat["LVH"] * rng.uniform(0.003, 0.008, n)
+    qrs_incomplete = 0.1199 - 0.0199 * rng.beta(1.2, 2.0, n)
+    incomplete = pat["iRBBB"] | pat["iLBBB"]
     qrs = np.select(
-        [pat["RBBB"], pat["LBBB"]],
-        [rng.uniform(0.122, 0.160, n), rng.uniform(0.128, 0.170, n)],
-        qrs_normal,
+        [pat["RBBB"], pat["LBBB"], incomplete],
+        [
+            0.120 + 0.045 * rng.beta(1.2, 2.4, n),
+            0.120 + 0.050 * rng.beta(1.4, 2.4, n),
+            qrs_incomplete,
+        ],
+        np.minimum(qrs_normal, 0.116),
+    )
+    # The undelayed part of the QRS; an incomplete block's late forces end at ``qrs``.
+    qrs_normal = np.minimum(qrs_normal, np.where(incomplete, qrs - 0.008, 0.116))
+    pr = np.where(
+        pat["AVB"], 0.2005 + 0.0795 * rng.beta(1.1, 3.0, n), 0.120 + 0.0795 * rng.beta(1.7, 1.4, n)
     )
     young = np.clip((60.0 - pat["age"]) / 40.0, 0.0, 1.0)
+    marked = rng.random(n) < 0.2  # marked respiratory sinus arrhythmia: RR CV up to ~0.08
     return {
         "qrs_normal": qrs_normal,
         "qrs": qrs,
-        "pr": np.where(pat["AVB"], rng.uniform(0.215, 0.340, n), rng.uniform(0.125, 0.190, n)),
+        "pr": pr,
         "qtc": rng.normal(0.405, 0.018, n) + (qrs - qrs_normal),
-        "rest_rate": np.clip(rng.normal(75.0, 9.0, n), 62.0, 98.0),
-        "sinus_arrhythmia": rng.uniform(0.01, 0.03, n) + 0.03 * young,
+        "rest_rate": rng.normal(75.0, 12.0, n),
+        "sinus_arrhythmia": rng.uniform(0.01, 0.03, n)
+        + 0.03 * young
+        + marked * rng.uniform(0.02, 0.06, n),
         "resp_hz": rng.uniform(0.15, 0.35, n),
     }
+
+
+def _fold(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Reflect values into [low, high] at its edges (keeping density near them), then clip."""
+    x = np.where(x < low, 2 * low - x, x)
+    x = np.where(x > high, 2 * high - x, x)
+    return np.clip(x, low, high)
 
 
 def _draw_records(
     rng: np.random.Generator, profile: SiteProfile, pat: dict[str, np.ndarray], pidx: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Per-record age, exclusive rhythm (AF, SB, ST or normal sinus), mean rate and AF RR spread."""
+    """Per-record age, exclusive rhythm class (AF, SB, ST or normal sinus), nominal mean rate,
+    AF RR spread and whether a sinus record has premature beats.
+
+    Sinus rates are concentrated toward the class thresholds: SB 45-60 bpm (mostly > 52), ST
+    100-145 (mostly < 112), normal sinus the patient's resting rate plus record-to-record
+    variation folded into 60-100. The labels then follow the rate measured on the rendered beats.
+    """
     n = pidx.size
     first = np.cumsum(pat["counts"]) - pat["counts"]
     visit = np.arange(n) - np.repeat(first, pat["counts"])
@@ -454,17 +566,70 @@ def _draw_records(
     male = pat["male"][pidx]
     cum = np.cumsum([_risk(profile, r, age, male) for r in _RHYTHMS], axis=0)
     rhythm = (rng.random(n) >= cum).sum(axis=0)  # index into _RHYTHMS; 3 = normal sinus
-    sinus_rate = np.clip(pat["rest_rate"][pidx] + rng.normal(0.0, 4.0, n), 62.0, 98.0)
+    sinus_rate = _fold(pat["rest_rate"][pidx] + rng.normal(0.0, 5.0, n), 60.0, 100.0)
     rate = np.choose(
         rhythm,
         [
             60.0 + 90.0 * rng.beta(2.0, 2.5, n),
-            rng.uniform(42.0, 57.0, n),
-            103.0 + 45.0 * rng.beta(1.3, 2.5, n),
+            60.0 - 15.0 * rng.beta(1.1, 2.8, n),
+            100.0 + 45.0 * rng.beta(1.1, 3.5, n),
             sinus_rate,
         ],
     )
-    return {"age": age, "rhythm": rhythm, "rate": rate, "af_cv": rng.uniform(0.15, 0.30, n)}
+    af = rhythm == _RHYTHMS.index("AF")
+    return {
+        "age": age,
+        "rhythm": rhythm,
+        "rate": rate,
+        "af_cv": 0.06 + 0.24 * rng.beta(1.3, 1.1, n),
+        "ectopic": ~af & (rng.random(n) < profile.ectopy),
+    }
+
+
+_EXCLUSIVE = (("RBBB", "LBBB"), ("AF", "SB", "ST"), ("AF", "1dAVb"))
+"""Groups of conditions of which a record has (and is labelled with) at most one."""
+
+
+def _true_conditions(
+    pat: dict[str, np.ndarray], pidx: np.ndarray, rec: dict[str, np.ndarray], heart_rate: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Each record's true conditions: the clinical thresholds of the rendered quantities."""
+    af = rec["rhythm"] == _RHYTHMS.index("AF")
+    qrs = pat["qrs"][pidx]
+    return {
+        "1dAVb": (pat["pr"][pidx] > 0.200) & ~af,
+        "RBBB": (pat["RBBB"] | pat["iRBBB"])[pidx] & (qrs >= 0.120),
+        "LBBB": (pat["LBBB"] | pat["iLBBB"])[pidx] & (qrs >= 0.120),
+        "SB": ~af & (heart_rate < 60.0),
+        "AF": af,
+        "ST": ~af & (heart_rate > 100.0),
+        "LVH": pat["LVH"][pidx],
+        "MI": pat["MI"][pidx],
+    }
+
+
+def _annotate(
+    rng: np.random.Generator,
+    noise: Mapping[str, tuple[float, float]],
+    truth: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The annotator's labels: each truth flipped with its (false-negative, false-positive) rate.
+
+    A false positive that breaks a mutual exclusion is dropped in favour of the true (reported)
+    condition, or, between two false positives, of the first in ``_EXCLUSIVE`` order.
+    """
+    u = rng.random((len(CONDITIONS), truth["AF"].size))
+    labels = {
+        c: np.where(truth[c], u[i] >= noise[c][0], u[i] < noise[c][1])
+        for i, c in enumerate(CONDITIONS)
+    }
+    for group in _EXCLUSIVE:
+        said = np.stack([labels[c] for c in group], axis=1)
+        kept_true = said & np.stack([truth[c] for c in group], axis=1)
+        first = said & (np.cumsum(said, axis=1) == 1)
+        kept = np.where(kept_true.any(axis=1, keepdims=True), kept_true, first)
+        labels |= {c: kept[:, j] for j, c in enumerate(group)}
+    return labels
 
 
 def _metadata(
@@ -476,16 +641,12 @@ def _metadata(
     pidx: np.ndarray,
     rec: dict[str, np.ndarray],
     heart_rate: np.ndarray,
+    truth: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
 ) -> pd.DataFrame:
     """The metadata frame: ``META_COLUMNS`` then ``EXTRA_COLUMNS``, one row per record."""
     n = pidx.size
     af = rec["rhythm"] == _RHYTHMS.index("AF")
-    labels = {
-        "1dAVb": pat["AVB"][pidx] & ~af,
-        "RBBB": pat["RBBB"][pidx],
-        "LBBB": pat["LBBB"][pidx],
-        **{r: rec["rhythm"] == i for i, r in enumerate(_RHYTHMS)},
-    }
     frame = pd.DataFrame(
         {
             "record_id": [f"{site}-s{seed}-{i:07d}" for i in range(n)],
@@ -499,8 +660,9 @@ def _metadata(
             "heart_rate": heart_rate,
             "pr_ms": np.where(af, np.nan, 1000.0 * pat["pr"][pidx]),
             "qrs_ms": 1000.0 * pat["qrs"][pidx],
-            "LVH": pat["LVH"][pidx],
-            "MI": pat["MI"][pidx],
+            "LVH": labels["LVH"],
+            "MI": labels["MI"],
+            **{f"true_{c}": truth[c] for c in CONDITIONS},
         }
     )
     return frame.astype(META_COLUMNS | EXTRA_COLUMNS)
@@ -539,8 +701,8 @@ def _wave_table(rng: np.random.Generator, pat: dict[str, np.ndarray]) -> dict[st
     )
     _normal_waves(rng, table, pat, axis, amp_r)
     _lvh_strain(rng, table, pat["LVH"])
-    _rbbb(rng, table, pat["RBBB"], pat["qrs"])
-    _lbbb(rng, table, pat["LBBB"], pat["qrs"], axis, amp_r)
+    _rbbb(rng, table, pat["RBBB"] | pat["iRBBB"], pat["qrs"])
+    _lbbb(rng, table, pat["LBBB"] | pat["iLBBB"], pat["qrs"], axis, amp_r)
     _old_mi(rng, table, pat["MI"], pat["MI_inferior"], pat["qrs_normal"])
     return table
 
@@ -609,13 +771,18 @@ def _lvh_strain(rng: np.random.Generator, table: dict[str, np.ndarray], lvh: np.
 def _rbbb(
     rng: np.random.Generator, table: dict[str, np.ndarray], rbbb: np.ndarray, qrs: np.ndarray
 ) -> None:
-    """RBBB: late slurred rightward-anterior R' (rsR' in V1, wide S in I, V6); T down in V1-V3."""
+    """RBBB: late slurred rightward-anterior R' (rsR' in V1, wide S in I, V6); T down in V1-V3.
+
+    The terminal forces grow with the conduction delay: weak in an incomplete block (QRS
+    100-120 ms), about 2/3 of full strength at 120 ms and full from 135 ms.
+    """
     n = rbbb.size
+    severity = np.clip((qrs - 0.095) / 0.040, 0.15, 1.0)
     direction = _direction(rng.normal(175.0, 12.0, n), rng.normal(40.0, 10.0, n))
-    vec = rng.uniform(0.5, 0.9, n)[:, None] * direction
+    vec = (rng.uniform(0.55, 0.95, n) * severity)[:, None] * direction
     sigma = rng.uniform(0.14, 0.17, n) * qrs
     _set_wave(table, _R_PRIME, rbbb, vec, qrs - 2.1 * sigma, sigma)
-    table["vec"][rbbb, _TERMINAL_S] *= 0.3
+    table["vec"][rbbb, _TERMINAL_S] *= (1.0 - 0.7 * severity[rbbb])[:, None]
     table["vec"][rbbb, _T_WAVE] -= 0.3 * vec[rbbb]
 
 
@@ -627,18 +794,25 @@ def _lbbb(
     axis: np.ndarray,
     amp_r: np.ndarray,
 ) -> None:
-    """LBBB: no septal q, broad notched leftward-posterior R in two bumps, discordant ST-T."""
+    """LBBB: no septal q, broad notched leftward-posterior R in two bumps, discordant ST-T.
+
+    The block's waves replace the normal q, R, s and T in proportion to the conduction delay:
+    about 1/5 in an incomplete block at 100 ms, 2/3 at 120 ms and wholly from 135 ms.
+    """
     n = lbbb.size
-    amp = amp_r * rng.uniform(1.3, 1.8, n)
+    severity = np.clip((qrs - 0.090) / 0.045, 0.2, 1.0)
+    amp = amp_r * rng.uniform(1.3, 1.8, n) * severity
     axis_l = axis - 20.0
     d1 = _direction(axis_l + rng.normal(0, 8, n), rng.normal(-20, 8, n))
     d2 = _direction(axis_l - 10.0 + rng.normal(0, 8, n), rng.normal(-45, 8, n))
     _set_wave(table, _LBBB_1, lbbb, 0.75 * amp[:, None] * d1, 0.30 * qrs, 0.11 * qrs)
     _set_wave(table, _LBBB_2, lbbb, amp[:, None] * d2, 0.66 * qrs, 0.13 * qrs)
-    table["vec"][lbbb, _SEPTAL_Q : _TERMINAL_S + 1] = 0.0  # q, apical and basal R, s
-    mean_dir = _unit(d1 + d2)
-    table["vec"][lbbb, _T_WAVE] = -(rng.uniform(0.3, 0.55, n)[:, None] * mean_dir)[lbbb]
-    table["vec"][lbbb, _ST_DEV] = -(rng.uniform(0.08, 0.15, n)[:, None] * d2)[lbbb]
+    keep = (1.0 - severity)[:, None]
+    table["vec"][lbbb, _SEPTAL_Q : _TERMINAL_S + 1] *= keep[lbbb, :, None]  # q, R, s
+    discordant = -(rng.uniform(0.3, 0.55, n)[:, None] * _unit(d1 + d2))
+    t_vec = keep * table["vec"][:, _T_WAVE] + (1.0 - keep) * discordant
+    table["vec"][lbbb, _T_WAVE] = t_vec[lbbb]
+    table["vec"][lbbb, _ST_DEV] = -((1.0 - keep) * rng.uniform(0.08, 0.15, n)[:, None] * d2)[lbbb]
 
 
 def _old_mi(
@@ -702,7 +876,12 @@ def _beat_onsets(
     rec: dict[str, np.ndarray],
     duration_s: float,
 ) -> np.ndarray:
-    """QRS onset times (m, B) in s: sinus rhythm with respiratory arrhythmia, or AF."""
+    """QRS onset times (m, B) in s: sinus rhythm with respiratory arrhythmia, or AF.
+
+    In ectopic sinus records 1-15 % of beats (never two in a row) are premature atrial beats:
+    coupled at 55-80 % of the RR interval (at least 0.35 s), followed by a pause that makes up
+    30-90 % of the prematurity.
+    """
     m = pidx.size
     n_beats = math.ceil((duration_s + _PRE_S + _LEAD_IN_S + 1.5) / _MIN_RR_S) + 1
     rr0 = (60.0 / rec["rate"])[:, None]
@@ -711,6 +890,14 @@ def _beat_onsets(
     phase = 2 * np.pi * pat["resp_hz"][pidx, None] * rr0 * np.arange(n_beats)
     phase += rng.uniform(0, 2 * np.pi, (m, 1))
     sinus = rr0 * (1.0 + sa[:, None] * np.sin(phase) + 0.01 * z)
+    premature = rng.random((m, n_beats)) < rng.uniform(0.01, 0.15, (m, 1))
+    premature &= rec["ectopic"][:, None]
+    premature[:, 1:] &= ~premature[:, :-1]
+    premature[:, 0] = False
+    coupling = np.maximum(rng.uniform(0.55, 0.80, (m, n_beats)), 0.35 / rr0)
+    pause = 1.0 + (1.0 - coupling) * rng.uniform(0.3, 0.9, (m, n_beats))
+    sinus *= np.where(premature, coupling, 1.0)
+    sinus[:, 1:] *= np.where(premature[:, :-1], pause[:, :-1], 1.0)
     sigma = np.sqrt(np.log1p(rec["af_cv"] ** 2))[:, None]
     fibrillating = np.maximum(rr0 * np.exp(sigma * z - sigma**2 / 2), _MIN_RR_S)
     rr = np.where((rec["rhythm"] == _RHYTHMS.index("AF"))[:, None], fibrillating, sinus)
@@ -776,12 +963,16 @@ def _place_beats(
 
 
 def _fibrillation(rng: np.random.Generator, m: int, t: np.ndarray) -> np.ndarray:
-    """Atrial fibrillatory waves (m, 3, T): two frequency-modulated 4-9 Hz atrial dipoles."""
+    """Atrial fibrillatory waves (m, 3, T): two frequency-modulated 4-9 Hz atrial dipoles.
+
+    Their amplitude is log-uniform per record between fine (0.008 mV) and coarse (0.08 mV).
+    """
     size = (m, 2, 1)
     phase = 2 * np.pi * rng.uniform(4.0, 9.0, size) * t + rng.uniform(0, 2 * np.pi, size)
     wobble = 2 * np.pi * rng.uniform(0.1, 0.5, size) * t + rng.uniform(0, 2 * np.pi, size)
     phase += rng.uniform(0.5, 2.0, size) * np.sin(wobble)
-    waves = rng.uniform(0.03, 0.08, size) * np.sin(phase)
+    amplitude = np.exp(rng.uniform(math.log(0.008), math.log(0.08), (m, 1, 1)))
+    waves = amplitude * rng.uniform(0.6, 1.0, size) * np.sin(phase)
     directions = np.stack(
         [
             _direction(rng.normal(80, 20, m), rng.normal(45, 15, m)),
