@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -21,6 +23,10 @@ from ecgscale.laws import (
     predict_interval,
 )
 from ecgscale.laws.fit import make_problem, objective
+from ecgscale.laws.forms import Form
+
+# the module, not the function ``ecgscale.laws.fit`` that the package exports
+FIT = importlib.import_module("ecgscale.laws.fit")
 
 POWER = {"E": 1.7, "A": 400.0, "alpha": 0.34}
 JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
@@ -109,6 +115,21 @@ def test_log_predict_jacobian_matches_finite_differences(name: str) -> None:
         _, jac = form.log_predict(theta, data, grad=True)
         numeric = _central_difference(lambda t: form.log_predict(t, data)[0][0], theta)
         np.testing.assert_allclose(jac[0], numeric, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_kernel_matches_log_predict(name: str) -> None:
+    """The specialised single-point kernel the optimiser calls agrees with the generic form."""
+    truth, inputs = CASES[name]
+    form = get_form(name)
+    data = make_problem(form, evaluate_form(name, truth, **inputs), **inputs).data
+    kernel, generic = form.kernel(data), Form.kernel(form, data)
+    starts = form.start_grid(data)
+    for theta in starts[np.random.default_rng(1).choice(len(starts), 20, replace=False)]:
+        log_pred, jac = form.log_predict(theta, data, grad=True)
+        for value, grad in (kernel(theta), generic(theta)):
+            np.testing.assert_allclose(value, log_pred[0], rtol=1e-13, atol=1e-13)
+            np.testing.assert_allclose(grad, jac[0], rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("name", sorted(FORMS))
@@ -250,6 +271,102 @@ def test_exactly_as_many_points_as_parameters_interpolates() -> None:
     assert result.dof == 0
     assert result.objective < 1e-12
     assert "interpolates" in result.summary()
+
+
+def _count_lbfgsb_iterations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the iterations of every L-BFGS-B run from here on."""
+    runs: list[int] = []
+    run_lbfgsb = FIT._lbfgsb
+
+    def counting(*args, **kwargs):
+        run = run_lbfgsb(*args, **kwargs)
+        runs.append(run.nit)
+        return run
+
+    monkeypatch.setattr(FIT, "_lbfgsb", counting)
+    return runs
+
+
+def test_non_monotone_three_point_fit_returns_promptly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No power law fits a bump: E runs to its lower bound along a slow curved valley.
+
+    The first implementation spent ~4,300 L-BFGS-B iterations here (10 refinements of ~430);
+    now the refinements stop once three agree and each puts E on its bound after one run.
+    """
+    runs = _count_lbfgsb_iterations(monkeypatch)
+    x = np.array([2e4, 4e4, 8e4])
+    result = fit("power", np.array([0.5, 0.52, 0.43]), x=x)
+    assert sum(runs) <= 1_500, runs
+    assert result.converged or "iteration limit" in result.message, result.message
+    assert result.converged, result.message
+    assert "at a bound: log_E" in result.message
+    assert result.params["E"] < 1e-8
+    # the optimum the unhurried implementation found (5,000 iterations, ftol 1e-12)
+    assert _rel(result.objective, 1.1388215802600819e-4) < 1e-9
+    assert _rel(result.params["alpha"], 0.10879572) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        [0.5, 0.52, 0.43, 0.47],  # a bump and a dip
+        [0.5, 0.5001, 0.4999, 0.5, 0.5002],  # flat
+        [0.4, 0.45, 0.5],  # increasing
+    ],
+)
+def test_awkward_power_fits_are_converged_or_flagged(y: list[float]) -> None:
+    x = np.logspace(4, 6, len(y))
+    result = fit("power", np.array(y), x=x)
+    iterations = int(re.search(r"after (\d+) iterations", result.message).group(1))
+    assert iterations <= FIT.MAX_RUNS * FIT.MAXITER * 2, result.message
+    assert result.converged or "iteration limit" in result.message, result.message
+    assert np.all(np.isfinite(list(result.params.values())))
+
+
+def test_iteration_limit_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FIT, "MAXITER", 3)
+    monkeypatch.setattr(FIT, "MAX_RUNS", 1)
+    y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=5)
+    result = fit("power", y, x=X)
+    assert not result.converged
+    assert "stopped at the iteration limit (3 per run)" in result.message
+    assert "NOT converged" in result.summary()
+
+
+@pytest.mark.parametrize("name", ["power", "joint", "loss_to_loss"])
+def test_stopping_once_refinements_agree_keeps_the_optimum(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    truth, inputs = CASES[name]
+    y = _noisy(evaluate_form(name, truth, **inputs), 0.01, seed=9)
+    runs = _count_lbfgsb_iterations(monkeypatch)
+    quick = fit(name, y, **inputs)
+    n_quick = len(runs)
+    monkeypatch.setattr(FIT, "N_AGREE", FIT.N_REFINE + 1)  # refine all ten starts
+    runs.clear()
+    full = fit(name, y, **inputs)
+    assert n_quick < len(runs)
+    assert quick.converged and full.converged
+    assert _rel(quick.objective, full.objective) < 1e-9
+    for p, value in full.params.items():
+        assert _rel(quick.params[p], value) < 1e-6, (p, quick.params[p], value)
+
+
+@pytest.mark.skipif(not FIT._DIRECT, reason="this scipy goes through scipy.optimize.minimize")
+def test_direct_lbfgsb_follows_scipy_minimize(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Driving scipy's L-BFGS-B routine directly gives exactly the iterates of minimize()."""
+    y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=10)
+    problem = make_problem("power", y, x=X)
+    fitter = FIT._Fitter(problem)
+    for theta in problem.form.start_grid(problem.data)[::97]:
+        for maxiter in (5, 300):
+            direct = FIT._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
+            monkeypatch.setattr(FIT, "_DIRECT", False)
+            reference = FIT._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
+            monkeypatch.setattr(FIT, "_DIRECT", True)
+            np.testing.assert_array_equal(direct.x, reference.x)
+            assert (direct.nit, direct.status) == (reference.nit, reference.status)
+            assert direct.message == reference.message
 
 
 # --- bootstrap -------------------------------------------------------------------------------

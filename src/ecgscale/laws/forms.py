@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
+Kernel = Callable[[Array], tuple[Array, Array]]
+"""``theta (P,) -> (log L̂ (n,), ∂ log L̂/∂theta (n, P))`` for one point, bound to one data set."""
 
 _E_FRACTIONS = (1e-3, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 """Start values of an irreducible loss, as fractions of the smallest observed loss."""
@@ -115,6 +117,21 @@ class Form(ABC):
         terms, jac = self.terms(np.atleast_2d(theta), data, grad)
         return log_sum_exp(terms, jac)
 
+    def kernel(self, data: FitData) -> Kernel:
+        """``log L̂`` and its gradient at one ``theta``, specialised to ``data``.
+
+        This is what the optimiser calls thousands of times, so forms override it with a
+        closure over precomputed features that does a handful of numpy operations and no
+        validation. It must agree with :meth:`log_predict`; this default simply wraps it.
+        """
+
+        def log_predict_one(theta: Array) -> tuple[Array, Array]:
+            value, jac = self.log_predict(theta[None, :], data, grad=True)
+            assert jac is not None
+            return value[0], jac[0]
+
+        return log_predict_one
+
     @abstractmethod
     def _closed_form(self, params: dict[str, Array], inputs: dict[str, Array]) -> Array:
         """The law itself, on float arrays."""
@@ -173,6 +190,23 @@ class PowerForm(Form):
         jac[..., 1, 1] = 1.0
         jac[..., 1, 2] = -lx
         return terms, jac
+
+    def kernel(self, data: FitData) -> Kernel:
+        neg_lx = -data.features["lx"]
+        shape = (neg_lx.size, 3)
+
+        def log_predict_one(theta: Array) -> tuple[Array, Array]:
+            e, a, alpha = theta
+            t = a + alpha * neg_lx
+            log_pred = np.logaddexp(e, t)
+            jac = np.empty(shape)
+            jac[:, 0] = np.exp(e - log_pred)
+            share = np.exp(t - log_pred)
+            jac[:, 1] = share
+            jac[:, 2] = share * neg_lx
+            return log_pred, jac
+
+        return log_predict_one
 
     def to_params(self, theta: Array, data: FitData) -> dict[str, float]:
         e, a, alpha = (float(v) for v in theta)
@@ -240,6 +274,27 @@ class JointForm(Form):
         jac[..., 2, 3] = 1.0
         jac[..., 2, 4] = -ld
         return terms, jac
+
+    def kernel(self, data: FitData) -> Kernel:
+        neg_ln, neg_ld = -data.features["ln"], -data.features["ld"]
+        shape = (neg_ln.size, 5)
+
+        def log_predict_one(theta: Array) -> tuple[Array, Array]:
+            e, a, alpha, b, beta = theta
+            t_n = a + alpha * neg_ln
+            t_d = b + beta * neg_ld
+            log_pred = np.logaddexp(e, np.logaddexp(t_n, t_d))
+            jac = np.empty(shape)
+            jac[:, 0] = np.exp(e - log_pred)
+            share = np.exp(t_n - log_pred)
+            jac[:, 1] = share
+            jac[:, 2] = share * neg_ln
+            share = np.exp(t_d - log_pred)
+            jac[:, 3] = share
+            jac[:, 4] = share * neg_ld
+            return log_pred, jac
+
+        return log_predict_one
 
     def to_params(self, theta: Array, data: FitData) -> dict[str, float]:
         e, a, alpha, b, beta = (float(v) for v in theta)
@@ -336,6 +391,27 @@ class LossToLossForm(Form):
         jac[..., 0, 2] = kappa * gap_at_min / gap
         jac[..., 1, 3] = 1.0
         return terms, jac
+
+    def kernel(self, data: FitData) -> Kernel:
+        excess, xmin = data.features["x_excess"], data.scales["xmin"]
+        shape = (excess.size, 4)
+
+        def log_predict_one(theta: Array) -> tuple[Array, Array]:
+            k, kappa, u, e_y = theta
+            gap_at_min = xmin * np.exp(u)
+            gap = excess + gap_at_min  # x − E_x > 0
+            log_gap = np.log(gap)
+            t = k + kappa * log_gap
+            log_pred = np.logaddexp(t, e_y)
+            jac = np.empty(shape)
+            share = np.exp(t - log_pred)
+            jac[:, 0] = share
+            jac[:, 1] = share * log_gap
+            jac[:, 2] = share * (kappa * gap_at_min) / gap
+            jac[:, 3] = np.exp(e_y - log_pred)
+            return log_pred, jac
+
+        return log_predict_one
 
     def to_params(self, theta: Array, data: FitData) -> dict[str, float]:
         k, kappa, u, e_y = (float(v) for v in theta)
