@@ -93,6 +93,10 @@ class Transformer(Encoder):
         patch: samples per patch (= token_span); ~0.25 s of signal, e.g. 25 at 100 Hz.
         dropout: dropout on attention weights, residual branches and embedded tokens.
         n_leads: input channels.
+        pos_scale: amplitude of the fixed sine-cosine position code. Embedded millivolt
+            patches start with a standard deviation of roughly 0.1, so a unit-amplitude code
+            would drown the signal at initialisation (measured: SL BCE 0.209 → 0.168 after 200
+            steps at 200K parameters with 0.1 instead of 1).
     """
 
     def __init__(
@@ -103,9 +107,11 @@ class Transformer(Encoder):
         patch: int = 25,
         dropout: float = 0.0,
         n_leads: int = 12,
+        pos_scale: float = 0.1,
     ):
         super().__init__()
         self.n_leads = n_leads
+        self.pos_scale = pos_scale
         self.dim = dim
         self.token_span = patch
         self.embed = nn.Linear(n_leads * patch, dim)
@@ -132,7 +138,7 @@ class Transformer(Encoder):
         L = T // self.token_span
         patches = x.reshape(B, C, L, self.token_span).transpose(1, 2).reshape(B, L, -1)
         h = self.embed(patches)
-        h = h + sincos_positions(L, self.dim, h.device).to(h.dtype)
+        h = h + self.pos_scale * sincos_positions(L, self.dim, h.device).to(h.dtype)
         h = self.blocks(self.dropout(h))
         return self.norm(h)
 

@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter
 
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
 """Marker cycle for the data sizes D of a loss-vs-N figure."""
@@ -291,10 +291,18 @@ def _style_axes(ax: Axes, title: str, xlabel: str, ylabel: str, *, plain_x: bool
     for axis in [ax.yaxis, ax.xaxis] if plain_x else [ax.yaxis]:
         axis.set_major_formatter(PlainLogFormatter())
         axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+    if not plain_x:  # sizes: 20k, 50k, 100k, ... with labels on 1-2-5 ticks only
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: compact_count(v)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_size_minor_label))
     ax.set_title(_plain(title), fontsize=10)
     ax.set_xlabel(_plain(xlabel))
     ax.set_ylabel(_plain(ylabel))
     ax.grid(True, which="both", alpha=0.25)
+
+
+def _size_minor_label(value: float, _pos: int) -> str:
+    mantissa = value / 10 ** np.floor(np.log10(value))
+    return compact_count(value) if round(mantissa) in (2, 5) else ""
 
 
 def _plain(text: str) -> str:
