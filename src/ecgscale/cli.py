@@ -20,6 +20,12 @@ SET_OPT = click.option(
     metavar="KEY=VALUE",
     help="Override a spec field, e.g. --set train.max_steps=100 (repeatable).",
 )
+OUT_OPT = click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Study folder (default: studies/<name>).",
+)
+RETRY_OPT = click.option("--retry-failed", is_flag=True, help="Train failed runs again.")
 
 
 def _fail(message: str, code: int) -> None:
@@ -59,12 +65,8 @@ def main() -> None:
 @main.command()
 @SPEC_ARG
 @SET_OPT
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Study folder (default: studies/<name>).",
-)
-@click.option("--retry-failed", is_flag=True, help="Train failed runs again.")
+@OUT_OPT
+@RETRY_OPT
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @friendly_errors
 def study(spec, overrides, out, retry_failed, quiet) -> None:
@@ -108,14 +110,10 @@ def data_inspect(store) -> None:
 @main.command()
 @SPEC_ARG
 @SET_OPT
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Study folder (default: studies/<name>).",
-)
+@OUT_OPT
 @click.option("--run", "only", multiple=True, help="Train only this run id (repeatable).")
 @click.option("--list", "list_runs", is_flag=True, help="List the grid's run ids and stop.")
-@click.option("--retry-failed", is_flag=True, help="Train failed runs again.")
+@RETRY_OPT
 @friendly_errors
 def train(spec, overrides, out, only, list_runs, retry_failed) -> None:
     """Pre-train and evaluate the runs of a study that are not finished yet."""
