@@ -56,7 +56,7 @@ def evaluate_loss(
     total, count = 0.0, 0
     for i in range(0, len(rows), batch_size):
         x = torch.from_numpy(read(rows[i : i + batch_size]))
-        y = torch.from_numpy(labels[i : i + batch_size])
+        y = torch.as_tensor(np.array(labels[i : i + batch_size], dtype=np.float32))
         total += float(objective.loss(x, y, generator=gen)) * len(x)
         count += len(x)
     objective.train()
