@@ -1,80 +1,80 @@
-"""Store: round trip, random access, atomic completion, validation."""
+"""Store: reading committed sources, shard handles, incomplete and foreign folders."""
+
+import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from ecgscale.data.schema import LABELS
-from ecgscale.data.store import Store, StoreError, StoreWriter
+from ecgscale.data import store as store_module
+from ecgscale.data.ingest import ingest
+from ecgscale.data.store import Store, StoreError, records_of
 
 
-def _meta(n: int, start: int = 0) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "record_id": [f"r{start + i}" for i in range(n)],
-            "patient_id": np.arange(start, start + n) // 2,
-            "source": "test",
-            "site": "a",
-            "fs_origin": 100.0,
-            "age": 50.0,
-            "is_male": True,
-            **{label: 0 for label in LABELS},
-        }
-    )
+@pytest.fixture(scope="module")
+def two_sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    for name, sites in (("a", {"code": 700}), ("b", {"noisy": 300, "ptbxl_like": 200})):
+        ingest(
+            "synthetic",
+            "",
+            root,
+            name=name,
+            progress=False,
+            workers=1,
+            fs=100.0,
+            n_samples=300,
+            options={"sites": sites, "n_samples": 300, "chunk": 100, "seed": 1},
+        )
+    return root
 
 
-def test_round_trip_across_shards(tmp_path):
-    rng = np.random.default_rng(0)
-    sig = rng.normal(size=(25, 12, 40)).astype(np.float32)
-    w = StoreWriter(tmp_path / "s", fs=100, n_samples=40, dtype="float32", shard_size=7)
-    w.add(sig[:10], _meta(10))
-    w.add(sig[10:], _meta(15, 10))
-    store = w.close()
-    assert len(store) == 25 and len(store.info.shards) == 4
-    rows = np.array([24, 0, 7, 13, 6, 6])
-    np.testing.assert_array_equal(store.read(rows), sig[rows])
-    reopened = Store(tmp_path / "s")
-    assert list(reopened.meta["row"]) == list(range(25))
-    assert reopened.meta["record_id"].iloc[24] == "r24"
+def test_sources_in_commit_order_with_global_rows(two_sources):
+    store = Store(two_sources)
+    assert store.sources == ["a", "b"] and len(store) == 1200
+    assert list(store.meta["row"]) == list(range(1200))
+    assert list(store.meta["source"].unique()) == ["a", "b"]
+    assert len(store.info.sources[1].shards) == 5
 
 
-def test_float16_default_is_close(tmp_path):
-    sig = np.random.default_rng(1).normal(scale=0.5, size=(5, 12, 30)).astype(np.float32)
-    w = StoreWriter(tmp_path / "s", fs=100, n_samples=30)
-    w.add(sig, _meta(5))
-    np.testing.assert_allclose(w.close().read(np.arange(5)), sig, atol=2e-3)
-
-
-def test_incomplete_store_is_not_opened(tmp_path):
-    w = StoreWriter(tmp_path / "s", fs=100, n_samples=30, shard_size=2)
-    w.add(np.zeros((3, 12, 30), np.float32), _meta(3))
-    with pytest.raises(StoreError, match="not a complete store"):
-        Store(tmp_path / "s")
-
-
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        (np.zeros((2, 11, 30), np.float32), "shape"),
-        (np.full((2, 12, 30), np.nan, np.float32), "NaN"),
-    ],
-)
-def test_bad_signals_rejected(tmp_path, bad, match):
-    w = StoreWriter(tmp_path / "s", fs=100, n_samples=30)
-    with pytest.raises(StoreError, match=match):
-        w.add(bad, _meta(2))
-
-
-def test_duplicate_record_ids_rejected(tmp_path):
-    w = StoreWriter(tmp_path / "s", fs=100, n_samples=30)
-    w.add(np.zeros((2, 12, 30), np.float32), _meta(2))
-    w.add(np.zeros((2, 12, 30), np.float32), _meta(2))
-    with pytest.raises(StoreError, match="duplicate record_id"):
-        w.close()
-
-
-def test_read_out_of_range(tmp_path):
-    w = StoreWriter(tmp_path / "s", fs=100, n_samples=30)
-    w.add(np.zeros((2, 12, 30), np.float32), _meta(2))
+def test_random_access_matches_sequential_and_float16_rounding(two_sources):
+    store = Store(two_sources)
+    everything = store.read(np.arange(len(store)))
+    rows = np.random.default_rng(0).choice(len(store), size=64)
+    np.testing.assert_array_equal(store.read(rows), everything[rows])
+    assert everything.dtype == np.float32
+    np.testing.assert_array_equal(everything, everything.astype(np.float16).astype(np.float32))
     with pytest.raises(IndexError):
-        w.close().read(np.array([2]))
+        store.read(np.array([1200]))
+
+
+def test_few_open_shards_at_a_time(two_sources, monkeypatch):
+    monkeypatch.setattr(store_module, "_OPEN_SHARDS", 2)
+    store = Store(two_sources)
+    rows = np.arange(0, 1200, 37)
+    np.testing.assert_array_equal(store.read(rows), Store(two_sources).read(rows))
+    assert len(store._open) <= 3
+
+
+def test_records_of_site_or_source(two_sources):
+    meta = Store(two_sources).meta
+    assert len(records_of(meta, "noisy")) == 300
+    assert len(records_of(meta, "b")) == 500
+    assert records_of(meta, "nowhere").empty
+
+
+def test_not_a_store_and_foreign_format(tmp_path):
+    with pytest.raises(StoreError, match="not a store"):
+        Store(tmp_path)
+    (tmp_path / "store.json").write_text(json.dumps({"format_version": 1, "fs": 100}))
+    with pytest.raises(StoreError, match="format 1"):
+        Store(tmp_path)
+
+
+def test_missing_source_table_is_named(two_sources, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(two_sources, copy)
+    (copy / "b" / "meta.parquet").unlink()
+    with pytest.raises(StoreError, match="b/meta.parquet: missing"):
+        Store(copy)

@@ -77,8 +77,10 @@ def test_shapes_dtypes_and_columns(code_set):
     x, meta = code_set
     assert x.shape == (400, 12, 1000) and x.dtype == np.float32
     assert np.isfinite(x).all()
-    assert list(meta.columns) == [*META_COLUMNS, *EXTRA_COLUMNS]
-    for column, dtype in (META_COLUMNS | EXTRA_COLUMNS).items():
+    columns = [c for c in META_COLUMNS if c != "split"] + list(EXTRA_COLUMNS)  # ingest splits
+    assert list(meta.columns) == columns
+    for column in columns:
+        dtype = (META_COLUMNS | EXTRA_COLUMNS)[column]
         assert meta[column].dtype == pd.api.types.pandas_dtype(dtype), column
     assert meta["record_id"].is_unique
     assert meta["record_id"].iloc[7] == "code-s11-0000007"

@@ -26,9 +26,14 @@ META_COLUMNS: dict[str, str] = {
     "patient_id": "int64",
     "source": "string",
     "site": "string",
+    "split": "string",
     "fs_origin": "float64",
+    "duration_s": "float64",
     "age": "float64",
-    "is_male": "bool",
+    "is_male": "boolean",
     **{label: "int8" for label in LABELS},
 }
-"""Required metadata columns and their pandas dtypes; sources may add more (unseen-task targets)."""
+"""Metadata columns of every stored record and their pandas dtypes; sources add more (e.g.
+unseen-task targets). ``split`` is train/val/test; ``duration_s`` the length at the source;
+``age`` may be NaN and ``is_male`` missing; a label is 1, 0, or -1 where the source does not
+annotate it."""

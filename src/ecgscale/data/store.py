@@ -1,32 +1,55 @@
 """On-disk record store: sharded memory-mapped signal arrays plus a columnar metadata table.
 
-Layout of a store folder::
+A store holds records of one canonical form (sampling rate, length, 12 leads) from one or
+more *sources*, each added by one ingest (:mod:`ecgscale.data.ingest`). Layout::
 
-    store.json            format, sampling rate, length, leads, dtype, shard list (written last)
-    signals-00000.npy     (n, 12, T) arrays, memory-mapped on read
-    meta.parquet          one row per record, in store order (column ``row`` = global index)
+    store.json                    form, and the list of committed sources (rewritten atomically)
+    <source>/units/<key>.npy      (n, 12, T) signal shards, memory-mapped on read
+    <source>/meta.parquet         one row per stored record of the source, in shard order
+    <source>/quarantine.parquet   one row per rejected record: record_id, file, reason, detail
 
-A store is complete when ``store.json`` exists; shards are written under a temporary
-name and renamed, so an interrupted write never leaves a half-written shard behind.
+A source counts only once its entry is in ``store.json``, which ingest writes last; anything
+else in the folder is work in progress that a later ingest resumes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ecgscale.data.schema import LEADS, META_COLUMNS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+QUARANTINE_COLUMNS = ("record_id", "file", "reason", "detail")
+_OPEN_SHARDS = 256  # memory maps kept open at once (each holds a file descriptor)
 
 
 class StoreError(RuntimeError):
     """A store folder is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class SourceEntry:
+    """One committed ingest: where it came from, how it was made, what it holds."""
+
+    name: str
+    kind: str
+    settings: dict[str, Any]
+    shards: list[dict]
+    n_records: int
+    n_quarantined: int
+    wall_s: float = 0.0
+    finished_at: str = ""
 
 
 @dataclass
@@ -37,109 +60,99 @@ class StoreInfo:
     n_samples: int
     dtype: str = "float16"
     leads: list[str] = field(default_factory=lambda: list(LEADS))
-    shards: list[dict] = field(default_factory=list)
-    n_records: int = 0
+    sources: list[SourceEntry] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
+    @classmethod
+    def from_json(cls, text: str, where: Path) -> StoreInfo:
+        raw = json.loads(text)
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise StoreError(
+                f"{where}: store format {raw.get('format_version')} is not {FORMAT_VERSION}; "
+                "ingest the data again into a new folder"
+            )
+        raw["sources"] = [SourceEntry(**s) for s in raw.get("sources", [])]
+        return cls(**raw)
 
-def _atomic_write_text(path: Path, text: str) -> None:
+    def source(self, name: str) -> SourceEntry | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``path`` through a temporary file and a rename: all or nothing."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-class StoreWriter:
-    """Append canonical records to a new store, one shard per ``shard_size`` records."""
+@contextmanager
+def locked_info(
+    root: Path, *, fs: float | None = None, n_samples: int | None = None, dtype: str = "float16"
+) -> Iterator[StoreInfo]:
+    """Read ``store.json`` under an exclusive lock, yield it, write back what the caller changed.
 
-    def __init__(
-        self,
-        root: Path,
-        *,
-        fs: float,
-        n_samples: int,
-        dtype: str = "float16",
-        shard_size: int = 8192,
-    ) -> None:
-        self.root = Path(root)
-        if (self.root / "store.json").exists():
-            raise StoreError(f"{self.root}: a store already exists here")
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.info = StoreInfo(fs=float(fs), n_samples=int(n_samples), dtype=dtype)
-        self.shard_size = shard_size
-        self._buffer: list[np.ndarray] = []
-        self._buffered = 0
-        self._meta: list[pd.DataFrame] = []
-
-    def add(self, signals: np.ndarray, meta: pd.DataFrame) -> None:
-        """Queue records ``signals`` (n, 12, T) with their metadata rows."""
-        expected = (len(LEADS), self.info.n_samples)
-        if signals.ndim != 3 or signals.shape[1:] != expected:
-            raise StoreError(f"signals of shape {signals.shape}, expected (n, *{expected})")
-        if len(meta) != len(signals):
-            raise StoreError(f"{len(signals)} signals but {len(meta)} metadata rows")
-        if not np.isfinite(signals).all():
-            raise StoreError("signals contain NaN or inf")
-        missing = [c for c in META_COLUMNS if c not in meta.columns]
-        if missing:
-            raise StoreError(f"metadata lacks columns {missing}")
-        self._buffer.append(signals.astype(self.info.dtype, copy=False))
-        self._buffered += len(signals)
-        self._meta.append(meta.reset_index(drop=True))
-        while self._buffered >= self.shard_size:
-            self._flush(self.shard_size)
-
-    def _flush(self, n: int) -> None:
-        data = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
-        shard, rest = data[:n], data[n:]
-        name = f"signals-{len(self.info.shards):05d}.npy"
-        tmp = self.root / (name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, shard)
-        os.replace(tmp, self.root / name)
-        self.info.shards.append({"file": name, "n": int(len(shard))})
-        self.info.n_records += int(len(shard))
-        self._buffer = [rest] if len(rest) else []
-        self._buffered = len(rest)
-
-    def close(self) -> Store:
-        """Write the remaining shard, the metadata table and ``store.json``; return the store."""
-        if self._buffered:
-            self._flush(self._buffered)
-        meta = pd.concat(self._meta, ignore_index=True) if self._meta else pd.DataFrame()
-        if len(meta) != self.info.n_records:
-            raise StoreError(f"{self.info.n_records} records but {len(meta)} metadata rows")
-        if meta["record_id"].duplicated().any():
-            dup = meta.loc[meta["record_id"].duplicated(), "record_id"].iloc[0]
-            raise StoreError(f"duplicate record_id {dup!r}")
-        meta = meta.astype({c: t for c, t in META_COLUMNS.items()})
-        meta.insert(0, "row", np.arange(len(meta), dtype=np.int64))
-        tmp = self.root / "meta.parquet.tmp"
-        meta.to_parquet(tmp, index=False)
-        os.replace(tmp, self.root / "meta.parquet")
-        _atomic_write_text(self.root / "store.json", json.dumps(asdict(self.info), indent=2))
-        return Store(self.root)
+    A missing store is created when ``fs`` and ``n_samples`` are given; an existing one must
+    have that form when they are.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = root / "store.json"
+        if path.exists():
+            info = StoreInfo.from_json(path.read_text(), path)
+            if fs is not None and (info.fs != float(fs) or info.n_samples != int(n_samples)):
+                raise StoreError(
+                    f"{root}: holds {info.fs:g} Hz x {info.n_samples} samples records, "
+                    f"not {float(fs):g} Hz x {n_samples}; use another store folder"
+                )
+        elif fs is None:
+            raise StoreError(f"{root}: not a store (no store.json)")
+        else:
+            info = StoreInfo(fs=float(fs), n_samples=int(n_samples), dtype=dtype)
+        yield info
+        atomic_write(path, json.dumps(asdict(info), indent=2))
 
 
 class Store:
-    """Read access to a complete store: metadata table and random-access signals."""
+    """Read access to the committed sources of a store: metadata table and random-access signals.
+
+    ``meta`` has one row per record across all sources (in ``store.json`` order) with a
+    global ``row`` index; :meth:`read` takes those rows.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         info_path = self.root / "store.json"
         if not info_path.exists():
-            raise StoreError(f"{self.root}: not a complete store (no store.json)")
-        self.info = StoreInfo(**json.loads(info_path.read_text()))
-        if self.info.format_version != FORMAT_VERSION:
-            raise StoreError(f"{info_path}: format version {self.info.format_version} unsupported")
-        self.meta = pd.read_parquet(self.root / "meta.parquet")
-        self._shards = [np.load(self.root / s["file"], mmap_mode="r") for s in self.info.shards]
-        sizes = np.array([s["n"] for s in self.info.shards], dtype=np.int64)
-        self._starts = np.concatenate([[0], np.cumsum(sizes)])
+            raise StoreError(f"{self.root}: not a store (no store.json)")
+        self.info = StoreInfo.from_json(info_path.read_text(), info_path)
+        metas = [self._source_meta(s) for s in self.info.sources]
+        meta = pd.concat(metas, ignore_index=True) if metas else _empty_meta()
+        meta.insert(0, "row", np.arange(len(meta), dtype=np.int64))
+        self.meta = meta
+        self._files = [
+            self.root / s.name / sh["file"] for s in self.info.sources for sh in s.shards
+        ]
+        sizes = [sh["n"] for s in self.info.sources for sh in s.shards]
+        self._starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
         if self._starts[-1] != len(self.meta):
             raise StoreError(
-                f"{self.root}: shards hold {self._starts[-1]} records, "
-                f"meta.parquet {len(self.meta)}"
+                f"{self.root}: shards hold {self._starts[-1]} records, metadata {len(self.meta)}"
             )
+        self._open: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def _source_meta(self, entry: SourceEntry) -> pd.DataFrame:
+        path = self.root / entry.name / "meta.parquet"
+        if not path.exists():
+            raise StoreError(f"{path}: missing, but store.json lists source {entry.name!r}")
+        meta = pd.read_parquet(path)
+        if len(meta) != entry.n_records:
+            raise StoreError(f"{path}: {len(meta)} rows, store.json says {entry.n_records}")
+        return meta
 
     @property
     def fs(self) -> float:
@@ -149,8 +162,35 @@ class Store:
     def n_samples(self) -> int:
         return self.info.n_samples
 
+    @property
+    def sources(self) -> list[str]:
+        return [s.name for s in self.info.sources]
+
     def __len__(self) -> int:
         return int(self._starts[-1])
+
+    def quarantine(self) -> pd.DataFrame:
+        """Every rejected record of every committed source, with a ``source`` column."""
+        parts = []
+        for entry in self.info.sources:
+            q = pd.read_parquet(self.root / entry.name / "quarantine.parquet")
+            parts.append(q.assign(source=entry.name))
+        return (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame(columns=[*QUARANTINE_COLUMNS, "source"])
+        )
+
+    def _shard(self, s: int) -> np.ndarray:
+        arr = self._open.get(s)
+        if arr is None:
+            arr = np.load(self._files[s], mmap_mode="r")
+            self._open[s] = arr
+            if len(self._open) > _OPEN_SHARDS:
+                self._open.popitem(last=False)
+        else:
+            self._open.move_to_end(s)
+        return arr
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Signals of the given global rows as float32 (k, 12, T), in the order given."""
@@ -163,5 +203,15 @@ class Store:
             sel = np.flatnonzero(shard_of == s)
             local = rows[sel] - self._starts[s]
             order = np.argsort(local, kind="stable")
-            out[sel[order]] = self._shards[s][local[order]]
+            out[sel[order]] = self._shard(int(s))[local[order]]
         return out
+
+
+def _empty_meta() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in META_COLUMNS.items()})
+
+
+def records_of(meta: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The records of the site called ``name`` or, if no site is, of the source called so."""
+    by_site = meta[meta["site"] == name]
+    return by_site if len(by_site) else meta[meta["source"] == name]

@@ -398,7 +398,17 @@ def generate(
     truth = _true_conditions(patients, pidx, records, heart_rate)
     labels = _annotate(np.random.default_rng([seed, key, 3]), profile.label_noise, truth)
     meta = _metadata(
-        profile.name, seed, patient_id_start, fs, patients, pidx, records, heart_rate, truth, labels
+        profile.name,
+        seed,
+        patient_id_start,
+        fs,
+        duration_s,
+        patients,
+        pidx,
+        records,
+        heart_rate,
+        truth,
+        labels,
     )
     return signals, meta
 
@@ -637,6 +647,7 @@ def _metadata(
     seed: int,
     start: int,
     fs: float,
+    duration_s: float,
     pat: dict[str, np.ndarray],
     pidx: np.ndarray,
     rec: dict[str, np.ndarray],
@@ -644,7 +655,8 @@ def _metadata(
     truth: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
 ) -> pd.DataFrame:
-    """The metadata frame: ``META_COLUMNS`` then ``EXTRA_COLUMNS``, one row per record."""
+    """The metadata frame: ``META_COLUMNS`` (but ``split``, which ingest assigns) then
+    ``EXTRA_COLUMNS``, one row per record."""
     n = pidx.size
     af = rec["rhythm"] == _RHYTHMS.index("AF")
     frame = pd.DataFrame(
@@ -654,6 +666,7 @@ def _metadata(
             "source": "synthetic",
             "site": site,
             "fs_origin": float(fs),
+            "duration_s": float(duration_s),
             "age": rec["age"],
             "is_male": pat["male"][pidx],
             **{label: labels[label] for label in LABELS},
@@ -665,7 +678,7 @@ def _metadata(
             **{f"true_{c}": truth[c] for c in CONDITIONS},
         }
     )
-    return frame.astype(META_COLUMNS | EXTRA_COLUMNS)
+    return frame.astype({c: t for c, t in (META_COLUMNS | EXTRA_COLUMNS).items() if c != "split"})
 
 
 # --- the dipole model ---------------------------------------------------------------------

@@ -89,20 +89,26 @@ def train_probe(
 
 
 def score(probe: Probe, features: np.ndarray, y: np.ndarray, labels: list[str]) -> dict:
-    """Mean BCE, macro AUROC and per-label figures of ``probe`` on one evaluation set."""
+    """Mean BCE, macro AUROC and per-label figures of ``probe`` on one evaluation set.
+
+    A label is scored on the records that annotate it (``y >= 0``; -1 means the source does
+    not annotate that label); a label no record annotates (``n`` 0) is left out of the means.
+    """
     p = probe.predict(features)
-    per_bce = bce(y, p)
-    per_label = {
-        name: {
-            "bce": float(per_bce[j]),
-            "auroc": auroc(y[:, j], p[:, j]),
-            "n_pos": int(y[:, j].sum()),
+    per_label: dict[str, dict] = {}
+    for j, name in enumerate(labels):
+        known = y[:, j] >= 0
+        yj, pj = y[known, j], p[known, j]
+        per_label[name] = {
+            "bce": float(bce(yj[:, None], pj[:, None])[0]) if known.any() else float("nan"),
+            "auroc": auroc(yj, pj),
+            "n_pos": int(yj.sum()),
+            "n": int(known.sum()),
         }
-        for j, name in enumerate(labels)
-    }
-    aucs = [v["auroc"] for v in per_label.values() if np.isfinite(v["auroc"])]
+    scored = [v for v in per_label.values() if v["n"]]
+    aucs = [v["auroc"] for v in scored if np.isfinite(v["auroc"])]
     return {
-        "loss": float(per_bce.mean()),
+        "loss": float(np.mean([v["bce"] for v in scored])) if scored else float("nan"),
         "auroc": float(np.mean(aucs)) if aucs else float("nan"),
         "n": int(len(y)),
         "per_label": per_label,

@@ -19,13 +19,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ecgscale.data.ingest import ingest_synthetic
-from ecgscale.data.store import Store
+from ecgscale.data.ingest import SplitRule, ingest
+from ecgscale.data.schema import LABELS
+from ecgscale.data.store import Store, StoreError, records_of
 from ecgscale.study.analysis import fit_study
 from ecgscale.study.executors import run_local
 from ecgscale.study.results import Results
 from ecgscale.study.runs import expand
-from ecgscale.study.spec import StudySpec, load_spec
+from ecgscale.study.spec import DataSpec, StudySpec, load_spec
 
 
 @dataclass
@@ -45,7 +46,56 @@ def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> 
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     (study_dir / "spec.yaml").write_text(spec.to_yaml())
-    return ingest_synthetic(spec.data, store_dir(spec, study_dir), progress=progress)
+    root = store_dir(spec, study_dir)
+    if spec.data.source == "synthetic":
+        ingest_synthetic(spec.data, root, progress=progress)
+    store = Store(root)
+    check_store(spec, store)
+    return store
+
+
+def ingest_synthetic(data: DataSpec, root: Path, *, progress: bool = True) -> None:
+    """Generate the synthetic sites of ``data`` into the store at ``root`` (kept if there)."""
+    sites = {data.id_site: data.n_records} | {s: data.n_ood_records for s in data.ood_sites}
+    ingest(
+        "synthetic",
+        "",
+        root,
+        name="synthetic",
+        options={"sites": sites, "fs": data.fs, "n_samples": data.n_samples, "seed": data.seed},
+        fs=data.fs,
+        n_samples=data.n_samples,
+        split=SplitRule(val=data.val_fraction, test=data.test_fraction, seed=data.seed),
+        max_reject=0.0,
+        progress=progress,
+    )
+
+
+def check_store(spec: StudySpec, store: Store) -> None:
+    """The store has the study's form, its ID records are fully labelled and split, and
+    every OOD set exists."""
+    data = spec.data
+    if (store.fs, store.n_samples) != (data.fs, data.n_samples):
+        raise StoreError(
+            f"{store.root}: records are {store.fs:g} Hz x {store.n_samples} samples but the spec "
+            f"asks for data.fs={data.fs:g}, data.n_samples={data.n_samples}"
+        )
+    known = sorted(set(store.meta["source"]) | set(store.meta["site"]))
+    for name in [data.id_site, *data.ood_sites]:
+        if records_of(store.meta, name).empty:
+            raise StoreError(
+                f"{store.root}: no source or site named {name!r} (has: {', '.join(known)})"
+            )
+    id_meta = records_of(store.meta, data.id_site)
+    unlabelled = [label for label in LABELS if (id_meta[label] < 0).any()]
+    if unlabelled:
+        raise StoreError(
+            f"{data.id_site}: pre-training records must annotate all six labels; "
+            f"{', '.join(unlabelled)} missing"
+        )
+    for split in ("train", "val", "test"):
+        if not (id_meta["split"] == split).any():
+            raise StoreError(f"{data.id_site}: no records in the {split} split")
 
 
 def train_runs(

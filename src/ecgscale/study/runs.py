@@ -15,7 +15,7 @@ import torch
 
 from ecgscale.data.schema import LABELS
 from ecgscale.data.splits import nested_subsets, patient_order
-from ecgscale.data.store import Store
+from ecgscale.data.store import Store, records_of
 from ecgscale.evaluate.probe import extract_features, score, train_probe
 from ecgscale.models import build, measure
 from ecgscale.objectives import create_objective
@@ -70,7 +70,7 @@ class EvalRows:
 
 def select_rows(spec: StudySpec, meta: pd.DataFrame) -> EvalRows:
     """Split the store into the roles of a study: D-ladder subsets, validation, probe, test, OOD."""
-    site = meta[meta["site"] == spec.data.id_site]
+    site = records_of(meta, spec.data.id_site)
     train, val, test = (site[site["split"] == s] for s in ("train", "val", "test"))
     val_order = patient_order(val, "val")
     test_rows = patient_order(test, "test")[: spec.eval.test_records]
@@ -80,7 +80,7 @@ def select_rows(spec: StudySpec, meta: pd.DataFrame) -> EvalRows:
         probe_train=np.sort(patient_order(train, "probe")[: spec.eval.probe_records]),
         probe_val=np.sort(val_order[: spec.eval.probe_val_records]),
         id_test=np.sort(test_rows),
-        ood={s: meta.loc[meta["site"] == s, "row"].to_numpy() for s in spec.data.ood_sites},
+        ood={s: records_of(meta, s)["row"].to_numpy() for s in spec.data.ood_sites},
     )
 
 

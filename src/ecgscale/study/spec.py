@@ -28,9 +28,17 @@ class _Strict(BaseModel):
 
 
 class DataSpec(_Strict):
-    """Where pre-training, validation, test and OOD records come from."""
+    """Where pre-training, validation, test and OOD records come from.
 
-    source: Literal["synthetic"] = "synthetic"
+    ``source: synthetic`` (the default) generates the store from the embedded generator:
+    ``id_site`` and ``ood_sites`` are synthetic sites. ``source: store`` uses a store filled
+    with ``ecgscale data ingest`` (``store`` required): ``id_site`` and ``ood_sites`` name its
+    sources or sites (e.g. ``code15``, ``ptbxl500``, ``georgia``), and ``fs``/``n_samples``
+    must be the store's. ``n_records``, ``n_ood_records``, the split fractions and ``seed``
+    apply to synthetic data only (real sources are split when ingested).
+    """
+
+    source: Literal["synthetic", "store"] = "synthetic"
     fs: float = Field(100.0, gt=0, le=10_000)
     n_samples: int = Field(1000, ge=16)
     id_site: str = "code"
@@ -46,13 +54,17 @@ class DataSpec(_Strict):
     def _sites_known(self) -> DataSpec:
         from ecgscale.data.synthetic import SITES
 
+        if self.id_site in self.ood_sites:
+            raise ValueError(f"ood_sites: {self.id_site!r} is the ID site")
+        if self.source == "store":
+            if not self.store:
+                raise ValueError("store: source 'store' needs the folder of an ingested store")
+            return self
         for name, site in [("id_site", self.id_site)] + [
             (f"ood_sites[{i}]", s) for i, s in enumerate(self.ood_sites)
         ]:
             if site not in SITES:
                 raise ValueError(f"{name}: unknown site {site!r} (known: {', '.join(SITES)})")
-        if self.id_site in self.ood_sites:
-            raise ValueError(f"ood_sites: {self.id_site!r} is the ID site")
         return self
 
 
