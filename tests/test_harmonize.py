@@ -31,8 +31,8 @@ TARGET = Target(fs=100.0, n_samples=1000)
 
 def test_identity_when_already_canonical():
     x = _ecg(fs=100.0)
-    out = harmonize(_rec(x, fs=100.0), TARGET)
-    assert out.dtype == np.float32 and out.shape == (12, 1000)
+    out, flags = harmonize(_rec(x, fs=100.0), TARGET)
+    assert flags == "" and out.dtype == np.float32 and out.shape == (12, 1000)
     np.testing.assert_allclose(out, x, rtol=1e-6, atol=1e-6)
 
 
@@ -41,7 +41,7 @@ def test_identity_when_already_canonical():
 def test_leads_reordered_by_name_and_synonym(perm, code_names):
     names = CODE_NAMES if code_names else list(LEADS)
     x = _ecg(fs=100.0)
-    out = harmonize(_rec(x[perm], [names[i] for i in perm], fs=100.0), TARGET)
+    out, _ = harmonize(_rec(x[perm], [names[i] for i in perm], fs=100.0), TARGET)
     np.testing.assert_allclose(out, x, atol=1e-6)
 
 
@@ -69,7 +69,7 @@ def test_inverted_avr_and_derived_limb_leads():
     i, ii = x[0], x[1]
     # a source with I, II, -aVR and the chest leads only
     sig = np.stack([i, ii, (i + ii) / 2, *x[6:]])
-    out = harmonize(_rec(sig, ["I", "II", "-aVR", *LEADS[6:]], fs=100.0), TARGET)
+    out, _ = harmonize(_rec(sig, ["I", "II", "-aVR", *LEADS[6:]], fs=100.0), TARGET)
     np.testing.assert_allclose(out[1], out[0] + out[2], atol=1e-5)  # Einthoven: II = I + III
     np.testing.assert_allclose(out[3], -(i + ii) / 2, atol=1e-5)
     np.testing.assert_allclose(out[4], i - ii / 2, atol=1e-5)
@@ -79,7 +79,7 @@ def test_inverted_avr_and_derived_limb_leads():
 @pytest.mark.parametrize("units, scale", [("uV", 1000.0), ("V", 0.001), ("mV", 1.0)])
 def test_units_to_millivolts(units, scale):
     x = _ecg(fs=100.0)
-    out = harmonize(_rec(x * scale, fs=100.0, units=units), TARGET)
+    out, _ = harmonize(_rec(x * scale, fs=100.0, units=units), TARGET)
     np.testing.assert_allclose(out, x, rtol=1e-5, atol=1e-5)
 
 
@@ -131,15 +131,23 @@ def test_checks_name_the_problem():
     nan = x.copy()
     nan[4, 100] = np.nan
     assert _reason(harmonize(_rec(nan), TARGET)) == "nan"
-    flat = x.copy()
-    flat[7] = 0.2
-    r = harmonize(_rec(flat), TARGET)
-    assert _reason(r) == "flat_lead" and "V2" in r.detail
-    clipped = x.copy()
-    clipped[2] = np.clip(clipped[2], -0.3, 0.3)
-    assert _reason(harmonize(_rec(clipped), TARGET)) == "saturated"
+    assert _reason(harmonize(_rec(np.full_like(x, 0.2)), TARGET)) == "flat_lead"
     assert _reason(harmonize(_rec(x * 1000), TARGET)) == "implausible_amplitude"
     assert _reason(harmonize(_rec(x[:, :500]), TARGET)) == "too_short"
+
+
+def test_flat_and_saturated_leads_flagged_or_rejected():
+    x = _ecg()
+    x[7] = 0.2
+    x[2] = np.clip(x[2], -0.3, 0.3)
+    out, flags = harmonize(_rec(x), TARGET)
+    assert out.shape == (12, 1000) and flags == "flat_lead:V2;saturated:III"
+    strict = Target(fs=100.0, n_samples=1000, reject_flagged=True)
+    r = harmonize(_rec(x), strict)
+    assert _reason(r) == "flat_lead" and r.detail == "flat lead in V2"
+    x[7] = _ecg()[7]
+    assert _reason(harmonize(_rec(x), strict)) == "saturated"
+    assert harmonize(_rec(_ecg()), TARGET)[1] == ""
 
 
 def test_lead_problems():
@@ -153,6 +161,6 @@ def test_lead_problems():
 def test_bandpass_removes_baseline_wander():
     t = np.arange(5000) / FS
     x = _ecg() + 2.0 * np.sin(2 * np.pi * 0.05 * t)  # slow wander of 2 mV
-    out = harmonize(_rec(x), Target(fs=100.0, n_samples=1000, bandpass=(0.5, 40.0)))
-    base = harmonize(_rec(x), TARGET)
+    out, _ = harmonize(_rec(x), Target(fs=100.0, n_samples=1000, bandpass=(0.5, 40.0)))
+    base, _ = harmonize(_rec(x), TARGET)
     assert np.abs(out.mean(axis=1)).max() < 0.1 < np.abs(base.mean(axis=1)).max()

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import butter, find_peaks, sosfiltfilt, welch
 
-from ecgscale.data.schema import LABELS, LEADS, META_COLUMNS
+from ecgscale.data.schema import INGEST_COLUMNS, LABELS, LEADS, META_COLUMNS
 from ecgscale.data.synthetic import CONDITIONS, EXTRA_COLUMNS, SITES, SiteProfile, generate
 
 FS = 100.0
@@ -77,7 +77,7 @@ def test_shapes_dtypes_and_columns(code_set):
     x, meta = code_set
     assert x.shape == (400, 12, 1000) and x.dtype == np.float32
     assert np.isfinite(x).all()
-    columns = [c for c in META_COLUMNS if c != "split"] + list(EXTRA_COLUMNS)  # ingest splits
+    columns = [c for c in META_COLUMNS if c not in INGEST_COLUMNS] + list(EXTRA_COLUMNS)
     assert list(meta.columns) == columns
     for column in columns:
         dtype = (META_COLUMNS | EXTRA_COLUMNS)[column]

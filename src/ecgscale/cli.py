@@ -158,6 +158,11 @@ def _options(pairs: tuple[str, ...]) -> dict:
     help="Reject records shorter than this.",
 )
 @click.option("--bandpass", metavar="LOW,HIGH", help="Band-pass filter in Hz, e.g. 0.5,40.")
+@click.option(
+    "--reject-flagged",
+    is_flag=True,
+    help="Reject records with a flat or saturated lead (default: keep, flag them).",
+)
 @click.option("--restart", is_flag=True, help="Discard an unfinished ingest of this source.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
@@ -177,6 +182,7 @@ def data_ingest(
     align,
     min_seconds,
     bandpass,
+    reject_flagged,
     restart,
     quiet,
 ) -> None:
@@ -187,7 +193,7 @@ def data_ingest(
     """
     from ecgscale.data.ingest import SplitRule, ingest
 
-    harmonize = {"align": align, "min_seconds": min_seconds}
+    harmonize = {"align": align, "min_seconds": min_seconds, "reject_flagged": reject_flagged}
     if bandpass:
         try:
             low, high = (float(v) for v in bandpass.split(","))

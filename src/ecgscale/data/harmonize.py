@@ -8,8 +8,9 @@ order, at the store's sampling rate. Steps, in order:
    ``-aVR`` handled); a missing III, aVR, aVL or aVF is derived from I and II by Einthoven's
    and Goldberger's laws; otherwise ``wrong_lead_count`` / ``unknown_lead``;
 3. physical units to mV (``V``, ``mV``, ``uV``/``µV``);
-4. checks on the source samples: ``nan``, ``flat_lead``, ``saturated``,
-   ``implausible_amplitude``;
+4. checks on the source samples: ``nan``, ``implausible_amplitude`` and every lead flat
+   reject the record; single flat or saturated leads are flagged (kept, and named in the
+   ``flags`` metadata column) unless ``reject_flagged``;
 5. optional zero-phase Butterworth band-pass;
 6. resampling with a polyphase FIR filter (Kaiser window, scipy's ``resample_poly``), which
    low-pass filters below the new Nyquist frequency before decimating;
@@ -68,6 +69,8 @@ class Target:
     """(low, high) Hz for a 4th-order zero-phase Butterworth band-pass; None = off."""
     flat_ptp_mv: float = 0.01
     """a lead whose peak-to-peak amplitude is below this is flat."""
+    reject_flagged: bool = False
+    """reject records with a flat or saturated lead instead of flagging them."""
     saturation_s: float = 0.1
     """a lead stuck at its maximum or minimum (in runs of 3+ samples) this long in all is
     saturated."""
@@ -124,23 +127,34 @@ def _time_stuck_at(row: np.ndarray, value: float, min_run: int = 3) -> int:
     return int(runs[runs >= min_run].sum())
 
 
-def _check(x: np.ndarray, fs: float, target: Target) -> tuple[str, str] | None:
+def _hard_problem(x: np.ndarray, target: Target) -> tuple[str, str] | None:
+    """A problem that makes the record unusable."""
     if not np.isfinite(x).all():
         bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
         return "nan", f"non-finite samples in {', '.join(LEADS[i] for i in bad)}"
     ptp = np.ptp(x, axis=1)
-    flat = np.flatnonzero(ptp < target.flat_ptp_mv)
-    if len(flat):
-        leads = ", ".join(LEADS[i] for i in flat)
-        return "flat_lead", f"peak-to-peak below {target.flat_ptp_mv} mV in {leads}"
-    limit = max(5, round(target.saturation_s * fs))
-    for i, row in enumerate(x):
-        stuck = max(_time_stuck_at(row, row.max()), _time_stuck_at(row, row.min()))
-        if stuck >= limit:
-            return "saturated", f"lead {LEADS[i]} stuck at its extreme for {stuck / fs:.2f} s"
+    if (ptp < target.flat_ptp_mv).all():
+        return "flat_lead", f"all 12 leads flat (peak-to-peak below {target.flat_ptp_mv} mV)"
     if np.median(ptp) > target.max_abs_mv:
         return "implausible_amplitude", f"median peak-to-peak {np.median(ptp):.3g} mV"
     return None
+
+
+def _lead_flags(x: np.ndarray, fs: float, target: Target) -> dict[str, str]:
+    """Leads that are flat or saturated: ``{"flat_lead": "V1,V2", "saturated": "III"}``."""
+    flat = np.ptp(x, axis=1) < target.flat_ptp_mv
+    limit = max(5, round(target.saturation_s * fs))
+    saturated = [
+        LEADS[i]
+        for i, row in enumerate(x)
+        if not flat[i]
+        and max(_time_stuck_at(row, row.max()), _time_stuck_at(row, row.min())) >= limit
+    ]
+    flags = {
+        "flat_lead": ",".join(LEADS[i] for i in np.flatnonzero(flat)),
+        "saturated": ",".join(saturated),
+    }
+    return {k: v for k, v in flags.items() if v}
 
 
 def resample(x: np.ndarray, fs_from: float, fs_to: float) -> np.ndarray:
@@ -163,8 +177,14 @@ def fit_length(x: np.ndarray, n: int, align: str) -> np.ndarray:
     return out
 
 
-def harmonize(rec: RawRecord, target: Target) -> np.ndarray | Rejection:
-    """The canonical ``(12, n_samples)`` float32 mV array of ``rec``, or why there is none."""
+def harmonize(rec: RawRecord, target: Target) -> tuple[np.ndarray, str] | Rejection:
+    """The canonical ``(12, n_samples)`` float32 mV array of ``rec`` and its lead flags, or why
+    there is none.
+
+    Flags name flat and saturated leads (``"flat_lead:V1,V2;saturated:III"``, empty when
+    none): such records are kept unless ``target.reject_flagged``; a record with every lead
+    flat is always rejected.
+    """
     fs = float(rec.fs) if rec.fs is not None else math.nan
     if not (math.isfinite(fs) and 50 <= fs <= 20_000):
         return _reject(rec, "impossible_fs", f"sampling rate {rec.fs!r} Hz")
@@ -177,11 +197,16 @@ def harmonize(rec: RawRecord, target: Target) -> np.ndarray | Rejection:
         seconds = x.shape[1] / fs
         return _reject(rec, "too_short", f"{seconds:.2f} s, shorter than {target.min_seconds} s")
     x = x * _UNIT_TO_MV[rec.units]
-    problem = _check(x, fs, target)
+    problem = _hard_problem(x, target)
     if problem:
         return _reject(rec, *problem)
+    flags = _lead_flags(x, fs, target)
+    if flags and target.reject_flagged:
+        reason, leads = next(iter(flags.items()))
+        return _reject(rec, reason, f"{reason.replace('_', ' ')} in {leads.replace(',', ', ')}")
     if target.bandpass is not None:
         sos = sps.butter(4, target.bandpass, btype="bandpass", fs=fs, output="sos")
         x = sps.sosfiltfilt(sos, x, axis=-1)
     x = resample(x, fs, target.fs)
-    return fit_length(x, target.n_samples, target.align).astype(np.float32)
+    flag_text = ";".join(f"{reason}:{leads}" for reason, leads in flags.items())
+    return fit_length(x, target.n_samples, target.align).astype(np.float32), flag_text

@@ -121,7 +121,7 @@ def _normalise(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str))
 
 
-def _meta_row(rec: RawRecord, name: str, n_source_samples: int) -> dict[str, Any]:
+def _meta_row(rec: RawRecord, name: str, n_source_samples: int, flags: str) -> dict[str, Any]:
     return {
         "record_id": rec.record_id,
         "patient_id": rec.patient_id
@@ -132,6 +132,7 @@ def _meta_row(rec: RawRecord, name: str, n_source_samples: int) -> dict[str, Any
         "split": None,
         "fs_origin": float(rec.fs),
         "duration_s": n_source_samples / float(rec.fs),
+        "flags": flags,
         "age": rec.age,
         "is_male": rec.is_male,
         **{label: int(rec.labels.get(label, -1)) for label in LABELS},
@@ -158,14 +159,14 @@ def _read_unit(job: _Job, source: Source) -> tuple[np.ndarray, list[dict], list[
                 )
                 continue
             seen.add(item.record_id)
-            x = harmonize(item, job.target)
-            if isinstance(x, Rejection):
-                rejected.append(x)
+            done = harmonize(item, job.target)
+            if isinstance(done, Rejection):
+                rejected.append(done)
                 continue
             if len(rows) == len(signals):
                 signals = np.concatenate([signals, np.empty_like(signals)])
-            signals[len(rows)] = x
-            rows.append(_meta_row(item, job.name, np.shape(item.signal)[-1]))
+            signals[len(rows)] = done[0]
+            rows.append(_meta_row(item, job.name, np.shape(item.signal)[-1], done[1]))
             splits.append(source.split(item))
     except Exception as exc:  # a reader must not raise; if one does, keep what it gave and say so
         lost = max(1, job.unit.n - len(rows) - len(rejected))

@@ -28,12 +28,14 @@ def describe(root: Path, *, examples: int = 3) -> str:
     site, and the quarantine by reason with a few example records."""
     store = Store(root)
     meta = store.meta
+    names = [s if s == t else f"{s}/{t}" for s, t in meta.groupby(["source", "site"]).groups]
+    w = max([24, *(len(n) + 2 for n in names)])
     lines = [
         f"store {root}: {len(store)} records, {len(store.sources)} sources, "
         f"{store.fs:g} Hz x {store.n_samples} samples ({store.n_samples / store.fs:.2f} s), "
         f"{store.info.dtype}",
         "",
-        f"{'source/site':<24}{'records':>8}{'patients':>9}{'train/val/test':>18}"
+        f"{'source/site':<{w}}{'records':>8}{'patients':>9}{'train/val/test':>18}"
         f"{'fs at source':>14}{'seconds':>11}  " + "".join(f"{label:>7}" for label in LABELS),
     ]
     for (source, site), part in meta.groupby(["source", "site"], sort=False):
@@ -41,7 +43,7 @@ def describe(root: Path, *, examples: int = 3) -> str:
         counts = "/".join(str(int(split.get(s, 0))) for s in ("train", "val", "test"))
         where = source if site == source else f"{source}/{site}"
         lines.append(
-            f"{where:<24}{len(part):>8}{part['patient_id'].nunique():>9}{counts:>18}"
+            f"{where:<{w}}{len(part):>8}{part['patient_id'].nunique():>9}{counts:>18}"
             f"{_range(part['fs_origin'], 'g'):>14}{_range(part['duration_s'], '.1f'):>11}  "
             + _prevalence(part)
         )

@@ -194,17 +194,22 @@ class Store:
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Signals of the given global rows as float32 (k, 12, T), in the order given."""
+        import torch  # here, not at module level: the CLI imports this module on every command
+
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError(f"row out of range 0..{len(self) - 1}")
-        out = np.empty((len(rows), len(LEADS), self.n_samples), dtype=np.float32)
+        out = torch.empty((len(rows), len(LEADS), self.n_samples), dtype=torch.float32)
         shard_of = np.searchsorted(self._starts, rows, side="right") - 1
         for s in np.unique(shard_of):
             sel = np.flatnonzero(shard_of == s)
             local = rows[sel] - self._starts[s]
             order = np.argsort(local, kind="stable")
-            out[sel[order]] = self._shard(int(s))[local[order]]
-        return out
+            # torch converts float16 to float32 ~20x faster than numpy
+            out[torch.from_numpy(sel[order])] = torch.from_numpy(
+                self._shard(int(s))[local[order]]
+            ).float()
+        return out.numpy()
 
 
 def _empty_meta() -> pd.DataFrame:

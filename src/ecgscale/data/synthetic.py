@@ -68,7 +68,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import butter, sosfiltfilt
 
-from ecgscale.data.schema import LABELS, META_COLUMNS
+from ecgscale.data.schema import INGEST_COLUMNS, LABELS, META_COLUMNS
 
 CONDITIONS: tuple[str, ...] = (*LABELS, "LVH", "MI")
 """Every condition the generator draws: CODE's six labels plus two unseen-task targets."""
@@ -655,7 +655,7 @@ def _metadata(
     truth: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
 ) -> pd.DataFrame:
-    """The metadata frame: ``META_COLUMNS`` (but ``split``, which ingest assigns) then
+    """The metadata frame: ``META_COLUMNS`` (but those ingest assigns) then
     ``EXTRA_COLUMNS``, one row per record."""
     n = pidx.size
     af = rec["rhythm"] == _RHYTHMS.index("AF")
@@ -678,7 +678,9 @@ def _metadata(
             **{f"true_{c}": truth[c] for c in CONDITIONS},
         }
     )
-    return frame.astype({c: t for c, t in (META_COLUMNS | EXTRA_COLUMNS).items() if c != "split"})
+    return frame.astype(
+        {c: t for c, t in (META_COLUMNS | EXTRA_COLUMNS).items() if c not in INGEST_COLUMNS}
+    )
 
 
 # --- the dipole model ---------------------------------------------------------------------

@@ -1,6 +1,13 @@
 """Readers of ECG datasets in their publishers' formats (one module per format)."""
 
-from ecgscale.data.sources import synthetic  # noqa: F401  (registers the reader)
+from ecgscale.data.sources import (  # noqa: F401  (importing a reader registers it)
+    cinc,
+    code15,
+    codetest,
+    ptbxl,
+    synthetic,
+    wfdb_folder,
+)
 from ecgscale.data.sources.base import (
     REASONS,
     RawRecord,
