@@ -10,7 +10,7 @@ threadpool_limits(1)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the project; tests using it skip when it is absent."""
     if not SHARED_DATA.is_dir():
