@@ -353,8 +353,9 @@ def ingest(
     if not name.replace("-", "").replace("_", "").isalnum():
         raise IngestError(f"source name {name!r}: use letters, digits, '-' and '_' only")
     source = create_source(kind, path, **(options or {}))
-    if fs is None and not (store / "store.json").exists():
-        fs, n_samples = 400.0, 4096
+    if not (store / "store.json").exists():
+        fs = 400.0 if fs is None else fs
+        n_samples = 4096 if n_samples is None else n_samples
     with locked_info(store, fs=fs, n_samples=n_samples) as info:
         form = (info.fs, info.n_samples)
     target = Target(fs=form[0], n_samples=form[1], **(harmonize_options or {}))

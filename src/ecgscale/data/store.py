@@ -95,7 +95,7 @@ def locked_info(
     """Read ``store.json`` under an exclusive lock, yield it, write back what the caller changed.
 
     A missing store is created when ``fs`` and ``n_samples`` are given; an existing one must
-    have that form when they are.
+    have the ``fs`` and ``n_samples`` that are given.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -104,12 +104,15 @@ def locked_info(
         path = root / "store.json"
         if path.exists():
             info = StoreInfo.from_json(path.read_text(), path)
-            if fs is not None and (info.fs != float(fs) or info.n_samples != int(n_samples)):
+            if (fs is not None and info.fs != float(fs)) or (
+                n_samples is not None and info.n_samples != int(n_samples)
+            ):
                 raise StoreError(
                     f"{root}: holds {info.fs:g} Hz x {info.n_samples} samples records, "
-                    f"not {float(fs):g} Hz x {n_samples}; use another store folder"
+                    f"not {fs or info.fs:g} Hz x {n_samples or info.n_samples}; "
+                    "use another store folder"
                 )
-        elif fs is None:
+        elif fs is None or n_samples is None:
             raise StoreError(f"{root}: not a store (no store.json)")
         else:
             info = StoreInfo(fs=float(fs), n_samples=int(n_samples), dtype=dtype)
