@@ -119,12 +119,15 @@ def _arrange_leads(rec: RawRecord) -> np.ndarray | Rejection:
     return np.stack([rows[lead] for lead in LEADS])
 
 
-def _time_stuck_at(row: np.ndarray, value: float, min_run: int = 3) -> int:
-    """Samples of ``row`` in runs of at least ``min_run`` consecutive samples equal to ``value``."""
-    hit = np.concatenate([[False], row == value, [False]])
-    edges = np.flatnonzero(np.diff(hit.astype(np.int8)))
-    runs = edges[1::2] - edges[::2]
-    return int(runs[runs >= min_run].sum())
+def _time_stuck(hit: np.ndarray, min_run: int = 3) -> np.ndarray:
+    """Per row of boolean ``hit``, the samples in runs of at least ``min_run`` True values."""
+    windows = np.ones(hit.shape[:-1] + (hit.shape[-1] - min_run + 1,), dtype=bool)
+    for k in range(min_run):
+        windows &= hit[..., k : hit.shape[-1] - min_run + 1 + k]
+    covered = np.zeros_like(hit)
+    for k in range(min_run):
+        covered[..., k : k + windows.shape[-1]] |= windows
+    return covered.sum(axis=-1)
 
 
 def _hard_problem(x: np.ndarray, target: Target) -> tuple[str, str] | None:
@@ -144,12 +147,9 @@ def _lead_flags(x: np.ndarray, fs: float, target: Target) -> dict[str, str]:
     """Leads that are flat or saturated: ``{"flat_lead": "V1,V2", "saturated": "III"}``."""
     flat = np.ptp(x, axis=1) < target.flat_ptp_mv
     limit = max(5, round(target.saturation_s * fs))
-    saturated = [
-        LEADS[i]
-        for i, row in enumerate(x)
-        if not flat[i]
-        and max(_time_stuck_at(row, row.max()), _time_stuck_at(row, row.min())) >= limit
-    ]
+    at_max = _time_stuck(x == x.max(axis=1, keepdims=True))
+    at_min = _time_stuck(x == x.min(axis=1, keepdims=True))
+    saturated = [LEADS[i] for i in np.flatnonzero((np.maximum(at_max, at_min) >= limit) & ~flat)]
     flags = {
         "flat_lead": ",".join(LEADS[i] for i in np.flatnonzero(flat)),
         "saturated": ",".join(saturated),

@@ -45,6 +45,8 @@ from ecgscale.data.store import (
     locked_info,
 )
 
+SMALL_INGEST = 2000
+"""records below which ingest runs in the calling process by default."""
 EARLY_ABORT_AFTER = 2000
 """records seen before a source rejecting most of them is stopped early."""
 
@@ -294,6 +296,13 @@ def _run_units(jobs: list[_Job], workers: int, bar: tqdm, max_reject: float) -> 
     return results
 
 
+def _default_workers(jobs: list[_Job]) -> int:
+    """One per CPU, but none for small work: a worker takes seconds to start (imports)."""
+    if sum(job.unit.n for job in jobs) < SMALL_INGEST:
+        return 1
+    return min(os.cpu_count() or 1, len(jobs))
+
+
 def _top_reasons(results: list[_UnitResult]) -> str:
     total: Counter[str] = Counter()
     for r in results:
@@ -398,7 +407,7 @@ def ingest(
         unit="rec",
         disable=not progress,
     ) as bar:
-        for result in _run_units(jobs, workers or os.cpu_count() or 1, bar, max_reject):
+        for result in _run_units(jobs, workers or _default_workers(jobs), bar, max_reject):
             results[result.key] = result
     shards, meta, quarantine = _assemble(folder, source, units, results)
     n_bad = len(quarantine) + sum(max(0, r.n_lost - 1) for r in results.values())
