@@ -187,7 +187,7 @@ class Store:
     def _shard(self, s: int) -> np.ndarray:
         arr = self._open.get(s)
         if arr is None:
-            arr = np.load(self._files[s], mmap_mode="r")
+            arr = np.load(self._files[s], mmap_mode="c")  # copy-on-write: never writes back
             self._open[s] = arr
             if len(self._open) > _OPEN_SHARDS:
                 self._open.popitem(last=False)
@@ -204,14 +204,9 @@ class Store:
             raise IndexError(f"row out of range 0..{len(self) - 1}")
         out = torch.empty((len(rows), len(LEADS), self.n_samples), dtype=torch.float32)
         shard_of = np.searchsorted(self._starts, rows, side="right") - 1
-        for s in np.unique(shard_of):
-            sel = np.flatnonzero(shard_of == s)
-            local = rows[sel] - self._starts[s]
-            order = np.argsort(local, kind="stable")
-            # torch converts float16 to float32 ~20x faster than numpy
-            out[torch.from_numpy(sel[order])] = torch.from_numpy(
-                self._shard(int(s))[local[order]]
-            ).float()
+        for j, (row, s) in enumerate(zip(rows.tolist(), shard_of.tolist(), strict=True)):
+            # one pass per record: memory map → float32 (torch converts ~20x faster than numpy)
+            out[j].copy_(torch.from_numpy(self._shard(s)[row - self._starts[s]]))
         return out.numpy()
 
 
