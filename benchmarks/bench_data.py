@@ -72,7 +72,7 @@ GIB = 2**30
 MEMORY_GOAL = 1 * GIB
 READ_GOAL = 50.0
 STARVE_GOAL = 10.0
-PTBXL_DEFAULT = Path("/work/shared/data/ptbxl-sample")
+PTBXL_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptbxl-sample"
 OPTS = ("rate=500",)  # PTB-XL reader option: records500/
 MARGIN_BYTES = 2 * GIB  # free disk left over after the CODE-15% files, at least
 

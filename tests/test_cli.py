@@ -49,3 +49,44 @@ def test_train_lists_run_ids():
     result = CliRunner().invoke(main, ["train", "--list"])
     assert result.exit_code == 0
     assert len(result.output.split()) >= 36
+
+
+def test_data_sources_and_datasets_are_listed():
+    kinds = CliRunner().invoke(main, ["data", "sources"])
+    assert kinds.exit_code == 0
+    assert {line.split()[0] for line in kinds.output.splitlines()} >= {
+        "code15",
+        "codetest",
+        "ptbxl",
+        "cinc2020",
+        "cinc2021",
+        "wfdb",
+        "synthetic",
+    }
+    sets = CliRunner().invoke(main, ["data", "download", "--list"])
+    assert sets.exit_code == 0
+    assert {line.split()[0] for line in sets.output.splitlines()} == {
+        "ptbxl",
+        "cinc2021",
+        "code15",
+        "code-test",
+    }
+
+
+def test_download_failure_is_one_line(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "download",
+            "ptbxl",
+            "--to",
+            str(tmp_path),
+            "--mirror",
+            "http://127.0.0.1:9",
+            "--retries",
+            "0",
+        ],
+    )
+    assert result.exit_code == 1 and result.output.count("\n") <= 2
+    assert "ecgscale: error: ptbxl" in result.output

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ecgscale.data.fixtures import write_code15
 from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS, LEADS
 from ecgscale.data.sources.base import RawRecord, Rejection, Source, Unit, register_source
@@ -211,15 +212,37 @@ def test_unfinished_ingest_with_other_settings_is_not_mixed(tmp_path):
     assert _scripted(tmp_path / "s", records[:3], restart=True).n_quarantined == 3
 
 
-def _ingest_cmd(store: Path) -> list[str]:
+SYNTHETIC_ARGS = [
+    "synthetic",
+    ".",
+    "-o",
+    "sites={code: 4000}",
+    "-o",
+    "chunk=500",
+    "-o",
+    "fs=100",
+    "-o",
+    "n_samples=500",
+    "-o",
+    "seed=5",
+]
+
+
+@pytest.fixture(scope="module")
+def code15_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("code15")
+    write_code15(folder, 2400, 2, seed=9)
+    return folder
+
+
+def _ingest_cmd(store: Path, source: list[str]) -> list[str]:
     return [
         sys.executable,
         "-m",
         "ecgscale",
         "data",
         "ingest",
-        "synthetic",
-        ".",
+        *source,
         "--store",
         str(store),
         "--fs",
@@ -229,50 +252,44 @@ def _ingest_cmd(store: Path) -> list[str]:
         "--workers",
         "2",
         "--quiet",
-        "-o",
-        "sites={code: 4000}",
-        "-o",
-        "chunk=500",
-        "-o",
-        "fs=100",
-        "-o",
-        "n_samples=500",
-        "-o",
-        "seed=5",
     ]
 
 
-def test_sigkill_halfway_then_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("kind", ["synthetic", "code15"])
+def test_sigkill_halfway_then_resume_equals_uninterrupted(tmp_path, kind, request):
+    if kind == "code15":
+        folder = request.getfixturevalue("code15_folder")
+        source, n_units, n = ["code15", str(folder), "-o", "unit_size=300"], 8, 2400
+    else:
+        source, n_units, n = SYNTHETIC_ARGS, 8, 4000
     ref = subprocess.run(
-        _ingest_cmd(tmp_path / "ref"), capture_output=True, text=True, cwd=tmp_path
+        _ingest_cmd(tmp_path / "ref", source), capture_output=True, text=True, cwd=tmp_path
     )
     assert ref.returncode == 0, ref.stderr
-    units = tmp_path / "cut" / "synthetic" / "units"
+    units = tmp_path / "cut" / kind / "units"
     proc = subprocess.Popen(
-        _ingest_cmd(tmp_path / "cut"),
+        _ingest_cmd(tmp_path / "cut", source),
         cwd=tmp_path,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(units.glob("*.done.json"))) < 3:
-        time.sleep(0.05)
+    while time.time() < deadline and len(list(units.glob("*.done.json"))) < 2:
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = len(list(units.glob("*.done.json")))
-    assert 3 <= done < 8, done  # killed halfway
-    assert not (tmp_path / "cut" / "store.json").exists() or Store(tmp_path / "cut").sources == []
+    assert 2 <= done < n_units, done  # killed halfway
+    assert Store(tmp_path / "cut").sources == []
     again = subprocess.run(
-        _ingest_cmd(tmp_path / "cut"), capture_output=True, text=True, cwd=tmp_path
+        _ingest_cmd(tmp_path / "cut", source), capture_output=True, text=True, cwd=tmp_path
     )
     assert again.returncode == 0, again.stderr
     assert "units kept from an earlier run" in again.stdout
     _same_store(tmp_path / "ref", tmp_path / "cut")
-    entries = [
-        json.loads((tmp_path / d / "store.json").read_text())["sources"] for d in ("ref", "cut")
-    ]
-    assert entries[0][0]["n_records"] == entries[1][0]["n_records"] == 4000
+    stores = [json.loads((tmp_path / d / "store.json").read_text()) for d in ("ref", "cut")]
+    assert stores[0]["sources"][0]["n_records"] == stores[1]["sources"][0]["n_records"] == n
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -229,9 +229,16 @@ def data_ingest(
     help="Only files matching this shell pattern, e.g. 'exams_part0.zip' (repeatable).",
 )
 @click.option("--no-extract", is_flag=True, help="Keep archives packed.")
+@click.option(
+    "--retries",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Retries per file after a connection error (each resumes the transfer).",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the datasets and stop.")
 @friendly_errors
-def data_download(dataset, to, mirror, include, no_extract, list_only) -> None:
+def data_download(dataset, to, mirror, include, no_extract, retries, list_only) -> None:
     """Fetch a public dataset (resumable, checksum-verified, safely extracted)."""
     from ecgscale.data.download import download, list_datasets
 
@@ -241,7 +248,9 @@ def data_download(dataset, to, mirror, include, no_extract, list_only) -> None:
         return
     if to is None:
         raise click.UsageError("--to DIR is required")
-    path = download(dataset, to, base_url=mirror, include=include, extract=not no_extract)
+    path = download(
+        dataset, to, base_url=mirror, include=include, extract=not no_extract, retries=retries
+    )
     click.echo(f"{dataset}: ready in {path}")
 
 
