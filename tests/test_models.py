@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import math
+import resource
+import time
 from collections.abc import Iterator
 
 import pytest
 import torch
 import torch.nn.functional as F
+from click.testing import CliRunner
 from torch import nn
 
+from ecgscale.cli import _parse_rung, main
 from ecgscale.models import (
     Encoder,
     build,
     count_params,
     create_model,
     default_ladder,
+    ladder,
     list_families,
     measure,
     register_family,
     shape_for,
 )
-from ecgscale.models.ladder import resnet_downsample, resnet_kernel, transformer_patch
+from ecgscale.models.ladder import (
+    DEFAULT_RUNGS,
+    resnet_downsample,
+    resnet_kernel,
+    resnet_params,
+    transformer_params,
+    transformer_patch,
+)
+from ecgscale.objectives import create_objective
 
 FAMILIES = ("resnet", "transformer")
 
@@ -135,34 +149,69 @@ def test_rules() -> None:
     assert transformer_patch(500, 1000) == 62
 
 
+# input lengths and rates a study may choose: CODE, PTB-XL, CinC, a short crop, low rates
+INPUTS = [(1000, 100), (2500, 250), (4096, 400), (5000, 500), (2048, 400), (256, 100), (500, 50)]
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize(("input_len", "fs"), [(1000, 100), (4096, 400)])
+@pytest.mark.parametrize(("input_len", "fs"), INPUTS)
 def test_ladder_hits_targets(family: str, input_len: int, fs: float) -> None:
-    for target in (20_000, 60_000, 200_000, 2_000_000, 20_000_000, 200_000_000):
+    for target in DEFAULT_RUNGS:
         shape = shape_for(family, target, input_len=input_len, fs=fs)
         n = count_params(family, **shape)
         assert abs(n / target - 1) < 0.10, (target, n, shape)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_ladder_grows_depth_and_width(family: str) -> None:
-    shapes = [shape_for(family, n, input_len=1000, fs=100) for n in (20_000, 2_000_000, 2e8)]
-    if family == "resnet":
-        assert [s["blocks"] for s in shapes] == [1, 1, 4]
-        assert shapes[0]["widths"][-1] < shapes[1]["widths"][-1] < shapes[2]["widths"][-1]
-    else:
-        assert [s["depth"] for s in shapes] == [2, 6, 20]
-        assert [s["dim"] % s["heads"] for s in shapes] == [0, 0, 0]
-        assert [s["heads"] for s in shapes] == [1, 8, 14]
-        assert 60 <= shapes[-1]["dim"] // shapes[-1]["heads"] <= 70
+@pytest.mark.parametrize(("input_len", "fs"), INPUTS)
+def test_ladder_shapes_grow_and_heads_align(input_len: int, fs: float) -> None:
+    resnets = [shape_for("resnet", n, input_len=input_len, fs=fs) for n in DEFAULT_RUNGS]
+    for small, big in zip(resnets, resnets[1:], strict=False):
+        assert small["blocks"] < big["blocks"] or (
+            small["blocks"] == big["blocks"] and small["widths"][-1] < big["widths"][-1]
+        )
+    vits = [shape_for("transformer", n, input_len=input_len, fs=fs) for n in DEFAULT_RUNGS]
+    for small, big in zip(vits, vits[1:], strict=False):
+        assert small["depth"] <= big["depth"] and small["dim"] < big["dim"]
+    for target, shape in zip(DEFAULT_RUNGS, vits, strict=True):
+        head_dim, rest = divmod(shape["dim"], shape["heads"])
+        assert rest == 0
+        if target >= 2_000_000:
+            assert head_dim % 8 == 0 and 16 <= head_dim <= 64, shape
+
+
+def test_ladder_shapes_at_100hz() -> None:
+    shapes = {
+        family: [shape_for(family, n, input_len=1000, fs=100) for n in (20_000, 2e6, 2e8)]
+        for family in FAMILIES
+    }
+    assert [s["blocks"] for s in shapes["resnet"]] == [1, 1, 4]
+    assert [s["kernel_size"] for s in shapes["resnet"]] == [5, 5, 5]
+    assert [(s["depth"], s["heads"]) for s in shapes["transformer"]] == [(2, 1), (6, 7), (20, 14)]
+    assert shapes["transformer"][-1]["dim"] == 14 * 64
+
+
+@pytest.mark.parametrize(("input_len", "fs"), [(1000, 100), (4096, 400), (256, 100)])
+def test_closed_form_counts_are_the_models(input_len: int, fs: float) -> None:
+    for target in DEFAULT_RUNGS[::3]:
+        r = shape_for("resnet", target, input_len=input_len, fs=fs)
+        n = resnet_params(r["stem_width"], r["widths"], r["blocks"], r["kernel_size"])
+        assert n == count_params("resnet", **r)
+        t = shape_for("transformer", target, input_len=input_len, fs=fs)
+        n = transformer_params(t["dim"], t["depth"], t["patch"])
+        assert n == count_params("transformer", **t)
+    resnet = {"stem_width": 8, "widths": [16, 16], "blocks": 3, "kernel_size": 7, "n_leads": 3}
+    assert resnet_params(**resnet) == count_params("resnet", **resnet, downsample=[2, 2])
+    vit = {"dim": 24, "depth": 3, "patch": 10, "n_leads": 2}
+    assert transformer_params(**vit) == count_params("transformer", **vit, heads=3)
 
 
 def test_default_ladder() -> None:
     for family in FAMILIES:
         rungs = default_ladder(family)
-        assert rungs[0] == 20_000 and rungs[-1] == 200_000_000 and len(rungs) >= 9
+        assert rungs[0] == 20_000 and rungs[-1] == 200_000_000 and len(rungs) >= 10
+        assert {50_000, 500_000, 5_000_000} <= set(rungs)  # the training benchmark's rungs
         ratios = [b / a for a, b in zip(rungs, rungs[1:], strict=False)]
-        assert all(3 <= r <= 3.34 for r in ratios)
+        assert set(ratios) == {2, 2.5}  # the 1-2-5 series
     with pytest.raises(KeyError):
         default_ladder("lstm")
     with pytest.raises(KeyError):
@@ -249,3 +298,99 @@ def test_tiny_model_trains(family: str) -> None:
         losses.append(loss.item())
     assert sum(losses[:3]) / 3 > 0.6
     assert sum(losses[-5:]) / 5 < 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_top_rung_takes_a_training_step_on_cpu(family: str) -> None:
+    """The 200M rung at 100 Hz x 1000, fp32: forward, backward and one AdamW step, batch 2."""
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    objective = create_objective("sl", build(family, 200_000_000, input_len=1000, fs=100), fs=100)
+    params = list(objective.parameters())
+    assert abs(sum(p.numel() for p in params) / 2e8 - 1) < 0.10
+    before = [p.detach().flatten()[:64].clone() for p in params]
+    optimizer = torch.optim.AdamW(params)
+    built = time.perf_counter()
+    x, y = torch.randn(2, 12, 1000), torch.randint(0, 2, (2, 6)).float()
+    loss = objective.loss(x, y)
+    loss.backward()
+    optimizer.step()
+    done = time.perf_counter()
+    assert torch.isfinite(loss)
+    after = [p.detach().flatten()[:64] for p in params]
+    assert not any(torch.equal(b, a) for b, a in zip(before, after, strict=True))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"{family} 200M: build {built - start:.1f} s, step {done - built:.1f} s "
+        f"({torch.get_num_threads()} thread), peak RSS of the process {peak:.2f} GiB"
+    )
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("200000", 200_000), ("2e5", 200_000), ("200K", 200_000), ("2m", 2_000_000), ("0.2G", 2e8)],
+)
+def test_rung_argument(text: str, value: int) -> None:
+    assert _parse_rung(text) == value
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "lstm", "2M"], "no size ladder for model family 'lstm'"),
+        (["show", "resnet", "20x"], "rung '20x' is not a parameter count"),
+        (["show", "resnet", "0"], "rung '0' is not a parameter count"),
+        (["show", "resnet", "K"], "rung 'K' is not a parameter count"),
+        (["list", "--spec", "missing.yaml"], "no such spec file"),
+    ],
+)
+def test_models_commands_fail_in_one_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["models", *args])
+    assert result.exit_code in (1, 2)
+    assert result.output.count("\n") == 1 and message in result.output
+
+
+def test_models_list(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(ladder, "DEFAULT_RUNGS", (20_000, 200_000_000))
+    result = CliRunner().invoke(main, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "1000 samples @ 100 Hz" in lines[0] and lines[1].split()[:3] == [
+        "family",
+        "target",
+        "params",
+    ]
+    rows = [line.split() for line in lines[2:]]
+    assert [row[:2] for row in rows] == [
+        ["resnet", "20K"],
+        ["resnet", "200M"],
+        ["transformer", "20K"],
+        ["transformer", "200M"],
+    ]
+    assert all(abs(float(row[4].rstrip("%"))) < 10 for row in rows)
+    assert "dim 896 = 14x64" in lines[-1]
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: t\nmodels: {sizes: [20000]}\ndata_sizes: [100]\ndata: {fs: 400, n_samples: 4096}\n"
+    )
+    result = CliRunner().invoke(main, ["models", "list", "--spec", str(spec), "--fs", "500"])
+    assert result.exit_code == 0, result.output
+    assert "4096 samples @ 500 Hz" in result.output and "kernel 21" in result.output
+
+
+def test_models_show() -> None:
+    result = CliRunner().invoke(
+        main, ["models", "show", "transformer", "2M", "--input-len", "4096", "--fs", "400"]
+    )
+    assert result.exit_code == 0, result.output
+    shape = shape_for("transformer", 2_000_000, input_len=4096, fs=400)
+    assert f"kwargs: {json.dumps(shape)}" in result.output
+    assert "tokens: 41 x" in result.output and "Transformer(" in result.output
+    result = CliRunner().invoke(main, ["models", "show", "resnet", "50K", "--step"])
+    assert result.exit_code == 0, result.output
+    assert "ResNet1d(" in result.output and "one SL step (batch 2" in result.output

@@ -1,9 +1,11 @@
 """Size ladders: a target parameter count -> a model shape, by a stated rule; measured stats.
 
 ``N`` is the target total parameter count (12 input leads). The rules need only ``N``, the
-sampling rate ``fs`` (Hz) and the input length ``input_len`` (samples); every parameter count
-is *measured* on a model built on the ``meta`` device (no memory, no compute), and the free
-width is solved so that the measured count is the closest to ``N``.
+sampling rate ``fs`` (Hz) and the input length ``input_len`` (samples). The free width is solved
+with the closed-form counts :func:`resnet_params` and :func:`transformer_params` (the tests check
+them against the built models); every count that :func:`measure` reports is measured on the
+model itself. Measured counts land within 10% of ``N`` from 20K to 200M parameters at any
+sampling rate and input length the tests try (50-500 Hz, 256-5000 samples).
 
 ResNet (:class:`~ecgscale.models.resnet1d.ResNet1d`):
 
@@ -21,18 +23,24 @@ widths              stem ``round(b)``, stage ``s = 1..4``: ``round((s + 1) * b)`
                     solved for ``N``
 ==================  ========================================================================
 
-Transformer (:class:`~ecgscale.models.transformer.Transformer`):
+Transformer (:class:`~ecgscale.models.transformer.Transformer`), whose parameter count is
+``12 d w^2 + (12 patch + 13 d + 3) w`` for depth ``d`` and width ``w``:
 
 ==================  ========================================================================
 patch               ``round(fs / 4)`` samples (0.25 s: 25 @ 100 Hz, 100 @ 400 Hz), reduced to
                     ``input_len // 16`` when the input is short (>= 16 tokens)
-depth               ``max(1, round(N ** 0.25 / 6))``: 2 @ 20K, 4 @ 200K, 6 @ 2M, 11 @ 20M,
-                    20 @ 200M
-heads               from the width ``w0`` that the parameter formula gives for ``N`` and
-                    ``depth``: head size ``clamp(w0 / 8, 16, 64)``, ``heads =
-                    max(1, round(w0 / head size))`` (up to 8 heads of 16-64 dims, then heads
-                    of ~64 dims)
-width               ``heads * head_dim`` with the integer ``head_dim`` solved for ``N``
+depth               nominal ``d0 = max(1, round(N ** 0.25 / 6))``: 2 @ 20K, 4 @ 200K, 6 @ 2M,
+                    11 @ 20M, 20 @ 200M
+heads, width        ``w0``: the real width that the count formula gives for ``N`` at ``d0``.
+                    ``w0 >= 128`` (from ~1M): ``head_dim`` is the multiple of 8 nearest
+                    ``w0 / 8``, within 16-64 (about 8 heads; heads of 64 from ``w0`` ~480, i.e.
+                    ~50M), and the number of heads is solved for ``N``. ``w0 < 128``:
+                    ``heads = max(1, round(w0 / 16))`` and the integer ``head_dim`` is solved:
+                    steps of 8 are too coarse for 10% there (a 20K model at 400 Hz is 13 wide)
+                    and alignment buys nothing at such widths.
+depth adjustment    the first of ``d0``, ``d0 - 1``, ``d0 + 1`` whose closest count (width solved
+                    as above) is within 5% of ``N``; if none is, the closest of the three.
+                    Depth and width still grow along the 1-2-5 rungs at every tested input.
 ==================  ========================================================================
 
 The transformer's patch embedding (``12 * patch * width`` weights) is a large share of the
@@ -43,7 +51,7 @@ smallest models (about 40% at 20K, 100 Hz) and most of them at 400-500 Hz; the r
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +65,12 @@ MIN_TOKENS = 16
 
 N_LEADS = 12
 """Input leads of the models that the ladders size."""
+
+ALIGNED_WIDTH = 128
+"""Nominal transformer width from which head sizes are multiples of 8."""
+
+DEPTH_TOLERANCE = 0.05
+"""Miss (relative) of a transformer depth's closest count beyond which the next depth is tried."""
 
 
 def resnet_kernel(fs: float) -> int:
@@ -84,6 +98,24 @@ def count_params(family: str, **kwargs: Any) -> int:
     with torch.device("meta"):
         model = create_model(family, **kwargs)
     return sum(p.numel() for p in model.parameters())
+
+
+def resnet_params(
+    stem_width: int, widths: Sequence[int], blocks: int, kernel_size: int, n_leads: int = N_LEADS
+) -> int:
+    """Parameters of a ResNet1d with ``blocks`` blocks per stage, in closed form."""
+    k, c_in = kernel_size, stem_width
+    n = n_leads * k * stem_width  # stem conv
+    for c in widths:
+        for _ in range(blocks):  # BN, conv k, BN, conv k, 1x1 skip conv when the width changes
+            n += 2 * c_in + k * c_in * c + 2 * c + k * c * c + (c_in * c if c_in != c else 0)
+            c_in = c
+    return n + 2 * c_in  # final BN
+
+
+def transformer_params(dim: int, depth: int, patch: int, n_leads: int = N_LEADS) -> int:
+    """Parameters of a Transformer, in closed form: embedding, blocks, final LayerNorm."""
+    return 12 * depth * dim * dim + (n_leads * patch + 13 * depth + 3) * dim
 
 
 def _closest(count: Callable[[int], int], target: int) -> int:
@@ -116,26 +148,59 @@ def _resnet_shape(target: int, input_len: int, fs: float) -> dict[str, Any]:
             "widths": [max(1, round((s + 1) * q / 4)) for s in range(1, 5)],
         }
 
-    q = _closest(lambda q: count_params("resnet", **widths(q), **fixed), target)
-    return {**widths(q), **fixed}
+    def count(q: int) -> int:
+        return resnet_params(**widths(q), blocks=fixed["blocks"], kernel_size=fixed["kernel_size"])
+
+    return {**widths(_closest(count, target)), **fixed}
 
 
 def _transformer_shape(target: int, input_len: int, fs: float) -> dict[str, Any]:
     patch = transformer_patch(fs, input_len)
-    depth = max(1, round(target**0.25 / 6))
-    # params = 12 depth w^2 + (12 patch + 13 depth + 3) w: embedding, blocks, final norm
-    a, b = 12 * depth, N_LEADS * patch + 13 * depth + 3
-    w0 = (math.sqrt(b * b + 4 * a * target) - b) / (2 * a)
-    heads = max(1, round(w0 / min(max(w0 / 8, 16), 64)))
-    fixed = {"depth": depth, "heads": heads, "patch": patch}
-    head_dim = _closest(lambda h: count_params("transformer", dim=heads * h, **fixed), target)
-    return {"dim": heads * head_dim, **fixed}
+    depth0 = max(1, round(target**0.25 / 6))
+    a, b = 12 * depth0, N_LEADS * patch + 13 * depth0 + 3
+    w0 = (math.sqrt(b * b + 4 * a * target) - b) / (2 * a)  # root of the count formula
+
+    def solve(depth: int) -> dict[str, Any]:
+        def count(dim: int) -> int:
+            return transformer_params(dim, depth, patch)
+
+        if w0 < ALIGNED_WIDTH:  # fixed heads, any head size
+            heads = max(1, round(w0 / 16))
+            head_dim = _closest(lambda h: count(heads * h), target)
+        else:  # fixed head size, a multiple of 8
+            head_dim = 8 * min(max(round(w0 / 64), 2), 8)
+            heads = _closest(lambda h: count(h * head_dim), target)
+        return {"dim": heads * head_dim, "depth": depth, "heads": heads, "patch": patch}
+
+    def miss(shape: dict[str, Any]) -> float:
+        return abs(transformer_params(shape["dim"], shape["depth"], patch) / target - 1)
+
+    shapes = [solve(depth) for depth in (depth0, depth0 - 1, depth0 + 1) if depth >= 1]
+    return next((s for s in shapes if miss(s) <= DEPTH_TOLERANCE), min(shapes, key=miss))
 
 
 _SHAPE_RULES: dict[str, Callable[[int, int, float], dict[str, Any]]] = {
     "resnet": _resnet_shape,
     "transformer": _transformer_shape,
 }
+
+
+def shape_summary(family: str, shape: dict[str, Any]) -> str:
+    """One line: ResNet blocks/widths/kernel/downsampling, Transformer depth/width/heads/patch."""
+    if family == "resnet":
+        widths = ",".join(map(str, shape["widths"]))
+        down = ",".join(map(str, shape["downsample"]))
+        return (
+            f"blocks {shape['blocks']}, widths {shape['stem_width']}|{widths}, "
+            f"kernel {shape['kernel_size']}, down {down}"
+        )
+    heads, dim = shape["heads"], shape["dim"]
+    return f"depth {shape['depth']}, dim {dim} = {heads}x{dim // heads}, patch {shape['patch']}"
+
+
+def ladder_families() -> list[str]:
+    """Model families that have a size ladder, sorted."""
+    return sorted(_SHAPE_RULES)
 
 
 def _check_family(family: str) -> None:
@@ -160,20 +225,24 @@ def build(
 
 DEFAULT_RUNGS = (
     20_000,
-    60_000,
+    50_000,
+    100_000,
     200_000,
-    600_000,
+    500_000,
+    1_000_000,
     2_000_000,
-    6_000_000,
+    5_000_000,
+    10_000_000,
     20_000_000,
-    60_000_000,
+    50_000_000,
+    100_000_000,
     200_000_000,
 )
-"""Default rung targets (parameters), half a decade apart."""
+"""Default rung targets (parameters): the 1-2-5 series from 20K to 200M, 13 rungs."""
 
 
 def default_ladder(family: str) -> list[int]:
-    """Nine rung targets, half a decade apart (x3, x10/3), from 20K to 200M parameters."""
+    """The rung targets of ``family``'s ladder: :data:`DEFAULT_RUNGS`."""
     _check_family(family)
     return list(DEFAULT_RUNGS)
 
