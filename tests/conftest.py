@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import pytest
+import torch
 from threadpoolctl import threadpool_limits
 
 threadpool_limits(1)
+torch.set_num_threads(1)  # tiny models; two threads on a shared 2-core machine thrash
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

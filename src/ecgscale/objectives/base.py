@@ -18,10 +18,35 @@ class Objective(nn.Module):
         self.encoder = encoder
 
     def loss(
-        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mean loss of batch ``x`` (B, 12, T) with labels ``y`` (B, n_labels)."""
+        """Mean loss of batch ``x`` (B, 12, T) with labels ``y`` (B, n_labels).
+
+        A random loss (SSL masks) takes ``noise`` from :meth:`draw`, one row per record of ``x``,
+        or else draws it from ``generator``.
+        """
         raise NotImplementedError
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The loss, so that wrappers that call ``forward`` (DDP, ``torch.compile``) apply."""
+        return self.loss(x, y, noise=noise)
+
+    def draw(self, n: int, length: int, generator: torch.Generator) -> torch.Tensor | None:
+        """The loss's random inputs for ``n`` records of ``length`` samples, one row per record,
+        on the CPU; None for a deterministic loss. The trainer draws them for a whole batch and
+        hands each part of it (a process's share, a micro-batch) its rows."""
+        return None
+
+    def weights(self, noise: torch.Tensor | None, n: int) -> torch.Tensor:
+        """Each record's weight in the batch mean that ``loss`` returns (equal by default): a
+        batch's loss is the sum of its parts' losses, each times its share of the weight."""
+        return torch.ones(n)
 
 
 def create_objective(paradigm: str, encoder: Encoder, *, fs: float, **kw: float) -> Objective:

@@ -27,13 +27,19 @@ class MaskedReconstruction(Objective):
 
     def sample_mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Boolean (B, 12, T) mask, True where a sample is hidden; at least one patch per record."""
-        b, leads, t = x.shape
-        n_patches = -(-t // self.patch)
-        u = torch.rand(b, leads, n_patches, generator=generator, device="cpu").to(x.device)
-        patches = u < self.mask_ratio
+        return self.draw(x.shape[0], x.shape[-1], generator).to(x.device)
+
+    def draw(self, n: int, length: int, generator: torch.Generator | None) -> torch.Tensor:
+        """The mask of ``n`` records of ``length`` samples (see ``sample_mask``), on the CPU."""
+        n_patches = -(-length // self.patch)
+        patches = torch.rand(n, self.n_leads, n_patches, generator=generator) < self.mask_ratio
         empty = ~patches.flatten(1).any(1)
         patches[empty, 0, 0] = True
-        return patches.repeat_interleave(self.patch, dim=2)[:, :, :t]
+        return patches.repeat_interleave(self.patch, dim=2)[:, :, :length]
+
+    def weights(self, noise: torch.Tensor | None, n: int) -> torch.Tensor:
+        """Masked samples per record: the loss is a mean over the masked samples of the batch."""
+        return noise.flatten(1).sum(1)
 
     def reconstruct(self, x_masked: torch.Tensor) -> torch.Tensor:
         tokens = self.encoder(x_masked)
@@ -48,8 +54,9 @@ class MaskedReconstruction(Objective):
         x: torch.Tensor,
         y: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        mask = self.sample_mask(x, generator)
+        mask = self.sample_mask(x, generator) if noise is None else noise.to(x.device)
         recon = self.reconstruct(x.masked_fill(mask, 0.0))
         err = (recon.float() - x.float()).square()
         return (err * mask).sum() / mask.sum()

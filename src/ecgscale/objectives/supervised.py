@@ -22,6 +22,10 @@ class Supervised(Objective):
         return self.head(self.encoder.features(x))
 
     def loss(
-        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(self.logits(x), y.float())

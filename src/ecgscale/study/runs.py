@@ -20,7 +20,8 @@ from ecgscale.evaluate.probe import extract_features, score, train_probe
 from ecgscale.models import build, measure
 from ecgscale.objectives import create_objective
 from ecgscale.study.spec import StudySpec
-from ecgscale.train import TrainingDiverged, pretrain, save_weights
+from ecgscale.train import TrainingDiverged, distributed, pretrain, save_weights
+from ecgscale.train.checkpoint import clear_checkpoints
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,11 @@ def _evaluate(spec: StudySpec, encoder, store: Store, rows: EvalRows) -> tuple[f
 
 
 def execute_run(spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path) -> tuple[dict, list]:
-    """Pre-train and evaluate one run; returns its results row and eval rows (never raises)."""
+    """Pre-train and evaluate one run; returns its results row and eval rows (never raises).
+
+    Training resumes from the checkpoints in ``run_dir/checkpoints`` when an earlier attempt
+    was interrupted. Under ``torchrun`` every process calls this; process 0 alone writes files
+    and evaluates, the others only train."""
     t0 = time.perf_counter()
     row: dict = {**asdict(run), "status": "running", "error": None}
     evals: list[dict] = []
@@ -136,7 +141,7 @@ def execute_run(spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path) -
         )
         train_rows = rows.subsets[run.data_size]
         result = pretrain(
-            objective,
+            objective.to(distributed.device()),
             store.read,
             train_rows=train_rows,
             train_labels=_labels(store.meta, train_rows),
@@ -144,25 +149,36 @@ def execute_run(spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path) -
             val_labels=_labels(store.meta, rows.val),
             cfg=spec.train,
             seed=run.seed,
+            checkpoint_dir=run_dir / "checkpoints",
         )
-        save_weights(objective, run_dir / "model.safetensors")
-        (run_dir / "train.json").write_text(
-            json.dumps(
-                {"run": asdict(run), "history": result.history, "stopped": result.stopped}, indent=1
-            )
-        )
+        objective.cpu()
         row.update(
             steps=result.steps,
             best_step=result.best_step,
             stopped=result.stopped,
             pretrain_loss=result.best_val_loss,
         )
-        row["probe_l2"], evals = _evaluate(spec, encoder, store, rows)
+        if distributed.is_main():
+            save_weights(objective, run_dir / "model.safetensors")
+            train = {
+                "run": asdict(run),
+                "history": result.history,
+                "stopped": result.stopped,
+                "resumed_from": result.resumed_from,
+                "processes": distributed.world_size(),
+                "step_losses": result.step_losses,
+            }
+            (run_dir / "train.json").write_text(json.dumps(train, indent=1))
+            row["probe_l2"], evals = _evaluate(spec, encoder, store, rows)
+            clear_checkpoints(run_dir / "checkpoints")
         row["status"] = "done"
     except TrainingDiverged as err:
         row.update(status="failed", error=f"diverged: {err}")
     except Exception as err:  # a run's failure is recorded; the study goes on
-        (run_dir / "error.txt").write_text(traceback.format_exc())
+        rank = distributed.rank()
+        (run_dir / ("error.txt" if rank == 0 else f"error.rank{rank}.txt")).write_text(
+            traceback.format_exc()
+        )
         row.update(status="failed", error=f"{type(err).__name__}: {err}")
     row["wall_s"] = time.perf_counter() - t0
     row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,4 +1,4 @@
-"""Pre-training: the loop, its schedule and checkpoints."""
+"""Pre-training: the loop, its schedule, checkpoints and multi-process (DDP) plumbing."""
 
 from ecgscale.train.checkpoint import load_weights, save_weights
 from ecgscale.train.loop import TrainingDiverged, TrainResult, pretrain

@@ -1,18 +1,45 @@
-"""The pre-training loop: AdamW, warm-up + cosine, validation-based early stopping."""
+"""The pre-training loop: AdamW, warm-up + cosine, validation-based early stopping.
+
+A step takes the step's global batch of ``batch_size`` records. The records of step ``s`` and
+the loss's random inputs (SSL masks) are functions of ``(seed, s)``: each epoch is a permutation
+drawn from ``(seed, epoch)`` (the last partial batch dropped), the masks come from a generator
+seeded with ``(seed, s)``. So the data position is just the step, every process of a
+multi-process run draws the same batch and masks, and a resumed run needs no generator state.
+
+Each process takes its contiguous share of the batch (:func:`distributed.shard`) and splits it
+into micro-batches of ``micro_batch`` records. A part's loss is weighted by its share of the
+batch's loss weights (:meth:`Objective.weights`: one per record, or the masked samples for SSL),
+so the weighted parts add up to the batch's loss and their gradients to its gradient, whatever
+the number of processes and the micro-batch (up to floating-point noise; BatchNorm, which
+normalises each forward pass's records, is the exception). DDP averages gradients over the
+processes, hence the factor ``world`` in the backward pass.
+
+AdamW is the fused implementation on CPUs too: its step took 0.4-1.3 ms against 1.5-7.6 ms
+(foreach) and 2.4-7.6 ms (for-loop) for 20K-500K-parameter models on the 2-core dev machine.
+``precision: bf16`` autocasts the forward passes; ``compile`` wraps the loss in torch.compile.
+
+There is no host-device synchronisation in the inner loop: each step's loss goes into a device
+tensor that is read (summed over processes, checked for NaN) at evaluations and checkpoints.
+The next batch is read in a background thread while the current one trains. Checkpoints
+(every ``checkpoint_every`` steps and at the end, see :mod:`ecgscale.train.checkpoint`) let a
+killed run resume and continue exactly as if it had not stopped.
+"""
 
 from __future__ import annotations
 
-import copy
-import math
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ecgscale.objectives import Objective
 from ecgscale.study.spec import TrainSpec
+from ecgscale.train import checkpoint, distributed
 from ecgscale.train.schedule import warmup_cosine
 
 ReadFn = Callable[[np.ndarray], np.ndarray]
@@ -30,14 +57,117 @@ class TrainResult:
     stopped: str
     wall_s: float
     history: list[dict] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    """The training loss of every step (the whole batch's)."""
+    resumed_from: int = 0
+    """The checkpoint's step this process started from (0: from scratch)."""
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator):
-    """Endless random batches of indices into ``range(n)``, one permutation per epoch."""
-    while True:
-        perm = torch.randperm(n, generator=generator).numpy()
-        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            yield perm[i : i + batch_size]
+def seeded(seed: int, *key: int) -> torch.Generator:
+    """A CPU generator of its own for ``(seed, *key)``."""
+    digest = hashlib.blake2b(repr((seed, *key)).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+
+
+class BatchOrder:
+    """Rows (positions in the training set) of each step's global batch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch, self.seed = n, min(batch_size, n), seed
+        self.per_epoch = n // self.batch
+        self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
+
+    def __call__(self, step: int) -> np.ndarray:
+        epoch, i = divmod(step - 1, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._perm = torch.randperm(self.n, generator=seeded(self.seed, 0, epoch)).numpy()
+        return self._perm[i * self.batch : (i + 1) * self.batch]
+
+
+class Loader:
+    """This process's share of each step's batch, read one step ahead in a background thread.
+
+    Every call of ``read`` (evaluations' too, through :meth:`read`) runs on that one thread, so
+    ``read`` need not be thread-safe."""
+
+    def __init__(
+        self,
+        read: ReadFn,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        order: BatchOrder,
+        device: torch.device,
+    ) -> None:
+        self._read, self.rows, self.labels, self.order = read, rows, labels, order
+        self.share = distributed.shard(order.batch)
+        self.pin = device.type == "cuda"
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ecgscale-loader")
+        self._next: tuple[int, Future] | None = None
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        return self._pool.submit(self._read, rows).result()
+
+    def _load(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.order(step)[self.share]
+        x = torch.from_numpy(self._read(self.rows[idx]))
+        y = torch.from_numpy(self.labels[idx])
+        return (x.pin_memory(), y.pin_memory()) if self.pin else (x, y)
+
+    def get(self, step: int, *, then: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of ``step``; starts reading the batch of step ``then`` (if given)."""
+        if self._next and self._next[0] == step:
+            batch = self._next[1].result()
+        else:
+            batch = self._pool.submit(self._load, step).result()
+        self._next = (then, self._pool.submit(self._load, then)) if then else None
+        return batch
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+
+def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """``t`` on ``device``, copied from pinned memory without waiting for the copy."""
+    if t is None or device.type == "cpu":
+        return t
+    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
+
+
+def _parts(
+    weights: torch.Tensor, share: slice, micro: int | None
+) -> Iterator[tuple[slice, slice, float]]:
+    """Micro-batches of this process's ``share`` of a batch: (rows in the share, rows in the
+    batch, their share of the batch's loss) for a batch whose records weigh ``weights``."""
+    w = weights.double() / weights.sum()
+    size = micro or max(1, share.stop - share.start)
+    for start in range(share.start, share.stop, size):
+        rows = slice(start, min(start + size, share.stop))
+        yield slice(rows.start - share.start, rows.stop - share.start), rows, float(w[rows].sum())
+
+
+def _backward(
+    model: torch.nn.Module,
+    forward: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    noise: torch.Tensor | None,
+    weights: torch.Tensor,
+    share: slice,
+    cfg: TrainSpec,
+) -> torch.Tensor:
+    """Accumulate the gradient of the batch's loss over this process's micro-batches (``x``,
+    ``y``: its share; ``noise``, ``weights``: the whole batch's); returns their part of the loss."""
+    dev = x.device
+    parts = list(_parts(weights, share, cfg.micro_batch))
+    total = torch.zeros((), device=dev)
+    for i, (local, rows, w) in enumerate(parts):
+        with distributed.no_sync(model, skip=i < len(parts) - 1):
+            with torch.autocast(dev.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+                loss = forward(x[local], y[local], None if noise is None else noise[rows])
+            (loss * (w * distributed.world_size())).backward()
+        total += loss.detach().float() * w
+    return total
 
 
 @torch.no_grad()
@@ -49,18 +179,55 @@ def evaluate_loss(
     *,
     seed: int,
     batch_size: int = 256,
+    micro_batch: int | None = None,
+    precision: str = "fp32",
 ) -> float:
-    """Mean loss over ``rows`` in eval mode, masks from a fixed seed (comparable across steps)."""
+    """Mean loss over ``rows`` in eval mode, masks from a fixed seed (comparable across steps);
+    each process computes its share of every batch."""
     objective.eval()
+    dev = next(objective.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=dev)
     for i in range(0, len(rows), batch_size):
-        x = torch.from_numpy(read(rows[i : i + batch_size]))
-        y = torch.as_tensor(np.array(labels[i : i + batch_size], dtype=np.float32))
-        total += float(objective.loss(x, y, generator=gen)) * len(x)
-        count += len(x)
+        batch = np.arange(i, min(i + batch_size, len(rows)))
+        share = distributed.shard(len(batch))
+        x = _to(torch.from_numpy(read(rows[batch[share]])), dev)
+        y = _to(torch.from_numpy(np.asarray(labels[batch[share]], dtype=np.float32)), dev)
+        noise = objective.draw(len(batch), x.shape[-1], gen)
+        weights = objective.weights(noise, len(batch))
+        noise = _to(noise, dev)
+        for local, part, w in _parts(weights, share, micro_batch):
+            with torch.autocast(dev.type, torch.bfloat16, enabled=precision == "bf16"):
+                loss = objective.loss(
+                    x[local], y[local], noise=None if noise is None else noise[part]
+                )
+            total += loss.double() * (w * len(batch))
     objective.train()
-    return total / count
+    return float(distributed.all_sum(total)) / len(rows)
+
+
+def _sync_losses(p: checkpoint.Progress) -> None:
+    """Sum the step losses since the last sync over the processes; stop if one is not finite."""
+    seg = distributed.all_sum(p.losses[p.synced : p.step])
+    p.losses[p.synced : p.step] = seg
+    bad = torch.nonzero(~torch.isfinite(seg)).flatten().tolist()
+    if bad:
+        raise TrainingDiverged(
+            f"training loss is {float(seg[bad[0]])} at step {p.synced + bad[0] + 1}"
+        )
+    p.synced = p.step
+
+
+def _early_stopping(p: checkpoint.Progress, objective: Objective, patience: int) -> None:
+    """Keep the best weights so far; stop after ``patience`` evaluations without progress."""
+    val_loss = p.history[-1]["val_loss"]
+    if val_loss < p.best_loss:
+        p.best_loss, p.best_step, p.bad_evals = val_loss, p.step, 0
+        p.best_weights = {k: v.detach().clone() for k, v in objective.state_dict().items()}
+    else:
+        p.bad_evals += 1
+        if p.bad_evals >= patience:
+            p.stopped = "early_stop"
 
 
 def pretrain(
@@ -74,13 +241,24 @@ def pretrain(
     cfg: TrainSpec,
     seed: int,
     on_eval: Callable[[dict], None] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
-    """Train ``objective`` in place; on return it holds the weights of the best validation step."""
+    """Train ``objective`` in place; on return it holds the weights of the best validation step.
+
+    With ``checkpoint_dir``, resume from its latest checkpoint of the same settings, if any.
+    Under ``torchrun`` (process group initialised) every process calls this alike."""
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    dev = next(objective.parameters()).device
+    order = BatchOrder(len(train_rows), cfg.batch_size, seed)
+    if order.batch < distributed.world_size():
+        raise ValueError(f"a batch of {order.batch} records is too small for the processes")
+    torch.manual_seed(seed + distributed.rank())
     opt = torch.optim.AdamW(
-        objective.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
+        objective.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        betas=(0.9, 0.95),
+        fused=True,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
@@ -88,46 +266,91 @@ def pretrain(
             s, warmup=cfg.warmup_steps, total=cfg.max_steps, min_ratio=cfg.min_lr_ratio
         ),
     )
-    best = (math.inf, 0, copy.deepcopy(objective.state_dict()))
-    history: list[dict] = []
-    bad_evals, stopped, step = 0, "max_steps", 0
-    running = torch.zeros(())
+    p = checkpoint.Progress(
+        losses=torch.zeros(cfg.max_steps, device=dev),
+        best_weights={k: v.detach().clone() for k, v in objective.state_dict().items()},
+    )
+    fingerprint = checkpoint.fingerprint(
+        train=cfg.identity(),
+        seed=seed,
+        objective=type(objective).__name__,
+        params=[[k, list(v.shape), str(v.dtype)] for k, v in objective.state_dict().items()],
+        train_rows=np.asarray(train_rows),
+        train_labels=np.asarray(train_labels),
+        val_rows=np.asarray(val_rows),
+        val_labels=np.asarray(val_labels),
+    )
+    state = checkpoint.load_checkpoint(checkpoint_dir, fingerprint) if checkpoint_dir else None
+    if state:
+        checkpoint.restore(state, p, objective, opt, sched)
+    resumed_from = p.step
+
+    model = distributed.wrap(objective)
+    forward = torch.compile(model) if cfg.compile else model
+    loader = Loader(read, train_rows, train_labels, order, dev)
     objective.train()
-    batches = _batches(len(train_rows), min(cfg.batch_size, len(train_rows)), gen)
-    for step in range(1, cfg.max_steps + 1):
-        idx = next(batches)
-        x = torch.from_numpy(read(train_rows[idx]))
-        y = torch.from_numpy(train_labels[idx])
-        loss = objective.loss(x, y, generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(objective.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        running += loss.detach()
-        if step % cfg.eval_every and step != cfg.max_steps:
-            continue
-        train_loss = float(running) / (step - (history[-1]["step"] if history else 0))
-        running.zero_()
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"training loss is {train_loss} at step {step}")
-        val_loss = evaluate_loss(objective, read, val_rows, val_labels, seed=seed + 1)
-        entry = {
-            "step": step,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "lr": sched.get_last_lr()[0],
-        }
-        history.append(entry)
-        if on_eval:
-            on_eval(entry)
-        if val_loss < best[0]:
-            best = (val_loss, step, copy.deepcopy(objective.state_dict()))
-            bad_evals = 0
-        else:
-            bad_evals += 1
-            if bad_evals >= cfg.patience:
-                stopped = "early_stop"
-                break
-    objective.load_state_dict(best[2])
-    return TrainResult(best[0], best[1], step, stopped, time.perf_counter() - t0, history)
+    try:
+        while not p.stopped:
+            step = p.step + 1
+            x, y = loader.get(step, then=step + 1 if step < cfg.max_steps else None)
+            x, y = _to(x, dev), _to(y, dev)
+            noise = objective.draw(order.batch, x.shape[-1], seeded(seed, 1, step))
+            weights = objective.weights(noise, order.batch)
+            noise = _to(noise, dev)
+            p.losses[step - 1] = _backward(model, forward, x, y, noise, weights, loader.share, cfg)
+            torch.nn.utils.clip_grad_norm_(objective.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            p.step = step
+
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                _sync_losses(p)
+                since = p.history[-1]["step"] if p.history else 0
+                val_loss = evaluate_loss(
+                    objective,
+                    loader.read,
+                    val_rows,
+                    val_labels,
+                    seed=seed + 1,
+                    micro_batch=cfg.micro_batch,
+                    precision=cfg.precision,
+                )
+                entry = {
+                    "step": step,
+                    "train_loss": float(p.losses[since:step].double().mean()),
+                    "val_loss": val_loss,
+                    "lr": sched.get_last_lr()[0],
+                }
+                p.history.append(entry)
+                if on_eval:
+                    on_eval(entry)
+                _early_stopping(p, objective, cfg.patience)
+            if step == cfg.max_steps and not p.stopped:
+                p.stopped = "max_steps"
+
+            if (
+                checkpoint_dir
+                and cfg.checkpoint_every
+                and (step % cfg.checkpoint_every == 0 or p.stopped)
+            ):
+                _sync_losses(p)
+                wall_s = p.wall_s + time.perf_counter() - t0
+                snapshot = checkpoint.capture(p, objective, opt, sched, wall_s)
+                if distributed.is_main():
+                    checkpoint.save_checkpoint(
+                        checkpoint_dir, snapshot, fingerprint=fingerprint, step=step
+                    )
+    finally:
+        loader.close()
+    objective.load_state_dict(p.best_weights)
+    return TrainResult(
+        best_val_loss=p.best_loss,
+        best_step=p.best_step,
+        steps=p.step,
+        stopped=p.stopped,
+        wall_s=p.wall_s + time.perf_counter() - t0,
+        history=p.history,
+        step_losses=p.losses[: p.step].tolist(),
+        resumed_from=resumed_from,
+    )
