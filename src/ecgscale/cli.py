@@ -257,10 +257,10 @@ def data_download(dataset, to, mirror, include, no_extract, retries, list_only) 
 @data.command("sources")
 def data_sources() -> None:
     """List the dataset formats `ecgscale data ingest` reads."""
-    from ecgscale.data.sources.base import _REGISTRY, list_sources
+    from ecgscale.data.sources.base import describe_sources
 
-    for kind in list_sources():
-        click.echo(f"{kind:<12} {_REGISTRY[kind].description}")
+    for kind, description in describe_sources().items():
+        click.echo(f"{kind:<12} {description}")
 
 
 @data.command("inspect")

@@ -166,6 +166,11 @@ def list_sources() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def describe_sources() -> dict[str, str]:
+    """Each registered source kind and its one-line description."""
+    return {kind: _REGISTRY[kind].description for kind in list_sources()}
+
+
 def empty_labels() -> dict[str, int]:
     """All six labels absent (0): the start for sources that list the conditions present."""
     return {label: 0 for label in LABELS}
