@@ -38,6 +38,11 @@ _API = {
     "create_model": "ecgscale.models",
     "build": "ecgscale.models",
     "fit": "ecgscale.laws",
+    "export_run": "ecgscale.export",
+    "load_encoder": "ecgscale.export",
+    "load_head": "ecgscale.export",
+    "EncoderError": "ecgscale.export",
+    "embed": "ecgscale.evaluate.embed",
 }
 
 __all__ = sorted(_API)

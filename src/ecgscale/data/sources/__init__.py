@@ -4,6 +4,7 @@ from ecgscale.data.sources import (  # noqa: F401  (importing a reader registers
     cinc,
     code15,
     codetest,
+    hdf5,
     ptbxl,
     synthetic,
     wfdb_folder,
