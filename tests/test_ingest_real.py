@@ -237,6 +237,7 @@ def test_study_with_real_ood_sets(tmp_path, shared_data):
     from ecgscale.study.results import Results
 
     evals = Results(tmp_path / "study" / "results.sqlite").evals()
+    evals = evals[evals["method"] == "probe"]
     assert sorted(evals["eval_set"]) == ["Georgia", "id", "ptbxl100"]
     assert evals["loss"].notna().all() and (evals["n"] > 0).all()
     bad = parse_spec({**spec, "data": {**spec["data"], "ood_sites": ["nowhere"]}})

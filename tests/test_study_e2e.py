@@ -56,9 +56,17 @@ def test_results_table(study):
     assert sorted(r[0] for r in rows) == sorted(r.run_id for r in expand(spec))
     assert all(r[1] == "done" and r[2] > 0 and r[3] > 0 and r[4] > 0 for r in rows), rows
     evals = con.execute(
-        "SELECT eval_set, COUNT(*), MIN(loss), MIN(auroc) FROM evals GROUP BY eval_set"
+        "SELECT eval_set, method, COUNT(*), MIN(loss), MIN(auroc) FROM evals "
+        "GROUP BY eval_set, method"
     ).fetchall()
-    assert {e[0]: e[1] for e in evals} == {"id": 36, "noisy": 36}
+    # every run's probe, and the own head of the 18 SL runs
+    assert {e[:2]: e[2] for e in evals} == {
+        ("id", "probe"): 36,
+        ("noisy", "probe"): 36,
+        ("id", "head"): 18,
+        ("noisy", "head"): 18,
+    }
+    evals = [e[1:] for e in evals]
     assert all(e[2] > 0 and 0 <= e[3] <= 1 for e in evals)
 
 

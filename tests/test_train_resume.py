@@ -208,27 +208,36 @@ def study(tmp_path_factory):
 
 
 def test_interrupted_study_run_resumes(study, monkeypatch):
+    """Killed after its last checkpoint but before its weights were saved, a run resumes from
+    the checkpoint; killed while evaluating, it is evaluated again without training."""
     spec = parse_spec(STUDY)
     (run,) = expand(spec)
     run_dir = study / "runs" / run.run_id
 
     def killed(*args, **kwargs):
-        raise RuntimeError("killed while evaluating")
+        raise RuntimeError("killed")
 
-    monkeypatch.setattr(runs, "_evaluate", killed)
-    row, _ = execute_run(spec, run, study / "store", run_dir)
-    assert row["status"] == "failed" and len(list((run_dir / "checkpoints").iterdir())) == 1
+    monkeypatch.setattr(runs, "save_weights", killed)
+    out = execute_run(spec, run, study / "store", run_dir)
+    assert out.row["status"] == "failed" and len(list((run_dir / "checkpoints").iterdir())) == 1
     monkeypatch.undo()
-    row, evals = execute_run(spec, run, study / "store", run_dir)
+    monkeypatch.setattr(runs, "_evaluate", killed)
+    out = execute_run(spec, run, study / "store", run_dir)
+    assert out.row["status"] == "failed"
     train = json.loads((run_dir / "train.json").read_text())
-    assert row["status"] == "done" and evals and train["resumed_from"] == 12
+    assert train["resumed_from"] == 12
+    weights = (run_dir / "model.safetensors").stat().st_mtime_ns
+    monkeypatch.undo()
+    out = execute_run(spec, run, study / "store", run_dir)
+    assert out.row["status"] == "done" and out.evals and out.row["steps"] == 12
+    assert (run_dir / "model.safetensors").stat().st_mtime_ns == weights
     assert not (run_dir / "checkpoints").exists()
 
 
 def test_divergence_is_recorded_as_a_failure(study):
     spec = parse_spec(STUDY, overrides=["train.lr=1e6"])
     (run,) = expand(spec)
-    row, _ = execute_run(spec, run, study / "store", study / "runs" / run.run_id)
+    row = execute_run(spec, run, study / "store", study / "runs" / run.run_id).row
     assert row["status"] == "failed", row
     assert re.fullmatch(r"diverged: training loss is (nan|inf) at step \d+", row["error"])
 

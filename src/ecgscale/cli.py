@@ -331,6 +331,148 @@ def report(study_dir) -> None:
     click.echo(f"report: {write_report(study_dir)}")
 
 
+TABLES = ("runs", "labels", "tasks", "scratch", "effective")
+
+
+@main.command()
+@click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--table",
+    type=click.Choice(TABLES),
+    default="runs",
+    show_default=True,
+    help="runs: one row per run, a loss (and interval) per evaluation set; labels: per run, "
+    "set, method and label with AUROC/F1/BCE intervals; tasks: unseen-task results; scratch: "
+    "from-scratch task models; effective: task results with effective data D_E, D_T.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write .csv or .parquet."
+)
+@friendly_errors
+def results(study_dir, table, out) -> None:
+    """Print or export a study's results tables."""
+    import pandas as pd
+
+    from ecgscale.study.results import Results
+    from ecgscale.study.runner import study_tables
+
+    if not (Path(study_dir) / "results.sqlite").is_file():
+        raise FileNotFoundError(f"{study_dir}: no results.sqlite (run the study first)")
+    tables = study_tables(study_dir)
+    if table == "runs":
+        frame = tables["runs"]
+    elif table == "labels":
+        long = Results(Path(study_dir) / "results.sqlite").long()
+        frame = long[long["run_id"].isin(tables["runs"]["run_id"])]
+    elif table == "effective":
+        fits = Path(study_dir) / "fits.json"
+        transfer = json.loads(fits.read_text()).get("transfer") if fits.is_file() else None
+        if not transfer:
+            raise FileNotFoundError(f"{fits}: no transfer analysis (run `ecgscale fit` first)")
+        frame = pd.DataFrame(transfer["effective"])
+    else:
+        frame = tables[table]
+    if out is None:
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            click.echo(frame.to_string(index=False, max_rows=200, float_format="{:.4g}".format))
+        return
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{out}: write .csv or .parquet")
+    frame.to_csv(out, index=False) if out.suffix == ".csv" else frame.to_parquet(out, index=False)
+    click.echo(f"{table}: {len(frame)} rows → {out}")
+
+
+def encoder_errors(func):
+    """An unusable run folder, exported encoder or set of recordings: one line, exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from ecgscale.export import EncoderError
+
+        try:
+            return func(*args, **kwargs)
+        except EncoderError as err:
+            _fail(str(err), 2)
+
+    return wrapper
+
+
+@main.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for encoder.safetensors, head.safetensors (SL runs) and config.json.",
+)
+@click.option("--force", is_flag=True, help="Write into --out even if it holds files.")
+@friendly_errors
+@encoder_errors
+def export_command(run, out, force) -> None:
+    """Export the encoder of a finished RUN (<study>/runs/<run_id>) to the folder --out."""
+    from ecgscale.export import export_run, read_config
+
+    config = read_config(export_run(run, out, force=force))
+    head = " and its SL head" if "labels" in config else ""
+    click.echo(f"{config['family']} encoder ({config['n_params']:,} parameters){head}: {out}")
+
+
+@main.command("embed")
+@click.argument("encoder_dir", metavar="DIR", type=click.Path(exists=True, path_type=Path))
+@click.argument("recordings", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Features file: .parquet, .csv or .npy (record ids in <name>.ids.txt beside it).",
+)
+@click.option(
+    "--kind",
+    help="Reader of RECORDINGS (`ecgscale data sources`; default: wfdb for a folder of *.hea "
+    "files, hdf5 for a .h5/.hdf5 file).",
+)
+@click.option(
+    "-o",
+    "--option",
+    "opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Reader option, e.g. -o fs=400, -o ids=exam_id (repeatable).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+@encoder_errors
+def embed_command(encoder_dir, recordings, out, kind, opts, batch_size, quiet) -> None:
+    """Features of RECORDINGS (a folder or file of ECGs) from the exported encoder in DIR."""
+    from ecgscale.evaluate.embed import (
+        check_features_path,
+        describe_rejections,
+        embed,
+        ids_path,
+        write_features,
+    )
+
+    check_features_path(out)
+    frame = embed(
+        encoder_dir,
+        recordings,
+        kind=kind,
+        options=_options(opts),
+        batch_size=batch_size,
+        progress=not quiet,
+    )
+    rejected = frame.attrs["rejected"]
+    if rejected:
+        total, *first = describe_rejections(rejected, first=5)
+        click.echo(f"ecgscale: {total}", err=True)
+        for line in first:
+            click.echo(f"  {line}", err=True)
+    write_features(frame, out)
+    ids = f" (ids: {ids_path(out)})" if out.suffix.lower() == ".npy" else ""
+    click.echo(f"{len(frame)} records x {frame.shape[1] - 1} features: {out}{ids}")
+
+
 @main.group()
 def models() -> None:
     """Size ladders: shapes, parameter counts and training FLOPs of both families."""

@@ -1,8 +1,11 @@
-"""Frozen-encoder linear probe: the loss every model is compared by.
+"""Frozen-encoder linear probes: the loss every model is compared by.
 
-A multi-label logistic regression on standardised pooled features, trained to convergence
-(convex, L-BFGS, deterministic) on a fixed labelled ID set, with the L2 strength chosen by
-validation BCE. Its held-out BCE on ID test and on each OOD set is the loss the laws use.
+A probe is fitted on standardised pooled features of a fixed labelled ID set, to convergence
+(convex, deterministic), with the L2 strength chosen on a validation set. The ``logistic``
+probe is a multi-label logistic regression (L-BFGS) chosen by validation BCE, with per-label
+F1 thresholds chosen on the same validation set; the ``ridge`` probe is a closed-form ridge
+regression of one continuous target chosen by validation MSE. Its held-out loss on ID test
+and on each OOD set is the loss the laws use.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from ecgscale.evaluate.metrics import auroc, bce
+from ecgscale.evaluate.metrics import best_threshold, classification_scores, regression_scores
 from ecgscale.models import Encoder
 
 
@@ -29,24 +32,61 @@ def extract_features(encoder: Encoder, read, rows: np.ndarray, batch_size: int =
     return np.concatenate(out).astype(np.float64)
 
 
-def _objective(w: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+class FeatureCache:
+    """Pooled features of store rows, each computed once: a run's evaluation sets, probe sets
+    and task sets overlap, and the encoder's forward pass is most of an evaluation's cost."""
+
+    def __init__(self, encoder: Encoder, read) -> None:
+        self.encoder, self.read = encoder, read
+        self.rows = np.empty(0, dtype=np.int64)
+        self.values = np.empty((0, encoder.dim))
+
+    def add(self, *row_sets: np.ndarray) -> None:
+        """Compute the features of every row of ``row_sets`` not cached yet, in one pass."""
+        new = np.setdiff1d(np.concatenate([np.asarray(r, np.int64) for r in row_sets]), self.rows)
+        if len(new):
+            rows = np.concatenate([self.rows, new])
+            values = np.concatenate([self.values, extract_features(self.encoder, self.read, new)])
+            order = np.argsort(rows)
+            self.rows, self.values = rows[order], values[order]
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """Features (n, D) of ``rows``, in their order."""
+        self.add(rows)
+        return self.values[np.searchsorted(self.rows, rows)]
+
+
+def _objective(
+    w: np.ndarray, x: np.ndarray, y: np.ndarray, m: np.ndarray, l2: float
+) -> tuple[float, np.ndarray]:
     d, k = x.shape[1], y.shape[1]
     weights = w.reshape(d + 1, k)
     z = x @ weights[:-1] + weights[-1]
-    # log(1 + exp(z)) - y z, summed; gradient sigmoid(z) - y
-    loss = (np.logaddexp(0, z) - y * z).sum() / len(x) + 0.5 * l2 * (weights[:-1] ** 2).sum()
-    g = (expit(z) - y) / len(x)
+    # m-weighted log(1 + exp(z)) - y z, summed; gradient m (sigmoid(z) - y)
+    loss = (m * (np.logaddexp(0, z) - y * z)).sum() + 0.5 * l2 * (weights[:-1] ** 2).sum()
+    g = m * (expit(z) - y)
     grad = np.vstack([x.T @ g + l2 * weights[:-1], g.sum(0, keepdims=True)])
     return float(loss), grad.ravel()
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
-    """Weights (D + 1, K) of an L2-regularised multi-label logistic regression (bias last)."""
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Weights (D + 1, K) of an L2-regularised multi-label logistic regression (bias last).
+
+    Minimises, summed over labels k, the mean BCE over the n_k rows annotating k plus
+    ``0.5 * l2 * |w_k|^2`` (bias unpenalised): each label is fitted as on its annotated rows
+    alone. ``mask`` (n, K) marks the annotated entries (default ``y >= 0``); the others
+    contribute nothing, and a label with none keeps zero weights.
+    """
+    mask = y >= 0 if mask is None else np.asarray(mask, dtype=bool)
+    m = mask / np.maximum(mask.sum(0), 1)
+    yk = np.where(mask, y, 0).astype(np.float64)
     w0 = np.zeros((x.shape[1] + 1) * y.shape[1])
     res = minimize(
         _objective,
         w0,
-        args=(x, y, l2),
+        args=(x, yk, m, l2),
         jac=True,
         method="L-BFGS-B",
         options={"maxiter": 2000, "gtol": 1e-8},
@@ -54,19 +94,40 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     return res.x.reshape(x.shape[1] + 1, y.shape[1])
 
 
+def _fit_ridge(x: np.ndarray, y: np.ndarray, l2_grid: list[float]) -> list[np.ndarray]:
+    """Weights (D + 1,) (bias last) of a ridge regression for each L2, by one SVD.
+
+    Minimises ``mean((y - x w - b)^2) / 2 + 0.5 * l2 * |w|^2``, i.e. a penalty ``l2 * n`` on
+    the summed squares (scikit-learn's ``Ridge(alpha=l2 * n)``); l2 0 gives the minimum-norm
+    least-squares fit.
+    """
+    xm, ym = x.mean(0), y.mean()
+    u, s, vt = np.linalg.svd(x - xm, full_matrices=False)
+    uty = u.T @ (y - ym)
+    s = s[s > s.max(initial=0.0) * 1e-12]
+    fits = []
+    for l2 in l2_grid:
+        w = vt[: len(s)].T @ (s / (s**2 + l2 * len(y)) * uty[: len(s)])
+        fits.append(np.r_[w, ym - xm @ w])
+    return fits
+
+
 @dataclass
 class Probe:
-    """A fitted probe: standardisation, weights, chosen L2 and its validation loss."""
+    """A fitted probe: standardisation, weights, chosen L2, val loss, kind, F1 thresholds."""
 
     mean: np.ndarray
     std: np.ndarray
     weights: np.ndarray
     l2: float
     val_loss: float
+    kind: str
+    thresholds: np.ndarray | None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        z = (features - self.mean) / self.std
-        return expit(z @ self.weights[:-1] + self.weights[-1])
+        """Probabilities (n, K) (logistic) or predictions (n,) in the training y's units (ridge)."""
+        z = (features - self.mean) / self.std @ self.weights[:-1] + self.weights[-1]
+        return expit(z) if self.kind == "logistic" else z
 
 
 def train_probe(
@@ -75,41 +136,58 @@ def train_probe(
     x_val: np.ndarray,
     y_val: np.ndarray,
     l2_grid: list[float],
+    kind: str = "logistic",
 ) -> Probe:
-    """Fit one probe per L2 value on the training set; keep the one with the lowest val BCE."""
+    """Fit one probe per L2 value on the training set; keep the one with the lowest val loss.
+
+    ``logistic``: y (n, K) with -1 for unannotated entries, loss the macro BCE over labels on
+    annotated entries, thresholds per label by :func:`best_threshold` on the annotated
+    validation rows. ``ridge``: y (n,) or (n, 1) with NaN rows dropped, loss the MSE, fitted
+    as in :func:`_fit_ridge` (the same L2 meaning as :func:`fit_logistic`).
+    """
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     xt, xv = (x_train - mean) / std, (x_val - mean) / std
-    best: Probe | None = None
-    for l2 in l2_grid:
-        w = fit_logistic(xt, y_train.astype(np.float64), l2)
-        val = float(bce(y_val, expit(xv @ w[:-1] + w[-1])).mean())
-        if best is None or val < best.val_loss:
-            best = Probe(mean, std, w, l2, val)
-    return best
+    if kind == "ridge":
+        yt, yv = y_train.reshape(-1), y_val.reshape(-1)
+        kt, kv = ~np.isnan(yt), ~np.isnan(yv)
+        fits = _fit_ridge(xt[kt], yt[kt], l2_grid)
+        losses = [float(np.mean((xv[kv] @ w[:-1] + w[-1] - yv[kv]) ** 2)) for w in fits]
+    elif kind == "logistic":
+        names = [str(j) for j in range(y_train.shape[1])]
+        fits = [fit_logistic(xt, y_train, l2) for l2 in l2_grid]
+        losses = [
+            classification_scores(expit(xv @ w[:-1] + w[-1]), y_val, names, n_boot=0)["loss"]
+            for w in fits
+        ]
+    else:
+        raise ValueError(f"unknown probe kind {kind!r}; expected 'logistic' or 'ridge'")
+    i = int(np.argmin(np.nan_to_num(losses, nan=np.inf)))
+    thresholds = None
+    if kind == "logistic":
+        p, known = expit(xv @ fits[i][:-1] + fits[i][-1]), y_val >= 0
+        thresholds = np.array(
+            [best_threshold(y_val[known[:, j], j], p[known[:, j], j]) for j in range(p.shape[1])]
+        )
+    return Probe(mean, std, fits[i], float(l2_grid[i]), losses[i], kind, thresholds)
 
 
-def score(probe: Probe, features: np.ndarray, y: np.ndarray, labels: list[str]) -> dict:
-    """Mean BCE, macro AUROC and per-label figures of ``probe`` on one evaluation set.
+def score(
+    probe: Probe,
+    features: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict:
+    """Scores of ``probe`` on one evaluation set, with bootstrap intervals.
 
-    A label is scored on the records that annotate it (``y >= 0``; -1 means the source does
-    not annotate that label); a label no record annotates (``n`` 0) is left out of the means.
+    Logistic: :func:`~ecgscale.evaluate.metrics.classification_scores` at the probe's
+    thresholds (y -1 unannotated). Ridge: :func:`~ecgscale.evaluate.metrics.regression_scores`
+    (``names`` unused).
     """
-    p = probe.predict(features)
-    per_label: dict[str, dict] = {}
-    for j, name in enumerate(labels):
-        known = y[:, j] >= 0
-        yj, pj = y[known, j], p[known, j]
-        per_label[name] = {
-            "bce": float(bce(yj[:, None], pj[:, None])[0]) if known.any() else float("nan"),
-            "auroc": auroc(yj, pj),
-            "n_pos": int(yj.sum()),
-            "n": int(known.sum()),
-        }
-    scored = [v for v in per_label.values() if v["n"]]
-    aucs = [v["auroc"] for v in scored if np.isfinite(v["auroc"])]
-    return {
-        "loss": float(np.mean([v["bce"] for v in scored])) if scored else float("nan"),
-        "auroc": float(np.mean(aucs)) if aucs else float("nan"),
-        "n": int(len(y)),
-        "per_label": per_label,
-    }
+    if probe.kind == "ridge":
+        return regression_scores(probe.predict(features), y, n_boot=n_boot, seed=seed)
+    return classification_scores(
+        probe.predict(features), y, names, thresholds=probe.thresholds, n_boot=n_boot, seed=seed
+    )

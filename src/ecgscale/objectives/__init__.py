@@ -3,5 +3,6 @@
 from ecgscale.objectives.base import Objective, create_objective
 from ecgscale.objectives.masked import MaskedReconstruction
 from ecgscale.objectives.supervised import Supervised
+from ecgscale.objectives.task import TaskModel
 
-__all__ = ["MaskedReconstruction", "Objective", "Supervised", "create_objective"]
+__all__ = ["MaskedReconstruction", "Objective", "Supervised", "TaskModel", "create_objective"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -61,3 +64,24 @@ def create_objective(paradigm: str, encoder: Encoder, *, fs: float, **kw: float)
             encoder, patch=max(1, round(kw["mask_patch_s"] * fs)), mask_ratio=kw["mask_ratio"]
         )
     raise ValueError(f"unknown paradigm {paradigm!r} (known: sl, ssl)")
+
+
+ReadFn = Callable[[np.ndarray], np.ndarray]
+
+
+@torch.no_grad()
+def predict_rows(
+    module: nn.Module,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    read: ReadFn,
+    rows: np.ndarray,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """``fn`` applied in eval mode to the records at ``rows``, in batches, as float64 numpy."""
+    module.eval()
+    dev = next(module.parameters()).device
+    out = [
+        fn(torch.from_numpy(read(rows[i : i + batch_size])).to(dev)).float().cpu().numpy()
+        for i in range(0, len(rows), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float64)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ecgscale.data.schema import LABELS
 from ecgscale.models import Encoder
-from ecgscale.objectives.base import Objective
+from ecgscale.objectives.base import Objective, ReadFn, predict_rows
 
 
 class Supervised(Objective):
@@ -29,3 +30,7 @@ class Supervised(Objective):
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(self.logits(x), y.float())
+
+    def predict(self, read: ReadFn, rows: np.ndarray) -> np.ndarray:
+        """Label probabilities (n, 6) of the records at ``rows`` from the model's own head."""
+        return predict_rows(self, lambda x: torch.sigmoid(self.logits(x)), read, rows)

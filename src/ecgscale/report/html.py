@@ -12,14 +12,24 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from ecgscale.report import figures
+from ecgscale.report import figures, tasks
 from ecgscale.report.figures import ReportFigure, compact_count
 
 PARADIGMS: tuple[str, ...] = ("sl", "ssl")
 """Paradigms a study is expected to cover; the summary names the absent ones."""
 
-EVAL_COLUMNS: tuple[str, ...] = ("run_id", "eval_set", "is_ood", "loss", "auroc", "per_label")
-"""Columns of the evaluations table (missing ones are added empty)."""
+EVAL_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "eval_set",
+    "method",
+    "is_ood",
+    "n",
+    *(f"{m}{s}" for m in ("loss", "auroc", "f1") for s in ("", "_lo", "_hi")),
+    "omitted",
+    "per_label",
+)
+"""Columns of the evaluations table (missing ones are added empty; a missing method is the
+probe's)."""
 
 ID_SET = "id"
 MISSING = "—"
@@ -34,20 +44,28 @@ def render_report(
     out_dir: Path,
     title: str = "ecgscale study",
     meta: dict | None = None,
+    task_results: pd.DataFrame | None = None,
+    transfer: Mapping | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.png``; return the HTML path.
 
     Figures are embedded in the page as base64 PNG data URIs, so the page needs no other file.
-    Missing pieces (no fits, no evaluations, a single paradigm, failed runs) are described in
-    words where their figure or table would be.
+    Missing pieces (no fits, no evaluations, a single paradigm, failed runs, no unseen task)
+    are described in words where their figure or table would be.
     """
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
     figure_dir.mkdir(parents=True, exist_ok=True)
     runs = runs.astype({"run_id": str, "family": str, "paradigm": str})
-    evals = evals.reindex(columns=list(EVAL_COLUMNS)).astype({"run_id": str, "eval_set": str})
+    all_evals = evals.reindex(columns=list(EVAL_COLUMNS)).astype({"run_id": str, "eval_set": str})
+    all_evals["method"] = (
+        all_evals["method"].astype(object).where(all_evals["method"].notna(), "probe")
+    )
+    evals = all_evals[all_evals["method"] == "probe"]
     ood_sets = ood_set_names(evals)
     sections = figure_sections(runs, evals, fits, ood_sets)
+    sections.append(_evaluation_section(runs, all_evals))
+    sections.append(_task_section(task_results, transfer))
     used_names: set[str] = set()
     template = _environment().get_template("report.html")
     html = template.render(
@@ -192,8 +210,8 @@ def format_value(value: object) -> str:
 
 
 def _section(title: str, report_figures: list[ReportFigure], intro: str = "") -> dict:
-    """A figure section of the page."""
-    return {"title": title, "intro": intro, "figures": report_figures}
+    """A section of the page: figures, then notes and tables (added by the caller)."""
+    return {"title": title, "intro": intro, "figures": report_figures, "notes": [], "tables": []}
 
 
 def _ood_figures(
@@ -229,6 +247,43 @@ def _loss_to_loss(
         return [_absent("loss_to_loss", "No out-of-distribution evaluation set is present.")]
     caption = "Per-run OOD vs ID probe loss, one panel per OOD set; the dotted line is y = x."
     return [figures.loss_to_loss(runs, evals, ood_sets, name="loss_to_loss", caption=caption)]
+
+
+def _evaluation_section(runs: pd.DataFrame, evals: pd.DataFrame) -> dict:
+    """The evaluation sets (records, labels left out) and per-label AUROC with intervals."""
+    if evals.empty:
+        return _section("Evaluation sets and per-label AUROC", [], "No evaluation results.")
+    intro = (
+        "A set's loss is the mean BCE over the labels it annotates; labels it does not "
+        "annotate are left out of its loss and AUROC, as listed."
+    )
+    section = _section("Evaluation sets and per-label AUROC", [], intro)
+    section["tables"] = [tasks.eval_set_table(evals), tasks.auroc_table(runs, evals)]
+    return section
+
+
+def _task_section(task_results: pd.DataFrame | None, transfer: Mapping | None) -> dict:
+    """Unseen tasks: loss vs D_F with the from-scratch curves, effective data, laws, ratios."""
+    title = "Unseen tasks and transfer"
+    if task_results is None or task_results.empty:
+        return _section(title, [_absent("tasks", "The study has no unseen-task results.")])
+    transfer = transfer or {}
+    intro = (
+        "Probes (and fine-tuned encoders, if asked) on targets never used in pre-training, at "
+        "each labelled-set size D_F. Effective data D_E: the records a from-scratch model of the "
+        "same family and N needs to reach the same loss (Hernandez et al. 2021); D_T = D_E − D_F."
+    )
+    section = _section(title, tasks.task_figures(transfer, task_results), intro)
+    gaps = transfer.get("gaps") or []
+    section["notes"] = [f"Not made: {g['what']} ({g['reason']})." for g in gaps[:20]]
+    if len(gaps) > 20:
+        section["notes"].append(f"… and {len(gaps) - 20} more (see fits.json).")
+    section["tables"] = [
+        tasks.ratio_table(transfer),
+        tasks.law_table(transfer),
+        tasks.task_result_table(transfer, task_results),
+    ]
+    return section
 
 
 def _absent(name: str, note: str) -> ReportFigure:

@@ -1,4 +1,5 @@
-"""Executors run a list of runs and hand each finished result back as it completes."""
+"""Executors run a list of jobs (runs, from-scratch models) and hand each outcome back as it
+completes."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from ecgscale.study.runs import RunSpec, execute_run
+from ecgscale.study.runs import Outcome, RunSpec, ScratchSpec, execute
 from ecgscale.study.spec import StudySpec
 
-Result = tuple[dict, list[dict]]
+Job = RunSpec | ScratchSpec
 
 
 def _init_worker(threads: int) -> None:
@@ -22,10 +23,6 @@ def _init_worker(threads: int) -> None:
     threadpool_limits(threads)
 
 
-def _task(spec: StudySpec, run: RunSpec, store_dir: Path, runs_dir: Path) -> Result:
-    return execute_run(spec, run, store_dir, runs_dir / run.run_id)
-
-
 def default_workers(threads_per_worker: int) -> int:
     """One worker per ``threads_per_worker`` cores of this process's CPU set."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -33,21 +30,21 @@ def default_workers(threads_per_worker: int) -> int:
 
 
 def run_local(
-    spec: StudySpec, runs: list[RunSpec], store_dir: Path, runs_dir: Path
-) -> Iterator[Result]:
-    """Run ``runs`` in a pool of worker processes, one run at a time each, single-threaded by
+    spec: StudySpec, jobs: list[Job], store_dir: Path, study_dir: Path
+) -> Iterator[tuple[Job, Outcome]]:
+    """Run ``jobs`` in a pool of worker processes, one job at a time each, single-threaded by
     default (two 1-thread processes out-run one 2-thread process for small models)."""
     ex = spec.executor
-    workers = min(len(runs), ex.workers or default_workers(ex.threads_per_worker))
+    workers = min(len(jobs), ex.workers or default_workers(ex.threads_per_worker))
     if workers <= 1:
         _init_worker(ex.threads_per_worker)
-        for run in runs:
-            yield _task(spec, run, store_dir, runs_dir)
+        for job in jobs:
+            yield job, execute(spec, job, store_dir, study_dir)
         return
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_init_worker, initargs=(ex.threads_per_worker,)
     ) as pool:
-        futures = [pool.submit(_task, spec, run, store_dir, runs_dir) for run in runs]
+        futures = {pool.submit(execute, spec, job, store_dir, study_dir): job for job in jobs}
         for fut in as_completed(futures):
-            yield fut.result()
+            yield futures[fut], fut.result()

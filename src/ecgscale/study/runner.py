@@ -5,8 +5,9 @@ Study folder::
     spec.yaml          the resolved spec (what fit and report read)
     store/             the record store (unless data.store points elsewhere)
     runs/<run_id>/     weights (safetensors), training history, error trace of a failed run
-    results.sqlite     one row per run, one per (run, evaluation set)
-    fits.json          fitted laws and the slices that could not be fitted
+    scratch/<id>/      from-scratch task models' training histories (weights are not kept)
+    results.sqlite     runs, their evaluations and task results, from-scratch models
+    fits.json          fitted laws, the transfer analysis, what could not be fitted
     report.html        the report; figures/ holds its PNGs
 """
 
@@ -17,24 +18,31 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ecgscale.data.ingest import SplitRule, ingest
 from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
+from ecgscale.evaluate.tasks import task_rows
+from ecgscale.evaluate.transfer import transfer_analysis
 from ecgscale.study.analysis import fit_study
 from ecgscale.study.executors import run_local
 from ecgscale.study.results import Results
-from ecgscale.study.runs import expand
+from ecgscale.study.runs import RunSpec, ScratchSpec, expand, expand_scratch
 from ecgscale.study.spec import DataSpec, StudySpec, load_spec
 
 
 @dataclass
 class TrainSummary:
+    """Counts of jobs (runs and from-scratch models) in one ``train_runs`` call."""
+
     total: int
     skipped: int
     done: int
     failed: int
+    reevaluated: int = 0
 
 
 def store_dir(spec: StudySpec, study_dir: Path) -> Path:
@@ -49,14 +57,32 @@ def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> 
     root = store_dir(spec, study_dir)
     if spec.data.source == "synthetic":
         ingest_synthetic(spec.data, root, progress=progress)
+    for source in spec.data.ingest:
+        ingest(
+            source.kind,
+            source.path,
+            root,
+            name=source.store_name,
+            options=source.options,
+            fs=spec.data.fs,
+            n_samples=spec.data.n_samples,
+            harmonize_options={"reject_flagged": source.reject_flagged},
+            max_reject=source.max_reject,
+            progress=progress,
+        )
     store = Store(root)
     check_store(spec, store)
     return store
 
 
 def ingest_synthetic(data: DataSpec, root: Path, *, progress: bool = True) -> None:
-    """Generate the synthetic sites of ``data`` into the store at ``root`` (kept if there)."""
-    sites = {data.id_site: data.n_records} | {s: data.n_ood_records for s in data.ood_sites}
+    """Generate the synthetic sites of ``data`` into the store at ``root`` (kept if there);
+    OOD sets that name ingested sources are left to their ingest."""
+    from ecgscale.data.synthetic import SITES
+
+    ingested = {src.store_name for src in data.ingest}
+    synthetic = [s for s in data.ood_sites if s in SITES and s not in ingested]
+    sites = {data.id_site: data.n_records} | {s: data.n_ood_records for s in synthetic}
     ingest(
         "synthetic",
         "",
@@ -96,6 +122,14 @@ def check_store(spec: StudySpec, store: Store) -> None:
     for split in ("train", "val", "test"):
         if not (id_meta["split"] == split).any():
             raise StoreError(f"{data.id_site}: no records in the {split} split")
+    n_train = int((id_meta["split"] == "train").sum())
+    if max(spec.data_sizes) > n_train:
+        raise StoreError(
+            f"data_sizes: {max(spec.data_sizes)} exceeds the {n_train} training records of "
+            f"{data.id_site}"
+        )
+    for task in spec.tasks:
+        task_rows(task, store.meta)
 
 
 def train_runs(
@@ -106,31 +140,44 @@ def train_runs(
     retry_failed: bool = False,
     only: list[str] | None = None,
 ) -> TrainSummary:
-    """Train and evaluate every run not yet recorded (or failed, with ``retry_failed``)."""
+    """Train and evaluate every run not yet recorded (or failed, with ``retry_failed``), and
+    train every from-scratch task model likewise. A done run evaluated under other evaluation
+    settings (sets, tasks, probe) is evaluated again from its saved weights."""
     study_dir = Path(study_dir)
     results = Results(study_dir / "results.sqlite")
-    runs = expand(spec)
+    runs, scratch = expand(spec), expand_scratch(spec)
     if only is not None:
-        unknown = sorted(set(only) - {r.run_id for r in runs})
+        unknown = sorted(set(only) - {r.run_id for r in runs} - {j.scratch_id for j in scratch})
         if unknown:
             raise KeyError(f"run {unknown[0]!r} is not in this study's grid")
         runs = [r for r in runs if r.run_id in only]
-    status = results.statuses()
+        scratch = [j for j in scratch if j.scratch_id in only]
     keep = {"done"} if retry_failed else {"done", "failed"}
-    todo = [r for r in runs if status.get(r.run_id) not in keep]
-    # Largest models first, so the slowest runs do not start last.
+    status, tags, tag = results.statuses(), results.eval_tags(), spec.eval_tag()
+    stale = [r for r in runs if status.get(r.run_id) == "done" and tags.get(r.run_id) != tag]
+    todo: list[RunSpec | ScratchSpec] = [r for r in runs if status.get(r.run_id) not in keep]
+    # Largest first, so the slowest jobs do not start last.
     todo.sort(key=lambda r: (r.target_params * r.data_size, r.run_id), reverse=True)
-    summary = TrainSummary(len(runs), len(runs) - len(todo), 0, 0)
+    todo += stale
+    done_scratch = results.statuses_scratch()
+    new_scratch = [j for j in scratch if done_scratch.get(j.scratch_id) not in keep]
+    new_scratch.sort(key=lambda j: (j.target_params * j.d_f, j.scratch_id), reverse=True)
+    todo += new_scratch
+    total = len(runs) + len(scratch)
+    summary = TrainSummary(total, total - len(todo), 0, 0, len(stale))
     if not todo:
         return summary
-    bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress)
-    for row, evals in run_local(spec, todo, store_dir(spec, study_dir), study_dir / "runs"):
-        results.record(row, evals)
-        if row["status"] == "done":
+    bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress)
+    for job, out in run_local(spec, todo, store_dir(spec, study_dir), study_dir):
+        if isinstance(job, RunSpec):
+            results.record(out.row, out.evals, out.tasks)
+        else:
+            results.record_scratch(out.row)
+        if out.row["status"] == "done":
             summary.done += 1
         else:
             summary.failed += 1
-            bar.write(f"run {row['run_id']} failed: {row['error']}")
+            bar.write(f"{job.folder} failed: {out.row['error']}")
         bar.set_postfix(failed=summary.failed)
         bar.update()
     bar.close()
@@ -144,12 +191,47 @@ def _study_runs(study_dir: Path):
     return spec, wide[wide["run_id"].isin(ids)].reset_index(drop=True)
 
 
-def fit_laws(study_dir: Path) -> Path:
-    """Fit the study's laws from ``results.sqlite``; write and return ``fits.json``."""
+def study_tables(study_dir: Path) -> dict[str, pd.DataFrame]:
+    """The results of the study's current grid: ``runs`` (wide), ``evals``, ``tasks`` (with
+    the runs' coordinates) and ``scratch``; rows of other settings are left out."""
     spec, wide = _study_runs(study_dir)
-    fits, gaps = fit_study(wide, delta=spec.laws.delta, n_bootstrap=spec.laws.n_bootstrap)
+    results = Results(Path(study_dir) / "results.sqlite")
+    ids = set(wide["run_id"])
+    evals = results.evals()
+    coords = wide[
+        ["run_id", "family", "paradigm", "target_params", "n_params", "data_size", "seed"]
+    ]
+    names = {t.name for t in spec.tasks}
+    tasks = results.tasks()
+    tasks = coords.merge(tasks[tasks["run_id"].isin(ids) & tasks["task"].isin(names)], on="run_id")
+    scratch = results.scratch()
+    scratch = scratch[scratch["scratch_id"].isin({j.scratch_id for j in expand_scratch(spec)})]
+    return {
+        "runs": wide,
+        "evals": evals[evals["run_id"].isin(ids)].reset_index(drop=True),
+        "tasks": tasks.reset_index(drop=True),
+        "scratch": scratch.reset_index(drop=True),
+    }
+
+
+def fit_laws(study_dir: Path) -> Path:
+    """Fit the study's laws and its transfer analysis from ``results.sqlite``; write and
+    return ``fits.json``."""
+    spec = load_spec(Path(study_dir) / "spec.yaml")
+    tables = study_tables(study_dir)
+    fits, gaps = fit_study(tables["runs"], delta=spec.laws.delta, n_bootstrap=spec.laws.n_bootstrap)
+    transfer = None
+    if spec.tasks:
+        with threadpool_limits(1):
+            transfer = transfer_analysis(
+                tables["tasks"],
+                tables["scratch"],
+                curve=spec.transfer.curve,
+                delta=spec.laws.delta,
+                n_boot=spec.laws.n_bootstrap,
+            )
     path = Path(study_dir) / "fits.json"
-    path.write_text(json.dumps({"fits": fits, "gaps": gaps}, indent=1))
+    path.write_text(json.dumps({"fits": fits, "gaps": gaps, "transfer": transfer}, indent=1))
     return path
 
 
@@ -174,26 +256,32 @@ def write_report(study_dir: Path) -> Path:
     from ecgscale.report import render_report
 
     study_dir = Path(study_dir)
-    spec, wide = _study_runs(study_dir)
-    evals = Results(study_dir / "results.sqlite").evals()
+    spec = load_spec(study_dir / "spec.yaml")
+    tables = study_tables(study_dir)
+    wide = tables["runs"]
     runs = wide[[c for c in wide.columns if ":" not in c]]
-    fits = json.loads((study_dir / "fits.json").read_text())["fits"]
+    content = json.loads((study_dir / "fits.json").read_text())
     done = runs[runs["status"] == "done"]
     train_flops = float((done["flops_per_sample"] * done["steps"]).sum() * spec.train.batch_size)
+    scratch = tables["scratch"]
     meta = {
         **_software(),
         "runs": f"{len(done)} done of {len(runs)}",
+        "from-scratch task models": f"{(scratch['status'] == 'done').sum()} done of {len(scratch)}",
         "training wall time (sum over runs)": f"{runs['wall_s'].sum() / 60:.1f} min",
+        "from-scratch wall time (sum)": f"{scratch['wall_s'].sum() / 60:.1f} min",
         "training compute": f"{train_flops:.3g} FLOPs",
     }
     return render_report(
         runs,
-        evals[evals["run_id"].isin(runs["run_id"])],
-        fits,
+        tables["evals"],
+        content["fits"],
         spec_text=spec.to_yaml(),
         out_dir=study_dir,
         title=f"ecgscale study: {spec.name}",
         meta=meta,
+        task_results=tables["tasks"],
+        transfer=content.get("transfer"),
     )
 
 

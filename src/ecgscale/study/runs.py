@@ -1,11 +1,19 @@
-"""One run of a study: its identity, and the work it does (pre-train, then probe)."""
+"""The jobs of a study: pre-training runs (pre-train, then evaluate) and from-scratch task models.
+
+A run's evaluation: a frozen-encoder probe on the ID test split and every OOD set (an SL
+model's own head too; optionally a fine-tuned copy of the encoder), then every unseen task at
+every D_F. A from-scratch model trains a fresh encoder of the run's family and size on one
+task's D_F records; the study's from-scratch curves turn task losses into effective data.
+"""
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,11 +24,13 @@ import torch
 from ecgscale.data.schema import LABELS
 from ecgscale.data.splits import nested_subsets, patient_order
 from ecgscale.data.store import Store, records_of
-from ecgscale.evaluate.probe import extract_features, score, train_probe
-from ecgscale.models import build, measure
-from ecgscale.objectives import create_objective
-from ecgscale.study.spec import StudySpec
-from ecgscale.train import TrainingDiverged, distributed, pretrain, save_weights
+from ecgscale.evaluate.metrics import best_threshold, classification_scores, regression_scores
+from ecgscale.evaluate.probe import FeatureCache, score, train_probe
+from ecgscale.evaluate.tasks import TaskRows, task_rows
+from ecgscale.models import Encoder, build, measure
+from ecgscale.objectives import Objective, TaskModel, create_objective
+from ecgscale.study.spec import StudySpec, TrainSpec
+from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
 from ecgscale.train.checkpoint import clear_checkpoints
 
 
@@ -35,6 +45,35 @@ class RunSpec:
     data_size: int
     seed: int
 
+    @property
+    def folder(self) -> str:
+        return f"runs/{self.run_id}"
+
+
+@dataclass(frozen=True)
+class ScratchSpec:
+    """One from-scratch task model: a fresh encoder trained on ``d_f`` records of ``task``."""
+
+    scratch_id: str
+    task: str
+    family: str
+    target_params: int
+    d_f: int
+    seed: int
+
+    @property
+    def folder(self) -> str:
+        return f"scratch/{self.scratch_id}"
+
+
+@dataclass
+class Outcome:
+    """What a job hands back: its row, and for a run its evaluations and task results."""
+
+    row: dict
+    evals: list[dict] = field(default_factory=list)
+    tasks: list[dict] = field(default_factory=list)
+
 
 def _short(n: int) -> str:
     for unit, div in (("M", 1_000_000), ("k", 1_000)):
@@ -45,8 +84,9 @@ def _short(n: int) -> str:
 
 def expand(spec: StudySpec) -> list[RunSpec]:
     """Every run of the grid. The id names the coordinates plus a hash of the settings that
-    shape a result (data, training, evaluation), so a changed setting never reuses a result."""
-    tag = spec.fingerprint("data", "train", "eval")
+    shape pre-training (data, training), so a changed setting never reuses a model. What a
+    run is evaluated on is its ``eval_tag``; a new tag re-evaluates the saved model."""
+    tag = spec.fingerprint("data", "train")
     return [
         RunSpec(f"{fam}-{par}-n{_short(n)}-d{_short(d)}-s{seed}-{tag}", fam, par, n, d, seed)
         for fam in spec.models.families
@@ -85,14 +125,73 @@ def select_rows(spec: StudySpec, meta: pd.DataFrame) -> EvalRows:
     )
 
 
+def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
+    """Every from-scratch task model: task x family x size x D_F x seed (none without
+    ``transfer.scratch``). The id hashes the pre-training data, the task and its training."""
+    if not spec.transfer.scratch:
+        return []
+    sizes = spec.transfer.sizes or spec.models.sizes
+    jobs = []
+    for task in spec.tasks:
+        blob = {
+            "data": spec.data.identity(),
+            "task": task.model_dump(mode="json"),
+            "train": spec.scratch_train.identity(),
+        }
+        tag = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:8]
+        jobs += [
+            ScratchSpec(
+                f"{task.name}-{fam}-n{_short(n)}-df{_short(d)}-s{seed}-{tag}",
+                task.name,
+                fam,
+                n,
+                d,
+                seed,
+            )
+            for fam in spec.models.families
+            for n in sizes
+            for d in task.d_f
+            for seed in spec.seeds
+        ]
+    return jobs
+
+
 def _labels(meta: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     return meta.loc[rows, list(LABELS)].to_numpy(dtype=np.float32)
 
 
-def _evaluate(spec: StudySpec, encoder, store: Store, rows: EvalRows) -> tuple[float, list[dict]]:
-    """Probe the frozen encoder; one result per evaluation set, ID first."""
-    feats = lambda r: extract_features(encoder, store.read, r)  # noqa: E731
-    meta = store.meta
+def _eval_row(name: str, method: str, is_ood: bool, scores: dict) -> dict:
+    return {
+        "eval_set": name,
+        "method": method,
+        "is_ood": int(is_ood),
+        **{k: v for k, v in scores.items() if k != "omitted"},
+        "omitted": ",".join(scores["omitted"]),
+    }
+
+
+def _sets(rows: EvalRows) -> list[tuple[str, bool, np.ndarray]]:
+    return [("id", False, rows.id_test)] + [(s, True, r) for s, r in rows.ood.items()]
+
+
+def _thresholds(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per-label F1 thresholds chosen on a validation set (annotated rows only)."""
+    return np.array(
+        [best_threshold(y[y[:, j] >= 0, j], p[y[:, j] >= 0, j]) for j in range(y.shape[1])]
+    )
+
+
+def _evaluate(
+    spec: StudySpec,
+    objective: Objective,
+    store: Store,
+    rows: EvalRows,
+    feats: FeatureCache,
+    seed: int,
+) -> tuple[float, list[dict]]:
+    """Six-label evaluation on every set: the probe, an SL model's own head, and (with
+    ``eval.finetune``) a fine-tuned copy of the encoder. Returns (probe L2, eval rows)."""
+    encoder, meta, n_boot = objective.encoder, store.meta, spec.eval.n_boot
     probe = train_probe(
         feats(rows.probe_train),
         _labels(meta, rows.probe_train),
@@ -100,26 +199,219 @@ def _evaluate(spec: StudySpec, encoder, store: Store, rows: EvalRows) -> tuple[f
         _labels(meta, rows.probe_val),
         spec.eval.l2_grid,
     )
-    sets = [("id", False, rows.id_test)] + [(s, True, r) for s, r in rows.ood.items()]
-    return probe.l2, [
-        {
-            "eval_set": name,
-            "is_ood": is_ood,
-            **score(probe, feats(r), _labels(meta, r), list(LABELS)),
-        }
-        for name, is_ood, r in sets
+    names = list(LABELS)
+    out = [
+        _eval_row(
+            name,
+            "probe",
+            is_ood,
+            score(probe, feats(r), _labels(meta, r), names, n_boot=n_boot, seed=seed),
+        )
+        for name, is_ood, r in _sets(rows)
     ]
+    predictors = {}
+    if objective.paradigm == "sl":
+        predictors["head"] = lambda r: _head(objective, feats(r))  # noqa: E731
+    if spec.eval.finetune:
+        model, _ = train_task_model(
+            encoder,
+            len(LABELS),
+            False,
+            store,
+            rows.probe_train,
+            _labels(meta, rows.probe_train),
+            rows.probe_val,
+            _labels(meta, rows.probe_val),
+            spec.scratch_train,
+            seed,
+            copy_encoder=True,
+        )
+        predictors["finetune"] = lambda r: model.predict(store.read, r)  # noqa: E731
+    for method, predict in predictors.items():
+        y_val = _labels(meta, rows.probe_val)
+        thresholds = _thresholds(y_val, predict(rows.probe_val))
+        for name, is_ood, r in _sets(rows):
+            scores = classification_scores(
+                predict(r), _labels(meta, r), names, thresholds=thresholds, n_boot=n_boot, seed=seed
+            )
+            out.append(_eval_row(name, method, is_ood, scores))
+    return probe.l2, out
 
 
-def execute_run(spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path) -> tuple[dict, list]:
-    """Pre-train and evaluate one run; returns its results row and eval rows (never raises).
+@torch.no_grad()
+def _head(objective: Objective, features: np.ndarray) -> np.ndarray:
+    """An SL model's own label probabilities from its pooled features."""
+    logits = objective.head(torch.from_numpy(features).float())
+    return torch.sigmoid(logits).double().numpy()
 
-    Training resumes from the checkpoints in ``run_dir/checkpoints`` when an earlier attempt
-    was interrupted. Under ``torchrun`` every process calls this; process 0 alone writes files
+
+def train_task_model(
+    encoder: Encoder,
+    n_outputs: int,
+    regression: bool,
+    store: Store,
+    train_rows: np.ndarray,
+    y_train: np.ndarray,
+    val_rows: np.ndarray,
+    y_val: np.ndarray,
+    cfg: TrainSpec,
+    seed: int,
+    *,
+    copy_encoder: bool = False,
+    checkpoint_dir: Path | None = None,
+):
+    """Train ``encoder`` (a copy of it with ``copy_encoder``) and a new linear head on a task;
+    returns the model at its best validation step and the training result."""
+    if copy_encoder:
+        encoder = copy.deepcopy(encoder)
+    torch.manual_seed(seed)
+    model = TaskModel(encoder, n_outputs, regression=regression)
+    result = pretrain(
+        model.to(distributed.device()),
+        store.read,
+        train_rows=train_rows,
+        train_labels=y_train,
+        val_rows=val_rows,
+        val_labels=y_val,
+        cfg=cfg,
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+    )
+    return model.cpu(), result
+
+
+def _task_scores(
+    tr: TaskRows, pred: np.ndarray, y: np.ndarray, thresholds, n_boot: int, seed: int
+) -> tuple[dict, str, dict]:
+    """(scores, metric name, detail) of predictions on a task's test set."""
+    if tr.task.kind == "regression":
+        scores = regression_scores(pred[:, 0], y[:, 0], n_boot=n_boot, seed=seed)
+        detail = {k: v for k, v in scores.items() if k.startswith("mae")}
+        detail |= {f"{k}_units": v * tr.scale for k, v in detail.items()}
+        return (
+            {
+                **scores,
+                "metric": scores["r2"],
+                "metric_lo": scores["r2_lo"],
+                "metric_hi": scores["r2_hi"],
+            },
+            "r2",
+            detail,
+        )
+    scores = classification_scores(
+        pred, y, tr.task.targets, thresholds=thresholds, n_boot=n_boot, seed=seed
+    )
+    return (
+        {
+            **scores,
+            "metric": scores["auroc"],
+            "metric_lo": scores["auroc_lo"],
+            "metric_hi": scores["auroc_hi"],
+        },
+        "auroc",
+        scores["per_label"],
+    )
+
+
+def _task_row(
+    tr: TaskRows, method: str, d_f: int, scores: dict, metric: str, detail: dict, l2: float | None
+) -> dict:
+    return {
+        "task": tr.task.name,
+        "method": method,
+        "d_f": int(d_f),
+        "kind": tr.task.kind,
+        "n": int(scores["n"]),
+        "loss": scores["loss"],
+        "loss_lo": scores["loss_lo"],
+        "loss_hi": scores["loss_hi"],
+        "metric_name": metric,
+        "metric": scores["metric"],
+        "metric_lo": scores["metric_lo"],
+        "metric_hi": scores["metric_hi"],
+        "l2": l2,
+        "detail": detail,
+    }
+
+
+def _evaluate_tasks(
+    spec: StudySpec, encoder: Encoder, store: Store, feats: FeatureCache, seed: int
+) -> list[dict]:
+    """Every unseen task at every D_F: the frozen-encoder probe (and fine-tuning, if asked)."""
+    tasks = [task_rows(task, store.meta) for task in spec.tasks]
+    if tasks:
+        feats.add(*(tr.all_rows for tr in tasks))
+    return [row for tr in tasks for row in _evaluate_task(spec, tr, encoder, store, feats, seed)]
+
+
+def _evaluate_task(
+    spec: StudySpec, tr: TaskRows, encoder: Encoder, store: Store, x: FeatureCache, seed: int
+) -> list[dict]:
+    task, n_boot, out = tr.task, spec.eval.n_boot, []
+
+    def y(r: np.ndarray) -> np.ndarray:
+        return tr.targets(store.meta, r)
+
+    kind = "ridge" if task.kind == "regression" else "logistic"
+    for d_f, sub in tr.subsets.items():
+        probe = train_probe(x(sub), y(sub), x(tr.val), y(tr.val), spec.eval.l2_grid, kind=kind)
+        pred = probe.predict(x(tr.test)).reshape(len(tr.test), -1)
+        scores, metric, detail = _task_scores(tr, pred, y(tr.test), probe.thresholds, n_boot, seed)
+        out.append(_task_row(tr, "probe", d_f, scores, metric, detail, probe.l2))
+        if spec.eval.finetune:
+            model, _ = train_task_model(
+                encoder,
+                len(task.targets),
+                task.kind == "regression",
+                store,
+                sub,
+                y(sub),
+                tr.val,
+                y(tr.val),
+                spec.scratch_train,
+                seed,
+                copy_encoder=True,
+            )
+            out.append(_fitted_task_row(tr, model, store, "finetune", d_f, n_boot, seed))
+    return out
+
+
+def _fitted_task_row(
+    tr: TaskRows, model: TaskModel, store: Store, method: str, d_f: int, n_boot: int, seed: int
+) -> dict:
+    """The task row of a trained task model, thresholds chosen on the task's val set."""
+    y = lambda r: tr.targets(store.meta, r)  # noqa: E731
+    thresholds = None
+    if tr.task.kind != "regression":
+        thresholds = _thresholds(y(tr.val), model.predict(store.read, tr.val))
+    pred = model.predict(store.read, tr.test).reshape(len(tr.test), -1)
+    scores, metric, detail = _task_scores(tr, pred, y(tr.test), thresholds, n_boot, seed)
+    return _task_row(tr, method, d_f, scores, metric, detail, None)
+
+
+def _load_trained(objective: Objective, run_dir: Path) -> dict | None:
+    """The summary of an earlier attempt that finished training (weights loaded), or None."""
+    weights, train = run_dir / "model.safetensors", run_dir / "train.json"
+    if not (weights.is_file() and train.is_file()):
+        return None
+    summary = json.loads(train.read_text()).get("summary")
+    if summary is None:
+        return None
+    load_weights(objective, weights)
+    return summary
+
+
+def execute_run(spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path) -> Outcome:
+    """Pre-train and evaluate one run (never raises): its results row, eval rows, task rows.
+
+    A run whose weights were saved by an earlier attempt (e.g. one evaluated under other
+    settings, or one whose evaluation failed) is evaluated again without training. Training
+    resumes from the checkpoints in ``run_dir/checkpoints`` when an earlier attempt was
+    interrupted. Under ``torchrun`` every process calls this; process 0 alone writes files
     and evaluates, the others only train."""
     t0 = time.perf_counter()
-    row: dict = {**asdict(run), "status": "running", "error": None}
-    evals: list[dict] = []
+    row: dict = {**asdict(run), "status": "running", "error": None, "eval_tag": spec.eval_tag()}
+    out = Outcome(row)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         store = Store(store_dir)
@@ -139,47 +431,127 @@ def execute_run(spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path) -
             mask_ratio=spec.train.mask_ratio,
             mask_patch_s=spec.train.mask_patch_s,
         )
-        train_rows = rows.subsets[run.data_size]
-        result = pretrain(
-            objective.to(distributed.device()),
-            store.read,
-            train_rows=train_rows,
-            train_labels=_labels(store.meta, train_rows),
-            val_rows=rows.val,
-            val_labels=_labels(store.meta, rows.val),
-            cfg=spec.train,
-            seed=run.seed,
-            checkpoint_dir=run_dir / "checkpoints",
-        )
-        objective.cpu()
-        row.update(
-            steps=result.steps,
-            best_step=result.best_step,
-            stopped=result.stopped,
-            pretrain_loss=result.best_val_loss,
-        )
+        summary = _load_trained(objective, run_dir) if distributed.world_size() == 1 else None
+        if summary is None:
+            summary = _pretrain(spec, run, objective, store, rows, run_dir)
+        row.update(summary)
         if distributed.is_main():
-            save_weights(objective, run_dir / "model.safetensors")
-            train = {
-                "run": asdict(run),
-                "history": result.history,
-                "stopped": result.stopped,
-                "resumed_from": result.resumed_from,
-                "processes": distributed.world_size(),
-                "step_losses": result.step_losses,
-            }
-            (run_dir / "train.json").write_text(json.dumps(train, indent=1))
-            row["probe_l2"], evals = _evaluate(spec, encoder, store, rows)
+            feats = FeatureCache(encoder, store.read)
+            feats.add(rows.probe_train, rows.probe_val, *(r for _, _, r in _sets(rows)))
+            row["probe_l2"], out.evals = _evaluate(spec, objective, store, rows, feats, run.seed)
+            out.tasks = _evaluate_tasks(spec, encoder, store, feats, run.seed)
             clear_checkpoints(run_dir / "checkpoints")
         row["status"] = "done"
     except TrainingDiverged as err:
         row.update(status="failed", error=f"diverged: {err}")
     except Exception as err:  # a run's failure is recorded; the study goes on
-        rank = distributed.rank()
-        (run_dir / ("error.txt" if rank == 0 else f"error.rank{rank}.txt")).write_text(
-            traceback.format_exc()
-        )
+        _record_error(run_dir, err)
         row.update(status="failed", error=f"{type(err).__name__}: {err}")
     row["wall_s"] = time.perf_counter() - t0
     row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return row, evals
+    return out
+
+
+def _record_error(run_dir: Path, err: Exception) -> None:
+    rank = distributed.rank()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ("error.txt" if rank == 0 else f"error.rank{rank}.txt")).write_text(
+        traceback.format_exc()
+    )
+
+
+def _pretrain(
+    spec: StudySpec, run: RunSpec, objective: Objective, store: Store, rows: EvalRows, run_dir: Path
+) -> dict:
+    """Pre-train; process 0 saves the weights and ``train.json``. Returns the row's summary."""
+    train_rows = rows.subsets[run.data_size]
+    result = pretrain(
+        objective.to(distributed.device()),
+        store.read,
+        train_rows=train_rows,
+        train_labels=_labels(store.meta, train_rows),
+        val_rows=rows.val,
+        val_labels=_labels(store.meta, rows.val),
+        cfg=spec.train,
+        seed=run.seed,
+        checkpoint_dir=run_dir / "checkpoints",
+    )
+    objective.cpu()
+    summary = {
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "stopped": result.stopped,
+        "pretrain_loss": result.best_val_loss,
+    }
+    if distributed.is_main():
+        save_weights(objective, run_dir / "model.safetensors")
+        train = {
+            "run": asdict(run),
+            "summary": summary,
+            "history": result.history,
+            "stopped": result.stopped,
+            "resumed_from": result.resumed_from,
+            "processes": distributed.world_size(),
+            "step_losses": result.step_losses,
+        }
+        (run_dir / "train.json").write_text(json.dumps(train, indent=1))
+    return summary
+
+
+def execute_scratch(spec: StudySpec, job: ScratchSpec, store_dir: Path, run_dir: Path) -> Outcome:
+    """Train one from-scratch task model and score it on the task's test set (never raises)."""
+    t0 = time.perf_counter()
+    row: dict = {**asdict(job), "status": "running", "error": None}
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(store_dir)
+        task = next(t for t in spec.tasks if t.name == job.task)
+        tr = task_rows(task, store.meta)
+        torch.manual_seed(job.seed)
+        encoder = build(job.family, job.target_params, input_len=store.n_samples, fs=store.fs)
+        row["n_params"] = sum(p.numel() for p in encoder.parameters())
+        y = lambda r: tr.targets(store.meta, r)  # noqa: E731
+        sub = tr.subsets[job.d_f]
+        model, result = train_task_model(
+            encoder,
+            len(task.targets),
+            task.kind == "regression",
+            store,
+            sub,
+            y(sub),
+            tr.val,
+            y(tr.val),
+            spec.scratch_train,
+            job.seed,
+            checkpoint_dir=run_dir / "checkpoints",
+        )
+        task_row = _fitted_task_row(
+            tr, model, store, "scratch", job.d_f, spec.eval.n_boot, job.seed
+        )
+        row.update(
+            {k: v for k, v in task_row.items() if k not in ("task", "method", "d_f", "l2")},
+            steps=result.steps,
+            best_step=result.best_step,
+            stopped=result.stopped,
+        )
+        (run_dir / "train.json").write_text(
+            json.dumps({"job": asdict(job), "history": result.history}, indent=1)
+        )
+        clear_checkpoints(run_dir / "checkpoints")
+        row["status"] = "done"
+    except TrainingDiverged as err:
+        row.update(status="failed", error=f"diverged: {err}")
+    except Exception as err:  # recorded; the study goes on
+        _record_error(run_dir, err)
+        row.update(status="failed", error=f"{type(err).__name__}: {err}")
+    row["wall_s"] = time.perf_counter() - t0
+    row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return Outcome(row)
+
+
+def execute(
+    spec: StudySpec, job: RunSpec | ScratchSpec, store_dir: Path, study_dir: Path
+) -> Outcome:
+    """Run one job of either kind in its folder under ``study_dir``."""
+    run = execute_run if isinstance(job, RunSpec) else execute_scratch
+    return run(spec, job, store_dir, Path(study_dir) / job.folder)

@@ -27,6 +27,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SourceSpec(_Strict):
+    """A dataset ingested into the study's store before training (``ecgscale data ingest``).
+
+    ``path`` is read as given (relative paths from the working directory). A source already
+    in the store with the same settings is kept; its records become evaluation sets
+    (``data.ood_sites``) or unseen-task records (``tasks[].source``) by name or site.
+    """
+
+    kind: str
+    path: str
+    name: str | None = Field(None, description="source name in the store; default: kind")
+    options: dict[str, Any] = {}
+    max_reject: float = Field(0.05, ge=0, le=1)
+    reject_flagged: bool = False
+
+    @field_validator("kind")
+    @classmethod
+    def _kind_known(cls, kind: str) -> str:
+        from ecgscale.data.sources import list_sources
+
+        known = list_sources()
+        if kind not in known:
+            raise ValueError(f"unknown source kind {kind!r} (known: {', '.join(known)})")
+        return kind
+
+    @property
+    def store_name(self) -> str:
+        return self.name or self.kind
+
+
 class DataSpec(_Strict):
     """Where pre-training, validation, test and OOD records come from.
 
@@ -35,8 +65,12 @@ class DataSpec(_Strict):
     with ``ecgscale data ingest`` (``store`` required): ``id_site`` and ``ood_sites`` name its
     sources or sites (e.g. ``code15``, ``ptbxl500``, ``georgia``), and ``fs``/``n_samples``
     must be the store's. ``n_records``, ``n_ood_records``, the split fractions and ``seed``
-    apply to synthetic data only (real sources are split when ingested).
+    apply to synthetic data only (real sources are split when ingested). ``ingest`` lists real
+    datasets added to the store (e.g. PTB-XL and CinC as OOD sets beside synthetic ID data).
     """
+
+    EVALUATION: ClassVar[frozenset[str]] = frozenset({"ood_sites", "n_ood_records", "ingest"})
+    """Fields that change what a run is evaluated on, not how it is pre-trained."""
 
     source: Literal["synthetic", "store"] = "synthetic"
     fs: float = Field(100.0, gt=0, le=10_000)
@@ -49,6 +83,11 @@ class DataSpec(_Strict):
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
     seed: int = 0
     store: str | None = Field(None, description="store folder; default <study>/store")
+    ingest: list[SourceSpec] = []
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that shape pre-training (the evaluation sets are left out)."""
+        return self.model_dump(mode="json", exclude=set(self.EVALUATION))
 
     @model_validator(mode="after")
     def _sites_known(self) -> DataSpec:
@@ -56,6 +95,10 @@ class DataSpec(_Strict):
 
         if self.id_site in self.ood_sites:
             raise ValueError(f"ood_sites: {self.id_site!r} is the ID site")
+        names = [src.store_name for src in self.ingest]
+        if len(set(names)) < len(names):
+            raise ValueError(f"ingest: two sources named {sorted(names)!r}; give each a name")
+        ingested = set(names)
         if self.source == "store":
             if not self.store:
                 raise ValueError("store: source 'store' needs the folder of an ingested store")
@@ -63,6 +106,8 @@ class DataSpec(_Strict):
         for name, site in [("id_site", self.id_site)] + [
             (f"ood_sites[{i}]", s) for i, s in enumerate(self.ood_sites)
         ]:
+            if name != "id_site" and (site in ingested or self.ingest):
+                continue  # an ingested source, or one of its sites (checked against the store)
             if site not in SITES:
                 raise ValueError(f"{name}: unknown site {site!r} (known: {', '.join(SITES)})")
         return self
@@ -138,6 +183,67 @@ class EvalSpec(_Strict):
     probe_val_records: int = Field(1000, ge=10)
     test_records: int | None = Field(None, ge=10, description="cap on ID test records")
     l2_grid: list[float] = Field([1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1)
+    n_boot: int = Field(200, ge=0, description="bootstrap resamples for confidence intervals")
+    finetune: bool = Field(
+        False,
+        description="also fine-tune the whole encoder (with a new head, early-stopped on the "
+        "probe's validation set) on the probe set and on every task's D_F subsets",
+    )
+
+
+TaskKind = Literal["binary", "multilabel", "regression"]
+
+
+class TaskSpec(_Strict):
+    """An unseen clinical task: targets never used in pre-training, on records of one source.
+
+    ``target`` names metadata columns: one for ``binary`` (0/1 or true/false) and
+    ``regression`` (e.g. ``age``), several for ``multilabel`` (e.g. PTB-XL's superclasses).
+    Records whose target is missing are left out. The probe (and from-scratch models) train on
+    nested subsets of the source's train split of each size in ``d_f``; ``val_records`` of its
+    val split choose the regularisation and stop from-scratch training; the loss is measured
+    on ``test_records`` of its test split.
+    """
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    source: str = Field(..., description="store source or site holding the task's records")
+    target: str | list[str]
+    kind: TaskKind
+    d_f: list[int] = Field(..., min_length=1, description="labelled target-set sizes D_F")
+    val_records: int = Field(500, ge=10)
+    test_records: int = Field(1000, ge=10)
+
+    @property
+    def targets(self) -> list[str]:
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskSpec:
+        if self.kind == "multilabel" and len(self.targets) < 2:
+            raise ValueError("target: a multilabel task needs a list of two or more columns")
+        if self.kind != "multilabel" and len(self.targets) != 1:
+            raise ValueError(f"target: a {self.kind} task has one target column")
+        if any(d < 2 for d in self.d_f) or sorted(set(self.d_f)) != self.d_f:
+            raise ValueError("d_f: sizes must be increasing, distinct and at least 2")
+        return self
+
+
+class TransferSpec(_Strict):
+    """From-scratch models on every task and D_F: the curves that turn a loss into effective
+    data. ``train`` overrides the study's training settings for them (default: the same)."""
+
+    scratch: bool = True
+    sizes: list[int] | None = Field(None, description="model sizes; default: models.sizes")
+    train: dict[str, Any] = Field({}, description="overrides of the train section")
+    curve: Literal["power", "piecewise"] = "power"
+
+    @field_validator("train")
+    @classmethod
+    def _train_fields(cls, train: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(train) - set(TrainSpec.model_fields))
+        if unknown:
+            raise ValueError(f"unknown train field {unknown[0]!r}")
+        return train
 
 
 class ExecutorSpec(_Strict):
@@ -162,6 +268,8 @@ class StudySpec(_Strict):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     laws: LawsSpec = Field(default_factory=LawsSpec)
+    tasks: list[TaskSpec] = []
+    transfer: TransferSpec = Field(default_factory=TransferSpec)
 
     @field_validator("data_sizes")
     @classmethod
@@ -175,6 +283,12 @@ class StudySpec(_Strict):
     def _fits_data(self) -> StudySpec:
         train_share = 1 - self.data.val_fraction - self.data.test_fraction
         approx_train = int(self.data.n_records * train_share)
+        names = [t.name for t in self.tasks]
+        if len(set(names)) < len(names):
+            raise ValueError(f"tasks: task names must be distinct, got {names}")
+        self.scratch_train  # noqa: B018 (validates transfer.train against the train section)
+        if self.data.source == "store":
+            return self
         if max(self.data_sizes) > approx_train:
             raise ValueError(
                 f"data_sizes: {max(self.data_sizes)} exceeds the ~{approx_train} ID training "
@@ -185,10 +299,36 @@ class StudySpec(_Strict):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
+    @property
+    def scratch_train(self) -> TrainSpec:
+        """Training settings of the from-scratch task models."""
+        try:
+            return TrainSpec.model_validate(self.train.model_dump() | self.transfer.train)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise ValueError(f"transfer.train.{first['loc'][0]}: {first['msg']}") from None
+
     def fingerprint(self, *parts: str) -> str:
-        """Short hash of the named top-level sections: what a run's result depends on."""
-        dump = self.model_dump(mode="json") | {"train": self.train.identity()}
+        """Short hash of the named top-level sections (``data`` and ``train`` as their
+        identities: the fields that shape pre-training)."""
+        dump = self.model_dump(mode="json") | {
+            "train": self.train.identity(),
+            "data": self.data.identity(),
+        }
         blob = json.dumps({p: dump[p] for p in parts}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    def eval_tag(self) -> str:
+        """Hash of everything a run is evaluated on; a done run with another tag is
+        re-evaluated from its saved weights."""
+        blob = json.dumps(
+            {
+                "eval": self.eval.model_dump(mode="json"),
+                "ood": {k: self.data.model_dump(mode="json")[k] for k in DataSpec.EVALUATION},
+                "tasks": [t.model_dump(mode="json") for t in self.tasks],
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 

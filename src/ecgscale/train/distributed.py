@@ -155,11 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     for run in grid:
         if run.run_id not in pending or (args.only and run.run_id not in args.only):
             continue
-        row, evals = execute_run(
-            spec, run, store_dir(spec, study_dir), study_dir / "runs" / run.run_id
-        )
+        out = execute_run(spec, run, store_dir(spec, study_dir), study_dir / run.folder)
+        row = out.row
         if is_main():
-            Results(study_dir / "results.sqlite").record(row, evals)
+            Results(study_dir / "results.sqlite").record(row, out.evals, out.tasks)
             print(f"{run.run_id}: {row['status']}" + (f" ({row['error']})" if row["error"] else ""))
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -1,0 +1,324 @@
+"""Report pieces for evaluation sets and unseen tasks: figures of the transfer analysis (task
+loss vs D_F beside the from-scratch curves, effective data vs D_F) and the tables of
+evaluation sets, per-label AUROC, transfer laws and SSL/SL transfer ratios."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+
+from ecgscale.report.figures import (
+    MARKERS,
+    ReportFigure,
+    _add_legend,
+    _line_handle,
+    _marker_handle,
+    _panels,
+    _style_axes,
+    compact_count,
+    slug,
+)
+
+PARADIGM_COLORS = {"ssl": colormaps["tab10"](0), "sl": colormaps["tab10"](3)}
+SCRATCH_COLOR = "black"
+
+
+def _fmt(value: object) -> str:
+    """A number with 3 significant digits, or a dash."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
+    if np.isnan(number):
+        return "—"
+    if np.isinf(number):
+        return "∞"
+    return f"{int(number):,}" if number.is_integer() and abs(number) >= 1000 else f"{number:.3g}"
+
+
+def with_interval(value: object, lo: object, hi: object) -> str:
+    """``0.812 [0.79, 0.83]``, or the value alone without a finite interval."""
+    text = _fmt(value)
+    if _fmt(lo) != "—" and _fmt(hi) != "—":
+        text += f" [{_fmt(lo)}, {_fmt(hi)}]"
+    return text
+
+
+def eval_set_table(evals: pd.DataFrame) -> dict:
+    """One row per evaluation set: records, labels scored and labels left out of its loss."""
+    rows = []
+    probe = evals[evals["method"] == "probe"]
+    for name, group in probe.groupby("eval_set", sort=False):
+        first = group.iloc[0]
+        per_label = json.loads(first["per_label"]) if isinstance(first["per_label"], str) else {}
+        omitted = [x for x in str(first.get("omitted") or "").split(",") if x]
+        scored = [k for k, v in per_label.items() if v.get("n")]
+        positives = ", ".join(f"{k} {per_label[k]['n_pos']}" for k in scored)
+        rows.append(
+            [
+                str(name),
+                "OOD" if bool(first["is_ood"]) else "ID test",
+                _fmt(first["n"]),
+                positives or "—",
+                ", ".join(omitted) or "none",
+            ]
+        )
+    headers = ["set", "role", "records", "positives per scored label", "labels left out"]
+    return {"caption": "Evaluation sets", "headers": headers, "rows": rows}
+
+
+def auroc_table(runs: pd.DataFrame, evals: pd.DataFrame) -> dict:
+    """Per-label AUROC with intervals for the largest model at the largest D of each family,
+    paradigm and method, on every evaluation set."""
+    done = runs[runs["status"] == "done"]
+    top = done.sort_values(["target_params", "data_size"]).groupby(["family", "paradigm"]).tail(1)
+    chosen = evals.merge(top[["run_id", "family", "paradigm", "target_params", "data_size"]])
+    labels: list[str] = []
+    rows = []
+    for ev in chosen.sort_values(["eval_set", "family", "paradigm", "method"]).itertuples():
+        per_label = json.loads(ev.per_label) if isinstance(ev.per_label, str) else {}
+        labels = labels or list(per_label)
+        rows.append(
+            [
+                str(ev.eval_set),
+                f"{ev.family} / {ev.paradigm}",
+                str(ev.method),
+                f"N={compact_count(ev.target_params)}, D={compact_count(ev.data_size)}",
+                with_interval(ev.loss, ev.loss_lo, ev.loss_hi),
+                with_interval(ev.auroc, ev.auroc_lo, ev.auroc_hi),
+                with_interval(ev.f1, ev.f1_lo, ev.f1_hi),
+                *(
+                    with_interval(
+                        *(per_label.get(k, {}).get(m) for m in ("auroc", "auroc_lo", "auroc_hi"))
+                    )
+                    for k in labels
+                ),
+            ]
+        )
+    headers = ["set", "model", "method", "size", "BCE", "macro AUROC", "macro F1", *labels]
+    caption = (
+        "Per-label AUROC (95% bootstrap intervals over records) of the largest model at the "
+        "largest D; 'probe' is the frozen-encoder linear probe, 'head' an SL model's own head, "
+        "'finetune' the fine-tuned encoder. A dash: the set does not annotate the label, or "
+        "has one class only."
+    )
+    return {"caption": caption, "headers": headers, "rows": rows}
+
+
+def task_figures(transfer: Mapping, tasks: pd.DataFrame) -> list[ReportFigure]:
+    """Per task: loss vs D_F beside the from-scratch curves, then effective data vs D_F."""
+    out = []
+    eff = pd.DataFrame(transfer.get("effective") or [])
+    curves = list(transfer.get("curves") or [])
+    for task in sorted(tasks["task"].unique()):
+        part = tasks[tasks["task"] == task]
+        task_curves = [c for c in curves if c["task"] == task]
+        out.append(_loss_vs_df(task, part, task_curves))
+        if not eff.empty:
+            out.append(_effective_vs_df(task, eff[eff["task"] == task]))
+    return out
+
+
+def _largest_d(part: pd.DataFrame) -> pd.DataFrame:
+    return part[part["data_size"] == part["data_size"].max()]
+
+
+def _loss_vs_df(task: str, part: pd.DataFrame, curves: Sequence[Mapping]) -> ReportFigure:
+    name = f"task_{slug(task)}_loss_vs_DF"
+    caption = (
+        f"Task {task}: held-out loss vs labelled records D_F. Black: from-scratch models (points) "
+        "and their fitted curves, one line style per N; colours: pre-trained encoders (largest "
+        "pre-training D), marker per N. D_E is where a pre-trained point's loss meets the "
+        "from-scratch curve of its N."
+    )
+    part = _largest_d(part[np.isfinite(part["loss"].astype(float)) & (part["loss"] > 0)])
+    families = sorted(set(part["family"]) | {c["family"] for c in curves})
+    if not families:
+        return ReportFigure(name, caption, None, [f"No result for task {task}."])
+    sizes = sorted(set(part["target_params"]) | {int(c["target_params"]) for c in curves})
+    markers = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(sizes)}
+    styles = {n: ("-", "--", ":", "-.")[i % 4] for i, n in enumerate(sizes)}
+    fig, axes = _panels(1, len(families), sharey=True)
+    for ax, family in zip(axes[0], families, strict=True):
+        for curve in (c for c in curves if c["family"] == family):
+            pts = np.asarray(curve["points"], dtype=float).reshape(-1, 2)
+            n = int(curve["target_params"])
+            ax.scatter(pts[:, 0], pts[:, 1], s=14, color=SCRATCH_COLOR, marker=markers[n])
+            x = np.geomspace(pts[:, 0].min(), pts[:, 0].max(), 50)
+            if np.isfinite(curve.get("E", np.nan)):
+                y = curve["E"] + curve["B"] * x ** (-curve["beta"])
+            else:
+                y = np.exp(np.interp(np.log(x), np.log(pts[:, 0]), np.log(pts[:, 1])))
+            ax.plot(x, y, color=SCRATCH_COLOR, ls=styles[n], lw=1)
+        panel = part[part["family"] == family]
+        for (paradigm, n, method), group in panel.groupby(["paradigm", "target_params", "method"]):
+            mean = group.groupby("d_f")["loss"].mean()
+            ls = "-" if method == "probe" else "--"
+            ax.plot(
+                mean.index,
+                mean.to_numpy(),
+                marker=markers[n],
+                ls=ls,
+                lw=1,
+                ms=5,
+                color=PARADIGM_COLORS.get(paradigm, "grey"),
+            )
+        _style_axes(ax, f"{task} / {family}", "D_F (labelled records)", "task loss")
+    handles = [
+        _line_handle(PARADIGM_COLORS.get(p, "grey"), f"pre-trained {p}")
+        for p in sorted(set(part["paradigm"]))
+    ]
+    handles += [
+        _line_handle(SCRATCH_COLOR, f"from scratch N={compact_count(n)}", ls=styles[n])
+        for n in sizes
+    ]
+    handles += [_marker_handle(markers[n], f"N = {compact_count(n)}") for n in sizes]
+    _add_legend(fig, handles)
+    return ReportFigure(name, caption, fig, [])
+
+
+def _effective_vs_df(task: str, eff: pd.DataFrame) -> ReportFigure:
+    name = f"task_{slug(task)}_effective_data"
+    caption = (
+        f"Task {task}: effective data D_E (the from-scratch records that reach the same loss) vs "
+        "D_F, pre-trained encoders at the largest pre-training D; the dotted line is D_E = D_F "
+        "(no transfer), so D_T = D_E − D_F is the height above it. Hollow markers: D_E "
+        "extrapolated beyond the from-scratch range."
+    )
+    eff = _largest_d(eff)
+    finite = eff[np.isfinite(eff["d_e"].astype(float)) & (eff["d_e"] > 0)]
+    notes = []
+    if len(finite) < len(eff):
+        reasons = sorted(set(eff.loc[~eff.index.isin(finite.index), "reason"].astype(str)) - {""})
+        notes.append(
+            f"{len(eff) - len(finite)} point(s) without a finite D_E are left out"
+            + (f" ({'; '.join(reasons[:3])})" if reasons else "")
+            + "."
+        )
+    if finite.empty:
+        return ReportFigure(name, caption, None, notes or [f"No effective data for task {task}."])
+    families = sorted(finite["family"].unique())
+    sizes = sorted(finite["target_params"].unique())
+    markers = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(sizes)}
+    fig, axes = _panels(1, len(families), sharey=True)
+    for ax, family in zip(axes[0], families, strict=True):
+        panel = finite[finite["family"] == family]
+        for (paradigm, n, method), group in panel.groupby(["paradigm", "target_params", "method"]):
+            color = PARADIGM_COLORS.get(paradigm, "grey")
+            group = group.groupby("d_f")[["d_e", "extrapolated"]].agg(
+                {"d_e": "mean", "extrapolated": "any"}
+            )
+            ax.plot(
+                group.index, group["d_e"], color=color, lw=1, ls="-" if method == "probe" else "--"
+            )
+            for d_f, row in group.iterrows():
+                face = "none" if row["extrapolated"] else color
+                ax.scatter(
+                    [d_f], [row["d_e"]], marker=markers[n], facecolors=face, edgecolors=color, s=28
+                )
+        lo, hi = panel["d_f"].min(), max(panel["d_f"].max(), panel["d_e"].max())
+        ax.plot([lo, hi], [lo, hi], color="grey", ls=":", lw=0.8)
+        _style_axes(ax, f"{task} / {family}", "D_F (labelled records)", "D_E (effective records)")
+    handles = [
+        _line_handle(PARADIGM_COLORS.get(p, "grey"), p) for p in sorted(finite["paradigm"].unique())
+    ]
+    handles += [_marker_handle(markers[n], f"N = {compact_count(n)}") for n in sizes]
+    handles.append(_line_handle("grey", "D_E = D_F", ls=":"))
+    _add_legend(fig, handles)
+    return ReportFigure(name, caption, fig, notes)
+
+
+def law_table(transfer: Mapping) -> dict:
+    """The fitted transfer laws D_T = k·D_F^α·N^β with intervals, or why none was fitted."""
+    rows = []
+    for law in transfer.get("laws") or []:
+        fitted = "reason" not in law
+        rows.append(
+            [
+                str(law["task"]),
+                f"{law['family']} / {law['paradigm']}",
+                str(law["method"]),
+                compact_count(law["data_size"]),
+                *(
+                    with_interval(law.get(k), law.get(f"{k}_lo"), law.get(f"{k}_hi"))
+                    if fitted
+                    else "—"
+                    for k in ("k", "alpha", "beta")
+                ),
+                str(law.get("n_points", "—")),
+                str(law.get("reason") or law.get("note") or ""),
+            ]
+        )
+    headers = [
+        "task",
+        "model",
+        "method",
+        "pre-training D",
+        "k",
+        "α (D_F)",
+        "β (N)",
+        "points",
+        "note",
+    ]
+    caption = "Transfer laws D_T = k·D_F^α·N^β (least squares in log space, bootstrap intervals)."
+    return {"caption": caption, "headers": headers, "rows": rows}
+
+
+def ratio_table(transfer: Mapping) -> dict:
+    """SSL/SL effective-data ratios per task and method: range and geometric mean."""
+    rows = [
+        [
+            str(s["task"]),
+            str(s["method"]),
+            _fmt(s.get("min")),
+            _fmt(s.get("max")),
+            _fmt(s.get("geomean")),
+            f"{s.get('n', 0)} of {s.get('n_pairs', 0)}",
+            str(s.get("n_extrapolated", 0)),
+        ]
+        for s in transfer.get("summary") or []
+    ]
+    headers = ["task", "method", "min SSL/SL", "max SSL/SL", "geometric mean", "pairs used"]
+    headers.append("pairs extrapolated (left out)")
+    caption = (
+        "Transfer efficiency: the ratio of SSL to SL effective data D_E at matched family, N, "
+        "pre-training D and D_F (above 1: SSL transfers more), over the pairs whose D_E both "
+        "lie within the from-scratch models' measured D_F range."
+    )
+    return {"caption": caption, "headers": headers, "rows": rows}
+
+
+def task_result_table(transfer: Mapping, tasks: pd.DataFrame) -> dict:
+    """Every task result with its interval, metric and effective data."""
+    eff = pd.DataFrame(transfer.get("effective") or [])
+    table = tasks if eff.empty else eff
+    rows = []
+    for r in table.sort_values(
+        ["task", "family", "paradigm", "target_params", "data_size", "d_f"]
+    ).to_dict("records"):
+        rows.append(
+            [
+                str(r["task"]),
+                f"{r['family']} / {r['paradigm']}",
+                str(r["method"]),
+                compact_count(r["target_params"]),
+                compact_count(r["data_size"]),
+                str(int(r["d_f"])),
+                with_interval(r["loss"], r.get("loss_lo"), r.get("loss_hi")),
+                f"{r.get('metric_name', '')} "
+                + with_interval(r.get("metric"), r.get("metric_lo"), r.get("metric_hi")),
+                _fmt(r.get("d_e")),
+                _fmt(r.get("d_t")),
+                str(r.get("reason") or ""),
+            ]
+        )
+    headers = ["task", "model", "method", "N", "D", "D_F", "loss", "metric", "D_E", "D_T", "note"]
+    return {
+        "caption": "Unseen-task results (95% bootstrap intervals).",
+        "headers": headers,
+        "rows": rows,
+    }
