@@ -48,7 +48,9 @@ def test_console_script_reports_bad_override():
 def test_train_lists_run_ids():
     result = CliRunner().invoke(main, ["train", "--list"])
     assert result.exit_code == 0
-    assert len(result.output.split()) >= 36
+    lines = result.output.splitlines()
+    scratch = [line for line in lines if line.startswith("scratch ")]
+    assert len(lines) - len(scratch) == 36 and len(scratch) == 36
 
 
 def test_data_sources_and_datasets_are_listed():

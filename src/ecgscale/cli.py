@@ -277,24 +277,32 @@ def data_inspect(store) -> None:
 @SPEC_ARG
 @SET_OPT
 @OUT_OPT
-@click.option("--run", "only", multiple=True, help="Train only this run id (repeatable).")
-@click.option("--list", "list_runs", is_flag=True, help="List the grid's run ids and stop.")
+@click.option(
+    "--run", "only", multiple=True, help="Train only this run (or from-scratch model) id."
+)
+@click.option("--list", "list_runs", is_flag=True, help="List the grid's job ids and stop.")
 @RETRY_OPT
 @friendly_errors
 def train(spec, overrides, out, only, list_runs, retry_failed) -> None:
-    """Pre-train and evaluate the runs of a study that are not finished yet."""
+    """Pre-train and evaluate the runs of a study that are not finished yet, and train its
+    from-scratch task models."""
     from ecgscale.study.runner import prepare_data, train_runs
-    from ecgscale.study.runs import expand
+    from ecgscale.study.runs import expand, expand_scratch
 
     parsed = _spec(spec, overrides)
     if list_runs:
         for run in expand(parsed):
             click.echo(run.run_id)
+        for job in expand_scratch(parsed):
+            click.echo(f"scratch {job.scratch_id}")
         return
     study_dir = _study_dir(parsed, out)
     prepare_data(parsed, study_dir)
     s = train_runs(parsed, study_dir, retry_failed=retry_failed, only=list(only) or None)
-    click.echo(f"{s.total} runs: {s.skipped} already recorded, {s.done} done, {s.failed} failed")
+    click.echo(
+        f"{s.total} jobs: {s.skipped} already recorded, {s.done} done, {s.failed} failed"
+        + (f", {s.reevaluated} runs evaluated again" if s.reevaluated else "")
+    )
 
 
 @main.command()

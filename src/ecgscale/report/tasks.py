@@ -220,7 +220,8 @@ def _effective_vs_df(task: str, eff: pd.DataFrame) -> ReportFigure:
                 ax.scatter(
                     [d_f], [row["d_e"]], marker=markers[n], facecolors=face, edgecolors=color, s=28
                 )
-        lo, hi = panel["d_f"].min(), max(panel["d_f"].max(), panel["d_e"].max())
+        lo, hi = panel["d_f"].min(), panel["d_f"].max()
+        lo, hi = (lo / 1.25, hi * 1.25) if lo == hi else (lo, hi)
         ax.plot([lo, hi], [lo, hi], color="grey", ls=":", lw=0.8)
         _style_axes(ax, f"{task} / {family}", "D_F (labelled records)", "D_E (effective records)")
     handles = [
