@@ -170,3 +170,80 @@ def test_results_of_the_first_schema_are_upgraded_in_place(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     Results(path)  # opening again is a no-op
     assert len(Results(path).evals()) == 1
+
+
+def test_mortality_task_on_an_ingested_code15_store(tmp_path):
+    """CODE-15%'s ``death`` (known on a patient's first exam only) as a binary task."""
+    from ecgscale.data.fixtures import write_code15
+    from ecgscale.data.ingest import ingest
+    from ecgscale.data.store import Store
+
+    table = write_code15(tmp_path / "code15", 300, 2, seed=3, n_samples=1024)
+    ingest("code15", tmp_path / "code15", tmp_path / "store", fs=100, n_samples=250, progress=False)
+    meta = Store(tmp_path / "store").meta
+    tr = task_rows(_task(source="code15", target="death", kind="binary", d_f=[10, 30]), meta)
+    used = meta.loc[tr.all_rows]
+    known = table.set_index("exam_id")["death"].dropna()
+    assert set(used["record_id"].astype(int)) <= set(known.index)
+    y = tr.targets(meta, tr.all_rows)[:, 0]
+    assert np.array_equal(y, known.loc[used["record_id"].astype(int)].astype(float).to_numpy())
+
+
+def test_fine_tuning_is_evaluated_on_every_set_and_every_d_f(tmp_path):
+    from ecgscale.study.runner import run_study
+
+    spec = parse_spec(
+        {
+            "name": "finetune",
+            "data": {
+                "n_samples": 250,
+                "n_records": 400,
+                "n_ood_records": 40,
+                "ood_sites": ["noisy"],
+            },
+            "models": {"families": ["resnet"], "sizes": [20000]},
+            "paradigms": ["ssl"],
+            "data_sizes": [100],
+            "train": {"batch_size": 16, "max_steps": 3, "eval_every": 3, "val_records": 32},
+            "eval": {
+                "probe_records": 60,
+                "probe_val_records": 30,
+                "test_records": 40,
+                "l2_grid": [1.0],
+                "n_boot": 20,
+                "finetune": True,
+            },
+            "tasks": [
+                {
+                    "name": "lvh",
+                    "source": "code",
+                    "target": "LVH",
+                    "kind": "binary",
+                    "d_f": [20, 40],
+                    "val_records": 30,
+                    "test_records": 40,
+                }
+            ],
+            "transfer": {"scratch": False, "train": {"max_steps": 3, "eval_every": 3}},
+            "executor": {"workers": 1},
+            "laws": {"n_bootstrap": 0},
+        }
+    )
+    run_study(spec, tmp_path, progress=False)
+    results = Results(tmp_path / "results.sqlite")
+    evals = results.evals()
+    assert sorted(zip(evals["eval_set"], evals["method"], strict=True)) == [
+        ("id", "finetune"),
+        ("id", "probe"),
+        ("noisy", "finetune"),
+        ("noisy", "probe"),
+    ]
+    assert evals["loss"].notna().all()
+    tasks = results.tasks()
+    assert sorted(zip(tasks["method"], tasks["d_f"], strict=True)) == [
+        ("finetune", 20),
+        ("finetune", 40),
+        ("probe", 20),
+        ("probe", 40),
+    ]
+    assert results.scratch().empty
