@@ -247,3 +247,32 @@ def test_fine_tuning_is_evaluated_on_every_set_and_every_d_f(tmp_path):
         ("probe", 40),
     ]
     assert results.scratch().empty
+
+
+def test_report_names_the_labels_a_set_leaves_out():
+    from ecgscale.report.tasks import eval_set_table
+
+    per_label = {"AF": {"n": 50, "n_pos": 4}, "LBBB": {"n": 0, "n_pos": 0}}
+    evals = pd.DataFrame(
+        [
+            {
+                "eval_set": "mine",
+                "method": "probe",
+                "is_ood": True,
+                "n": 50,
+                "omitted": "LBBB",
+                "per_label": json.dumps(per_label),
+            },
+            {
+                "eval_set": "id",
+                "method": "probe",
+                "is_ood": False,
+                "n": 80,
+                "omitted": "",
+                "per_label": json.dumps({"AF": {"n": 80, "n_pos": 9}}),
+            },
+        ]
+    )
+    rows = {row[0]: row for row in eval_set_table(evals)["rows"]}
+    assert rows["mine"][1:] == ["OOD", "50", "AF 4", "LBBB"]
+    assert rows["id"][-1] == "none"
