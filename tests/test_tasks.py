@@ -276,3 +276,20 @@ def test_report_names_the_labels_a_set_leaves_out():
     rows = {row[0]: row for row in eval_set_table(evals)["rows"]}
     assert rows["mine"][1:] == ["OOD", "50", "AF 4", "LBBB"]
     assert rows["id"][-1] == "none"
+
+
+def test_other_synthetic_sites_in_an_existing_study_folder_are_a_clear_error(tmp_path):
+    from ecgscale.data.store import StoreError
+    from ecgscale.study.runner import prepare_data
+
+    base = {
+        "name": "s",
+        "data": {"n_samples": 250, "n_records": 60, "n_ood_records": 20, "ood_sites": ["noisy"]},
+        "models": {"sizes": [20000]},
+        "data_sizes": [10],
+    }
+    prepare_data(parse_spec(base), tmp_path, progress=False)
+    prepare_data(parse_spec(base), tmp_path, progress=False)  # the same: kept
+    other = parse_spec(base, overrides=["data.ood_sites=[ptbxl_like]"])
+    with pytest.raises(StoreError, match="use a new one"):
+        prepare_data(other, tmp_path, progress=False)

@@ -22,7 +22,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ecgscale.data.ingest import SplitRule, ingest
+from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
 from ecgscale.evaluate.tasks import task_rows
@@ -83,18 +83,27 @@ def ingest_synthetic(data: DataSpec, root: Path, *, progress: bool = True) -> No
     ingested = {src.store_name for src in data.ingest}
     synthetic = [s for s in data.ood_sites if s in SITES and s not in ingested]
     sites = {data.id_site: data.n_records} | {s: data.n_ood_records for s in synthetic}
-    ingest(
-        "synthetic",
-        "",
-        root,
-        name="synthetic",
-        options={"sites": sites, "fs": data.fs, "n_samples": data.n_samples, "seed": data.seed},
-        fs=data.fs,
-        n_samples=data.n_samples,
-        split=SplitRule(val=data.val_fraction, test=data.test_fraction, seed=data.seed),
-        max_reject=0.0,
-        progress=progress,
-    )
+    try:
+        ingest(
+            "synthetic",
+            "",
+            root,
+            name="synthetic",
+            options={"sites": sites, "fs": data.fs, "n_samples": data.n_samples, "seed": data.seed},
+            fs=data.fs,
+            n_samples=data.n_samples,
+            split=SplitRule(val=data.val_fraction, test=data.test_fraction, seed=data.seed),
+            max_reject=0.0,
+            progress=progress,
+        )
+    except IngestError as err:
+        if "other settings" not in str(err):
+            raise
+        raise StoreError(
+            f"{root}: its synthetic records were generated for other data settings (sites, "
+            "sizes, rate, length or seed); the synthetic store is made once per study folder, "
+            "so use a new one (--out) or another data.store"
+        ) from None
 
 
 def check_store(spec: StudySpec, store: Store) -> None:
