@@ -30,7 +30,14 @@ from ecgscale.evaluate.tasks import TaskRows, task_rows
 from ecgscale.models import Encoder, build, measure
 from ecgscale.objectives import Objective, TaskModel, create_objective
 from ecgscale.study.spec import StudySpec, TrainSpec
-from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
+from ecgscale.train import (
+    TrainingDiverged,
+    TrainResult,
+    distributed,
+    load_weights,
+    pretrain,
+    save_weights,
+)
 from ecgscale.train.checkpoint import clear_checkpoints
 
 
@@ -259,7 +266,7 @@ def train_task_model(
     *,
     copy_encoder: bool = False,
     checkpoint_dir: Path | None = None,
-):
+) -> tuple[TaskModel, TrainResult]:
     """Train ``encoder`` (a copy of it with ``copy_encoder``) and a new linear head on a task;
     returns the model at its best validation step and the training result."""
     if copy_encoder:
@@ -280,42 +287,31 @@ def train_task_model(
     return model.cpu(), result
 
 
-def _task_scores(
-    tr: TaskRows, pred: np.ndarray, y: np.ndarray, thresholds, n_boot: int, seed: int
-) -> tuple[dict, str, dict]:
-    """(scores, metric name, detail) of predictions on a task's test set."""
+def _task_row(
+    tr: TaskRows,
+    method: str,
+    d_f: int,
+    pred: np.ndarray,
+    y: np.ndarray,
+    *,
+    thresholds: np.ndarray | None,
+    l2: float | None,
+    n_boot: int,
+    seed: int,
+) -> dict:
+    """The result row of predictions ``pred`` on a task's test set (targets ``y``): loss and
+    metric (R² or macro AUROC) with intervals; ``detail`` has MAE in target units, or the
+    per-label figures."""
     if tr.task.kind == "regression":
         scores = regression_scores(pred[:, 0], y[:, 0], n_boot=n_boot, seed=seed)
+        metric = "r2"
         detail = {k: v for k, v in scores.items() if k.startswith("mae")}
         detail |= {f"{k}_units": v * tr.scale for k, v in detail.items()}
-        return (
-            {
-                **scores,
-                "metric": scores["r2"],
-                "metric_lo": scores["r2_lo"],
-                "metric_hi": scores["r2_hi"],
-            },
-            "r2",
-            detail,
+    else:
+        scores = classification_scores(
+            pred, y, tr.task.targets, thresholds=thresholds, n_boot=n_boot, seed=seed
         )
-    scores = classification_scores(
-        pred, y, tr.task.targets, thresholds=thresholds, n_boot=n_boot, seed=seed
-    )
-    return (
-        {
-            **scores,
-            "metric": scores["auroc"],
-            "metric_lo": scores["auroc_lo"],
-            "metric_hi": scores["auroc_hi"],
-        },
-        "auroc",
-        scores["per_label"],
-    )
-
-
-def _task_row(
-    tr: TaskRows, method: str, d_f: int, scores: dict, metric: str, detail: dict, l2: float | None
-) -> dict:
+        metric, detail = "auroc", scores["per_label"]
     return {
         "task": tr.task.name,
         "method": method,
@@ -326,9 +322,9 @@ def _task_row(
         "loss_lo": scores["loss_lo"],
         "loss_hi": scores["loss_hi"],
         "metric_name": metric,
-        "metric": scores["metric"],
-        "metric_lo": scores["metric_lo"],
-        "metric_hi": scores["metric_hi"],
+        "metric": scores[metric],
+        "metric_lo": scores[f"{metric}_lo"],
+        "metric_hi": scores[f"{metric}_hi"],
         "l2": l2,
         "detail": detail,
     }
@@ -356,8 +352,19 @@ def _evaluate_task(
     for d_f, sub in tr.subsets.items():
         probe = train_probe(x(sub), y(sub), x(tr.val), y(tr.val), spec.eval.l2_grid, kind=kind)
         pred = probe.predict(x(tr.test)).reshape(len(tr.test), -1)
-        scores, metric, detail = _task_scores(tr, pred, y(tr.test), probe.thresholds, n_boot, seed)
-        out.append(_task_row(tr, "probe", d_f, scores, metric, detail, probe.l2))
+        out.append(
+            _task_row(
+                tr,
+                "probe",
+                d_f,
+                pred,
+                y(tr.test),
+                thresholds=probe.thresholds,
+                l2=probe.l2,
+                n_boot=n_boot,
+                seed=seed,
+            )
+        )
         if spec.eval.finetune:
             model, _ = train_task_model(
                 encoder,
@@ -385,8 +392,9 @@ def _fitted_task_row(
     if tr.task.kind != "regression":
         thresholds = _thresholds(y(tr.val), model.predict(store.read, tr.val))
     pred = model.predict(store.read, tr.test).reshape(len(tr.test), -1)
-    scores, metric, detail = _task_scores(tr, pred, y(tr.test), thresholds, n_boot, seed)
-    return _task_row(tr, method, d_f, scores, metric, detail, None)
+    return _task_row(
+        tr, method, d_f, pred, y(tr.test), thresholds=thresholds, l2=None, n_boot=n_boot, seed=seed
+    )
 
 
 def _load_trained(objective: Objective, run_dir: Path) -> dict | None:
