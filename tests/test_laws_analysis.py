@@ -1,0 +1,481 @@
+"""Tests of the analyses built on fitted laws: efficiency ratios, backtests, compute optima."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecgscale.evaluate.transfer import Curve, effective_data
+from ecgscale.laws import FitResult, bootstrap, fit
+from ecgscale.laws.backtest import backtest
+from ecgscale.laws.compute import compute, compute_optimal
+from ecgscale.laws.efficiency import (
+    _band,
+    data_efficiency,
+    efficiency_ratio,
+    parameter_efficiency,
+    size_for_loss,
+    transfer_efficiency,
+)
+
+X = np.logspace(4, 8, 9)
+JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
+
+
+def power_loss(params: dict[str, float], x: np.ndarray) -> np.ndarray:
+    return params["E"] + params["A"] * x ** -params["alpha"]
+
+
+def made(form: str, params: dict[str, float], samples: np.ndarray | None = None) -> FitResult:
+    """A FitResult with the given parameters (and bootstrap samples), no fitting."""
+    return FitResult(
+        form=form,
+        params=dict(params),
+        objective=0.0,
+        converged=True,
+        message="constructed",
+        n_points=10,
+        ci=None if samples is None else 0.9,
+        n_boot=0 if samples is None else len(samples),
+        samples=samples,
+    )
+
+
+def closed_ratio(pa: dict[str, float], pb: dict[str, float], loss: np.ndarray) -> np.ndarray:
+    """``x_B(L) / x_A(L)`` with ``x(L) = (A / (L − E))^{1/α}``, written out."""
+    x_a = (pa["A"] / (loss - pa["E"])) ** (1 / pa["alpha"])
+    x_b = (pb["A"] / (loss - pb["E"])) ** (1 / pb["alpha"])
+    return x_b / x_a
+
+
+# --- size for loss -------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    e=st.floats(0.01, 3.0),
+    a=st.floats(0.1, 1e3),
+    alpha=st.floats(0.05, 2.0),
+    log_x=st.floats(0.0, 8.0),
+)
+def test_size_for_loss_inverts_the_power_law(
+    e: float, a: float, alpha: float, log_x: float
+) -> None:
+    x = 10.0**log_x
+    loss = e + a * x**-alpha
+    if loss - e < 1e-9 * loss:  # the reducible part is lost to rounding
+        return
+    params = {"E": e, "A": a, "alpha": alpha}
+    assert size_for_loss(params, loss) == pytest.approx(x, rel=1e-6)
+
+
+def test_size_for_loss_edges() -> None:
+    f = made("power", {"E": 1.0, "A": 4.0, "alpha": 0.5})
+    got = size_for_loss(f, np.array([3.0, 1.0, 0.5, np.nan]))
+    assert got[0] == pytest.approx(4.0)  # (4 / 2)^2
+    assert np.isinf(got[1]) and np.isinf(got[2]) and np.isnan(got[3])
+    assert np.isnan(size_for_loss({"E": 1.0, "A": 4.0, "alpha": 0.0}, 3.0))
+    with pytest.raises(ValueError, match="power-law fit"):
+        size_for_loss(made("joint", JOINT), 3.0)
+    with pytest.raises(ValueError, match="missing power-law parameters"):
+        size_for_loss({"E": 1.0}, 3.0)
+
+
+def test_band_keeps_infinity() -> None:
+    lo, hi = _band(np.array([1.0, 2.0, np.inf, np.nan]), 0.9)
+    assert lo == pytest.approx(1.1) and np.isinf(hi)
+    lo, hi = _band(np.array([[1.0, np.nan], [3.0, np.nan]]), 0.5)
+    assert lo[0] == pytest.approx(1.5) and hi[0] == pytest.approx(2.5)
+    assert np.isnan(lo[1]) and np.isnan(hi[1])
+
+
+# --- efficiency ratios -----------------------------------------------------------------------
+
+
+def test_parameter_efficiency_equals_closed_form_on_noiseless_fits() -> None:
+    """Acceptance: same E and α, different A → N_B/N_A = (A_B/A_A)^{1/α} over the range."""
+    pa = {"E": 1.7, "A": 400.0, "alpha": 0.34}
+    pb = {"E": 1.7, "A": 150.0, "alpha": 0.34}
+    ya, yb = power_loss(pa, X), power_loss(pb, X)
+    fa, fb = fit("power", ya, x=X), fit("power", yb, x=X)
+    out = parameter_efficiency(fa, fb, y_a=ya, y_b=yb, n_grid=20)
+    expected = (150.0 / 400.0) ** (1 / 0.34)
+    assert out["quantity"] == "N" and out["range_source"] == "observed"
+    assert out["loss_range"] == pytest.approx([max(ya.min(), yb.min()), min(ya.max(), yb.max())])
+    assert len(out["losses"]) == 20
+    np.testing.assert_allclose(out["ratio"], expected, rtol=1e-6)
+    for name in ("min", "max", "geomean"):
+        assert out[name] == pytest.approx(expected, rel=1e-6)
+        assert out[f"{name}_lo"] is None and out[f"{name}_hi"] is None
+    assert out["n_samples"] == 0 and out["ratio_lo"] is None
+    json.dumps(out)
+
+
+def test_data_efficiency_with_different_exponents_at_several_losses() -> None:
+    pa = {"E": 0.5, "A": 30.0, "alpha": 0.5}
+    pb = {"E": 0.4, "A": 80.0, "alpha": 0.3}
+    ya, yb = power_loss(pa, X), power_loss(pb, X)
+    fa, fb = fit("power", ya, x=X), fit("power", yb, x=X)
+    lo, hi = max(ya.min(), yb.min()), min(ya.max(), yb.max())
+    losses = np.linspace(lo, hi, 7)
+    out = data_efficiency(fa, fb, y_a=ya, y_b=yb, losses=losses)
+    expected = closed_ratio(pa, pb, losses)
+    assert out["quantity"] == "D"
+    np.testing.assert_allclose(out["ratio"], expected, rtol=1e-6)
+    assert out["min"] == pytest.approx(expected.min(), rel=1e-6)
+    assert out["max"] == pytest.approx(expected.max(), rel=1e-6)
+    assert out["geomean"] == pytest.approx(np.exp(np.log(expected).mean()), rel=1e-6)
+    assert out["min_loss"] == pytest.approx(losses[np.argmin(expected)])
+    assert out["max_loss"] == pytest.approx(losses[np.argmax(expected)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    e=st.floats(0.1, 2.0),
+    a_a=st.floats(1.0, 1e3),
+    a_b=st.floats(1.0, 1e3),
+    alpha_a=st.floats(0.1, 1.5),
+    alpha_b=st.floats(0.1, 1.5),
+)
+def test_ratio_matches_closed_form_on_its_grid(
+    e: float, a_a: float, a_b: float, alpha_a: float, alpha_b: float
+) -> None:
+    pa, pb = {"E": e, "A": a_a, "alpha": alpha_a}, {"E": e, "A": a_b, "alpha": alpha_b}
+    ya, yb = power_loss(pa, X), power_loss(pb, X)
+    if max(ya.min(), yb.min()) >= min(ya.max(), yb.max()):
+        return  # no common loss
+    out = efficiency_ratio(made("power", pa), made("power", pb), y_a=ya, y_b=yb, n_grid=9)
+    grid = np.array(out["losses"])
+    assert grid.min() >= max(ya.min(), yb.min()) * (1 - 1e-12)
+    assert grid.max() <= min(ya.max(), yb.max()) * (1 + 1e-12)
+    np.testing.assert_allclose(out["ratio"], closed_ratio(pa, pb, grid), rtol=1e-9)
+    assert out["min"] <= out["geomean"] * (1 + 1e-12)
+    assert out["geomean"] <= out["max"] * (1 + 1e-12)
+
+
+def test_ratio_intervals_are_percentiles_of_index_paired_samples() -> None:
+    alpha = 0.5
+    a_draws = np.array([80.0, 90.0, 100.0, 110.0, 120.0, 999.0])  # the last has no partner
+    samples_a = np.column_stack([np.ones(6), a_draws, np.full(6, alpha)])
+    samples_b = np.tile([1.0, 50.0, alpha], (5, 1))
+    fa = made("power", {"E": 1.0, "A": 100.0, "alpha": alpha}, samples_a)
+    fb = made("power", {"E": 1.0, "A": 50.0, "alpha": alpha}, samples_b)
+    out = efficiency_ratio(fa, fb, losses=[1.5, 2.0], level=0.5)
+    assert out["range_source"] == "losses" and out["n_samples"] == 5
+    per_sample = (50.0 / a_draws[:5]) ** (1 / alpha)
+    lo, hi = np.quantile(per_sample, [0.25, 0.75])
+    np.testing.assert_allclose(out["ratio_lo"], lo, rtol=1e-12)
+    np.testing.assert_allclose(out["ratio_hi"], hi, rtol=1e-12)
+    for name in ("min", "max", "geomean"):
+        assert out[f"{name}_lo"] == pytest.approx(lo, rel=1e-12)
+        assert out[f"{name}_hi"] == pytest.approx(hi, rel=1e-12)
+    assert out["ratio"] == pytest.approx([0.25, 0.25])
+
+
+def test_ratio_intervals_from_bootstrap_cover_the_truth() -> None:
+    rng = np.random.default_rng(3)
+    pa = {"E": 1.7, "A": 400.0, "alpha": 0.34}
+    pb = {"E": 1.7, "A": 200.0, "alpha": 0.34}
+    ya = power_loss(pa, X) * np.exp(rng.normal(0, 0.002, X.size))
+    yb = power_loss(pb, X) * np.exp(rng.normal(0, 0.002, X.size))
+    fa = bootstrap("power", ya, x=X, n_boot=40, seed=1)
+    fb = bootstrap("power", yb, x=X, n_boot=40, seed=2)
+    out = parameter_efficiency(fa, fb, y_a=ya, y_b=yb, n_grid=10, level=0.95)
+    truth = 0.5 ** (1 / 0.34)
+    assert out["n_samples"] == 40
+    assert out["geomean_lo"] <= truth <= out["geomean_hi"]
+    bounds = zip(out["ratio_lo"], out["ratio"], out["ratio_hi"], strict=True)
+    assert all(lo <= r <= hi for lo, r, hi in bounds)
+    json.dumps(out)
+
+
+def test_ratio_is_infinite_where_a_sample_never_reaches_the_loss() -> None:
+    samples_b = np.array([[1.0, 50.0, 0.5], [2.5, 50.0, 0.5]])  # the second floors at 2.5
+    samples_a = np.array([[1.0, 100.0, 0.5], [1.0, 100.0, 0.5]])
+    fa = made("power", {"E": 1.0, "A": 100.0, "alpha": 0.5}, samples_a)
+    fb = made("power", {"E": 1.0, "A": 50.0, "alpha": 0.5}, samples_b)
+    out = efficiency_ratio(fa, fb, losses=[2.0, 3.0], level=0.5)
+    assert math.isinf(out["ratio_hi"][0]) and math.isfinite(out["ratio_hi"][1])
+    assert math.isinf(out["max_hi"])
+    json.dumps(out)  # inf is allowed
+
+
+def test_efficiency_refuses_bad_inputs() -> None:
+    pa = {"E": 1.0, "A": 10.0, "alpha": 0.5}
+    fa = made("power", pa)
+    with pytest.raises(ValueError, match="do not overlap"):
+        efficiency_ratio(fa, fa, y_a=[2.0, 3.0], y_b=[3.5, 4.0])
+    with pytest.raises(ValueError, match="power-law fit"):
+        efficiency_ratio(fa, made("joint", JOINT), y_a=[2.0, 3.0], y_b=[2.0, 3.0])
+    with pytest.raises(ValueError, match="or losses"):
+        efficiency_ratio(fa, fa)
+    with pytest.raises(ValueError, match="both y_a and y_b"):
+        efficiency_ratio(fa, fa, y_a=[2.0, 3.0])
+    with pytest.raises(ValueError, match="observed overlap"):
+        efficiency_ratio(fa, fa, y_a=[2.0, 3.0], y_b=[2.5, 4.0], losses=[2.2])
+    with pytest.raises(ValueError, match="finite losses"):
+        efficiency_ratio(fa, fa, y_a=[2.0, np.nan], y_b=[2.5, 4.0])
+    with pytest.raises(ValueError, match="level"):
+        efficiency_ratio(fa, fa, losses=[2.0], level=1.0)
+    with pytest.raises(ValueError, match="n_grid"):
+        efficiency_ratio(fa, fa, y_a=[2.0, 3.0], y_b=[2.0, 3.0], n_grid=1)
+
+
+# --- transfer efficiency ---------------------------------------------------------------------
+
+KEY = ("age", "resnet", 100_000)
+CURVE = Curve(*KEY, "power", 0.2, 3.0, 0.5, ((20.0, 0.87), (5000.0, 0.24)))
+KEYS = {"task": "age", "family": "resnet", "target_params": 100_000, "data_size": 1000}
+KEYS |= {"method": "probe"}
+
+
+def transfer_frame(paradigm: str, losses: dict[tuple[int, int], float]) -> pd.DataFrame:
+    """Effective data of rows at (d_f, seed) with the given losses, ±0.01 as their bounds."""
+    rows = [
+        {**KEYS, "paradigm": paradigm, "d_f": d_f, "seed": seed, "loss": loss}
+        | {"loss_lo": loss - 0.01, "loss_hi": loss + 0.01}
+        for (d_f, seed), loss in losses.items()
+    ]
+    return effective_data(pd.DataFrame(rows), {KEY: CURVE})
+
+
+def d_e(loss: float) -> float:
+    return (3.0 / (loss - 0.2)) ** 2
+
+
+def test_transfer_efficiency_from_effective_data() -> None:
+    ssl = transfer_frame("ssl", {(50, 0): 0.35, (200, 0): 0.30, (50, 1): 0.36, (800, 0): 0.21})
+    sl = transfer_frame("sl", {(50, 0): 0.40, (200, 0): 0.34, (50, 1): 0.41, (9, 9): 0.5})
+    out = transfer_efficiency(ssl, sl)
+    pairs = [(0.35, 0.40), (0.30, 0.34), (0.36, 0.41)]  # (800, 0) is extrapolated, (9, 9) unpaired
+    assert out["n_pairs"] == 3 and out["n"] == 3
+    ratios = np.array([d_e(b) / d_e(a) for b, a in pairs])
+    lows = np.array([d_e(b + 0.01) / d_e(a - 0.01) for b, a in pairs])
+    highs = np.array([d_e(b - 0.01) / d_e(a + 0.01) for b, a in pairs])
+    assert out["min"] == pytest.approx(ratios.min())
+    assert out["max"] == pytest.approx(ratios.max())
+    assert out["geomean"] == pytest.approx(np.exp(np.log(ratios).mean()))
+    assert out["min_lo"] == pytest.approx(lows.min()) and out["min_hi"] == pytest.approx(
+        highs.min()
+    )
+    assert out["geomean_lo"] == pytest.approx(np.exp(np.log(lows).mean()))
+    assert out["geomean_hi"] == pytest.approx(np.exp(np.log(highs).mean()))
+    assert out["geomean_boot_lo"] <= out["geomean"] <= out["geomean_boot_hi"]
+    assert {"d_e_b", "d_e_a", "ratio_lo", "ratio_hi"} <= set(out["pairs"][0])
+    json.dumps(out)
+    # one frame holding both paradigms gives the same SSL/SL summary
+    both = transfer_efficiency(pd.concat([ssl, sl], ignore_index=True))
+    assert both["definition"] == "D_E(SSL) / D_E(SL)"
+    for name in ("min", "max", "geomean", "min_lo", "geomean_hi", "geomean_boot_lo"):
+        assert both[name] == pytest.approx(out[name])
+
+
+def test_transfer_efficiency_counts_extrapolated_pairs_apart() -> None:
+    ssl = transfer_frame("ssl", {(50, 0): 0.35, (800, 0): 0.21})
+    sl = transfer_frame("sl", {(50, 0): 0.40, (800, 0): 0.25})
+    out = transfer_efficiency(ssl, sl)
+    assert out["n_pairs"] == 2 and out["n"] == 1 and out["n_extrapolated"] == 1
+    assert math.isnan(out["geomean_boot_lo"])  # one pair: no bootstrap
+
+
+def test_transfer_efficiency_from_arrays() -> None:
+    b, a = np.array([400.0, 900.0, np.inf, 100.0]), np.array([100.0, 300.0, 50.0, 100.0])
+    out = transfer_efficiency(b, a, n_boot=200, seed=1)
+    assert out["n_pairs"] == 4 and out["n"] == 3 and out["n_unusable"] == 1
+    assert out["min"] == pytest.approx(1.0) and out["max"] == pytest.approx(4.0)
+    assert out["geomean"] == pytest.approx(12 ** (1 / 3))
+    assert math.isnan(out["min_lo"])  # arrays carry no per-pair bounds
+    assert 1.0 <= out["geomean_boot_lo"] <= out["geomean"] <= out["geomean_boot_hi"] <= 4.0
+    json.dumps(out)
+
+
+def test_transfer_efficiency_refuses_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="equal length"):
+        transfer_efficiency([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="matched to eff_b"):
+        transfer_efficiency([1.0, 2.0])
+    with pytest.raises(ValueError, match="lacks columns"):
+        transfer_efficiency(pd.DataFrame({"d_e": [1.0]}), pd.DataFrame({"d_e": [1.0]}))
+    with pytest.raises(ValueError, match="level"):
+        transfer_efficiency([1.0], [1.0], level=0.0)
+
+
+# --- backtests ---------------------------------------------------------------------------------
+
+
+def test_backtest_of_a_law_that_holds_predicts_the_held_out_points() -> None:
+    params = {"E": 1.7, "A": 400.0, "alpha": 0.34}
+    y = power_loss(params, X) * np.exp(np.random.default_rng(0).normal(0, 0.003, X.size))
+    out = backtest("power", y, x=X, k=2, n_boot=60)
+    assert out["by"] == "x" and out["n_train"] == 7 and out["n_held_out"] == 2
+    assert out["held_out_values"] == pytest.approx(X[-2:])
+    assert out["mean_abs_rel_error"] < 0.02
+    assert out["coverage"] == 1.0
+    for point in out["points"]:
+        lo, hi = point["interval"]
+        assert lo <= point["truth"] <= hi and point["inside"]
+        assert point["rel_error"] == pytest.approx(
+            (point["prediction"] - point["truth"]) / point["truth"]
+        )
+        b_lo, b_hi = point["band"]
+        assert lo <= b_lo and b_hi <= hi  # the prediction interval adds the scatter
+    json.dumps(out)
+
+
+def test_backtest_fails_when_the_exponent_changes_beyond_the_fitted_range() -> None:
+    params, bend = {"E": 1.7, "A": 400.0, "alpha": 0.34}, 1e7
+    x = X
+    y = power_loss(params, x)
+    y = np.where(x > bend, params["E"] + params["A"] * bend**-0.34 * (x / bend) ** -0.05, y)
+    y = y * np.exp(np.random.default_rng(1).normal(0, 0.003, x.size))
+    out = backtest("power", y, x=x, k=2, n_boot=60)
+    assert out["mean_abs_rel_error"] > 0.1
+    assert out["mean_rel_error"] < 0  # the law, extrapolated, is too optimistic
+    assert out["coverage"] == 0.0
+    assert not any(p["inside"] for p in out["points"])
+
+
+def test_backtest_joint_law_by_model_size() -> None:
+    n, d = (a.ravel() for a in np.meshgrid(np.logspace(5, 8, 5), np.logspace(6, 9, 4)))
+    y = JOINT["E"] + JOINT["A"] * n ** -JOINT["alpha"] + JOINT["B"] * d ** -JOINT["beta"]
+    y = y * np.exp(np.random.default_rng(2).normal(0, 0.002, y.size))
+    out = backtest("joint", y, n=n, d=d, k=1, n_boot=20)
+    assert out["by"] == "n" and out["n_held_out"] == 4 and out["n_train"] == 16
+    assert all(p["inputs"]["n"] == pytest.approx(1e8) for p in out["points"])
+    assert out["mean_abs_rel_error"] < 0.02
+
+
+def test_backtest_smallest_and_refusals() -> None:
+    y = power_loss({"E": 1.7, "A": 400.0, "alpha": 0.34}, X)
+    out = backtest("power", y, x=X, hold_out="smallest", k=1, n_boot=10)
+    assert out["held_out_values"] == pytest.approx([X[0]])
+    with pytest.raises(ValueError, match="hold_out"):
+        backtest("power", y, x=X, hold_out="middle")
+    with pytest.raises(ValueError, match="by must be one of"):
+        backtest("power", y, x=X, by="n")
+    with pytest.raises(ValueError, match=r"k must be in \[1, 8\]"):
+        backtest("power", y, x=X, k=9)
+    with pytest.raises(ValueError, match="takes inputs"):
+        backtest("joint", y, n=X)
+    with pytest.raises(ValueError, match="one value per loss"):
+        backtest("power", y, x=X[:-1])
+    with pytest.raises(ValueError, match="training points failed"):
+        backtest("power", y[:4], x=X[:4], k=2)  # 2 points left for 3 parameters
+    with pytest.raises(ValueError, match="unknown form"):
+        backtest("cubic", y, x=X)
+
+
+# --- compute -----------------------------------------------------------------------------------
+
+
+def test_compute_counts_flops() -> None:
+    assert compute(1e6, 1e9) == pytest.approx(6e15)
+    np.testing.assert_allclose(compute([1e6, 2e6], 1e9), [6e15, 1.2e16])
+    assert compute(None, 1e6, flops_per_sample=2e9) == pytest.approx(2e15)
+    with pytest.raises(ValueError, match="n .parameters. or flops_per_sample"):
+        compute(None, 1e6)
+    with pytest.raises(ValueError, match="d must be"):
+        compute(1e6, 0.0)
+    with pytest.raises(ValueError, match="n must be"):
+        compute(np.nan, 1.0)
+
+
+def brute_force_optimum(p: dict[str, float], c: float, k: float) -> tuple[float, float]:
+    """Minimise L(N, C/(kN)) over a fine grid of log N; returns (N, L)."""
+    log_n = np.linspace(0.0, np.log(c / k), 400_001)
+    n = np.exp(log_n)
+    d = c / (k * n)
+    loss = p["E"] + p["A"] * n ** -p["alpha"] + p["B"] * d ** -p["beta"]
+    i = int(np.argmin(loss))
+    return float(n[i]), float(loss[i])
+
+
+def test_compute_optimal_matches_brute_force() -> None:
+    c = np.array([1e15, 1e18, 1e21])
+    out = compute_optimal(made("joint", JOINT), c)
+    assert out["k"] == 6.0 and out["c"] == pytest.approx(c)
+    for i, budget in enumerate(c):
+        n_star, loss_star = brute_force_optimum(JOINT, budget, 6.0)
+        step = np.log(budget / 6.0) / 400_000
+        assert abs(np.log(out["n_opt"][i] / n_star)) <= step
+        assert out["loss_opt"][i] <= loss_star * (1 + 1e-12)
+        assert out["loss_opt"][i] == pytest.approx(loss_star, rel=1e-9)
+        assert 6.0 * out["n_opt"][i] * out["d_opt"][i] == pytest.approx(budget, rel=1e-9)
+        assert out["d_per_n"][i] == pytest.approx(out["d_opt"][i] / out["n_opt"][i])
+    total = JOINT["alpha"] + JOINT["beta"]
+    assert out["a"] == pytest.approx(JOINT["beta"] / total)
+    assert out["b"] == pytest.approx(JOINT["alpha"] / total)
+    g = (JOINT["alpha"] * JOINT["A"] / (JOINT["beta"] * JOINT["B"])) ** (1 / total)
+    assert out["G"] == pytest.approx(g)
+    assert out["n_opt_lo"] is None and out["n_samples"] == 0
+    json.dumps(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    a=st.floats(1.0, 1e3),
+    b=st.floats(1.0, 1e3),
+    alpha=st.floats(0.1, 1.0),
+    beta=st.floats(0.1, 1.0),
+    log_c=st.floats(12.0, 24.0),
+    k=st.floats(2.0, 10.0),
+)
+def test_compute_optimum_is_stationary(
+    a: float, b: float, alpha: float, beta: float, log_c: float, k: float
+) -> None:
+    p = {"E": 1.0, "A": a, "alpha": alpha, "B": b, "beta": beta}
+    c = 10.0**log_c
+    out = compute_optimal(made("joint", p), c, flops_per_param_sample=k)
+    n_star = out["n_opt"][0]
+
+    def loss(n: float) -> float:
+        return p["E"] + a * n**-alpha + b * (c / (k * n)) ** -beta
+
+    assert out["loss_opt"][0] == pytest.approx(loss(n_star), rel=1e-10)
+    for factor in (0.99, 1.01):
+        assert loss(n_star * factor) >= loss(n_star) * (1 - 1e-12)
+
+
+def test_compute_optimal_intervals_from_samples() -> None:
+    rows = [{**JOINT, "alpha": a, "beta": b} for a, b in [(0.30, 0.28), (0.34, 0.26), (0.38, 0.3)]]
+    samples = np.array([[r[p] for p in ("E", "A", "alpha", "B", "beta")] for r in rows])
+    out = compute_optimal(made("joint", JOINT, samples), [1e18, 1e20], level=0.5)
+    per_sample = [compute_optimal(made("joint", r), [1e18, 1e20]) for r in rows]
+    for name in ("n_opt", "d_opt", "loss_opt"):
+        values = np.array([s[name] for s in per_sample])
+        lo, hi = np.quantile(values, [0.25, 0.75], axis=0)
+        np.testing.assert_allclose(out[f"{name}_lo"], lo, rtol=1e-12)
+        np.testing.assert_allclose(out[f"{name}_hi"], hi, rtol=1e-12)
+    a_lo, a_hi = np.quantile([s["a"] for s in per_sample], [0.25, 0.75])
+    assert out["a_lo"] == pytest.approx(a_lo) and out["a_hi"] == pytest.approx(a_hi)
+    assert out["level"] == 0.5 and out["n_samples"] == 3
+    json.dumps(out)
+
+
+def test_compute_optimal_from_a_bootstrap_fit_covers_the_truth() -> None:
+    n, d = (a.ravel() for a in np.meshgrid(np.logspace(5, 8, 5), np.logspace(6, 9, 5)))
+    y = JOINT["E"] + JOINT["A"] * n ** -JOINT["alpha"] + JOINT["B"] * d ** -JOINT["beta"]
+    y = y * np.exp(np.random.default_rng(4).normal(0, 0.002, y.size))
+    result = bootstrap("joint", y, n=n, d=d, n_boot=30, seed=0)
+    out = compute_optimal(result, 1e19)
+    truth = compute_optimal(made("joint", JOINT), 1e19)
+    assert out["level"] == 0.95 and out["n_samples"] == 30
+    for name in ("n_opt", "d_opt"):
+        assert out[f"{name}_lo"][0] <= truth[name][0] <= out[f"{name}_hi"][0]
+
+
+def test_compute_optimal_refuses_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="joint-law FitResult"):
+        compute_optimal(made("power", {"E": 1.0, "A": 1.0, "alpha": 0.5}), 1e18)
+    with pytest.raises(ValueError, match="c must be non-empty"):
+        compute_optimal(made("joint", JOINT), [1e18, -1.0])
+    with pytest.raises(ValueError, match="scalar or 1-D"):
+        compute_optimal(made("joint", JOINT), [[1e18]])
+    with pytest.raises(ValueError, match="flops_per_param_sample"):
+        compute_optimal(made("joint", JOINT), 1e18, flops_per_param_sample=0.0)
