@@ -35,10 +35,16 @@ X = np.logspace(4, 8, 9)
 _N, _D = np.meshgrid(np.logspace(5, 8, 6), np.logspace(6, 9, 6))
 JOINT_INPUTS = {"n": _N.ravel(), "d": _D.ravel()}
 L2L_X = np.linspace(0.3, 0.9, 10)
+KAPLAN = {"N_c": 8.8e13, "alpha_N": 0.076, "D_c": 5.4e13, "alpha_D": 0.095}
+TRANSFER = {"k": 1.9e4, "alpha": 0.18, "beta": 0.38}
+_F, _NF = np.meshgrid(np.logspace(2, 5, 5), np.logspace(5, 8, 5))
+TRANSFER_INPUTS = {"d_f": _F.ravel(), "n": _NF.ravel()}
 CASES = {
     "power": (POWER, {"x": X}),
     "joint": (JOINT, JOINT_INPUTS),
     "loss_to_loss": (L2L, {"x": L2L_X}),
+    "kaplan": (KAPLAN, JOINT_INPUTS),
+    "transfer": (TRANSFER, TRANSFER_INPUTS),
 }
 
 
@@ -133,6 +139,22 @@ def test_kernel_matches_log_predict(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(FORMS))
+def test_grid_scores_match_the_objective(name: str) -> None:
+    """Starts are ranked in single precision; the scores agree with the objective."""
+    truth, inputs = CASES[name]
+    y = _noisy(evaluate_form(name, truth, **inputs), 0.01, seed=13)
+    weights = np.random.default_rng(3).uniform(0.5, 2.0, y.size)
+    problem = make_problem(name, y, weights=weights, **inputs)
+    starts = FIT._starts(problem.form, problem.data, None, seed=0)
+    scores = FIT._grid_objectives(problem, starts)
+    exact = np.array([objective(problem, theta)[0] for theta in starts[::7]])
+    np.testing.assert_allclose(scores[::7], exact, rtol=1e-4, atol=1e-9)
+    losses = FIT._grid_losses(problem, starts)
+    assert losses.dtype == np.float32 and losses.shape == (len(starts), y.size)
+    np.testing.assert_allclose(losses @ weights, scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
 @pytest.mark.parametrize("delta", [1e-6, 1e-3, 10.0])
 def test_objective_gradient_matches_finite_differences(name: str, delta: float) -> None:
     truth, inputs = CASES[name]
@@ -198,23 +220,41 @@ def test_recovers_parameters_from_mildly_noisy_data(
     np.testing.assert_allclose(result.predict(**inputs), clean, rtol=2 * sigma)
 
 
-@pytest.mark.parametrize("name", ["power", "joint"])
-def test_optimum_agrees_with_independent_least_squares(name: str) -> None:
-    """scipy's least_squares with loss='huber' minimises the same summed Huber objective."""
-    truth, inputs = CASES[name]
-    y = _noisy(evaluate_form(name, truth, **inputs), 0.01, seed=4)
+@pytest.mark.parametrize(
+    ("name", "truth", "inputs", "sigma"),
+    [
+        ("power", POWER, {"x": X}, 0.01),
+        ("power", {"E": 2.0, "A": 200.0, "alpha": 0.5}, {"x": X}, 0.01),  # E 99% of min loss
+        ("joint", JOINT, JOINT_INPUTS, 0.01),
+        ("loss_to_loss", L2L, {"x": np.linspace(0.3, 0.9, 20)}, 0.002),
+    ],
+)
+def test_optimum_agrees_with_independent_least_squares(
+    name: str, truth: dict[str, float], inputs: dict[str, np.ndarray], sigma: float
+) -> None:
+    """scipy's least_squares with loss='huber' minimises the same summed Huber objective.
+
+    Its cost ``½ Σ f² ρ(r²/f²)`` with ``f = δ`` is exactly ``Σ Huber_δ(r)``; it works on the
+    natural parameters with a trust region, from the truth, independently of our grid,
+    parameterisation and L-BFGS-B.
+    """
+    y = _noisy(evaluate_form(name, truth, **inputs), sigma, seed=4)
     result = fit(name, y, **inputs)
+    assert result.converged, result.message
     names = list(truth)
 
     def residuals(p: np.ndarray) -> np.ndarray:
         return np.log(evaluate_form(name, dict(zip(names, p, strict=True)), **inputs)) - np.log(y)
 
+    upper = np.full(len(names), np.inf)
+    if name == "loss_to_loss":  # E_x below the smallest source loss
+        upper[names.index("E_x")] = np.nextafter(inputs["x"].min(), 0)
     reference = least_squares(
         residuals,
         [truth[p] for p in names],
         loss="huber",
         f_scale=1e-3,
-        bounds=(0, np.inf),
+        bounds=(0, upper),
         x_scale="jac",
         xtol=1e-15,
         ftol=1e-15,
@@ -258,11 +298,94 @@ def test_weights_can_silence_an_outlier() -> None:
     assert _rel(fit("power", y, x=X).params["alpha"], POWER["alpha"]) > 1e-4
 
 
+def _with_outlier(index: int = 4, factor: float = 1.3) -> tuple[np.ndarray, np.ndarray]:
+    """12 power-law points with 0.5% noise and one point ``factor`` too high."""
+    x = np.logspace(4, 8, 12)
+    y = _noisy(evaluate_form("power", POWER, x=x), 0.005, seed=11)
+    y[index] *= factor
+    return x, y
+
+
+def test_outlier_rule_excludes_the_outlier_and_refits() -> None:
+    x, y = _with_outlier()
+    plain = fit("power", y, x=x)
+    result = fit("power", y, x=x, outlier_z=4.0)
+    assert result.excluded == (4,) and result.outlier_z == 4.0
+    assert result.n_points == 11 and plain.n_points == 12 and plain.excluded == ()
+    assert result.converged, result.message
+    keep = np.arange(12) != 4
+    reference = fit("power", y[keep], x=x[keep])
+    for p, value in reference.params.items():
+        assert _rel(result.params[p], value) < 1e-9, p
+    err = {p: _rel(result.params[p], POWER[p]) for p in POWER}
+    assert err["alpha"] < 0.5 * _rel(plain.params["alpha"], POWER["alpha"]), (err, plain.params)
+    assert "excluded points [4]" in result.summary()
+    assert FitResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_outlier_rule_keeps_clean_data_whole() -> None:
+    """Exactly fitted data: the MAD is rounding noise, and δ keeps it from excluding anything."""
+    result = fit("power", evaluate_form("power", POWER, x=X), x=X, outlier_z=3.0)
+    assert result.excluded == () and result.n_points == X.size
+    assert "outliers (log-residual beyond 3 robust SDs): none" in result.summary()
+    x, y = _with_outlier(factor=1.0)
+    assert fit("power", y, x=x, outlier_z=4.0).excluded == ()
+
+
+def test_outlier_rule_flags_by_robust_z_beyond_delta() -> None:
+    residuals = np.array([0.0, 0.01, -0.01, 0.02, -0.02, 0.2, 0.0005])
+    # median 0, MAD 0.01: robust SD 0.0148; 0.2 is 13.5 SDs out, 0.02 is 1.35
+    np.testing.assert_array_equal(
+        FIT._outliers(residuals, 3.0, 1e-3), [False, False, False, False, False, True, False]
+    )
+    assert FIT._outliers(residuals, 1.0, 1e-3)[[3, 4, 5]].all()
+    # within δ of the median: not an outlier, however many robust SDs out
+    np.testing.assert_array_equal(np.flatnonzero(FIT._outliers(residuals, 1.0, 0.05)), [5])
+    assert not FIT._outliers(np.array([1e-12, 0.0, 0.0, -3e-12]), 3.0, 1e-3).any()
+
+
+def test_outlier_rule_reports_what_it_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = _with_outlier()
+    with pytest.raises(FitError, match="outlier_z must be > 0"):
+        fit("power", y, x=x, outlier_z=0.0)
+    monkeypatch.setattr(FIT, "_outliers", lambda r, z, delta: np.arange(r.size) > 1)
+    with pytest.raises(FitError, match=r"excluding 10 outlier\(s\) \(outlier_z=3\) leaves too"):
+        fit("power", y, x=x, outlier_z=3.0)
+
+
+def test_bootstrap_resamples_only_the_points_kept() -> None:
+    x, y = _with_outlier()
+    result = bootstrap("power", y, x=x, outlier_z=4.0, n_boot=30, seed=3)
+    assert result.excluded == (4,) and result.n_points == 11
+    keep = np.arange(12) != 4
+    reference = bootstrap("power", y[keep], x=x[keep], n_boot=30, seed=3)
+    np.testing.assert_allclose(result.samples, reference.samples, rtol=1e-9)
+    lo, hi = result.intervals["alpha"]
+    assert lo <= POWER["alpha"] <= hi
+
+
 def test_fit_is_deterministic_and_random_starts_work() -> None:
     y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=5)
     first = fit("power", y, x=X, n_starts=64, seed=7)
     assert first == fit("power", y, x=X, n_starts=64, seed=7)
     assert _rel(first.objective, fit("power", y, x=X).objective) < 1e-6
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_default_starts_number_at_least_1024(name: str) -> None:
+    truth, inputs = CASES[name]
+    form = get_form(name)
+    data = make_problem(form, evaluate_form(name, truth, **inputs), **inputs).data
+    grid = form.start_grid(data)
+    starts = FIT._starts(form, data, None, seed=0)
+    assert len(starts) == max(len(grid), FIT.MIN_STARTS) >= 1024
+    np.testing.assert_array_equal(starts[: len(grid)], grid)  # the grid, then draws in its box
+    assert np.all((starts >= grid.min(axis=0)) & (starts <= grid.max(axis=0)))
+    np.testing.assert_array_equal(starts, FIT._starts(form, data, None, seed=0))
+    result = fit(name, evaluate_form(name, truth, **inputs), **inputs)
+    assert result.n_starts == len(starts)
+    assert f"from {len(starts)} starts" in result.summary()
+    assert fit(name, evaluate_form(name, truth, **inputs), n_starts=64, **inputs).n_starts == 64
 
 
 def test_exactly_as_many_points_as_parameters_interpolates() -> None:
@@ -333,6 +456,30 @@ def test_iteration_limit_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "NOT converged" in result.summary()
 
 
+def test_convergence_is_reported_with_its_numbers() -> None:
+    y = _noisy(evaluate_form("joint", JOINT, **JOINT_INPUTS), 0.01, seed=5)
+    result = fit("joint", y, **JOINT_INPUTS)
+    assert result.converged, result.message
+    assert result.relative_gradient is not None and result.relative_gradient <= FIT.GRAD_RTOL
+    assert result.n_iterations > 0
+    assert f"after {result.n_iterations} iterations" in result.message
+    assert f"relative gradient {result.relative_gradient:.2g}" in result.message
+    plain = result.to_dict()
+    assert plain["n_iterations"] == result.n_iterations and plain["n_starts"] >= 1024
+
+
+def test_bootstrap_counts_refits_that_did_not_converge(monkeypatch: pytest.MonkeyPatch) -> None:
+    y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=5)
+    full = fit("power", y, x=X)
+    assert bootstrap("power", y, x=X, n_boot=20, full_fit=full).n_boot_unconverged == 0
+    monkeypatch.setattr(FIT, "MAXITER", 2)
+    monkeypatch.setattr(FIT, "MAX_RUNS", 1)
+    starved = bootstrap("power", y, x=X, n_boot=20, full_fit=full, seed=1)
+    used = starved.n_boot - starved.n_boot_skipped
+    assert 0 < starved.n_boot_unconverged <= used
+    assert f"{starved.n_boot_unconverged} not converged" in starved.summary()
+
+
 @pytest.mark.parametrize("name", ["power", "joint", "loss_to_loss"])
 def test_stopping_once_refinements_agree_keeps_the_optimum(
     name: str, monkeypatch: pytest.MonkeyPatch
@@ -398,6 +545,55 @@ def test_bootstrap_skips_and_counts_degenerate_resamples() -> None:
     assert result.samples is not None
     assert len(result.samples) == 20 - result.n_boot_skipped
     assert result == bootstrap("power", y, x=x, n_boot=20, seed=1)
+
+
+@pytest.mark.parametrize("name", ["power", "joint", "loss_to_loss"])
+def test_bootstrap_refits_equal_fits_of_the_resampled_points(name: str) -> None:
+    """A resample is refitted as the full data weighted by draw counts: the same optimum.
+
+    (A parameter on its lower bound, such as an ``E_y`` of 1e-10, sits on the full data's
+    bound rather than the resample's, hence the absolute tolerance.)
+    """
+    truth, inputs = CASES[name]
+    y = _noisy(evaluate_form(name, truth, **inputs), 0.005, seed=12)
+    result = bootstrap(name, y, n_boot=4, seed=5, **inputs)
+    assert result.n_boot_skipped == 0 and result.n_boot_unconverged == 0
+    rng = np.random.default_rng(5)
+    form = get_form(name)
+    for row in result.samples:
+        idx = rng.integers(0, y.size, y.size)
+        refit = fit(name, y[idx], **{k: v[idx] for k, v in inputs.items()})
+        expected = [refit.params[p] for p in form.param_names]
+        np.testing.assert_allclose(row, expected, rtol=1e-4, atol=1e-8)
+        sample = dict(zip(form.param_names, row, strict=True))
+        np.testing.assert_allclose(
+            form.evaluate(sample, **inputs), refit.predict(**inputs), rtol=1e-6
+        )
+
+
+def test_resample_check_agrees_with_validation() -> None:
+    """The bootstrap's cheap check skips exactly the resamples that validation rejects."""
+    rng = np.random.default_rng(0)
+    n = np.array([1e5, 1e5, 1e6, 1e6, 1e7, 1e7, 1e8, 1e8])  # 6 distinct (n, d) points
+    d = np.array([1e8, 1e9, 1e8, 1e8, 1e9, 1e9, 1e8, 1e9])
+    y = evaluate_form("joint", JOINT, n=n, d=d)
+    for weights in (np.ones(8), np.array([0.0, 0.0, 1.0, 1.0, 0.0, 2.0, 1.0, 1.0])):
+        for name, inputs in (("joint", {"n": n, "d": d}), ("power", {"x": n})):
+            form = get_form(name)
+            codes = FIT._distinct_codes(inputs)
+            outcomes = set()
+            for _ in range(300):
+                idx = rng.integers(0, 8, 8)
+                counts = np.bincount(idx, minlength=8)
+                resampled = {k: v[idx] for k, v in inputs.items()}
+                try:
+                    FIT._validate(form, y[idx], resampled, weights[idx])
+                    valid = True
+                except FitError:
+                    valid = False
+                assert FIT._fittable(counts, codes, weights, form.n_params) == valid, (name, idx)
+                outcomes.add(valid)
+            assert outcomes == {True, False}
 
 
 def test_predict_interval_needs_bootstrap_samples() -> None:

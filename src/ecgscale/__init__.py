@@ -38,6 +38,7 @@ _API = {
     "create_model": "ecgscale.models",
     "build": "ecgscale.models",
     "fit": "ecgscale.laws",
+    "fit_table": "ecgscale.laws",
     "export_run": "ecgscale.export",
     "load_encoder": "ecgscale.export",
     "load_head": "ecgscale.export",

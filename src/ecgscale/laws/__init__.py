@@ -1,16 +1,39 @@
-"""Scaling laws: functional forms, Huber-in-log-space fitting and bootstrap intervals."""
+"""Scaling laws: functional forms, Huber-in-log-space fitting and bootstrap intervals, and what
+fitted laws imply (efficiency ratios, backtests, compute-optimal sizes)."""
 
+from ecgscale.laws.backtest import backtest
+from ecgscale.laws.compute import compute, compute_optimal
+from ecgscale.laws.efficiency import (
+    data_efficiency,
+    efficiency_ratio,
+    parameter_efficiency,
+    size_for_loss,
+    transfer_efficiency,
+)
 from ecgscale.laws.fit import FitError, FitResult, bootstrap, fit, predict_interval
-from ecgscale.laws.forms import FORMS, Form, evaluate_form, get_form
+from ecgscale.laws.forms import FORMS, Form, HeldLossToLossForm, evaluate_form, get_form
+from ecgscale.laws.table import GroupFit, fit_table, format_fits
 
 __all__ = [
     "FORMS",
     "FitError",
     "FitResult",
     "Form",
+    "GroupFit",
+    "HeldLossToLossForm",
+    "backtest",
     "bootstrap",
+    "compute",
+    "compute_optimal",
+    "data_efficiency",
+    "efficiency_ratio",
     "evaluate_form",
     "fit",
+    "fit_table",
+    "format_fits",
     "get_form",
+    "parameter_efficiency",
     "predict_interval",
+    "size_for_loss",
+    "transfer_efficiency",
 ]

@@ -461,3 +461,264 @@ def get_form(form: str | Form) -> Form:
 def evaluate_form(form: str, params: Mapping[str, ArrayLike], **inputs: ArrayLike) -> Array:
     """Evaluate the named form's closed form at ``inputs`` (e.g. to draw a fitted curve)."""
     return get_form(form).evaluate(params, **inputs)
+
+
+class KaplanForm(Form):
+    """``L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D`` (Kaplan et al. 2020, eq. 1.5).
+
+    With the one-variable laws ``L_N = (N_c/N)^α_N`` and ``L_D = (D_c/D)^α_D`` the form is a
+    soft maximum at temperature α_D, ``log L = α_D·logsumexp(log L_N/α_D, log L_D/α_D)``: a
+    single term, fitted in the logs of ``L_N`` at n0 and ``L_D`` at d0 (in units of the
+    observed losses) and the two exponents.
+    """
+
+    name = "kaplan"
+    formula = "L = [(N_c/n)^(alpha_N/alpha_D) + D_c/d]^alpha_D"
+    param_names = ("N_c", "alpha_N", "D_c", "alpha_D")
+    input_names = ("n", "d")
+    theta_names = ("log_L_N_at_n0", "alpha_N", "log_L_D_at_d0", "alpha_D")
+    exponents = (0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.7, 1.2)
+    shares_of_n = (0.1, 0.3, 0.5, 0.7, 0.9)
+    log_loss_offsets = (-0.2, 0.0, 0.2)
+    min_exponent = 0.01
+
+    def _closed_form(self, params: dict[str, Array], inputs: dict[str, Array]) -> Array:
+        ratio = params["alpha_N"] / params["alpha_D"]
+        inner = (params["N_c"] / inputs["n"]) ** ratio + params["D_c"] / inputs["d"]
+        return inner ** params["alpha_D"]
+
+    def prepare(self, y: Array, inputs: Mapping[str, Array]) -> FitData:
+        ln, log_n0 = _centred_log(inputs["n"])
+        ld, log_d0 = _centred_log(inputs["d"])
+        scales = {**_loss_scales(y), "log_n0": log_n0, "log_d0": log_d0}
+        return FitData(np.log(y), {"ln": ln, "ld": ld}, scales)
+
+    def terms(self, theta: Array, data: FitData, grad: bool) -> tuple[Array, Array | None]:
+        ln, ld = data.features["ln"], data.features["ld"]
+        u, a_n, v, a_d = (theta[:, i, None] for i in range(4))
+        t_n = u - a_n * ln
+        z_n = t_n / a_d
+        z_d = v / a_d - ld
+        lse = np.logaddexp(z_n, z_d)
+        terms = (a_d * lse)[..., None]
+        if not grad:
+            return terms, None
+        w_n, w_d = np.exp(z_n - lse), np.exp(z_d - lse)
+        jac = np.empty(terms.shape + (4,))
+        jac[..., 0, 0] = w_n
+        jac[..., 0, 1] = -w_n * ln
+        jac[..., 0, 2] = w_d
+        jac[..., 0, 3] = lse - (w_n * t_n + w_d * v) / a_d
+        return terms, jac
+
+    def kernel(self, data: FitData) -> Kernel:
+        ln, ld = data.features["ln"], data.features["ld"]
+        shape = (ln.size, 4)
+
+        def log_predict_one(theta: Array) -> tuple[Array, Array]:
+            u, a_n, v, a_d = theta
+            t_n = u - a_n * ln
+            z_n = t_n / a_d
+            z_d = v / a_d - ld
+            lse = np.logaddexp(z_n, z_d)
+            w_n, w_d = np.exp(z_n - lse), np.exp(z_d - lse)
+            jac = np.empty(shape)
+            jac[:, 0] = w_n
+            jac[:, 1] = -w_n * ln
+            jac[:, 2] = w_d
+            jac[:, 3] = lse - (w_n * t_n + w_d * v) / a_d
+            return a_d * lse, jac
+
+        return log_predict_one
+
+    def to_params(self, theta: Array, data: FitData) -> dict[str, float]:
+        u, a_n, v, a_d = (float(t) for t in theta)
+        s = data.scales
+        return {
+            "N_c": float(np.exp(s["log_n0"] + u / a_n)),
+            "alpha_N": a_n,
+            "D_c": float(np.exp(s["log_d0"] + v / a_d)),
+            "alpha_D": a_d,
+        }
+
+    def from_params(self, params: Mapping[str, float], data: FitData) -> Array:
+        s = data.scales
+        a_n, a_d = params["alpha_N"], params["alpha_D"]
+        u = a_n * (np.log(params["N_c"]) - s["log_n0"])
+        v = a_d * (np.log(params["D_c"]) - s["log_d0"])
+        return np.array([u, a_n, v, a_d])
+
+    def bounds(self, data: FitData) -> list[tuple[float, float]]:
+        s = data.scales
+        log_loss = (s["log_ymin"] - _LOG_RANGE_BELOW, s["log_ymax"] + 5.0)
+        exponent = (self.min_exponent, 5.0)
+        return [log_loss, exponent, log_loss, exponent]
+
+    def start_grid(self, data: FitData) -> Array:
+        grid = _cartesian(self.log_loss_offsets, self.shares_of_n, self.exponents, self.exponents)
+        # the loss at (n0, d0) ≈ the median loss; the N law's share of the inner sum there
+        log_l0 = np.log(data.scales["ymed"]) + grid[:, 0]
+        a_d = grid[:, 3]
+        u = log_l0 + a_d * np.log(grid[:, 1])
+        v = log_l0 + a_d * np.log1p(-grid[:, 1])
+        return np.column_stack([u, grid[:, 2], v, a_d])
+
+
+class TransferForm(Form):
+    """``D_T = k·D_F^α·N^β``: data transferred by pre-training (Hernandez et al. 2021).
+
+    A single positive term, linear in log space: ``log D_T = log D_T0 + α·log(D_F/f0) +
+    β·log(N/n0)`` with ``D_T0`` the transferred data at the centre (f0, n0). The exponents
+    may be negative.
+    """
+
+    name = "transfer"
+    formula = "D_T = k·d_f^alpha·n^beta"
+    param_names = ("k", "alpha", "beta")
+    input_names = ("d_f", "n")
+    theta_names = ("log_D_T_at_centre", "alpha", "beta")
+    log_offsets = (-3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
+    exponents = (-1.5, -1.0, -0.5, -0.25, 0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)
+    max_exponent = 5.0
+
+    def _closed_form(self, params: dict[str, Array], inputs: dict[str, Array]) -> Array:
+        return params["k"] * inputs["d_f"] ** params["alpha"] * inputs["n"] ** params["beta"]
+
+    def prepare(self, y: Array, inputs: Mapping[str, Array]) -> FitData:
+        lf, log_f0 = _centred_log(inputs["d_f"])
+        ln, log_n0 = _centred_log(inputs["n"])
+        scales = {**_loss_scales(y), "log_f0": log_f0, "log_n0": log_n0}
+        return FitData(np.log(y), {"lf": lf, "ln": ln}, scales)
+
+    def terms(self, theta: Array, data: FitData, grad: bool) -> tuple[Array, Array | None]:
+        lf, ln = data.features["lf"], data.features["ln"]
+        c, alpha, beta = (theta[:, i, None] for i in range(3))
+        terms = (c + alpha * lf + beta * ln)[..., None]
+        if not grad:
+            return terms, None
+        jac = np.empty(terms.shape + (3,))
+        jac[..., 0, 0] = 1.0
+        jac[..., 0, 1] = lf
+        jac[..., 0, 2] = ln
+        return terms, jac
+
+    def kernel(self, data: FitData) -> Kernel:
+        lf, ln = data.features["lf"], data.features["ln"]
+        jac = np.column_stack([np.ones_like(lf), lf, ln])
+        jac.flags.writeable = False  # the same (constant) Jacobian is returned at every theta
+
+        def log_predict_one(theta: Array) -> tuple[Array, Array]:
+            c, alpha, beta = theta
+            return c + alpha * lf + beta * ln, jac
+
+        return log_predict_one
+
+    def to_params(self, theta: Array, data: FitData) -> dict[str, float]:
+        c, alpha, beta = (float(t) for t in theta)
+        s = data.scales
+        return {
+            "k": float(np.exp(c - alpha * s["log_f0"] - beta * s["log_n0"])),
+            "alpha": alpha,
+            "beta": beta,
+        }
+
+    def from_params(self, params: Mapping[str, float], data: FitData) -> Array:
+        s = data.scales
+        alpha, beta = params["alpha"], params["beta"]
+        c = np.log(params["k"]) + alpha * s["log_f0"] + beta * s["log_n0"]
+        return np.array([c, alpha, beta])
+
+    def bounds(self, data: FitData) -> list[tuple[float, float]]:
+        s = data.scales
+        log_range = (s["log_ymin"] - _LOG_RANGE_BELOW, s["log_ymax"] + _LOG_RANGE_BELOW)
+        exponent = (-self.max_exponent, self.max_exponent)
+        return [log_range, exponent, exponent]
+
+    def start_grid(self, data: FitData) -> Array:
+        grid = _cartesian(self.log_offsets, self.exponents, self.exponents)
+        c = float(np.median(data.log_y)) + grid[:, 0]
+        return np.column_stack([c, grid[:, 1], grid[:, 2]])
+
+
+class HeldLossToLossForm(LossToLossForm):
+    """:class:`LossToLossForm` with ``E_x`` and/or ``E_y`` held at given values.
+
+    For irreducible losses taken from per-distribution fits (``E_x`` of ``L_x(N)``, ``E_y`` of
+    ``L_y(N)``). A held coordinate's box is a single point, so the optimiser leaves it there;
+    ``n_params`` counts the free parameters only. Results carry the held values exactly.
+    """
+
+    kappas_held = tuple(np.geomspace(0.1, 8.0, 20))
+    """Start values of κ: a finer grid, as there are fewer coordinates to cover."""
+
+    def __init__(self, e_x: float | None = None, e_y: float | None = None) -> None:
+        held = {"E_x": e_x, "E_y": e_y}
+        self.held = {k: float(v) for k, v in held.items() if v is not None}
+        if not self.held:
+            raise ValueError("a held loss-to-loss form holds E_x, E_y or both")
+        for name, value in self.held.items():
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"held {name} must be finite and >= 0, got {value:g}")
+        self.theta_names = tuple(
+            f"{t} (held)" if p in self.held else t
+            for t, p in zip(LossToLossForm.theta_names, self.param_names, strict=True)
+        )
+
+    @property
+    def n_params(self) -> int:
+        """Number of free parameters (the held ones do not count)."""
+        return len(self.param_names) - len(self.held)
+
+    def prepare(self, y: Array, inputs: Mapping[str, Array]) -> FitData:
+        data = super().prepare(y, inputs)
+        limits = {"E_x": ("x", data.scales["xmin"]), "E_y": ("y", data.scales["ymin"])}
+        for name, value in self.held.items():
+            what, smallest = limits[name]
+            if value >= smallest:
+                raise ValueError(
+                    f"held {name} = {value:.6g} is not below the smallest {what} ({smallest:.6g})"
+                )
+        return data
+
+    def _held_theta(self, data: FitData) -> dict[int, float]:
+        """Fitting coordinates of the held parameters, by position in ``theta``."""
+        held: dict[int, float] = {}
+        if "E_x" in self.held:
+            u = np.log1p(-self.held["E_x"] / data.scales["xmin"])
+            held[2] = float(max(u, self.min_log_gap))
+        if "E_y" in self.held:
+            lowest = super().bounds(data)[3][0]  # E_y = 0 sits on the lower bound
+            held[3] = lowest if self.held["E_y"] == 0 else max(np.log(self.held["E_y"]), lowest)
+        return held
+
+    def to_params(self, theta: Array, data: FitData) -> dict[str, float]:
+        return {**super().to_params(theta, data), **self.held}
+
+    def from_params(self, params: Mapping[str, float], data: FitData) -> Array:
+        with np.errstate(divide="ignore"):  # a held E_y = 0: log −inf, replaced below
+            theta = super().from_params({**params, **self.held}, data)
+        for i, value in self._held_theta(data).items():
+            theta[i] = value
+        return theta
+
+    def bounds(self, data: FitData) -> list[tuple[float, float]]:
+        bounds = super().bounds(data)
+        for i, value in self._held_theta(data).items():
+            bounds[i] = (value, value)
+        return bounds
+
+    def start_grid(self, data: FitData) -> Array:
+        s, excess = data.scales, data.features["x_excess"]
+        held = self._held_theta(data)
+        us = [held[2]] if 2 in held else np.log1p(-np.array(self.ex_fractions))
+        log_eys = [held[3]] if 3 in held else np.log(s["ymin"] * np.array(self.ey_fractions))
+        grid = _cartesian(us, self.kappas_held, log_eys, self.log_k_offsets)
+        u, kappa, log_e_y = grid[:, 0], grid[:, 1], grid[:, 2]
+        # profile log K as in LossToLossForm.start_grid
+        log_gap = np.log(excess[None, :] + s["xmin"] * np.exp(u)[:, None])
+        log_excess_y = np.log(np.exp(data.log_y)[None, :] - np.exp(log_e_y)[:, None])
+        k = np.median(log_excess_y - kappa[:, None] * log_gap, axis=1) + grid[:, 3]
+        return np.column_stack([k, kappa, u, log_e_y])
+
+
+FORMS.update({f.name: f for f in (KaplanForm(), TransferForm())})
