@@ -126,13 +126,13 @@ def test_task_model_loss_ignores_unannotated_entries():
     model = TaskModel(build("resnet", 20000, input_len=200, fs=100), 2, regression=False)
     x = torch.randn(6, 12, 200)
     y = torch.tensor([[1, -1], [0, -1], [1, 1], [0, 0], [1, -1], [0, 1]], dtype=torch.float32)
-    logits = model.outputs(x)
+    logits = model.logits(x)
     known = y >= 0
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[known], y[known])
     assert torch.allclose(model.loss(x, y), expected, atol=1e-6)
     reg = TaskModel(model.encoder, 1, regression=True)
     target = torch.randn(6, 1)
-    assert torch.allclose(reg.loss(x, target), ((reg.outputs(x) - target) ** 2).mean())
+    assert torch.allclose(reg.loss(x, target), ((reg.logits(x) - target) ** 2).mean())
 
 
 def test_feature_cache_gives_the_features_of_each_row_in_order():

@@ -10,22 +10,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ecgscale.models import Encoder
-from ecgscale.objectives.base import Objective, ReadFn, predict_rows
+from ecgscale.objectives.base import ReadFn, predict_rows
+from ecgscale.objectives.supervised import Supervised
 
 
-class TaskModel(Objective):
+class TaskModel(Supervised):
+    """A new linear head over pooled features (the SL model's), with the task's loss."""
+
     paradigm = "task"
 
     def __init__(self, encoder: Encoder, n_outputs: int, *, regression: bool) -> None:
-        super().__init__(encoder)
+        super().__init__(encoder, n_outputs)
         self.regression = regression
-        self.head = nn.Linear(encoder.dim, n_outputs)
-
-    def outputs(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder.features(x))
 
     def loss(
         self,
@@ -34,7 +32,7 @@ class TaskModel(Objective):
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        out = self.outputs(x).float()
+        out = self.logits(x).float()
         if self.regression:
             return F.mse_loss(out, y.float())
         known = y >= 0
@@ -44,5 +42,6 @@ class TaskModel(Objective):
 
     def predict(self, read: ReadFn, rows: np.ndarray) -> np.ndarray:
         """Probabilities (classification) or standardised values (regression) of ``rows``."""
-        fn = self.outputs if self.regression else lambda x: torch.sigmoid(self.outputs(x))
-        return predict_rows(self, fn, read, rows)
+        if self.regression:
+            return predict_rows(self, self.logits, read, rows)
+        return super().predict(read, rows)

@@ -330,6 +330,32 @@ def _task_row(
     }
 
 
+def _train_task(
+    tr: TaskRows,
+    encoder: Encoder,
+    store: Store,
+    d_f: int,
+    cfg: TrainSpec,
+    seed: int,
+    **kw: object,
+) -> tuple[TaskModel, TrainResult]:
+    """:func:`train_task_model` on a task's D_F subset, stopped on its validation set."""
+    sub, meta = tr.subsets[d_f], store.meta
+    return train_task_model(
+        encoder,
+        len(tr.task.targets),
+        tr.task.kind == "regression",
+        store,
+        sub,
+        tr.targets(meta, sub),
+        tr.val,
+        tr.targets(meta, tr.val),
+        cfg,
+        seed,
+        **kw,
+    )
+
+
 def _evaluate_tasks(
     spec: StudySpec, encoder: Encoder, store: Store, feats: FeatureCache, seed: int
 ) -> list[dict]:
@@ -366,18 +392,8 @@ def _evaluate_task(
             )
         )
         if spec.eval.finetune:
-            model, _ = train_task_model(
-                encoder,
-                len(task.targets),
-                task.kind == "regression",
-                store,
-                sub,
-                y(sub),
-                tr.val,
-                y(tr.val),
-                spec.scratch_train,
-                seed,
-                copy_encoder=True,
+            model, _ = _train_task(
+                tr, encoder, store, d_f, spec.scratch_train, seed, copy_encoder=True
             )
             out.append(_fitted_task_row(tr, model, store, "finetune", d_f, n_boot, seed))
     return out
@@ -518,17 +534,11 @@ def execute_scratch(spec: StudySpec, job: ScratchSpec, store_dir: Path, run_dir:
         torch.manual_seed(job.seed)
         encoder = build(job.family, job.target_params, input_len=store.n_samples, fs=store.fs)
         row["n_params"] = sum(p.numel() for p in encoder.parameters())
-        y = lambda r: tr.targets(store.meta, r)  # noqa: E731
-        sub = tr.subsets[job.d_f]
-        model, result = train_task_model(
+        model, result = _train_task(
+            tr,
             encoder,
-            len(task.targets),
-            task.kind == "regression",
             store,
-            sub,
-            y(sub),
-            tr.val,
-            y(tr.val),
+            job.d_f,
             spec.scratch_train,
             job.seed,
             checkpoint_dir=run_dir / "checkpoints",
