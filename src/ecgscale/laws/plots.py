@@ -35,14 +35,20 @@ MAX_SLICES = 6
 CURVE_POINTS = 100
 
 
-def plot_power(fits: Sequence[GroupFit]) -> Figure:
-    """Loss against the size, log-log: one colour per group."""
+def _against_x(fits: Sequence[GroupFit]) -> tuple[Figure, Axes, list]:
+    """One log-log panel: each group's points and fitted curve against ``x``, a colour each."""
     fig, axes = _panels(1, 1, sharey=False)
     ax = axes[0, 0]
     colors = _group_colors(fits)
     for f, color in zip(fits, colors, strict=True):
         ax.scatter(f.inputs["x"], f.y, s=14, color=color)
         _curve(ax, f, color, "x", {"x": _span(f.inputs["x"])})
+    return fig, ax, colors
+
+
+def plot_power(fits: Sequence[GroupFit]) -> Figure:
+    """Loss against the size, log-log: one colour per group."""
+    fig, ax, colors = _against_x(fits)
     columns = fits[0].columns
     _style_axes(ax, _title(fits), columns["x"], columns["loss"])
     _add_legend(fig, [_line_handle(c, f.label) for f, c in zip(fits, colors, strict=True)])
@@ -63,12 +69,7 @@ def plot_joint(fits: Sequence[GroupFit]) -> Figure:
 
 def plot_loss_to_loss(fits: Sequence[GroupFit]) -> Figure:
     """One loss against another, log-log: one colour per group, and the line y = x."""
-    fig, axes = _panels(1, 1, sharey=False)
-    ax = axes[0, 0]
-    colors = _group_colors(fits)
-    for f, color in zip(fits, colors, strict=True):
-        ax.scatter(f.inputs["x"], f.y, s=14, color=color)
-        _curve(ax, f, color, "x", {"x": _span(f.inputs["x"])})
+    fig, ax, colors = _against_x(fits)
     low = min(min(f.inputs["x"].min(), f.y.min()) for f in fits)
     high = max(max(f.inputs["x"].max(), f.y.max()) for f in fits)
     ax.plot([low, high], [low, high], color="grey", lw=0.8, ls=":")
