@@ -539,30 +539,40 @@ def test_bootstrap_intervals_contain_the_truth() -> None:
 def test_bootstrap_skips_and_counts_degenerate_resamples() -> None:
     x = np.array([1e4, 1e6, 1e8])
     y = evaluate_form("power", POWER, x=x)
-    result = bootstrap("power", y, x=x, n_boot=20, seed=1)
-    assert result.n_boot == 20
+    result = bootstrap("power", y, x=x, n_boot=20, seed=1, scheme="pairs")
+    assert result.n_boot == 20 and result.boot_scheme == "pairs"
     assert 0 < result.n_boot_skipped < 20
     assert result.samples is not None
     assert len(result.samples) == 20 - result.n_boot_skipped
-    assert result == bootstrap("power", y, x=x, n_boot=20, seed=1)
+    assert result == bootstrap("power", y, x=x, n_boot=20, seed=1, scheme="pairs")
+    # Bayesian weights keep every point: nothing to skip
+    assert bootstrap("power", y, x=x, n_boot=20, seed=1).n_boot_skipped == 0
+    with pytest.raises(FitError, match="scheme must be one of"):
+        bootstrap("power", y, x=x, n_boot=20, scheme="wild")
 
 
+@pytest.mark.parametrize("scheme", ["pairs", "bayesian"])
 @pytest.mark.parametrize("name", ["power", "joint", "loss_to_loss"])
-def test_bootstrap_refits_equal_fits_of_the_resampled_points(name: str) -> None:
-    """A resample is refitted as the full data weighted by draw counts: the same optimum.
+def test_bootstrap_refits_equal_fits_of_the_resampled_points(name: str, scheme: str) -> None:
+    """A resample is refitted as the full data weighted by draw counts (pairs) or by Exp(1)
+    draws (Bayesian): the same optimum as a fresh fit of the drawn points, or of the points
+    with those weights.
 
     (A parameter on its lower bound, such as an ``E_y`` of 1e-10, sits on the full data's
     bound rather than the resample's, hence the absolute tolerance.)
     """
     truth, inputs = CASES[name]
     y = _noisy(evaluate_form(name, truth, **inputs), 0.005, seed=12)
-    result = bootstrap(name, y, n_boot=4, seed=5, **inputs)
+    result = bootstrap(name, y, n_boot=4, seed=5, scheme=scheme, **inputs)
     assert result.n_boot_skipped == 0 and result.n_boot_unconverged == 0
     rng = np.random.default_rng(5)
     form = get_form(name)
     for row in result.samples:
-        idx = rng.integers(0, y.size, y.size)
-        refit = fit(name, y[idx], **{k: v[idx] for k, v in inputs.items()})
+        if scheme == "pairs":
+            idx = rng.integers(0, y.size, y.size)
+            refit = fit(name, y[idx], **{k: v[idx] for k, v in inputs.items()})
+        else:
+            refit = fit(name, y, weights=rng.exponential(1.0, y.size), **inputs)
         expected = [refit.params[p] for p in form.param_names]
         np.testing.assert_allclose(row, expected, rtol=1e-4, atol=1e-8)
         sample = dict(zip(form.param_names, row, strict=True))

@@ -11,7 +11,16 @@ import pytest
 from click.testing import CliRunner
 
 from ecgscale.cli import LAW_FORMS, main
-from ecgscale.laws import FitError, HeldLossToLossForm, evaluate_form, fit, fit_table, format_fits
+from ecgscale.laws import (
+    FitError,
+    FitResult,
+    HeldLossToLossForm,
+    bootstrap,
+    evaluate_form,
+    fit,
+    fit_table,
+    format_fits,
+)
 from ecgscale.laws.fit import make_problem
 from ecgscale.laws.forms import FORMS, Form
 from ecgscale.laws.plots import PLOTS, plot_fits, save_figure
@@ -102,6 +111,13 @@ def test_held_loss_to_loss_recovers_parameters_and_keeps_the_held_values(held: d
     for p, value in L2L.items():
         assert _rel(result.params[p], value) < 1e-5, (p, result.params[p], value)
     assert {result.params[f"E_{k[-1]}"] for k in held} == set(held.values())  # exactly
+    assert set(result.held) == {f"E_{k[-1]}" for k in held}
+    assert result.n_params == form.n_params and result.dof == L2L_X.size - form.n_params
+    assert FitResult.from_dict(result.to_dict()).n_params == form.n_params
+    boot = bootstrap(form, y, n_boot=20, x=L2L_X)  # refits the held form, not the free one
+    assert {k: boot.intervals[k] for k in boot.held} == {
+        k: (v, v) for k, v in boot.params.items() if k in boot.held
+    }
     noisy = fit(form, _noisy(y, 0.002, seed=3), x=L2L_X)
     assert noisy.converged, noisy.message
     for p in ("K", "kappa"):

@@ -84,7 +84,7 @@ def backtest(
     test = {name: arr[held] for name, arr in arrays.items()}
     try:
         result = bootstrap(
-            f.name, y_arr[~held], n_boot=n_boot, seed=seed, ci=level, delta=delta, **train
+            f, y_arr[~held], n_boot=n_boot, seed=seed, ci=level, delta=delta, **train
         )
     except FitError as err:
         raise FitError(f"fit on the {int((~held).sum())} training points failed: {err}") from None

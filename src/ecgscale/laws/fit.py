@@ -72,6 +72,8 @@ GRID_CHUNK = 1 << 17
 BOOT_CACHE = 1 << 23
 """A bootstrap keeps the grid's per-point losses (starts × points) when there are at most this
 many, and scores each resample's grid with one matrix-vector product."""
+BOOT_SCHEMES = ("bayesian", "pairs")
+"""How :func:`bootstrap` resamples: Exp(1) weights on every point, or draws with replacement."""
 _SUCCESS, _ITERATION_LIMIT, _STOPPED = 0, 1, 2
 """How an L-BFGS-B run ended: converged by its own tests, on the iteration limit, otherwise."""
 
@@ -104,9 +106,13 @@ class FitResult:
     """Largest projected-gradient component over the largest gradient the points could exert."""
     outlier_z: float | None = None
     excluded: tuple[int, ...] = ()
+    held: tuple[str, ...] = ()
+    """Parameters held at given values rather than fitted (e.g. E_x, E_y of a loss-to-loss law
+    taken from per-distribution fits); they are in ``params`` but not in ``n_params``."""
     intervals: dict[str, tuple[float, float]] | None = None
     ci: float | None = None
     n_boot: int = 0
+    boot_scheme: str | None = None
     n_boot_skipped: int = 0
     n_boot_unconverged: int = 0
     samples: Array | None = field(default=None, repr=False, compare=False)
@@ -114,8 +120,8 @@ class FitResult:
 
     @property
     def n_params(self) -> int:
-        """Number of fitted parameters."""
-        return len(self.params)
+        """Number of fitted parameters (held ones not counted)."""
+        return len(self.params) - len(self.held)
 
     @property
     def dof(self) -> int:
@@ -154,7 +160,7 @@ class FitResult:
         if self.intervals is not None:
             used = self.n_boot - self.n_boot_skipped
             lines.append(
-                f"  bootstrap: {used} of {self.n_boot} resamples used"
+                f"  bootstrap ({self.boot_scheme}): {used} of {self.n_boot} resamples used"
                 f" ({self.n_boot_skipped} skipped as unfittable,"
                 f" {self.n_boot_unconverged} not converged)"
             )
@@ -177,6 +183,7 @@ class FitResult:
             "delta": float(self.delta),
             "ci": None if self.ci is None else float(self.ci),
             "n_boot": int(self.n_boot),
+            "boot_scheme": self.boot_scheme,
             "n_boot_skipped": int(self.n_boot_skipped),
             "n_boot_unconverged": int(self.n_boot_unconverged),
             "n_starts": int(self.n_starts),
@@ -186,6 +193,7 @@ class FitResult:
             else float(self.relative_gradient),
             "outlier_z": None if self.outlier_z is None else float(self.outlier_z),
             "excluded": [int(i) for i in self.excluded],
+            "held": list(self.held),
         }
         if include_samples and self.samples is not None:
             out["samples"] = self.samples.tolist()
@@ -209,6 +217,7 @@ class FitResult:
             else {k: (float(lo), float(hi)) for k, (lo, hi) in intervals.items()},
             ci=data.get("ci"),
             n_boot=int(data.get("n_boot", 0)),
+            boot_scheme=data.get("boot_scheme"),
             n_boot_skipped=int(data.get("n_boot_skipped", 0)),
             n_boot_unconverged=int(data.get("n_boot_unconverged", 0)),
             n_starts=int(data.get("n_starts", 0)),
@@ -216,6 +225,7 @@ class FitResult:
             relative_gradient=data.get("relative_gradient"),
             outlier_z=data.get("outlier_z"),
             excluded=tuple(int(i) for i in data.get("excluded", ())),
+            held=tuple(str(p) for p in data.get("held", ())),
             samples=None if samples is None else np.asarray(samples, dtype=float),
         )
 
@@ -804,11 +814,12 @@ def _fit_problem(problem: Problem, n_starts: int | None, n_refine: int, seed: in
         n_starts=len(starts),
         n_iterations=best.n_iterations,
         relative_gradient=best.relative_gradient,
+        held=tuple(getattr(f, "held", ())),
     )
 
 
 def fit(
-    form: str,
+    form: str | Form,
     y: ArrayLike,
     *,
     weights: ArrayLike | None = None,
@@ -856,7 +867,7 @@ def fit(
 
 
 def bootstrap(
-    form: str,
+    form: str | Form,
     y: ArrayLike,
     *,
     n_boot: int = 200,
@@ -866,16 +877,30 @@ def bootstrap(
     delta: float = DEFAULT_DELTA,
     full_fit: FitResult | None = None,
     outlier_z: float | None = None,
+    scheme: str = "bayesian",
     **inputs: ArrayLike,
 ) -> FitResult:
     """Full-data fit plus percentile bootstrap intervals from ``n_boot`` resampled refits.
 
-    Points are resampled with replacement. A resample is fitted as the full data with each
-    point's weight multiplied by the number of times it was drawn: the same objective as the
-    resampled points, in the full data's coordinates and box, so the start grid's per-point
+    ``scheme`` says how the points are resampled:
+
+    - ``"bayesian"`` (default): every point is kept, its weight multiplied by an Exp(1) draw
+      (Rubin's Bayesian bootstrap, normalisation aside; the random-weighting bootstrap that
+      Jin, Ying & Wei 2001 show valid for non-smooth objectives such as least absolute
+      deviations);
+    - ``"pairs"``: points drawn with replacement, each weight multiplied by its draw count.
+
+    With the default δ = 1e-3 below ~1% noise the summed Huber loss behaves like least
+    absolute deviations, and on a dozen points the pairs bootstrap, which leaves out a third of
+    them in each resample, over-states the spread: 95% intervals covered the truth 99.5–100% of
+    the time for A and α of a law with E near the smallest loss and of a joint law, against
+    91–97% with ``"bayesian"`` (tests/test_laws_recovery.py).
+
+    A resample is fitted as the full data with the multiplied weights: the same objective as
+    the resampled points, in the full data's coordinates and box, so the start grid's per-point
     losses are computed once and each resample's grid is scored with one matrix-vector product.
-    Each refit starts from the full-data optimum and the best few starts. Resamples with too
-    few distinct values are skipped and counted; refits that did not converge are kept and
+    Each refit starts from the full-data optimum and the best few starts. Pairs resamples with
+    too few distinct values are skipped and counted; refits that did not converge are kept and
     counted (``n_boot_unconverged``).
 
     ``full_fit`` reuses an existing fit of the same data; otherwise the full fit applies
@@ -885,10 +910,12 @@ def bootstrap(
         raise FitError(f"ci must be in (0, 1), got {ci}")
     if n_boot < 1:
         raise FitError(f"n_boot must be >= 1, got {n_boot}")
+    if scheme not in BOOT_SCHEMES:
+        raise FitError(f"scheme must be one of {list(BOOT_SCHEMES)}, got {scheme!r}")
     f = _form(form)
     y_arr, arrays, w = _validate(f, y, inputs, weights)
     base = full_fit or fit(
-        f.name, y_arr, weights=w, delta=delta, seed=seed, outlier_z=outlier_z, **arrays
+        f, y_arr, weights=w, delta=delta, seed=seed, outlier_z=outlier_z, **arrays
     )
     if base.excluded:
         keep = np.ones(y_arr.size, dtype=bool)
@@ -905,10 +932,13 @@ def bootstrap(
         warm = f.from_params(base.params, problem.data)
         codes = _distinct_codes(arrays)
         for _ in range(n_boot):
-            counts = np.bincount(rng.integers(0, n, n), minlength=n)
-            if not _fittable(counts, codes, w, f.n_params):
-                skipped += 1
-                continue
+            if scheme == "bayesian":
+                counts = rng.exponential(1.0, n)
+            else:
+                counts = np.bincount(rng.integers(0, n, n), minlength=n)
+                if not _fittable(counts, codes, w, f.n_params):
+                    skipped += 1
+                    continue
             resample = replace(problem, weights=w * counts)
             if losses is None:
                 scores = _grid_objectives(resample, starts)
@@ -928,6 +958,7 @@ def bootstrap(
         intervals=intervals,
         ci=ci,
         n_boot=n_boot,
+        boot_scheme=scheme,
         n_boot_skipped=skipped,
         n_boot_unconverged=unconverged,
         samples=draws,
