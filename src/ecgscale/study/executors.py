@@ -1,26 +1,42 @@
-"""Executors run a list of jobs (runs, from-scratch models) and hand each outcome back as it
-completes."""
+"""Executors run jobs (runs, from-scratch models) and hand back each one's :class:`JobResult`
+as it completes. Every job goes through :func:`~ecgscale.study.worker.run_job`, which claims it
+in the results store and writes its result there, so an executor only schedules: what it
+yields is for progress and retries, and nothing is lost when the driver dies.
+
+``local`` (default) is a pool of worker processes on this machine; a worker that dies takes
+the pool down and every job not finished comes back as ``lost``, for the caller to submit
+again. Workers exit when the driver process dies, so their jobs are free to be taken over.
+"""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from ecgscale.study.runs import Outcome, RunSpec, ScratchSpec, execute
 from ecgscale.study.spec import StudySpec
+from ecgscale.study.worker import Job, JobResult, job_id, run_job
 
-Job = RunSpec | ScratchSpec
+Executor = Callable[[StudySpec, list[Job], Path, Path, set[str]], Iterator[JobResult]]
+"""``(spec, jobs, store_dir, study_dir, redo) -> results as they complete``; ``redo`` names
+finished runs to evaluate again."""
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-    from threadpoolctl import threadpool_limits
+def _exit_with(parent: int) -> None:
+    """Exit this process as soon as ``parent`` is no longer its parent (it died)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
+
+def _init_worker(threads: int, parent: int) -> None:
+    init_torch_threads(threads)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
 
 def default_workers(threads_per_worker: int) -> int:
@@ -30,21 +46,40 @@ def default_workers(threads_per_worker: int) -> int:
 
 
 def run_local(
-    spec: StudySpec, jobs: list[Job], store_dir: Path, study_dir: Path
-) -> Iterator[tuple[Job, Outcome]]:
+    spec: StudySpec, jobs: list[Job], store_dir: Path, study_dir: Path, redo: set[str]
+) -> Iterator[JobResult]:
     """Run ``jobs`` in a pool of worker processes, one job at a time each, single-threaded by
     default (two 1-thread processes out-run one 2-thread process for small models)."""
     ex = spec.executor
     workers = min(len(jobs), ex.workers or default_workers(ex.threads_per_worker))
     if workers <= 1:
-        _init_worker(ex.threads_per_worker)
+        init_torch_threads(ex.threads_per_worker)
         for job in jobs:
-            yield job, execute(spec, job, store_dir, study_dir)
+            yield run_job(study_dir, store_dir, job, redo=job_id(job) in redo, spec=spec)
         return
-    ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=(ex.threads_per_worker,)
+        workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(ex.threads_per_worker, os.getpid()),
     ) as pool:
-        futures = {pool.submit(execute, spec, job, store_dir, study_dir): job for job in jobs}
+        futures = {
+            pool.submit(
+                run_job, study_dir, store_dir, job, redo=job_id(job) in redo, spec=spec
+            ): job
+            for job in jobs
+        }
         for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+            try:
+                yield fut.result()
+            except BrokenProcessPool:  # a worker died: every job not finished is lost
+                yield JobResult(job_id(futures[fut]), "lost", "its worker process died", retry=True)
+
+
+def init_torch_threads(threads: int) -> None:
+    """Run torch and BLAS with ``threads`` threads in this process."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)

@@ -1,20 +1,27 @@
-"""The results store: one SQLite file per study (WAL mode).
+"""The results store: one SQLite file per study (WAL mode, or a rollback journal for workers on
+several hosts: ``executor.journal_mode``).
 
 Tables: ``runs`` (one row per pre-training run), ``evals`` (per run, evaluation set and
 method: ``probe`` on the frozen encoder, ``head`` for an SL model's own head, ``finetune``),
-``tasks`` (per run, unseen task, method and D_F) and ``scratch`` (one row per from-scratch
-task model). Each finished run is written in one transaction, so a killed study never holds
-half a run. Files of the first schema (evaluations by probe only) are upgraded in place.
+``tasks`` (per run, unseen task, method and D_F), ``scratch`` (one row per from-scratch
+task model), and the job lifecycle's ``jobs`` and ``events`` (:mod:`ecgscale.study.lifecycle`).
+Each finished run is written in one transaction, so a killed study never holds half a run.
+Files of earlier schemas are upgraded in place (schema 1: evaluations by probe only; schema 2:
+no lifecycle tables, filled from the recorded runs).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
+from ecgscale.study.lifecycle import create_tables
 
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "TEXT PRIMARY KEY",
@@ -87,8 +94,12 @@ SCRATCH_COLUMNS: dict[str, str] = {
     "finished_at": "TEXT",
 }
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _KEYS = {"evals": "run_id, eval_set, method", "tasks": "run_id, task, method, d_f"}
+
+
+class ResultsError(OSError):
+    """The results file cannot be used as asked; the message is one line naming it."""
 
 
 class Results:
@@ -98,24 +109,56 @@ class Results:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
             version = con.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
-            if version < SCHEMA_VERSION and "evals" in tables:
+            if not tables:  # a new file: WAL, kept until set_journal_mode changes it
+                con.execute("PRAGMA journal_mode=WAL")
+            if version < 2 and "evals" in tables:
                 _upgrade_v1(con)
             elif version > SCHEMA_VERSION:
-                raise RuntimeError(
+                raise ResultsError(
                     f"{self.path}: results schema {version} is newer than this ecgscale's "
                     f"({SCHEMA_VERSION}); upgrade ecgscale"
                 )
-            _create(con, "runs", RUN_COLUMNS)
-            _create(con, "evals", EVAL_COLUMNS, _KEYS["evals"])
-            _create(con, "tasks", TASK_COLUMNS, _KEYS["tasks"])
-            _create(con, "scratch", SCRATCH_COLUMNS)
+            create_table(con, "runs", RUN_COLUMNS)
+            create_table(con, "evals", EVAL_COLUMNS, _KEYS["evals"])
+            create_table(con, "tasks", TASK_COLUMNS, _KEYS["tasks"])
+            create_table(con, "scratch", SCRATCH_COLUMNS)
+            if version < SCHEMA_VERSION:
+                create_tables(con)
             con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+    def set_journal_mode(self, mode: str) -> None:
+        """Switch the file's journal (it persists): ``wal`` for one host's processes, ``delete``
+        (a rollback journal) for workers on several hosts sharing the file, where WAL's shared
+        memory does not reach. Needs no other connection to be open."""
+        for wait in (0.5, 1, 2, 4, 8, 0):  # a reader (e.g. `study status`) may hold it a moment
+            try:
+                with self._connect() as con:
+                    got = con.execute("PRAGMA journal_mode").fetchone()[0]
+                    if got != mode:
+                        got = con.execute(f"PRAGMA journal_mode={mode}").fetchone()[0]
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or not wait:
+                    raise ResultsError(
+                        f"{self.path}: cannot switch to the {mode} journal while other processes"
+                        f" have it open ({err}); stop them and try again"
+                    ) from None
+                time.sleep(wait)
+        if got != mode:
+            raise ResultsError(f"{self.path}: journal mode stayed {got!r}, not {mode!r}")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one transaction: committed (or rolled back on error), then closed,
+        so no connection outlives its use (a journal-mode switch needs none open)."""
+        con = sqlite3.connect(self.path, timeout=30)
+        try:
+            with con:
+                yield con
+        finally:
+            con.close()
 
     def statuses(self) -> dict[str, str]:
         """Status of every recorded run, by run id."""
@@ -125,18 +168,12 @@ class Results:
     def record(self, row: dict, evals: Iterable[dict] = (), tasks: Iterable[dict] = ()) -> None:
         """Insert or replace one run, its evaluations and its task results, atomically."""
         with self._connect() as con:
-            con.execute("DELETE FROM evals WHERE run_id = ?", (row["run_id"],))
-            con.execute("DELETE FROM tasks WHERE run_id = ?", (row["run_id"],))
-            _insert(con, "runs", RUN_COLUMNS, row)
-            for ev in evals:
-                _insert(con, "evals", EVAL_COLUMNS, {"run_id": row["run_id"], **ev})
-            for task in tasks:
-                _insert(con, "tasks", TASK_COLUMNS, {"run_id": row["run_id"], **task})
+            write_run(con, row, evals, tasks)
 
     def record_scratch(self, row: dict) -> None:
         """Insert or replace one from-scratch task model's result."""
         with self._connect() as con:
-            _insert(con, "scratch", SCRATCH_COLUMNS, row)
+            write_scratch(con, row)
 
     def _frame(self, table: str, order: str) -> pd.DataFrame:
         with self._connect() as con:
@@ -193,7 +230,27 @@ class Results:
         return runs.merge(pd.DataFrame(rows), on="run_id")
 
 
-def _create(con: sqlite3.Connection, table: str, columns: dict[str, str], key: str = "") -> None:
+def write_run(
+    con: sqlite3.Connection, row: dict, evals: Iterable[dict] = (), tasks: Iterable[dict] = ()
+) -> None:
+    """Replace one run's rows (run, evaluations, task results) within ``con``'s transaction."""
+    con.execute("DELETE FROM evals WHERE run_id = ?", (row["run_id"],))
+    con.execute("DELETE FROM tasks WHERE run_id = ?", (row["run_id"],))
+    _insert(con, "runs", RUN_COLUMNS, row)
+    for ev in evals:
+        _insert(con, "evals", EVAL_COLUMNS, {"run_id": row["run_id"], **ev})
+    for task in tasks:
+        _insert(con, "tasks", TASK_COLUMNS, {"run_id": row["run_id"], **task})
+
+
+def write_scratch(con: sqlite3.Connection, row: dict) -> None:
+    """Replace one from-scratch model's row within ``con``'s transaction."""
+    _insert(con, "scratch", SCRATCH_COLUMNS, row)
+
+
+def create_table(
+    con: sqlite3.Connection, table: str, columns: dict[str, str], key: str = ""
+) -> None:
     cols = ", ".join(f"{k} {v}" for k, v in columns.items())
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {table} ({cols}{f', PRIMARY KEY ({key})' if key else ''})"
@@ -217,7 +274,7 @@ def _upgrade_v1(con: sqlite3.Connection) -> None:
     con.execute("BEGIN")
     con.execute("ALTER TABLE runs ADD COLUMN eval_tag TEXT")
     con.execute("ALTER TABLE evals RENAME TO evals_v1")
-    _create(con, "evals", EVAL_COLUMNS, _KEYS["evals"])
+    create_table(con, "evals", EVAL_COLUMNS, _KEYS["evals"])
     con.execute(
         "INSERT INTO evals (run_id, eval_set, method, is_ood, n, loss, auroc, per_label) "
         "SELECT run_id, eval_set, 'probe', is_ood, n, loss, auroc, per_label FROM evals_v1"

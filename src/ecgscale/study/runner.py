@@ -28,10 +28,12 @@ from ecgscale.data.store import Store, StoreError, records_of
 from ecgscale.evaluate.tasks import task_rows
 from ecgscale.evaluate.transfer import transfer_analysis
 from ecgscale.study.analysis import fit_study
-from ecgscale.study.executors import run_local
+from ecgscale.study.executors import Executor, run_local
+from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
-from ecgscale.study.runs import RunSpec, ScratchSpec, expand, expand_scratch
+from ecgscale.study.runs import expand, expand_scratch
 from ecgscale.study.spec import DataSpec, StudySpec, load_spec
+from ecgscale.study.worker import Job, job_id, job_kind
 
 
 @dataclass
@@ -43,6 +45,8 @@ class TrainSummary:
     done: int
     failed: int
     reevaluated: int = 0
+    elsewhere: int = 0
+    """Jobs left to another live worker (counted in ``skipped``)."""
 
 
 def store_dir(spec: StudySpec, study_dir: Path) -> Path:
@@ -141,6 +145,19 @@ def check_store(spec: StudySpec, store: Store) -> None:
         task_rows(task, store.meta)
 
 
+def _executor(kind: str) -> Executor:
+    """The executor function of ``kind`` (ray and submitit are imported only when used)."""
+    if kind == "local":
+        return run_local
+    if kind == "ray":
+        from ecgscale.study.cluster_ray import run_ray
+
+        return run_ray
+    from ecgscale.study.cluster_slurm import run_slurm
+
+    return run_slurm
+
+
 def train_runs(
     spec: StudySpec,
     study_dir: Path,
@@ -150,8 +167,10 @@ def train_runs(
     only: list[str] | None = None,
 ) -> TrainSummary:
     """Train and evaluate every run not yet recorded (or failed, with ``retry_failed``), and
-    train every from-scratch task model likewise. A done run evaluated under other evaluation
-    settings (sets, tasks, probe) is evaluated again from its saved weights."""
+    train every from-scratch task model likewise, on the spec's executor. A done run evaluated
+    under other evaluation settings (sets, tasks, probe) is evaluated again from its saved
+    weights. A job that fails (other than by diverging) or loses its worker is submitted again
+    until it has had ``executor.max_attempts`` attempts in this call."""
     study_dir = Path(study_dir)
     results = Results(study_dir / "results.sqlite")
     runs, scratch = expand(spec), expand_scratch(spec)
@@ -164,7 +183,7 @@ def train_runs(
     keep = {"done"} if retry_failed else {"done", "failed"}
     status, tags, tag = results.statuses(), results.eval_tags(), spec.eval_tag()
     stale = [r for r in runs if status.get(r.run_id) == "done" and tags.get(r.run_id) != tag]
-    todo: list[RunSpec | ScratchSpec] = [r for r in runs if status.get(r.run_id) not in keep]
+    todo: list[Job] = [r for r in runs if status.get(r.run_id) not in keep]
     # Largest first, so the slowest jobs do not start last.
     todo.sort(key=lambda r: (r.target_params * r.data_size, r.run_id), reverse=True)
     todo += stale
@@ -176,19 +195,47 @@ def train_runs(
     summary = TrainSummary(total, total - len(todo), 0, 0, len(stale))
     if not todo:
         return summary
+    results.set_journal_mode(spec.executor.journal)
+    jobs = Jobs(study_dir / "results.sqlite", stale_after_s=spec.executor.stale_after_s)
+    jobs.submit([(job_id(j), job_kind(j)) for j in todo], spec.executor.kind)
+    start = jobs.attempts()
+    by_id = {job_id(j): j for j in todo}
+    redo = {r.run_id for r in stale}
+    run = _executor(spec.executor.kind)
     bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress)
-    for job, out in run_local(spec, todo, store_dir(spec, study_dir), study_dir):
-        if isinstance(job, RunSpec):
-            results.record(out.row, out.evals, out.tasks)
-        else:
-            results.record_scratch(out.row)
-        if out.row["status"] == "done":
-            summary.done += 1
-        else:
-            summary.failed += 1
-            bar.write(f"{job.folder} failed: {out.row['error']}")
-        bar.set_postfix(failed=summary.failed)
-        bar.update()
+    batch = todo
+    while batch:
+        again: list[Job] = []
+        for res in run(spec, batch, store_dir(spec, study_dir), study_dir, redo):
+            job = by_id[res.job_id]
+            tries = jobs.attempts().get(res.job_id, 0) - start.get(res.job_id, 0)
+            if res.status == "lost" and tries == 0:  # never started: held back by a broken pool
+                again.append(job)
+                continue
+            if (
+                res.status in ("failed", "lost")
+                and res.retry
+                and tries < spec.executor.max_attempts
+            ):
+                bar.write(
+                    f"{job.folder} {res.status} (attempt {tries} of "
+                    f"{spec.executor.max_attempts}): {res.error}; submitting it again"
+                )
+                again.append(job)
+                continue
+            if res.status == "done":
+                summary.done += 1
+            elif res.status == "skipped":
+                summary.skipped += 1
+                if jobs.state(res.job_id) == "running":
+                    summary.elsewhere += 1
+                    bar.write(f"{job.folder} is running under another live worker; left to it")
+            else:
+                summary.failed += 1
+                bar.write(f"{job.folder} failed: {res.error}")
+            bar.set_postfix(failed=summary.failed)
+            bar.update()
+        batch = again
     bar.close()
     return summary
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +40,26 @@ from ecgscale.train import (
     save_weights,
 )
 from ecgscale.train.checkpoint import clear_checkpoints
+
+
+def _ignore(*_: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a job tells its worker as it runs: ``on_train(step)`` when training starts (from
+    checkpoint step ``step``; 0: from the start), ``on_progress(step, total)`` at validations."""
+
+    on_train: Callable[[int], None] = _ignore
+    on_progress: Callable[[int, int], None] = _ignore
+
+    def trainer_callbacks(self, total: int) -> dict[str, Callable]:
+        """``pretrain``'s ``on_start`` and ``on_eval`` arguments."""
+        return {
+            "on_start": self.on_train,
+            "on_eval": lambda entry: self.on_progress(entry["step"], total),
+        }
 
 
 @dataclass(frozen=True)
@@ -266,6 +287,7 @@ def train_task_model(
     *,
     copy_encoder: bool = False,
     checkpoint_dir: Path | None = None,
+    hooks: Hooks | None = None,
 ) -> tuple[TaskModel, TrainResult]:
     """Train ``encoder`` (a copy of it with ``copy_encoder``) and a new linear head on a task;
     returns the model at its best validation step and the training result."""
@@ -283,6 +305,7 @@ def train_task_model(
         cfg=cfg,
         seed=seed,
         checkpoint_dir=checkpoint_dir,
+        **(hooks or Hooks()).trainer_callbacks(cfg.max_steps),
     )
     return model.cpu(), result
 
@@ -425,7 +448,9 @@ def _load_trained(objective: Objective, run_dir: Path) -> dict | None:
     return summary
 
 
-def execute_run(spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path) -> Outcome:
+def execute_run(
+    spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path, hooks: Hooks | None = None
+) -> Outcome:
     """Pre-train and evaluate one run (never raises): its results row, eval rows, task rows.
 
     A run whose weights were saved by an earlier attempt (e.g. one evaluated under other
@@ -457,7 +482,7 @@ def execute_run(spec: StudySpec, run: RunSpec, store_dir: Path, run_dir: Path) -
         )
         summary = _load_trained(objective, run_dir) if distributed.world_size() == 1 else None
         if summary is None:
-            summary = _pretrain(spec, run, objective, store, rows, run_dir)
+            summary = _pretrain(spec, run, objective, store, rows, run_dir, hooks or Hooks())
         row.update(summary)
         if distributed.is_main():
             feats = FeatureCache(encoder, store.read)
@@ -485,7 +510,13 @@ def _record_error(run_dir: Path, err: Exception) -> None:
 
 
 def _pretrain(
-    spec: StudySpec, run: RunSpec, objective: Objective, store: Store, rows: EvalRows, run_dir: Path
+    spec: StudySpec,
+    run: RunSpec,
+    objective: Objective,
+    store: Store,
+    rows: EvalRows,
+    run_dir: Path,
+    hooks: Hooks,
 ) -> dict:
     """Pre-train; process 0 saves the weights and ``train.json``. Returns the row's summary."""
     train_rows = rows.subsets[run.data_size]
@@ -499,6 +530,7 @@ def _pretrain(
         cfg=spec.train,
         seed=run.seed,
         checkpoint_dir=run_dir / "checkpoints",
+        **hooks.trainer_callbacks(spec.train.max_steps),
     )
     objective.cpu()
     summary = {
@@ -522,7 +554,9 @@ def _pretrain(
     return summary
 
 
-def execute_scratch(spec: StudySpec, job: ScratchSpec, store_dir: Path, run_dir: Path) -> Outcome:
+def execute_scratch(
+    spec: StudySpec, job: ScratchSpec, store_dir: Path, run_dir: Path, hooks: Hooks | None = None
+) -> Outcome:
     """Train one from-scratch task model and score it on the task's test set (never raises)."""
     t0 = time.perf_counter()
     row: dict = {**asdict(job), "status": "running", "error": None}
@@ -542,6 +576,7 @@ def execute_scratch(spec: StudySpec, job: ScratchSpec, store_dir: Path, run_dir:
             spec.scratch_train,
             job.seed,
             checkpoint_dir=run_dir / "checkpoints",
+            hooks=hooks,
         )
         task_row = _fitted_task_row(
             tr, model, store, "scratch", job.d_f, spec.eval.n_boot, job.seed
@@ -568,8 +603,12 @@ def execute_scratch(spec: StudySpec, job: ScratchSpec, store_dir: Path, run_dir:
 
 
 def execute(
-    spec: StudySpec, job: RunSpec | ScratchSpec, store_dir: Path, study_dir: Path
+    spec: StudySpec,
+    job: RunSpec | ScratchSpec,
+    store_dir: Path,
+    study_dir: Path,
+    hooks: Hooks | None = None,
 ) -> Outcome:
     """Run one job of either kind in its folder under ``study_dir``."""
     run = execute_run if isinstance(job, RunSpec) else execute_scratch
-    return run(spec, job, store_dir, Path(study_dir) / job.folder)
+    return run(spec, job, store_dir, Path(study_dir) / job.folder, hooks)

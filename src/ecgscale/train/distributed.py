@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 
 import torch
@@ -42,6 +42,12 @@ def init_from_env() -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def close() -> None:
+    """Leave the process group, if one was joined."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank() -> int:
@@ -129,10 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-failed", action="store_true", help="train failed runs again")
     args = parser.parse_args(argv)
 
-    from ecgscale.study.results import Results
+    from ecgscale.study.lifecycle import Jobs
+    from ecgscale.study.results import Results, write_run
     from ecgscale.study.runner import prepare_data, store_dir
     from ecgscale.study.runs import execute_run, expand
     from ecgscale.study.spec import SpecError, load_spec
+    from ecgscale.study.worker import Heartbeat
 
     try:
         spec = load_spec(args.spec, args.overrides)
@@ -152,13 +160,20 @@ def main(argv: list[str] | None = None) -> None:
         keep = {"done"} if args.retry_failed else {"done", "failed"}
         pending = {r.run_id for r in grid if status.get(r.run_id) not in keep}
     pending = broadcast(pending)  # the others wait here for the store
+    jobs = Jobs(study_dir / "results.sqlite", stale_after_s=spec.executor.stale_after_s)
     for run in grid:
         if run.run_id not in pending or (args.only and run.run_id not in args.only):
             continue
-        out = execute_run(spec, run, store_dir(spec, study_dir), study_dir / run.folder)
+        claim = jobs.claim(run.run_id, "run") if is_main() else None
+        if not broadcast(claim is not None):
+            continue  # done, or running under another live worker
+        with ExitStack() as stack:
+            if claim:
+                stack.enter_context(Heartbeat(jobs, claim, spec.executor.heartbeat_s))
+            out = execute_run(spec, run, store_dir(spec, study_dir), study_dir / run.folder)
         row = out.row
-        if is_main():
-            Results(study_dir / "results.sqlite").record(row, out.evals, out.tasks)
+        if claim:
+            with jobs.finishing(claim, row["status"], row["error"]) as con:
+                write_run(con, row, out.evals, out.tasks)
             print(f"{run.run_id}: {row['status']}" + (f" ({row['error']})" if row["error"] else ""))
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    close()

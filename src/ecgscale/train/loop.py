@@ -242,10 +242,13 @@ def pretrain(
     seed: int,
     on_eval: Callable[[dict], None] | None = None,
     checkpoint_dir: Path | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train ``objective`` in place; on return it holds the weights of the best validation step.
 
     With ``checkpoint_dir``, resume from its latest checkpoint of the same settings, if any.
+    ``on_start(step)`` is called once training starts, with the step it resumed from (0: none);
+    ``on_eval(entry)`` after each validation.
     Under ``torchrun`` (process group initialised) every process calls this alike."""
     t0 = time.perf_counter()
     dev = next(objective.parameters()).device
@@ -284,6 +287,8 @@ def pretrain(
     if state:
         checkpoint.restore(state, p, objective, opt, sched)
     resumed_from = p.step
+    if on_start:
+        on_start(resumed_from)
 
     model = distributed.wrap(objective)
     forward = torch.compile(model) if cfg.compile else model

@@ -1,0 +1,111 @@
+"""What a study is doing now, read from its results store while it runs (``ecgscale study
+status DIR``): jobs by state, running jobs with their progress, failures with their reasons, and
+an ETA from the throughput measured so far."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ecgscale.study.lifecycle import Jobs, owner_alive
+from ecgscale.study.runs import expand, expand_scratch
+from ecgscale.study.spec import load_spec
+from ecgscale.study.worker import job_id
+
+ORDER = ("done", "running", "lost", "pending", "failed", "not submitted")
+
+
+@dataclass
+class Status:
+    """A snapshot of a study's jobs (``jobs``: one row per job of the grid, with ``shown``,
+    its state as the operator sees it: a running job whose worker is gone is ``lost``)."""
+
+    name: str
+    study_dir: Path
+    jobs: pd.DataFrame
+    now: float
+
+    def counts(self) -> dict[str, int]:
+        counts = self.jobs["shown"].value_counts()
+        return {s: int(counts.get(s, 0)) for s in ORDER if counts.get(s, 0)}
+
+    def eta_s(self) -> tuple[float | None, str]:
+        """Seconds until the jobs left are done, at the rate the jobs of the latest submission
+        finished since the first of them started; and how that was measured."""
+        left = int(self.jobs["shown"].isin(["running", "lost", "pending"]).sum())
+        if not left:
+            return 0.0, "nothing left to run"
+        latest = self.jobs[self.jobs["submitted_at"] == self.jobs["submitted_at"].max()]
+        finished = latest.dropna(subset=["finished_at"])
+        if finished.empty:
+            return None, "no job of this submission finished yet"
+        elapsed = self.now - float(latest["started_at"].min())
+        rate = len(finished) / elapsed
+        return left / rate, f"{len(finished)} jobs in {_duration(elapsed)}, {rate * 3600:.3g}/h"
+
+    def format(self) -> str:
+        total = len(self.jobs)
+        counts = ", ".join(f"{n} {s}" for s, n in self.counts().items())
+        lines = [f"study {self.name!r} ({self.study_dir}): {total} jobs — {counts}"]
+        running = self.jobs[self.jobs["shown"].isin(["running", "lost"])]
+        if len(running):
+            lines.append("running:")
+            for r in running.itertuples():
+                progress = (
+                    f"step {int(r.step)}/{int(r.total_steps)} ({r.step / r.total_steps:.0%})"
+                    if pd.notna(r.step) and pd.notna(r.total_steps) and r.total_steps
+                    else "starting"
+                )
+                beat = f"heartbeat {_duration(self.now - r.heartbeat_at)} ago"
+                state = "  LOST: worker gone, will be taken over" if r.shown == "lost" else ""
+                lines.append(
+                    f"  {r.job_id}  {progress}  attempt {int(r.attempts)}  {r.owner}  {beat}{state}"
+                )
+        failed = self.jobs[self.jobs["shown"] == "failed"]
+        if len(failed):
+            lines.append("failed:")
+            for r in failed.itertuples():
+                lines.append(f"  {r.job_id}  attempt {int(r.attempts)}: {r.error}")
+        eta, how = self.eta_s()
+        if eta is None:
+            lines.append(f"ETA: unknown ({how})")
+        elif eta > 0:
+            lines.append(f"ETA: ~{_duration(eta)} at the rate so far ({how})")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def study_status(study_dir: Path) -> Status:
+    """The status of the study in ``study_dir`` (its ``spec.yaml`` and ``results.sqlite``)."""
+    study_dir = Path(study_dir)
+    if not (study_dir / "spec.yaml").is_file():
+        raise FileNotFoundError(f"{study_dir}: no spec.yaml here; is this a study folder?")
+    spec = load_spec(study_dir / "spec.yaml")
+    grid = pd.DataFrame({"job_id": [job_id(j) for j in [*expand(spec), *expand_scratch(spec)]]})
+    if (study_dir / "results.sqlite").is_file():
+        table = Jobs(study_dir / "results.sqlite").table()
+    else:
+        table = pd.DataFrame(columns=["job_id", "state"])
+    jobs = grid.merge(table, on="job_id", how="left")
+    now = time.time()
+    stale = spec.executor.stale_after_s
+    jobs["shown"] = [
+        "not submitted"
+        if pd.isna(r.state)
+        else "lost"
+        if r.state == "running" and not owner_alive(r.owner, r.heartbeat_at, stale, now)
+        else r.state
+        for r in jobs.itertuples()
+    ]
+    return Status(spec.name, study_dir, jobs, now)

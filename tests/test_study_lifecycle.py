@@ -1,0 +1,276 @@
+"""The job lifecycle: atomic claims, lost workers taken over, results that survive a killed
+driver (chaos), a killed worker's run resumed from its checkpoint, and ``study status`` live."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from ecgscale.cli import main
+from ecgscale.study.lifecycle import Jobs, NotOwner, this_process
+from ecgscale.study.results import Results
+from ecgscale.study.status import study_status
+
+# --- claims ---------------------------------------------------------------------------------
+
+
+def _jobs(tmp_path: Path, stale_after_s: float = 60.0) -> Jobs:
+    return Jobs(tmp_path / "results.sqlite", stale_after_s=stale_after_s)
+
+
+def test_a_claimed_job_cannot_be_claimed_again_while_its_owner_lives(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path)
+    jobs.submit([("a", "run")], "local")
+    claim = jobs.claim("a", "run")
+    assert claim is not None and claim.attempt == 1 and claim.owner == this_process()
+    assert jobs.claim("a", "run") is None  # this process runs it
+    assert jobs.claim("a", "run", owner=f"{this_process()}x") is None  # a live owner holds it
+    assert jobs.heartbeat(claim, 3, 10)
+    row = jobs.table().iloc[0]
+    assert (row.state, row.step, row.total_steps) == ("running", 3, 10)
+
+
+def test_a_finished_job_is_never_claimed_again_except_to_re_evaluate(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path)
+    claim = jobs.claim("a", "run")
+    with jobs.finishing(claim, "done", None):
+        pass
+    assert jobs.claim("a", "run") is None
+    again = jobs.claim("a", "run", redo=True)
+    assert again is not None and again.attempt == 2
+
+
+def test_a_dead_owner_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    host = this_process().rsplit(":", 2)[0]
+    dead = f"{host}:{proc.pid}:1"  # that pid's process is gone (or is another process)
+    assert jobs.claim("a", "run", owner=dead) is not None
+    taken = jobs.claim("a", "run")
+    assert taken is not None and taken.attempt == 2
+    events = jobs.events()
+    lost = events[events["event"] == "lost"]
+    assert list(lost["owner"]) == [dead] and list(lost["detail"]) == ["its process is gone"]
+
+
+def test_an_owner_elsewhere_is_lost_only_when_its_heartbeat_is_stale(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path, stale_after_s=60.0)
+    remote = "node-7:1234:1"
+    claim = jobs.claim("a", "run", owner=remote)
+    assert jobs.claim("a", "run") is None  # heartbeat fresh
+    with sqlite3.connect(jobs.path) as con:
+        con.execute("UPDATE jobs SET heartbeat_at = ? WHERE job_id = 'a'", (time.time() - 61,))
+    assert jobs.lost() == ["a"]
+    assert jobs.claim("a", "run") is not None
+    # the old owner comes back: its heartbeat and its result are refused
+    assert not jobs.heartbeat(claim)
+    with pytest.raises(NotOwner), jobs.finishing(claim, "done", None) as con:
+        con.execute("INSERT INTO runs (run_id) VALUES ('never written')")
+    assert Results(jobs.path).runs().empty
+
+
+def test_results_of_schema_2_gain_jobs_from_their_recorded_runs(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    results = Results(path)
+    row = {
+        "run_id": "r1",
+        "family": "resnet",
+        "paradigm": "sl",
+        "target_params": 1,
+        "data_size": 1,
+        "seed": 0,
+        "status": "done",
+    }
+    results.record(row)
+    with sqlite3.connect(path) as con:
+        con.execute("DROP TABLE jobs")
+        con.execute("DROP TABLE events")
+        con.execute("PRAGMA user_version=2")
+    jobs = Jobs(path)
+    assert list(jobs.table()[["job_id", "state"]].itertuples(index=False, name=None)) == [
+        ("r1", "done")
+    ]
+    assert jobs.claim("r1", "run") is None
+
+
+# --- a study that survives faults ------------------------------------------------------------
+
+SPEC = {
+    "name": "faults",
+    "data": {"fs": 100, "n_samples": 250, "n_records": 500, "n_ood_records": 40},
+    "models": {"families": ["resnet"], "sizes": [20000, 40000]},
+    "paradigms": ["sl", "ssl"],
+    "data_sizes": [100, 200],
+    "train": {
+        "batch_size": 16,
+        "max_steps": 60,
+        "eval_every": 5,
+        "checkpoint_every": 5,
+        "patience": 100,
+        "warmup_steps": 1,
+        "val_records": 32,
+    },
+    "eval": {
+        "probe_records": 80,
+        "probe_val_records": 40,
+        "test_records": 60,
+        "l2_grid": [0.01, 1.0],
+        "n_boot": 20,
+    },
+    "executor": {"workers": 2, "heartbeat_s": 0.5, "stale_after_s": 5},
+    "laws": {"n_bootstrap": 0},
+}
+VOLATILE = ["wall_s", "finished_at"]
+
+
+def _study(spec: Path, out: Path) -> subprocess.Popen:
+    """``ecgscale study SPEC --out OUT`` in its own process group."""
+    cmd = [sys.executable, "-m", "ecgscale", "study", str(spec), "--out", str(out), "--quiet"]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def _wait_for_group(pgid: int, timeout: float = 30.0) -> None:
+    """Until no process of group ``pgid`` is left (workers exit when their driver dies)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        left = [p for p in psutil.process_iter(["pid"]) if _pgid(p.pid) == pgid]
+        if not left:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"processes of the killed study still run: {left}")
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _tables(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    results = Results(out / "results.sqlite")
+    runs = results.runs().drop(columns=VOLATILE).sort_values("run_id").reset_index(drop=True)
+    evals = results.evals().sort_values(["run_id", "eval_set", "method"]).reset_index(drop=True)
+    return runs, evals
+
+
+def _trained_after_done(events: pd.DataFrame) -> int:
+    """``trained`` events of a job after its first ``done``: finished runs trained again."""
+    count = 0
+    for _, ev in events.groupby("job_id"):
+        done = ev.index[ev["event"] == "done"]
+        if len(done):
+            count += int(((ev.index > done[0]) & (ev["event"] == "trained")).sum())
+    return count
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "faults.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(spec_file: Path, tmp_path_factory) -> tuple[Path, float]:
+    """The study run once, uninterrupted, and how long it took."""
+    out = tmp_path_factory.mktemp("reference")
+    t0 = time.perf_counter()
+    proc = _study(spec_file, out)
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log
+    return out, time.perf_counter() - t0
+
+
+def test_a_study_killed_five_times_ends_as_an_uninterrupted_one(
+    spec_file: Path, reference: tuple[Path, float], tmp_path: Path
+) -> None:
+    """SIGKILL the driver at five random moments, run the command again after each: the
+    final results equal the uninterrupted study's, every run id once, and no finished run
+    trained again."""
+    ref_dir, ref_s = reference
+    rng = np.random.default_rng(7)
+    kills = []
+    while len(kills) < 5:
+        proc = _study(spec_file, tmp_path)
+        moment = float(rng.uniform(1.0, min(8.0, ref_s)))
+        try:
+            log = proc.communicate(timeout=moment)[0]
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            _wait_for_group(proc.pid)
+            kills.append(moment)
+            continue
+        pytest.fail(f"the study finished before its {len(kills) + 1}th kill:\n{log}")
+    proc = _study(spec_file, tmp_path)
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log
+
+    runs, evals = _tables(tmp_path)
+    ref_runs, ref_evals = _tables(ref_dir)
+    assert runs["run_id"].is_unique
+    pd.testing.assert_frame_equal(runs, ref_runs)
+    pd.testing.assert_frame_equal(evals, ref_evals)
+    events = Jobs(tmp_path / "results.sqlite").events()
+    assert _trained_after_done(events) == 0
+    done = events[events["event"] == "done"]
+    assert done["job_id"].is_unique and len(done) == len(runs)
+    assert (Jobs(tmp_path / "results.sqlite").table()["state"] == "done").all()
+
+
+def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
+    spec_file: Path, reference: tuple[Path, float], tmp_path: Path
+) -> None:
+    """While the study runs, ``study status`` shows running jobs with their progress; then a
+    worker is killed mid-run: its run is taken over and resumed from its checkpoint, and the
+    study ends with the uninterrupted study's results."""
+    proc = _study(spec_file, tmp_path)
+    victim = None
+    deadline = time.time() + 120
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if not (tmp_path / "results.sqlite").exists():
+            continue
+        status = study_status(tmp_path)
+        running = status.jobs[(status.jobs["shown"] == "running") & (status.jobs["step"] >= 10)]
+        if len(running):
+            text = status.format()
+            victim = running.iloc[0]
+    assert victim is not None, "no run reached step 10 while the study ran"
+    assert "running:" in text and f"step {int(victim.step)}/60" in text, text
+    assert "jobs —" in text and "heartbeat" in text
+    os.kill(int(victim.owner.split(":")[1]), signal.SIGKILL)
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log
+
+    events = Jobs(tmp_path / "results.sqlite").events()
+    mine = events[events["job_id"] == victim.job_id]
+    assert list(mine[mine["event"] == "lost"]["detail"]) == ["its process is gone"]
+    after_loss = mine.index > mine[mine["event"] == "lost"].index[0]
+    resumed = mine[(mine["event"] == "trained") & after_loss]
+    step = int(resumed["detail"].iloc[0].removeprefix("from step "))
+    assert step >= 10, resumed
+    runs, evals = _tables(tmp_path)
+    ref_runs, ref_evals = _tables(reference[0])
+    pd.testing.assert_frame_equal(runs, ref_runs)
+    pd.testing.assert_frame_equal(evals, ref_evals)
+    shown = CliRunner().invoke(main, ["study", "status", str(tmp_path)])
+    assert shown.exit_code == 0 and "8 jobs — 8 done" in shown.output, shown.output
+    missing = CliRunner().invoke(main, ["study", "status", str(tmp_path / "nothing")])
+    assert missing.exit_code == 1 and "no spec.yaml here" in missing.output
