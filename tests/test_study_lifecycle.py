@@ -3,6 +3,7 @@ driver (chaos), a killed worker's run resumed from its checkpoint, and ``study s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -274,3 +275,29 @@ def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     assert shown.exit_code == 0 and "8 jobs — 8 done" in shown.output, shown.output
     missing = CliRunner().invoke(main, ["study", "status", str(tmp_path / "nothing")])
     assert missing.exit_code == 1 and "no spec.yaml here" in missing.output
+
+
+def test_a_run_of_several_processes_starts_under_torchrun(tmp_path: Path) -> None:
+    """``gpus_per_run: 2`` runs each job across two processes under torchrun (gloo on CPUs
+    here): the worker holds the claim and the heartbeat, rank 0 hands back the outcome."""
+    from ecgscale.study.runner import prepare_data, train_runs
+    from ecgscale.study.spec import parse_spec
+
+    tree = {
+        **SPEC,
+        "models": {"families": ["transformer"], "sizes": [20000]},
+        "paradigms": ["sl"],
+        "data_sizes": [100],
+        "train": {**SPEC["train"], "max_steps": 6, "eval_every": 3},
+        "executor": {"workers": 1, "gpus_per_run": 2},
+    }
+    spec = parse_spec(tree)
+    prepare_data(spec, tmp_path, progress=False)
+    summary = train_runs(spec, tmp_path, progress=False)
+    assert (summary.done, summary.failed) == (1, 0)
+    events = Jobs(tmp_path / "results.sqlite").events()
+    assert "under torchrun, 2 processes" in set(events["detail"].dropna())
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "train.json").read_text())["processes"] == 2
+    runs = Results(tmp_path / "results.sqlite").runs()
+    assert runs["status"].tolist() == ["done"] and runs["pretrain_loss"].notna().all()
