@@ -26,6 +26,8 @@ import pytest
 os.environ["RAY_AUTH_MODE"] = "disabled"
 ray = pytest.importorskip("ray")
 
+from tiny import TINY_DATA, TINY_EVAL, TINY_TRAIN  # noqa: E402
+
 from ecgscale.study.cluster_ray import (  # noqa: E402
     _check_reachable,
     connect,
@@ -39,33 +41,15 @@ from ecgscale.study.runs import expand, expand_scratch  # noqa: E402
 from ecgscale.study.spec import parse_spec  # noqa: E402
 from ecgscale.study.worker import job_id  # noqa: E402
 
-DATA = {
-    "fs": 100,
-    "n_samples": 250,
-    "n_records": 400,
-    "n_ood_records": 40,
-    "ood_sites": ["noisy"],
-}
-EVAL = {
-    "probe_records": 60,
-    "probe_val_records": 30,
-    "test_records": 40,
-    "l2_grid": [0.01, 1.0],
-    "n_boot": 20,
-}
+DATA = {**TINY_DATA, "ood_sites": ["noisy"]}
+EVAL = {**TINY_EVAL, "n_boot": 20}
 SMALL = {
     "name": "ray-small",
     "data": DATA,
     "models": {"families": ["resnet"], "sizes": [20000, 40000]},
     "paradigms": ["sl", "ssl"],
     "data_sizes": [100],
-    "train": {
-        "batch_size": 16,
-        "max_steps": 4,
-        "eval_every": 2,
-        "warmup_steps": 1,
-        "val_records": 32,
-    },
+    "train": TINY_TRAIN,
     "eval": EVAL,
     "tasks": [
         {

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from submitit.core.utils import DelayedSubmission
+from tiny import TINY_DATA, TINY_EVAL, TINY_TRAIN
 
 from ecgscale.study.cluster_slurm import (
     SlurmError,
@@ -29,29 +30,12 @@ from ecgscale.study.spec import parse_spec
 
 SMALL = {
     "name": "small",
-    "data": {
-        "fs": 100,
-        "n_samples": 250,
-        "n_records": 400,
-        "n_ood_records": 30,
-        "ood_sites": ["noisy"],
-    },
+    "data": {**TINY_DATA, "n_ood_records": 30, "ood_sites": ["noisy"]},
     "models": {"families": ["resnet"], "sizes": [20000, 40000]},
     "paradigms": ["sl", "ssl"],
     "data_sizes": [100],
-    "train": {
-        "batch_size": 16,
-        "max_steps": 4,
-        "eval_every": 2,
-        "warmup_steps": 1,
-        "val_records": 32,
-    },
-    "eval": {
-        "probe_records": 60,
-        "probe_val_records": 30,
-        "test_records": 40,
-        "l2_grid": [0.01, 1.0],
-    },
+    "train": TINY_TRAIN,
+    "eval": TINY_EVAL,
     "executor": {"workers": 1},
     "laws": {"n_bootstrap": 0},
 }
@@ -132,16 +116,16 @@ def one_run(shared_store, study: Path, **train):
     return spec, run, jobs
 
 
-def signal_when_training(jobs: Jobs, sig: int, sent: list[int]) -> threading.Thread:
-    """Send ``sig`` to the task process once it has started training (as SLURM would)."""
+def signal_when_training(jobs: Jobs, study: Path, sig: int, sent: list[int]) -> threading.Thread:
+    """Send ``sig`` to the task process once it has saved its first checkpoint (as SLURM
+    would, mid-run)."""
 
     def watch() -> None:
         deadline = time.time() + 60
         while time.time() < deadline:
             events = jobs.events()
             trained = events[events["event"] == "trained"]
-            if len(trained):
-                time.sleep(0.2)
+            if len(trained) and list(study.glob("runs/*/checkpoints/ckpt-*.safetensors")):
                 pid = int(trained["owner"].iloc[0].split(":")[1])
                 os.kill(pid, sig)
                 sent.append(pid)
@@ -156,7 +140,7 @@ def signal_when_training(jobs: Jobs, sig: int, sent: list[int]) -> threading.Thr
 def test_preemption_releases_requeues_and_resumes(shared_store, tmp_path):
     spec, run, jobs = one_run(shared_store, tmp_path, max_steps=100)
     sent: list[int] = []
-    watcher = signal_when_training(jobs, signal.SIGUSR2, sent)
+    watcher = signal_when_training(jobs, tmp_path, signal.SIGUSR2, sent)
     results = list(run_slurm(spec, [run], store_dir(spec, tmp_path), tmp_path, set()))
     watcher.join()
     assert sent, "the task never started training"
@@ -182,7 +166,7 @@ def test_preemption_releases_requeues_and_resumes(shared_store, tmp_path):
 def test_task_killed_is_lost_and_released(shared_store, tmp_path):
     spec, run, jobs = one_run(shared_store, tmp_path, max_steps=100)
     sent: list[int] = []
-    watcher = signal_when_training(jobs, signal.SIGKILL, sent)
+    watcher = signal_when_training(jobs, tmp_path, signal.SIGKILL, sent)
     results = list(run_slurm(spec, [run], store_dir(spec, tmp_path), tmp_path, set()))
     watcher.join()
     assert len(results) == 1

@@ -4,6 +4,7 @@ import json
 import sqlite3
 
 import pytest
+from tiny import TINY_TRAIN
 
 from ecgscale.study.runner import run_study, train_runs
 from ecgscale.study.runs import expand
@@ -21,13 +22,7 @@ TINY = {
     "models": {"families": ["resnet", "transformer"], "sizes": [20000, 40000, 80000]},
     "paradigms": ["sl", "ssl"],
     "data_sizes": [100, 200, 400],
-    "train": {
-        "batch_size": 16,
-        "max_steps": 4,
-        "eval_every": 2,
-        "warmup_steps": 1,
-        "val_records": 32,
-    },
+    "train": TINY_TRAIN,
     "eval": {
         "probe_records": 80,
         "probe_val_records": 40,

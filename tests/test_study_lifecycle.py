@@ -18,6 +18,7 @@ import psutil
 import pytest
 import yaml
 from click.testing import CliRunner
+from tiny import TINY_EVAL, TINY_TRAIN
 
 from ecgscale.cli import main
 from ecgscale.study.lifecycle import Jobs, NotOwner, this_process
@@ -116,21 +117,13 @@ SPEC = {
     "paradigms": ["sl", "ssl"],
     "data_sizes": [100, 200],
     "train": {
-        "batch_size": 16,
+        **TINY_TRAIN,
         "max_steps": 60,
         "eval_every": 5,
         "checkpoint_every": 5,
         "patience": 100,
-        "warmup_steps": 1,
-        "val_records": 32,
     },
-    "eval": {
-        "probe_records": 80,
-        "probe_val_records": 40,
-        "test_records": 60,
-        "l2_grid": [0.01, 1.0],
-        "n_boot": 20,
-    },
+    "eval": {**TINY_EVAL, "n_boot": 20},
     "executor": {"workers": 2, "heartbeat_s": 0.5, "stale_after_s": 5},
     "laws": {"n_bootstrap": 0},
 }
