@@ -1,10 +1,15 @@
-"""Shared test set-up: one BLAS thread (tiny problems, 2 cores) and the shared-data fixture."""
+"""Shared test set-up: one BLAS thread (tiny problems, 2 cores), the shared-data fixture and
+the tiny whole study that several test modules read."""
 
 from pathlib import Path
 
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
+from tiny import TINY_STUDY
+
+from ecgscale.study.runner import run_study
+from ecgscale.study.spec import StudySpec, parse_spec
 
 threadpool_limits(1)
 torch.set_num_threads(1)  # tiny models; two threads on a shared 2-core machine thrash
@@ -18,3 +23,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real ECG samples not found at {SHARED_DATA} (a clone without ../shared)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> tuple[StudySpec, Path, Path]:
+    """``TINY_STUDY`` run once per session: (spec, study folder, report path)."""
+    spec = parse_spec(TINY_STUDY)
+    out = tmp_path_factory.mktemp("tiny_study")
+    return spec, out, run_study(spec, out, progress=False)

@@ -23,7 +23,10 @@ SECTIONS = (
     "ID probe loss vs N",
     "ID probe loss vs D",
     "OOD loss vs N",
+    "OOD loss vs D",
     "Loss-to-loss: OOD vs ID probe loss",
+    "Efficiency",
+    "Backtests",
     "Fitted scaling laws",
     "Runs",
     "Study spec",
@@ -147,11 +150,13 @@ def test_full_report_has_sections_and_embedded_figures(full_report: tuple[Path, 
         assert f"<h2>{title}</h2>" in html
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     expected = {"pretrain_loss_vs_N", "id_loss_vs_N", "id_loss_vs_D", "loss_to_loss"}
-    expected |= {f"ood_loss_vs_N_{name}" for name in OOD_SETS}
+    expected |= {f"ood_loss_vs_{x}_{name}" for name in OOD_SETS for x in "ND"}
     assert len(images) == len(expected)
     assert all(len(data) > 10_000 for data in images)
     pngs = {path.stem: path.read_bytes() for path in (out_dir / "figures").glob("*.png")}
     assert set(pngs) == expected
+    svgs = {path.stem for path in (out_dir / "figures").glob("*.svg")}
+    assert svgs == expected
     assert all(data.startswith(b"\x89PNG") and len(data) > 5_000 for data in pngs.values())
     assert not re.search(r"(src|href)=\"https?:", html)
 

@@ -1,49 +1,15 @@
-"""A tiny whole study: data → runs → results table → fits → report, then a no-op rerun."""
+"""A tiny whole study (``tiny_study`` in conftest): data → runs → results table → fits →
+report, then a no-op rerun."""
 
 import json
 import sqlite3
 
-import pytest
-from tiny import TINY_TRAIN
-
-from ecgscale.study.runner import run_study, train_runs
+from ecgscale.study.runner import train_runs
 from ecgscale.study.runs import expand
-from ecgscale.study.spec import parse_spec
-
-TINY = {
-    "name": "tiny",
-    "data": {
-        "fs": 100,
-        "n_samples": 250,
-        "n_records": 700,
-        "n_ood_records": 60,
-        "ood_sites": ["noisy"],
-    },
-    "models": {"families": ["resnet", "transformer"], "sizes": [20000, 40000, 80000]},
-    "paradigms": ["sl", "ssl"],
-    "data_sizes": [100, 200, 400],
-    "train": TINY_TRAIN,
-    "eval": {
-        "probe_records": 80,
-        "probe_val_records": 40,
-        "test_records": 60,
-        "l2_grid": [0.01, 1.0],
-    },
-    "executor": {"workers": 2},
-    "laws": {"n_bootstrap": 0},
-}
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    spec = parse_spec(TINY)
-    out = tmp_path_factory.mktemp("study")
-    report = run_study(spec, out, progress=False)
-    return spec, out, report
-
-
-def test_results_table(study):
-    spec, out, _ = study
+def test_results_table(tiny_study):
+    spec, out, _ = tiny_study
     con = sqlite3.connect(out / "results.sqlite")
     rows = con.execute(
         "SELECT run_id, status, n_params, flops_per_sample, pretrain_loss FROM runs"
@@ -65,8 +31,8 @@ def test_results_table(study):
     assert all(e[2] > 0 and 0 <= e[3] <= 1 for e in evals)
 
 
-def test_fits_and_report(study):
-    _, out, report = study
+def test_fits_and_report(tiny_study):
+    _, out, report = tiny_study
     content = json.loads((out / "fits.json").read_text())
     fits = content["fits"]
     keys = {(f["family"], f["paradigm"], f["metric"], f["x"]) for f in fits}
@@ -79,7 +45,7 @@ def test_fits_and_report(study):
     assert report.name == "report.html" and "tiny" in html and "data:image/png;base64" in html
 
 
-def test_rerun_trains_nothing(study):
-    spec, out, _ = study
+def test_rerun_trains_nothing(tiny_study):
+    spec, out, _ = tiny_study
     summary = train_runs(spec, out, progress=False)
     assert summary.skipped == summary.total == 36 and summary.done == 0

@@ -157,3 +157,21 @@ def test_new_evaluation_settings_reevaluate_without_training(study):
     con = sqlite3.connect(out / "results.sqlite")
     assert {t for (t,) in con.execute("SELECT DISTINCT eval_tag FROM runs")} == {again.eval_tag()}
     assert train_runs(again, out, progress=False).done == 0
+
+
+def test_transfer_efficiency_per_task_or_its_gap(study):
+    spec, out, report = study
+    content = json.loads((out / "fits.json").read_text())
+    entries = content["efficiency"]["transfer"]
+    gaps = [g for g in content["analysis_gaps"] if g["what"].startswith("transfer efficiency")]
+    named = {e["task"] for e in entries} | {g["what"].split()[-1].split("/")[0] for g in gaps}
+    assert {t.name for t in spec.tasks} <= named
+    html = report.read_text()
+    for entry in entries:
+        assert entry["n"] <= entry["n_pairs"] and isinstance(entry["determined"], bool)
+        if entry["n"]:
+            lo, hi = entry["loss_range"]
+            assert 0 < lo <= hi
+            assert spec.tasks[0].d_f[0] <= entry["d_f_range"][0] <= entry["d_f_range"][1]
+    if entries:
+        assert "<td>D_E(SSL) / D_E(SL)</td>" in html

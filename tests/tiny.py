@@ -19,3 +19,29 @@ TINY_EVAL = {
     "l2_grid": [0.01, 1.0],
 }
 """Small probe and test sets, two L2 values."""
+
+
+TINY_STUDY = {
+    "name": "tiny",
+    "data": {
+        "fs": 100,
+        "n_samples": 250,
+        "n_records": 700,
+        "n_ood_records": 60,
+        "ood_sites": ["noisy"],
+    },
+    "models": {"families": ["resnet", "transformer"], "sizes": [20000, 40000, 80000]},
+    "paradigms": ["sl", "ssl"],
+    "data_sizes": [100, 200, 400],
+    "train": TINY_TRAIN,
+    "eval": {
+        "probe_records": 80,
+        "probe_val_records": 40,
+        "test_records": 60,
+        "l2_grid": [0.01, 1.0],
+    },
+    "executor": {"workers": 2},
+    "laws": {"n_bootstrap": 20},
+}
+"""A whole tiny study: both families and paradigms, 3 sizes × 3 data sizes (36 runs), one OOD
+site, bootstrap intervals."""

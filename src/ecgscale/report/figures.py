@@ -11,6 +11,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogFormatter
 
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -81,6 +83,14 @@ def png_bytes(fig: Figure) -> bytes:
     fig.savefig(buffer, format="png", dpi=FIGURE_DPI)
     fig.clear()
     return buffer.getvalue()
+
+
+def save_figure(fig: Figure, stem: Path) -> bytes:
+    """Write ``stem.svg`` and ``stem.png``; return the PNG bytes (the figure is cleared)."""
+    fig.savefig(stem.with_suffix(".svg"), format="svg")
+    data = png_bytes(fig)
+    stem.with_suffix(".png").write_bytes(data)
+    return data
 
 
 def pretrain_points(runs: pd.DataFrame) -> pd.DataFrame:
@@ -179,9 +189,17 @@ def loss_vs_d(
 
 
 def loss_to_loss(
-    runs: pd.DataFrame, evals: pd.DataFrame, ood_sets: Sequence[str], *, name: str, caption: str
+    runs: pd.DataFrame,
+    evals: pd.DataFrame,
+    ood_sets: Sequence[str],
+    *,
+    name: str,
+    caption: str,
+    laws: Sequence[Mapping] = (),
 ) -> ReportFigure:
-    """OOD vs ID probe loss per run, one panel per OOD set, colour per family × paradigm."""
+    """OOD vs ID probe loss per run, one panel per OOD set, colour per family × paradigm.
+
+    ``laws`` (fits.json ``loss_to_loss``) are drawn dashed with their bootstrap bands."""
     ident = probe_points(runs, evals, "id").rename(columns={"y": "id_loss"})
     panels = {}
     notes: list[str] = []
@@ -202,11 +220,22 @@ def loss_to_loss(
     for ax, (ood_set, pairs) in zip(axes[0], panels.items(), strict=True):
         for combo, group in pairs.groupby(["family", "paradigm"]):
             ax.scatter(group["id_loss"], group["y"], s=18, alpha=0.8, color=colors[combo])
+        for law in laws:
+            combo = (law.get("family"), law.get("paradigm"))
+            if law.get("eval_set") != ood_set or combo not in colors:
+                continue
+            curve = law.get("curve") or {}
+            x, y = (np.asarray(curve.get(k) or [], dtype=float) for k in ("x", "y"))
+            keep = np.isfinite(y) & (y > 0) if x.size == y.size else np.zeros(0, bool)
+            ax.plot(x[keep], y[keep], ls="--", lw=1.3, color=colors[combo])
+            _draw_band(ax, law.get("band"), colors[combo])
         low = min(pairs["id_loss"].min(), pairs["y"].min())
         high = max(pairs["id_loss"].max(), pairs["y"].max())
         ax.plot([low, high], [low, high], color="grey", lw=0.8, ls=":")
         _style_axes(ax, ood_set, "ID probe loss", f"probe loss on {ood_set}", plain_x=True)
     handles = [_marker_handle("o", f"{f} / {p}", colors[(f, p)]) for f, p in combos]
+    if laws:
+        handles.append(_line_handle("black", "fitted law", ls="--"))
     _add_legend(fig, [*handles, _line_handle("grey", "y = x", ls=":")])
     return ReportFigure(name, caption, fig, notes)
 
@@ -271,6 +300,19 @@ def _draw_fit(
     keep = np.isfinite(y) & (y > 0)
     linestyle = "--" if fit.get("converged", True) else ":"
     ax.plot(x[keep], y[keep], ls=linestyle, lw=1.3, color=color or "black")
+    _draw_band(ax, fit.get("band"), color)
+
+
+def _draw_band(ax: Axes, band: Mapping | None, color: object) -> None:
+    """Shade a fit's bootstrap band ``{"x", "lo", "hi"}`` (positive, finite parts only)."""
+    if not band:
+        return
+    x, lo, hi = (np.asarray(band.get(k) or [], dtype=float) for k in ("x", "lo", "hi"))
+    if not (x.size and x.size == lo.size == hi.size):
+        return
+    keep = np.isfinite(lo) & np.isfinite(hi) & (lo > 0) & (hi > 0)
+    if keep.any():
+        ax.fill_between(x[keep], lo[keep], hi[keep], color=color or "black", alpha=0.15, lw=0)
 
 
 def _panels(nrows: int, ncols: int, *, sharey: bool) -> tuple[Figure, np.ndarray]:
@@ -325,6 +367,8 @@ def _fit_handles(curves: Sequence[Mapping]) -> list[Line2D]:
     if not curves:
         return []
     handles = [_line_handle("black", "fit", ls="--")]
+    if any(fit.get("band") for fit in curves):
+        handles.append(_band_handle())
     if not all(fit.get("converged", True) for fit in curves):
         handles.append(_line_handle("black", "fit (not converged)", ls=":"))
     return handles
@@ -338,3 +382,60 @@ def _line_handle(color: object, label: str, ls: str = "-") -> Line2D:
 def _marker_handle(marker: str, label: str, color: object = "grey") -> Line2D:
     """A legend entry showing a marker only."""
     return Line2D([], [], color=color, marker=marker, ls="", label=_plain(label))
+
+
+def _band_handle() -> Patch:
+    """A legend entry for the shaded 95% bootstrap band of the fits."""
+    return Patch(color="black", alpha=0.15, label="95% bootstrap band")
+
+
+def backtest_figure(backtests: Sequence[Mapping], *, name: str, caption: str) -> ReportFigure:
+    """Predicted vs observed loss of the held-out runs, one panel per metric, error bars for
+    the prediction intervals, colour per family × paradigm; the dotted line is y = x."""
+    rows = []
+    for bt in backtests:
+        for point in bt.get("points") or []:
+            interval = point.get("interval") or [np.nan, np.nan]
+            rows.append(
+                {
+                    "metric": str(bt.get("metric")),
+                    "combo": (str(bt.get("family")), str(bt.get("paradigm"))),
+                    "truth": _as_float(point.get("truth")),
+                    "prediction": _as_float(point.get("prediction")),
+                    "lo": _as_float(interval[0]),
+                    "hi": _as_float(interval[1]),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return ReportFigure(name, caption, None, ["No backtest could be made."])
+    frame, notes = _log_safe(frame, ["truth", "prediction"], "backtest prediction")
+    if frame.empty:
+        return ReportFigure(name, caption, None, notes)
+    combos = sorted(set(frame["combo"]))
+    cmap = colormaps["tab10"]
+    colors = {combo: cmap(i % cmap.N) for i, combo in enumerate(combos)}
+    metrics = sorted(frame["metric"].unique(), key=lambda m: m != "loss:id")
+    fig, axes = _panels(1, len(metrics), sharey=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        panel = frame[frame["metric"] == metric]
+        for combo, group in panel.groupby("combo"):
+            lo = np.clip(group["prediction"] - group["lo"], 0, None).fillna(0)
+            hi = np.clip(group["hi"] - group["prediction"], 0, None).fillna(0)
+            ax.errorbar(
+                group["truth"],
+                group["prediction"],
+                yerr=[lo.to_numpy(), hi.to_numpy()],
+                fmt="o",
+                ms=5,
+                capsize=2,
+                color=colors[combo],
+            )
+        low = min(panel["truth"].min(), panel["prediction"].min())
+        high = max(panel["truth"].max(), panel["prediction"].max())
+        ax.plot([low, high], [low, high], color="grey", lw=0.8, ls=":")
+        label = metric.removeprefix("loss:")
+        _style_axes(ax, label, "observed loss", "predicted loss", plain_x=True)
+    handles = [_marker_handle("o", f"{f} / {p}", colors[(f, p)]) for f, p in combos]
+    _add_legend(fig, [*handles, _line_handle("grey", "y = x", ls=":")])
+    return ReportFigure(name, caption, fig, notes)

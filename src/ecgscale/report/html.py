@@ -12,7 +12,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from ecgscale.report import figures, tasks
+from ecgscale.report import figures, findings, tasks
 from ecgscale.report.figures import ReportFigure, compact_count
 
 PARADIGMS: tuple[str, ...] = ("sl", "ssl")
@@ -46,12 +46,16 @@ def render_report(
     meta: dict | None = None,
     task_results: pd.DataFrame | None = None,
     transfer: Mapping | None = None,
+    analysis: Mapping | None = None,
 ) -> Path:
-    """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.png``; return the HTML path.
+    """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.png`` and ``.svg``; return
+    the HTML path.
 
-    Figures are embedded in the page as base64 PNG data URIs, so the page needs no other file.
-    Missing pieces (no fits, no evaluations, a single paradigm, failed runs, no unseen task)
-    are described in words where their figure or table would be.
+    ``analysis`` is the rest of ``fits.json`` (``efficiency``, ``backtests``,
+    ``loss_to_loss``, ``analysis_gaps``); without it those sections say so. Figures are
+    embedded in the page as base64 PNG data URIs, so the page needs no other file. Missing
+    pieces (no fits, no evaluations, a single paradigm, failed runs, no unseen task) are
+    described in words where their figure or table would be.
     """
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
@@ -63,7 +67,10 @@ def render_report(
     )
     evals = all_evals[all_evals["method"] == "probe"]
     ood_sets = ood_set_names(evals)
-    sections = figure_sections(runs, evals, fits, ood_sets)
+    analysis = analysis or {}
+    sections = figure_sections(runs, evals, fits, ood_sets, analysis.get("loss_to_loss") or ())
+    sections.append(_efficiency_section(analysis))
+    sections.append(_backtest_section(analysis))
     sections.append(_evaluation_section(runs, all_evals))
     sections.append(_task_section(task_results, transfer))
     used_names: set[str] = set()
@@ -89,7 +96,11 @@ def ood_set_names(evals: pd.DataFrame) -> list[str]:
 
 
 def figure_sections(
-    runs: pd.DataFrame, evals: pd.DataFrame, fits: Sequence[Mapping], ood_sets: Sequence[str]
+    runs: pd.DataFrame,
+    evals: pd.DataFrame,
+    fits: Sequence[Mapping],
+    ood_sets: Sequence[str],
+    loss_to_loss_laws: Sequence[Mapping] = (),
 ) -> list[dict]:
     """The figure sections of the report, in page order: ``{"title", "intro", "figures"}``."""
     families = runs["family"].tolist()
@@ -127,7 +138,13 @@ def figure_sections(
         _section("ID probe loss vs N", [id_vs_n]),
         _section("ID probe loss vs D", [id_vs_d]),
         _section("OOD loss vs N", _ood_figures(runs, evals, fits, families, ood_sets)),
-        _section("Loss-to-loss: OOD vs ID probe loss", _loss_to_loss(runs, evals, ood_sets)),
+        _section("OOD loss vs D", _ood_d_figures(runs, evals, fits, ood_sets)),
+        _section(
+            "Loss-to-loss: OOD vs ID probe loss",
+            _loss_to_loss(runs, evals, ood_sets, loss_to_loss_laws),
+            "Fitted laws L_OOD = K·(L_ID − E_x)^κ + E_y per family × paradigm, dashed, with "
+            "95% bootstrap bands where there were enough runs.",
+        ),
     ]
 
 
@@ -211,7 +228,14 @@ def format_value(value: object) -> str:
 
 def _section(title: str, report_figures: list[ReportFigure], intro: str = "") -> dict:
     """A section of the page: figures, then notes and tables (added by the caller)."""
-    return {"title": title, "intro": intro, "figures": report_figures, "notes": [], "tables": []}
+    return {
+        "title": title,
+        "intro": intro,
+        "figures": report_figures,
+        "findings": [],
+        "notes": [],
+        "tables": [],
+    }
 
 
 def _ood_figures(
@@ -239,14 +263,94 @@ def _ood_figures(
     ]
 
 
+def _ood_d_figures(
+    runs: pd.DataFrame, evals: pd.DataFrame, fits: Sequence[Mapping], ood_sets: Sequence[str]
+) -> list[ReportFigure]:
+    """One loss-vs-D figure per OOD set, or a single note when there is none."""
+    if not ood_sets:
+        return [_absent("ood_loss_vs_D", "No out-of-distribution evaluation set is present.")]
+    return [
+        figures.loss_vs_d(
+            figures.probe_points(runs, evals, name),
+            fits,
+            name=f"ood_loss_vs_D_{figures.slug(name)}",
+            caption=f"Linear-probe BCE on the OOD set {name} vs D, one line per target N.",
+            quantity=f"probe loss on {name}",
+            metric=f"loss:{name}",
+        )
+        for name in ood_sets
+    ]
+
+
 def _loss_to_loss(
-    runs: pd.DataFrame, evals: pd.DataFrame, ood_sets: Sequence[str]
+    runs: pd.DataFrame,
+    evals: pd.DataFrame,
+    ood_sets: Sequence[str],
+    laws: Sequence[Mapping] = (),
 ) -> list[ReportFigure]:
     """The loss-to-loss figure, or a note when there is no OOD set."""
     if not ood_sets:
         return [_absent("loss_to_loss", "No out-of-distribution evaluation set is present.")]
     caption = "Per-run OOD vs ID probe loss, one panel per OOD set; the dotted line is y = x."
-    return [figures.loss_to_loss(runs, evals, ood_sets, name="loss_to_loss", caption=caption)]
+    figure = figures.loss_to_loss(
+        runs, evals, ood_sets, name="loss_to_loss", caption=caption, laws=laws
+    )
+    if not laws:
+        figure.notes.append("No loss-to-loss law was fitted.")
+    return [figure]
+
+
+def _analysis_gaps(analysis: Mapping, *prefixes: str) -> list[str]:
+    """The analysis gaps whose ``what`` starts with one of ``prefixes``, as sentences."""
+    gaps = [
+        g for g in analysis.get("analysis_gaps") or [] if str(g.get("what")).startswith(prefixes)
+    ]
+    notes = [f"Not made: {g.get('what')} ({g.get('reason')})." for g in gaps[:20]]
+    if len(gaps) > 20:
+        notes.append(f"… and {len(gaps) - 20} more (see fits.json).")
+    return notes
+
+
+def _efficiency_section(analysis: Mapping) -> dict:
+    """Efficiency ratios as findings and a table, with what could not be compared and why."""
+    section = _section(
+        "Efficiency",
+        [],
+        "Ratios of the sizes two fitted curves need to reach the same loss, N_B(L) / N_A(L) "
+        "or D_B(L) / D_A(L) with x(L) = (A / (L − E))^(1/α), over the losses both were observed "
+        "at; transfer efficiency compares effective data D_E of SSL and SL pre-training.",
+    )
+    efficiency = analysis.get("efficiency")
+    if not efficiency:
+        section["notes"] = ["No efficiency ratios are available (fits.json has none)."]
+        return section
+    section["findings"] = findings.efficiency_findings(efficiency)
+    notes = []
+    for kind in ("parameter", "data", "transfer"):
+        if not efficiency.get(kind):
+            notes.append(f"{findings.KIND_TITLES[kind]} is not available.")
+    notes += _analysis_gaps(analysis, "parameter efficiency", "data efficiency", "transfer eff")
+    section["notes"] = notes
+    section["tables"] = [findings.efficiency_table(efficiency)]
+    return section
+
+
+def _backtest_section(analysis: Mapping) -> dict:
+    """Backtests: predicted vs observed held-out runs (figure and table)."""
+    backtests = analysis.get("backtests") or []
+    caption = (
+        "Predicted vs observed probe loss of the runs at the largest N, from the joint law "
+        "fitted without them; bars are 95% prediction intervals, the dotted line is y = x."
+    )
+    section = _section(
+        "Backtests",
+        [figures.backtest_figure(backtests, name="backtests", caption=caption)],
+        "Each law is fitted on all but the largest models and asked to predict them.",
+    )
+    section["findings"] = findings.backtest_summary(backtests)
+    section["notes"] = _analysis_gaps(analysis, "backtest")
+    section["tables"] = [findings.backtest_table(backtests)] if backtests else []
+    return section
 
 
 def _evaluation_section(runs: pd.DataFrame, evals: pd.DataFrame) -> dict:
@@ -292,7 +396,7 @@ def _absent(name: str, note: str) -> ReportFigure:
 
 
 def _embed_section(section: dict, figure_dir: Path, used_names: set[str]) -> dict:
-    """Save the section's figures as PNG files and replace them by data URIs.
+    """Save the section's figures as PNG and SVG files and replace them by PNG data URIs.
 
     ``used_names`` holds the file names taken so far; a clash gets a numeric suffix.
     """
@@ -301,8 +405,7 @@ def _embed_section(section: dict, figure_dir: Path, used_names: set[str]) -> dic
         uri = None
         if report_figure.figure is not None:
             name = _unique(report_figure.name, used_names)
-            data = figures.png_bytes(report_figure.figure)
-            (figure_dir / f"{name}.png").write_bytes(data)
+            data = figures.save_figure(report_figure.figure, figure_dir / name)
             uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         caption, notes = report_figure.caption, report_figure.notes
         embedded.append({"uri": uri, "caption": caption, "notes": notes})

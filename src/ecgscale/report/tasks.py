@@ -27,8 +27,8 @@ PARADIGM_COLORS = {"ssl": colormaps["tab10"](0), "sl": colormaps["tab10"](3)}
 SCRATCH_COLOR = "black"
 
 
-def _fmt(value: object) -> str:
-    """A number with 3 significant digits, or a dash."""
+def format_number(value: object) -> str:
+    """A number with 3 significant digits (whole numbers up to 1e9 in full), or a dash."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -37,14 +37,16 @@ def _fmt(value: object) -> str:
         return "—"
     if np.isinf(number):
         return "∞"
-    return f"{int(number):,}" if number.is_integer() and abs(number) >= 1000 else f"{number:.3g}"
+    if number.is_integer() and 1000 <= abs(number) < 1e9:
+        return f"{int(number):,}"
+    return f"{number:.3g}"
 
 
 def with_interval(value: object, lo: object, hi: object) -> str:
     """``0.812 [0.79, 0.83]``, or the value alone without a finite interval."""
-    text = _fmt(value)
-    if _fmt(lo) != "—" and _fmt(hi) != "—":
-        text += f" [{_fmt(lo)}, {_fmt(hi)}]"
+    text = format_number(value)
+    if format_number(lo) != "—" and format_number(hi) != "—":
+        text += f" [{format_number(lo)}, {format_number(hi)}]"
     return text
 
 
@@ -62,7 +64,7 @@ def eval_set_table(evals: pd.DataFrame) -> dict:
             [
                 str(name),
                 "OOD" if bool(first["is_ood"]) else "ID test",
-                _fmt(first["n"]),
+                format_number(first["n"]),
                 positives or "—",
                 ", ".join(omitted) or "none",
             ]
@@ -275,9 +277,9 @@ def ratio_table(transfer: Mapping) -> dict:
         [
             str(s["task"]),
             str(s["method"]),
-            _fmt(s.get("min")),
-            _fmt(s.get("max")),
-            _fmt(s.get("geomean")),
+            format_number(s.get("min")),
+            format_number(s.get("max")),
+            format_number(s.get("geomean")),
             f"{s.get('n', 0)} of {s.get('n_pairs', 0)}",
             str(s.get("n_extrapolated", 0)),
         ]
@@ -312,8 +314,8 @@ def task_result_table(transfer: Mapping, tasks: pd.DataFrame) -> dict:
                 with_interval(r["loss"], r.get("loss_lo"), r.get("loss_hi")),
                 f"{r.get('metric_name', '')} "
                 + with_interval(r.get("metric"), r.get("metric_lo"), r.get("metric_hi")),
-                _fmt(r.get("d_e")),
-                _fmt(r.get("d_t")),
+                format_number(r.get("d_e")),
+                format_number(r.get("d_t")),
                 str(r.get("reason") or ""),
             ]
         )

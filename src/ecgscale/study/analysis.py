@@ -1,14 +1,45 @@
-"""Fit the study's scaling laws from its results table: L(N) per D slice, L(D) per N slice."""
+"""Fit the study's scaling laws from its results table, and what they imply.
+
+:func:`analyse_study`: L(N) per D slice and L(D) per N slice, the joint law L(N, D),
+loss-to-loss laws (OOD vs ID probe loss), efficiency ratios (parameter efficiency between
+families, data efficiency SSL vs SL) and backtests. Everything the report shows is computed
+here; the report only reads the result.
+"""
 
 from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
-from ecgscale.laws import FitError, bootstrap, fit
+from ecgscale.laws import (
+    FitError,
+    FitResult,
+    backtest,
+    bootstrap,
+    data_efficiency,
+    fit,
+    parameter_efficiency,
+    predict_interval,
+)
 
 SLICES = {"N": ("n_params", "data_size"), "D": ("data_size", "target_params")}
+LEVEL = 0.95
+BAND_POINTS = 40
+N_GRID = 25
+MAX_SPREAD = 100.0
+"""A ratio is determined by the runs when its interval is finite, positive and spans at most
+this factor (hi / lo); wider ones are reported, flagged, not stated as findings."""
+PARADIGM_PAIR = ("sl", "ssl")
+"""Data efficiency compares D_B(L) / D_A(L) with A = SL and B = SSL."""
 
 
 def loss_metrics(wide: pd.DataFrame) -> list[str]:
@@ -18,52 +49,424 @@ def loss_metrics(wide: pd.DataFrame) -> list[str]:
     return ["pretrain_loss", *probe]
 
 
-def fit_study(
-    wide: pd.DataFrame, *, delta: float, n_bootstrap: int, seed: int = 0
-) -> tuple[list[dict], list[dict]]:
-    """Power-law fits for every (family, paradigm, metric, axis, slice) with enough points.
+def probe_metrics(wide: pd.DataFrame) -> list[str]:
+    """The probe-loss columns (ID first): the same units under every paradigm."""
+    return [m for m in loss_metrics(wide) if m.startswith("loss:")]
 
-    Returns (fits, gaps): each gap names a slice that could not be fitted and why. Bootstrap
-    intervals are computed when the fit has at least two degrees of freedom.
+
+def analyse_study(
+    wide: pd.DataFrame,
+    *,
+    delta: float,
+    n_bootstrap: int,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Everything ``fits.json`` holds about the pre-training runs.
+
+    Keys: ``fits`` (L(N) per D slice and L(D) per N slice for every family, paradigm and loss,
+    each with its 95% band ``band`` when bootstrapped) and ``gaps`` (slices not fitted, and
+    why), ``joint`` (L(N, D) per family, paradigm and probe metric), ``loss_to_loss`` (OOD vs
+    ID probe-loss laws per family and paradigm), ``efficiency`` (``parameter`` and ``data``
+    lists of ratio summaries, see :func:`efficiency_entries`), ``backtests`` (held-out
+    largest-N predictions) and ``analysis_gaps`` (``{what, reason}`` for every ratio, law or
+    backtest not made). Bootstrap intervals are computed for fits with at least two degrees of
+    freedom. The losses of each family × paradigm are fitted in ``workers`` processes (default:
+    one per CPU), with a progress bar if ``progress``; the result does not depend on
+    ``workers``.
     """
+    done = wide[wide["status"] == "done"]
+    metrics = loss_metrics(wide)
+    tasks = [
+        (str(family), str(paradigm), group, metric, "loss:id" in metrics)
+        for (family, paradigm), group in done.groupby(["family", "paradigm"], sort=True)
+        for metric in metrics
+    ]
+    workers = min(len(tasks), workers or os.cpu_count() or 1)
+    bar = tqdm(total=len(tasks), desc="laws", unit="fit", disable=not progress)
+    if workers <= 1:
+        parts = []
+        for task in tasks:
+            parts.append(_analyse_loss(*task, delta, n_bootstrap, seed))
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(_analyse_loss, *t, delta, n_bootstrap, seed) for t in tasks]
+            for _ in as_completed(futures):
+                bar.update()
+            parts = [future.result() for future in futures]
+    bar.close()
+    out: dict[str, Any] = {key: [] for key in ("fits", "gaps", "joint", "loss_to_loss")}
+    out |= {"backtests": [], "analysis_gaps": []}
+    results: dict[tuple, tuple[FitResult, np.ndarray]] = {}
+    joint_results: dict[tuple, FitResult] = {}
+    for part in parts:
+        for key in out:
+            out[key] += part[key]
+        results |= part["results"]
+        joint_results |= part["joint_results"]
+    gaps = out["analysis_gaps"]
+    efficiency = efficiency_entries(done, wide, results, joint_results, gaps)
+    if not n_bootstrap:
+        reason = "laws.n_bootstrap is 0, so no prediction interval can be made"
+        gaps.append({"what": "backtests", "reason": reason})
+    return {**out, "efficiency": efficiency}
+
+
+def _analyse_loss(
+    family: str,
+    paradigm: str,
+    group: pd.DataFrame,
+    metric: str,
+    has_id: bool,
+    delta: float,
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Everything fitted to one loss of one family × paradigm: its slice fits and, for a probe
+    loss, its joint law and backtest, and (an OOD loss, with ``has_id``) its loss-to-loss law."""
+    probe = [metric] if metric.startswith("loss:") else []
+    ood = ["loss:id", metric] if has_id and probe and metric != "loss:id" else []
+    args = (delta, n_bootstrap, seed)
+    gaps: list[dict] = []
     with threadpool_limits(1):  # scipy's BLAS threads only slow these tiny problems
-        return _fit_all(wide, delta=delta, n_bootstrap=n_bootstrap, seed=seed)
+        fits, fit_gaps, results = _slice_fits(family, paradigm, group, [metric], *args)
+        joint, joint_results = _joint_fits(family, paradigm, group, probe, *args, gaps)
+        l2l = _loss_to_loss_fits(family, paradigm, group, ood, *args, gaps)
+        backtests = _backtests(family, paradigm, group, probe, *args, gaps)
+    return {
+        "fits": fits,
+        "gaps": fit_gaps,
+        "results": results,
+        "joint": joint,
+        "joint_results": joint_results,
+        "loss_to_loss": l2l,
+        "backtests": backtests,
+        "analysis_gaps": gaps,
+    }
 
 
-def _fit_all(
-    wide: pd.DataFrame, *, delta: float, n_bootstrap: int, seed: int
-) -> tuple[list[dict], list[dict]]:
+def fit_with_intervals(
+    form: str, y: np.ndarray, n_bootstrap: int, delta: float, seed: int, **inputs: np.ndarray
+) -> FitResult:
+    """Fit ``form``; with ``n_bootstrap`` > 0 and at least two degrees of freedom, add its
+    bootstrap intervals and samples."""
+    result = fit(form, y, delta=delta, seed=seed, **inputs)
+    if n_bootstrap and result.dof >= 2:
+        result = bootstrap(
+            form, y, n_boot=n_bootstrap, seed=seed, delta=delta, full_fit=result, **inputs
+        )
+    return result
+
+
+def _band(result: FitResult, x: np.ndarray) -> dict | None:
+    """The 95% percentile band of the bootstrap curves over ``x``'s range (None without)."""
+    if result.samples is None or x.size == 0:
+        return None
+    grid = np.geomspace(x.min(), x.max(), BAND_POINTS)
+    lo, hi = predict_interval(result, ci=LEVEL, x=grid)
+    return {"x": grid.tolist(), "lo": lo.tolist(), "hi": hi.tolist(), "level": LEVEL}
+
+
+def _slice_fits(
+    family: str,
+    paradigm: str,
+    group: pd.DataFrame,
+    metrics: list[str],
+    delta: float,
+    n_bootstrap: int,
+    seed: int,
+) -> tuple[list[dict], list[dict], dict[tuple, tuple[FitResult, np.ndarray]]]:
+    """Power laws L(N) per D slice and L(D) per N slice of every loss, and the gaps."""
     fits: list[dict] = []
     gaps: list[dict] = []
-    done = wide[wide["status"] == "done"]
-    for (family, paradigm), group in done.groupby(["family", "paradigm"], sort=True):
-        for metric in loss_metrics(wide):
-            for axis, (x_col, slice_col) in SLICES.items():
-                for value, part in group.groupby(slice_col, sort=True):
-                    part = part[np.isfinite(part[metric].astype(float))]
-                    key = {
-                        "family": family,
-                        "paradigm": paradigm,
-                        "metric": metric,
-                        "x": axis,
-                        "slice": {slice_col: int(value)},
-                    }
-                    try:
-                        x = part[x_col].to_numpy(float)
-                        y = part[metric].to_numpy(float)
-                        result = fit("power", y, x=x, delta=delta, seed=seed)
-                        if n_bootstrap and result.dof >= 2:
-                            result = bootstrap(
-                                "power",
-                                y,
-                                x=x,
-                                n_boot=n_bootstrap,
-                                seed=seed,
-                                delta=delta,
-                                full_fit=result,
-                            )
-                    except FitError as err:
-                        gaps.append({**key, "reason": str(err)})
-                        continue
-                    fits.append({**key, **result.to_dict()})
-    return fits, gaps
+    results: dict[tuple, tuple[FitResult, np.ndarray]] = {}
+    for metric in metrics:
+        for axis, (x_col, slice_col) in SLICES.items():
+            for value, part in group.groupby(slice_col, sort=True):
+                part = part[np.isfinite(part[metric].astype(float))]
+                key = {
+                    "family": family,
+                    "paradigm": paradigm,
+                    "metric": metric,
+                    "x": axis,
+                    "slice": {slice_col: int(value)},
+                }
+                try:
+                    x = part[x_col].to_numpy(float)
+                    y = part[metric].to_numpy(float)
+                    result = fit_with_intervals("power", y, n_bootstrap, delta, seed, x=x)
+                except FitError as err:
+                    gaps.append({**key, "reason": str(err)})
+                    continue
+                results[(family, paradigm, metric, axis, int(value))] = (result, y)
+                fits.append({**key, **result.to_dict(), "band": _band(result, x)})
+    return fits, gaps, results
+
+
+def _joint_fits(
+    family: str,
+    paradigm: str,
+    group: pd.DataFrame,
+    metrics: list[str],
+    delta: float,
+    n_bootstrap: int,
+    seed: int,
+    gaps: list[dict],
+) -> tuple[list[dict], dict[tuple, FitResult]]:
+    """L(N, D) = E + A·N^−α + B·D^−β per family, paradigm and probe metric."""
+    out: list[dict] = []
+    results: dict[tuple, FitResult] = {}
+    for metric in metrics:
+        part = group[np.isfinite(group[metric].astype(float))]
+        key = {"family": family, "paradigm": paradigm, "metric": metric}
+        try:
+            y = part[metric].to_numpy(float)
+            n, d = part["n_params"].to_numpy(float), part["data_size"].to_numpy(float)
+            result = fit_with_intervals("joint", y, n_bootstrap, delta, seed, n=n, d=d)
+        except FitError as err:
+            gaps.append({"what": f"joint law {family}/{paradigm}/{metric}", "reason": str(err)})
+            continue
+        results[(family, paradigm, metric)] = result
+        out.append({**key, **result.to_dict()})
+    return out, results
+
+
+def _loss_to_loss_fits(
+    family: str,
+    paradigm: str,
+    group: pd.DataFrame,
+    metrics: list[str],
+    delta: float,
+    n_bootstrap: int,
+    seed: int,
+    gaps: list[dict],
+) -> list[dict]:
+    """OOD probe loss vs ID probe loss per family, paradigm and OOD set (loss_to_loss form)."""
+    out: list[dict] = []
+    if "loss:id" not in metrics:
+        return out
+    for metric in metrics:
+        if metric == "loss:id":
+            continue
+        values = group[["loss:id", metric]].astype(float)
+        values = values[np.isfinite(values).all(axis=1) & (values > 0).all(axis=1)]
+        name = metric.removeprefix("loss:")
+        key = {"family": family, "paradigm": paradigm, "eval_set": name, "metric": metric}
+        x, y = values["loss:id"].to_numpy(), values[metric].to_numpy()
+        try:
+            result = fit_with_intervals("loss_to_loss", y, n_bootstrap, delta, seed, x=x)
+        except FitError as err:
+            what = f"loss-to-loss law {family}/{paradigm}/{name}"
+            gaps.append({"what": what, "reason": str(err)})
+            continue
+        band = None
+        if result.samples is not None:
+            grid = np.linspace(x.min(), x.max(), BAND_POINTS)
+            lo, hi = predict_interval(result, ci=LEVEL, x=grid)
+            band = {"x": grid.tolist(), "lo": lo.tolist(), "hi": hi.tolist(), "level": LEVEL}
+        curve_x = np.linspace(x.min(), x.max(), BAND_POINTS)
+        curve = {"x": curve_x.tolist(), "y": result.predict(x=curve_x).tolist()}
+        out.append({**key, **result.to_dict(), "curve": curve, "band": band})
+    return out
+
+
+def _slice_from_joint(joint: FitResult, axis: str, at: float) -> FitResult:
+    """The power law L(N) at D = ``at`` (``axis="N"``) or L(D) at N = ``at`` of a joint fit,
+    its bootstrap samples mapped the same way: E' = E + B·at^−β, A, α (or E + A·at^−α, B, β)."""
+    p = joint.params
+    s = joint.samples
+    if axis == "N":
+        params = {"E": p["E"] + p["B"] * at ** -p["beta"], "A": p["A"], "alpha": p["alpha"]}
+        samples = None
+        if s is not None:
+            samples = np.column_stack([s[:, 0] + s[:, 3] * at ** -s[:, 4], s[:, 1], s[:, 2]])
+    else:
+        params = {"E": p["E"] + p["A"] * at ** -p["alpha"], "A": p["B"], "alpha": p["beta"]}
+        samples = None
+        if s is not None:
+            samples = np.column_stack([s[:, 0] + s[:, 1] * at ** -s[:, 2], s[:, 3], s[:, 4]])
+    return replace(joint, form="power", params=params, samples=samples, intervals=None)
+
+
+def _curve(
+    results: Mapping[tuple, tuple[FitResult, np.ndarray]],
+    joint: Mapping[tuple, FitResult],
+    done: pd.DataFrame,
+    key: tuple,
+    at_x: float,
+) -> tuple[FitResult, np.ndarray, str] | None:
+    """The curve of one slice for an efficiency ratio, its observed losses and its source.
+
+    The slice's own power-law fit when it has bootstrap samples; else the joint law at that
+    slice when it has them; else the slice's fit without interval; None without any fit.
+    """
+    family, paradigm, metric, axis, value = key
+    own = results.get(key)
+    if own is not None and own[0].samples is not None:
+        return own[0], own[1], "power law fitted to the slice"
+    law = joint.get((family, paradigm, metric))
+    x_col, slice_col = SLICES[axis]
+    part = done[(done["family"] == family) & (done["paradigm"] == paradigm)]
+    part = part[part[slice_col] == value]
+    y = part[metric].astype(float).to_numpy()
+    y = y[np.isfinite(y) & (y > 0)]
+    if law is not None and law.samples is not None and y.size >= 2:
+        return _slice_from_joint(law, axis, at_x), y, "joint law L(N, D) at the slice"
+    if own is not None:
+        return own[0], own[1], "power law fitted to the slice (no bootstrap: too few points)"
+    return None
+
+
+def efficiency_entries(
+    done: pd.DataFrame,
+    wide: pd.DataFrame,
+    results: Mapping[tuple, tuple[FitResult, np.ndarray]],
+    joint: Mapping[tuple, FitResult],
+    gaps: list[dict],
+) -> dict[str, list[dict]]:
+    """Parameter efficiency N_B(L)/N_A(L) between two families (per paradigm, probe metric and
+    D slice) and data efficiency D_SSL(L)/D_SL(L) (per family, probe metric and N slice).
+
+    Each entry is :func:`ecgscale.laws.efficiency_ratio`'s dict plus ``kind``, ``a``, ``b``,
+    ``metric``, ``paradigm`` or ``family``, ``slice`` and ``source`` (which curves).
+    """
+    out: dict[str, list[dict]] = {"parameter": [], "data": []}
+    metrics = probe_metrics(wide)
+    families = sorted(done["family"].astype(str).unique())
+    paradigms = sorted(done["paradigm"].astype(str).unique())
+    if not metrics:
+        reason = "no probe loss was measured"
+        gaps += [{"what": f"{k} efficiency", "reason": reason} for k in ("parameter", "data")]
+        return out
+    if len(families) < 2:
+        gaps.append(
+            {
+                "what": "parameter efficiency",
+                "reason": f"it compares two model families; the study has "
+                f"{' '.join(families) or 'none'} only",
+            }
+        )
+    else:
+        fam_a = families[0]
+        for fam_b in families[1:]:
+            for paradigm in paradigms:
+                for metric in metrics:
+                    for d in sorted(done["data_size"].unique()):
+                        key_a = (fam_a, paradigm, metric, "N", int(d))
+                        key_b = (fam_b, paradigm, metric, "N", int(d))
+                        entry = _ratio(
+                            "parameter", key_a, key_b, results, joint, done, float(d), gaps
+                        )
+                        if entry is not None:
+                            entry |= {"a": fam_a, "b": fam_b, "paradigm": paradigm}
+                            out["parameter"].append(entry | {"slice": {"data_size": int(d)}})
+    if not set(PARADIGM_PAIR) <= set(paradigms):
+        gaps.append(
+            {
+                "what": "data efficiency",
+                "reason": "it compares SSL with SL pre-training; the study has "
+                f"{' '.join(paradigms) or 'no'} runs only",
+            }
+        )
+    else:
+        par_a, par_b = PARADIGM_PAIR
+        for family in families:
+            for metric in metrics:
+                for n in sorted(done["target_params"].unique()):
+                    key_a = (family, par_a, metric, "D", int(n))
+                    key_b = (family, par_b, metric, "D", int(n))
+                    # the joint law's N is the measured one: take the slice's mean
+                    sel = done[(done["family"] == family) & (done["target_params"] == n)]
+                    at = float(sel["n_params"].mean())
+                    entry = _ratio("data", key_a, key_b, results, joint, done, at, gaps)
+                    if entry is not None:
+                        entry |= {"a": par_a, "b": par_b, "family": family}
+                        out["data"].append(entry | {"slice": {"target_params": int(n)}})
+    return out
+
+
+def _ratio(
+    kind: str,
+    key_a: tuple,
+    key_b: tuple,
+    results: Mapping[tuple, tuple[FitResult, np.ndarray]],
+    joint: Mapping[tuple, FitResult],
+    done: pd.DataFrame,
+    at: float,
+    gaps: list[dict],
+) -> dict | None:
+    """One efficiency ratio between the curves of two slices, or a gap."""
+    what = f"{kind} efficiency {key_a[0]}/{key_a[1]} vs {key_b[0]}/{key_b[1]}, {key_a[2]}, "
+    what += f"{'D' if key_a[3] == 'N' else 'N'} = {key_a[4]}"
+    curve_a = _curve(results, joint, done, key_a, at)
+    curve_b = _curve(results, joint, done, key_b, at)
+    if curve_a is None or curve_b is None:
+        gaps.append({"what": what, "reason": "a fitted curve is missing on one side"})
+        return None
+    (fit_a, y_a, src_a), (fit_b, y_b, src_b) = curve_a, curve_b
+    ratio = parameter_efficiency if kind == "parameter" else data_efficiency
+    try:
+        entry = ratio(fit_a, fit_b, y_a=y_a, y_b=y_b, n_grid=N_GRID, level=LEVEL)
+    except ValueError as err:
+        gaps.append({"what": what, "reason": str(err)})
+        return None
+    if entry["geomean"] is None or not np.isfinite(entry["geomean"]):
+        alphas = f"α = {fit_a.params['alpha']:.3g} and {fit_b.params['alpha']:.3g}"
+        reason = f"a curve does not fall over the shared losses ({alphas}), so no ratio exists"
+        gaps.append({"what": what, "reason": reason})
+        return None
+    source = src_a if src_a == src_b else f"A: {src_a}; B: {src_b}"
+    determined = is_determined(entry.get("geomean_lo"), entry.get("geomean_hi"))
+    return {"kind": kind, "metric": key_a[2], "source": source, "determined": determined, **entry}
+
+
+def is_determined(lo: object, hi: object) -> bool:
+    """Whether an interval pins a ratio down: finite, positive, at most :data:`MAX_SPREAD`
+    wide (as a factor)."""
+    try:
+        lo, hi = float(lo), float(hi)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return bool(0 < lo <= hi < np.inf and hi / lo <= MAX_SPREAD)
+
+
+def _backtests(
+    family: str,
+    paradigm: str,
+    group: pd.DataFrame,
+    metrics: list[str],
+    delta: float,
+    n_bootstrap: int,
+    seed: int,
+    gaps: list[dict],
+) -> list[dict]:
+    """Fit the joint law without the largest N of each family, paradigm and probe metric and
+    predict the held-out runs (prediction intervals need ``n_bootstrap`` > 0)."""
+    out: list[dict] = []
+    if not n_bootstrap:  # analyse_study states this gap once
+        return out
+    for metric in metrics:
+        part = group[np.isfinite(group[metric].astype(float))]
+        key = {"family": family, "paradigm": paradigm, "metric": metric, "form": "joint"}
+        try:
+            result = backtest(
+                "joint",
+                part[metric].to_numpy(float),
+                n=part["n_params"].to_numpy(float),
+                d=part["data_size"].to_numpy(float),
+                hold_out="largest",
+                by="n",
+                k=1,
+                level=LEVEL,
+                n_boot=n_bootstrap,
+                seed=seed,
+                delta=delta,
+            )
+        except (FitError, ValueError) as err:
+            gaps.append({"what": f"backtest {family}/{paradigm}/{metric}", "reason": str(err)})
+            continue
+        out.append({**key, **result})
+    return out

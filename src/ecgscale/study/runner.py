@@ -14,10 +14,12 @@ Study folder::
 from __future__ import annotations
 
 import json
+import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
@@ -26,8 +28,9 @@ from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
 from ecgscale.evaluate.tasks import task_rows
-from ecgscale.evaluate.transfer import transfer_analysis
-from ecgscale.study.analysis import fit_study
+from ecgscale.evaluate.transfer import RATIO_KEYS, transfer_analysis
+from ecgscale.laws import transfer_efficiency
+from ecgscale.study.analysis import analyse_study, is_determined
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
@@ -270,13 +273,25 @@ def study_tables(study_dir: Path) -> dict[str, pd.DataFrame]:
     }
 
 
-def fit_laws(study_dir: Path) -> Path:
-    """Fit the study's laws and its transfer analysis from ``results.sqlite``; write and
-    return ``fits.json``."""
+def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = False) -> Path:
+    """Fit the study's laws, their efficiency ratios and backtests, and its transfer analysis
+    from ``results.sqlite``; write and return ``fits.json``.
+
+    Keys: ``fits``, ``gaps``, ``joint``, ``loss_to_loss``, ``efficiency`` (``parameter``,
+    ``data`` and ``transfer`` lists), ``backtests``, ``analysis_gaps`` (see
+    :func:`ecgscale.study.analysis.analyse_study`) and ``transfer``.
+    """
     spec = load_spec(Path(study_dir) / "spec.yaml")
     tables = study_tables(study_dir)
-    fits, gaps = fit_study(tables["runs"], delta=spec.laws.delta, n_bootstrap=spec.laws.n_bootstrap)
+    content = analyse_study(
+        tables["runs"],
+        delta=spec.laws.delta,
+        n_bootstrap=spec.laws.n_bootstrap,
+        workers=workers,
+        progress=progress,
+    )
     transfer = None
+    content["efficiency"]["transfer"] = []
     if spec.tasks:
         with threadpool_limits(1):
             transfer = transfer_analysis(
@@ -286,9 +301,70 @@ def fit_laws(study_dir: Path) -> Path:
                 delta=spec.laws.delta,
                 n_boot=spec.laws.n_bootstrap,
             )
+        content["efficiency"]["transfer"] = _transfer_efficiency(transfer, content)
+    else:
+        content["analysis_gaps"].append(
+            {"what": "transfer efficiency", "reason": "the spec has no unseen task"}
+        )
+    content = {**_json_safe(content), "transfer": transfer}
     path = Path(study_dir) / "fits.json"
-    path.write_text(json.dumps({"fits": fits, "gaps": gaps, "transfer": transfer}, indent=1))
+    path.write_text(json.dumps(content, indent=1))
     return path
+
+
+def _transfer_efficiency(transfer: dict, content: dict) -> list[dict]:
+    """D_E(SSL) / D_E(SL) per task and method with intervals, and the D_F and task-loss
+    ranges of the pairs it summarises."""
+    eff = pd.DataFrame(transfer.get("effective") or [])
+    out: list[dict] = []
+    if eff.empty or not {"sl", "ssl"} <= set(eff.get("paradigm", pd.Series()).astype(str)):
+        content["analysis_gaps"].append(
+            {"what": "transfer efficiency", "reason": "it needs effective data of SSL and SL"}
+        )
+        return out
+    for (task, method), part in eff.groupby(["task", "method"], sort=True):
+        try:
+            summary = transfer_efficiency(part, n_boot=1000)
+        except ValueError as err:
+            what = f"transfer efficiency {task}/{method}"
+            content["analysis_gaps"].append({"what": what, "reason": str(err)})
+            continue
+        pairs = pd.DataFrame(summary.pop("pairs"))
+        used = pairs[
+            np.isfinite(pairs["ratio"].astype(float))
+            & (pairs["ratio"].astype(float) > 0)
+            & ~pairs["extrapolated"].astype(bool)
+        ]
+        d_f = [float(used["d_f"].min()), float(used["d_f"].max())] if len(used) else None
+        losses = part.merge(used[RATIO_KEYS], on=RATIO_KEYS)["loss"].astype(float)
+        loss_range = [float(losses.min()), float(losses.max())] if len(losses) else None
+        out.append(
+            {
+                "kind": "transfer",
+                "task": str(task),
+                "method": str(method),
+                "d_f_range": d_f,
+                "loss_range": loss_range,
+                **summary,
+                "determined": is_determined(
+                    summary.get("geomean_boot_lo"), summary.get("geomean_boot_hi")
+                ),
+            }
+        )
+    return out
+
+
+def _json_safe(value):
+    """``value`` with NaN replaced by None and ±inf by ``"inf"``/``"-inf"`` (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
 
 
 def _software() -> dict[str, str]:
@@ -308,7 +384,8 @@ def _software() -> dict[str, str]:
 
 
 def write_report(study_dir: Path) -> Path:
-    """Render ``report.html`` from the results, the fits and the spec."""
+    """Render ``report.html`` (and ``figures/*.png``, ``*.svg``) from the results, ``fits.json``
+    (laws, efficiency ratios, backtests, transfer analysis) and the spec; fits nothing."""
     from ecgscale.report import render_report
 
     study_dir = Path(study_dir)
@@ -338,6 +415,7 @@ def write_report(study_dir: Path) -> Path:
         meta=meta,
         task_results=tables["tasks"],
         transfer=content.get("transfer"),
+        analysis=content,
     )
 
 
@@ -347,5 +425,5 @@ def run_study(
     """The whole study: data → training and evaluation → laws → report. Returns the report."""
     prepare_data(spec, study_dir, progress=progress)
     train_runs(spec, study_dir, progress=progress, retry_failed=retry_failed)
-    fit_laws(study_dir)
+    fit_laws(study_dir, progress=progress)
     return write_report(study_dir)

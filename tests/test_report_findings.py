@@ -1,0 +1,157 @@
+"""Efficiency ratios, backtests and gaps in the report, from a synthetic results table:
+``analyse_study`` (what fits.json holds) → ``render_report``; and escaping of untrusted names."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from test_report import PAYLOAD, make_study
+
+from ecgscale.report import render_report
+from ecgscale.report.findings import efficiency_findings, efficiency_table
+from ecgscale.report.tasks import format_number
+from ecgscale.study.analysis import analyse_study, is_determined
+
+N_BOOT = 8
+
+
+def _wide(runs: pd.DataFrame, evals: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """The runs with a ``loss:<set>`` column per evaluation set (1% multiplicative noise)."""
+    rng = np.random.default_rng(seed)
+    evals = evals.assign(loss=evals["loss"] * np.exp(rng.normal(0, 0.01, len(evals))))
+    losses = evals.pivot(index="run_id", columns="eval_set", values="loss")
+    losses.columns = [f"loss:{c}" for c in losses.columns]
+    return runs.merge(losses, left_on="run_id", right_index=True, how="left"), evals
+
+
+def _report(tmp_path: Path, families, paradigms, ood_sets, title="study") -> tuple[dict, str]:
+    runs, evals, _ = make_study(families=families, paradigms=paradigms, ood_sets=ood_sets)
+    wide, evals = _wide(runs, evals)
+    content = analyse_study(wide, delta=1e-3, n_bootstrap=N_BOOT)
+    content = json.loads(json.dumps(content))  # as the report reads it from fits.json
+    path = render_report(
+        runs,
+        evals,
+        content["fits"],
+        spec_text=f"name: {title}\n",
+        out_dir=tmp_path,
+        title=title,
+        analysis=content,
+    )
+    return content, path.read_text(encoding="utf-8")
+
+
+def test_untrusted_set_and_study_names_are_escaped(tmp_path: Path) -> None:
+    content, html = _report(tmp_path, ("resnet",), ("sl", "ssl"), (PAYLOAD,), title=PAYLOAD)
+    assert content["efficiency"]["data"], "the payload set should reach the efficiency table"
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # title, spec, summary, figure captions, efficiency sentences and table cells
+    assert html.count("&lt;script&gt;alert") >= 6
+    assert len(re.findall(r"<script>", html)) == 1  # only the inline sort script
+    for path in (tmp_path / "figures").iterdir():
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+", path.name), path.name
+
+
+def test_one_paradigm_states_the_gaps(tmp_path: Path) -> None:
+    content, html = _report(tmp_path, ("resnet", "transformer"), ("ssl",), ("ptbxl_like",))
+    assert content["efficiency"]["data"] == []
+    assert content["efficiency"]["parameter"]
+    assert "Data efficiency is not available." in html
+    assert "Not made: data efficiency (it compares SSL with SL pre-training; the study has ssl" in (
+        html
+    )
+    assert "<h2>Efficiency</h2>" in html and "<h2>Backtests</h2>" in html
+
+
+def test_one_family_no_bootstrap_and_failed_run(tmp_path: Path) -> None:
+    runs, evals, _ = make_study(families=("resnet",), paradigms=("sl",), ood_sets=("b",))
+    runs.loc[0, ["status", "pretrain_loss"]] = ["failed", np.nan]
+    wide, evals = _wide(runs, evals)
+    content = analyse_study(wide, delta=1e-3, n_bootstrap=0)
+    html = render_report(
+        runs, evals, content["fits"], spec_text="", out_dir=tmp_path, analysis=content
+    ).read_text()
+    assert "Parameter efficiency is not available." in html
+    assert "Not made: parameter efficiency (it compares two model families" in html
+    assert "Not made: backtests (laws.n_bootstrap is 0" in html
+    assert "No backtest could be made." in html
+
+
+def test_synthetic_efficiency_and_backtests(tmp_path: Path) -> None:
+    content, html = _report(tmp_path, ("resnet", "transformer"), ("sl", "ssl"), ("ptbxl_like",))
+    param = content["efficiency"]["parameter"]
+    assert {e["metric"] for e in param} == {"loss:id", "loss:ptbxl_like"}
+    for entry in param + content["efficiency"]["data"]:
+        lo, hi = entry["loss_range"]
+        assert 0 < lo < hi
+        for stat in ("min", "max", "geomean"):
+            assert 0 < entry[f"{stat}_lo"] <= entry[f"{stat}_hi"], (stat, entry)
+    # transformer's loss is offset upwards: it needs more parameters for the same loss
+    assert all(e["geomean"] > 1 for e in param)
+    assert all(e["determined"] for e in param)
+    assert "not determined by these runs" not in html
+    assert content["backtests"] and all(b["points"] for b in content["backtests"])
+    assert "the parameters of resnet models for the same ptbxl_like probe loss" in html
+    assert "95% CI" in html and "over losses" in html
+    assert "lie inside their 95% prediction interval" in html
+    figures = {p.name for p in (tmp_path / "figures").iterdir()}
+    for stem in ("backtests", "loss_to_loss", "ood_loss_vs_D_ptbxl_like", "id_loss_vs_N"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= figures
+
+
+def test_ratios_the_runs_do_not_determine_are_flagged_not_stated() -> None:
+    base = {
+        "a": "resnet",
+        "b": "transformer",
+        "paradigm": "sl",
+        "metric": "loss:id",
+        "quantity": "N",
+        "slice": {"data_size": 100},
+        "loss_range": [0.2, 0.3],
+        "n_samples": 50,
+        "level": 0.95,
+        "min": 1.5,
+        "max": 2.5,
+        "geomean": 2.0,
+    }
+    sharp = {
+        **base,
+        "geomean_lo": 1.6,
+        "geomean_hi": 2.6,
+        "min_lo": 1.1,
+        "min_hi": 1.9,
+        "max_lo": 2.0,
+        "max_hi": 3.0,
+    }
+    loose = {
+        **sharp,
+        "slice": {"data_size": 400},
+        "geomean": 6.6e-154,
+        "geomean_lo": 0.0,
+        "geomean_hi": float("inf"),
+    }
+    sharp["determined"] = is_determined(sharp["geomean_lo"], sharp["geomean_hi"])
+    loose["determined"] = is_determined(loose["geomean_lo"], loose["geomean_hi"])
+    assert (sharp["determined"], loose["determined"]) == (True, False)
+    assert not is_determined(0.01, 2.0) and not is_determined(None, 1.0)
+    sentences = efficiency_findings({"parameter": [sharp, loose]})
+    # the largest slice is undetermined: the finding is stated at the largest determined one
+    assert sentences[0].startswith("Under sl pre-training at D = 100, transformer models need")
+    assert "geometric mean 2×, 95% CI 1.6–2.6" in sentences[0]
+    assert sentences[1].startswith("1 of 2 parameter-efficiency ratios are not determined")
+    assert not any("6.6e-154" in s for s in sentences)
+    rows = efficiency_table({"parameter": [sharp, loose]})["rows"]
+    assert [r[-2] for r in rows] == ["yes", "no (interval > 100×)"]
+    assert rows[1][-3] == "6.6e-154× [0, ∞]"
+
+
+def test_numbers_beyond_a_billion_are_written_in_scientific_notation() -> None:
+    assert format_number(2.59e37) == "2.59e+37"
+    assert format_number(12345.0) == "12,345"
+    assert format_number(0.000123) == "0.000123"
+    assert format_number(float("nan")) == "—"
