@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: study test lint setup
+.PHONY: study test lint setup browser
 
 setup: $(VENV)/.installed
 
@@ -19,8 +19,20 @@ $(VENV)/.installed: pyproject.toml
 study: setup
 	$(BIN)/ecgscale study $(ARGS)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# Headless Chromium for tests/test_report_browser.py: the Debian packages chromium and
+# chromium-driver, installed when missing if we may (root with apt-get); else that test skips.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing chromium and chromium-driver (Debian packages) for the browser test"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	  || echo "apt-get failed: the browser test will skip"; \
+	else echo "No chromium/chromedriver (and not root with apt-get): the browser test will skip"; \
+	fi
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
