@@ -174,13 +174,13 @@ class Plan:
             f"plan of study {self.study!r}: {t['runs']} pre-training runs, {t['scratch']} "
             "from-scratch task models",
             f"{'run_id':<{width}}  {'family':<11} {'par':<3} {'target':>6} {'params':>12} "
-            f"{'D':>7} {'seed':>4} {'batch':>5} {'steps':>5} {'FLOPs':>7} {'time':>8} "
+            f"{'D':>9} {'seed':>4} {'batch':>5} {'steps':>5} {'FLOPs':>7} {'time':>8} "
             f"{unit:>8}{'  status' if t['jobs_done'] else ''}",
         ]
         for r in runs.itertuples():
             out.append(
                 f"{r.job_id:<{width}}  {r.family:<11} {r.paradigm:<3} "
-                f"{human(r.target_params):>6} {r.n_params:>12,} {r.data_size:>7,} {r.seed:>4} "
+                f"{human(r.target_params):>6} {r.n_params:>12,} {r.data_size:>9,} {r.seed:>4} "
                 f"{r.batch_size:>5} {r.max_steps:>5} {human(r.flops):>7} "
                 f"{duration(r.hours):>8} {r.device_hours:>8.3g}"
                 + (f"  {r.status}" if t["jobs_done"] else "")
