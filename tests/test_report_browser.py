@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tiny import TINY_PROBE, TINY_TRAIN, overrides
 
 from ecgscale.study.runner import run_study
 from ecgscale.study.spec import load_spec
@@ -28,15 +29,8 @@ DEMO_OVERRIDES = [
     "data.n_ood_records=40",
     "models.sizes=[20000, 30000, 40000]",
     "data_sizes=[100, 200]",
-    "train.batch_size=16",
-    "train.max_steps=4",
-    "train.eval_every=2",
-    "train.warmup_steps=1",
-    "train.val_records=32",
-    "eval.probe_records=80",
-    "eval.probe_val_records=40",
-    "eval.test_records=60",
-    "eval.l2_grid=[0.01, 1.0]",
+    *overrides("train", TINY_TRAIN),
+    *overrides("eval", TINY_PROBE),
     "eval.n_boot=10",
     "laws.n_bootstrap=0",
     "executor.workers=2",

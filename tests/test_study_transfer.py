@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from tiny import TINY_PROBE, TINY_TRAIN, overrides
 
 from ecgscale.cli import main
 from ecgscale.data.schema import LABELS
@@ -29,15 +30,8 @@ SHRINK = [
     "models.families=[resnet]",
     "models.sizes=[20000, 40000]",
     "data_sizes=[100, 200]",
-    "train.batch_size=16",
-    "train.max_steps=4",
-    "train.eval_every=2",
-    "train.warmup_steps=1",
-    "train.val_records=32",
-    "eval.probe_records=80",
-    "eval.probe_val_records=40",
-    "eval.test_records=60",
-    "eval.l2_grid=[0.01, 1.0]",
+    *overrides("train", TINY_TRAIN),
+    *overrides("eval", TINY_PROBE),
     "eval.n_boot=50",
     "transfer.train={max_steps: 4, eval_every: 2}",
     "laws.n_bootstrap=20",

@@ -1,5 +1,7 @@
 """Settings of the tiny studies the tests run (100 Hz × 2.5 s records, a few steps)."""
 
+import json
+
 TINY_DATA = {"fs": 100, "n_samples": 250, "n_records": 400, "n_ood_records": 40}
 """A small synthetic store: 400 ID records, 40 per OOD site."""
 
@@ -21,6 +23,20 @@ TINY_EVAL = {
 """Small probe and test sets, two L2 values."""
 
 
+TINY_PROBE = {
+    "probe_records": 80,
+    "probe_val_records": 40,
+    "test_records": 60,
+    "l2_grid": [0.01, 1.0],
+}
+"""Probe and test sets of a tiny study with a few hundred records."""
+
+
+def overrides(section: str, values: dict) -> list[str]:
+    """``--set`` overrides (``section.key=value``) for ``values``."""
+    return [f"{section}.{key}={json.dumps(value)}" for key, value in values.items()]
+
+
 TINY_STUDY = {
     "name": "tiny",
     "data": {
@@ -34,12 +50,7 @@ TINY_STUDY = {
     "paradigms": ["sl", "ssl"],
     "data_sizes": [100, 200, 400],
     "train": TINY_TRAIN,
-    "eval": {
-        "probe_records": 80,
-        "probe_val_records": 40,
-        "test_records": 60,
-        "l2_grid": [0.01, 1.0],
-    },
+    "eval": TINY_PROBE,
     "executor": {"workers": 2},
     "laws": {"n_bootstrap": 20},
 }

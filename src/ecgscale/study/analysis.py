@@ -12,7 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,18 @@ def probe_metrics(wide: pd.DataFrame) -> list[str]:
     return [m for m in loss_metrics(wide) if m.startswith("loss:")]
 
 
+@dataclass(frozen=True)
+class Group:
+    """The finished runs of one family × paradigm, and how their laws are fitted."""
+
+    family: str
+    paradigm: str
+    rows: pd.DataFrame
+    delta: float
+    n_bootstrap: int
+    seed: int
+
+
 def analyse_study(
     wide: pd.DataFrame,
     *,
@@ -78,22 +90,22 @@ def analyse_study(
     """
     done = wide[wide["status"] == "done"]
     metrics = loss_metrics(wide)
-    tasks = [
-        (str(family), str(paradigm), group, metric, "loss:id" in metrics)
-        for (family, paradigm), group in done.groupby(["family", "paradigm"], sort=True)
-        for metric in metrics
+    groups = [
+        Group(str(family), str(paradigm), rows, delta, n_bootstrap, seed)
+        for (family, paradigm), rows in done.groupby(["family", "paradigm"], sort=True)
     ]
+    tasks = [(g, metric, "loss:id" in metrics) for g in groups for metric in metrics]
     workers = min(len(tasks), workers or os.cpu_count() or 1)
     bar = tqdm(total=len(tasks), desc="laws", unit="fit", disable=not progress)
     if workers <= 1:
         parts = []
         for task in tasks:
-            parts.append(_analyse_loss(*task, delta, n_bootstrap, seed))
+            parts.append(_analyse_loss(*task))
             bar.update()
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(_analyse_loss, *t, delta, n_bootstrap, seed) for t in tasks]
+            futures = [pool.submit(_analyse_loss, *task) for task in tasks]
             for _ in as_completed(futures):
                 bar.update()
             parts = [future.result() for future in futures]
@@ -115,27 +127,17 @@ def analyse_study(
     return {**out, "efficiency": efficiency}
 
 
-def _analyse_loss(
-    family: str,
-    paradigm: str,
-    group: pd.DataFrame,
-    metric: str,
-    has_id: bool,
-    delta: float,
-    n_bootstrap: int,
-    seed: int,
-) -> dict[str, Any]:
+def _analyse_loss(g: Group, metric: str, has_id: bool) -> dict[str, Any]:
     """Everything fitted to one loss of one family × paradigm: its slice fits and, for a probe
     loss, its joint law and backtest, and (an OOD loss, with ``has_id``) its loss-to-loss law."""
     probe = [metric] if metric.startswith("loss:") else []
     ood = ["loss:id", metric] if has_id and probe and metric != "loss:id" else []
-    args = (delta, n_bootstrap, seed)
     gaps: list[dict] = []
     with threadpool_limits(1):  # scipy's BLAS threads only slow these tiny problems
-        fits, fit_gaps, results = _slice_fits(family, paradigm, group, [metric], *args)
-        joint, joint_results = _joint_fits(family, paradigm, group, probe, *args, gaps)
-        l2l = _loss_to_loss_fits(family, paradigm, group, ood, *args, gaps)
-        backtests = _backtests(family, paradigm, group, probe, *args, gaps)
+        fits, fit_gaps, results = _slice_fits(g, [metric])
+        joint, joint_results = _joint_fits(g, probe, gaps)
+        l2l = _loss_to_loss_fits(g, ood, gaps)
+        backtests = _backtests(g, probe, gaps)
     return {
         "fits": fits,
         "gaps": fit_gaps,
@@ -148,15 +150,13 @@ def _analyse_loss(
     }
 
 
-def fit_with_intervals(
-    form: str, y: np.ndarray, n_bootstrap: int, delta: float, seed: int, **inputs: np.ndarray
-) -> FitResult:
-    """Fit ``form``; with ``n_bootstrap`` > 0 and at least two degrees of freedom, add its
+def fit_with_intervals(form: str, y: np.ndarray, g: Group, **inputs: np.ndarray) -> FitResult:
+    """Fit ``form``; with ``g.n_bootstrap`` > 0 and at least two degrees of freedom, add its
     bootstrap intervals and samples."""
-    result = fit(form, y, delta=delta, seed=seed, **inputs)
-    if n_bootstrap and result.dof >= 2:
+    result = fit(form, y, delta=g.delta, seed=g.seed, **inputs)
+    if g.n_bootstrap and result.dof >= 2:
         result = bootstrap(
-            form, y, n_boot=n_bootstrap, seed=seed, delta=delta, full_fit=result, **inputs
+            form, y, n_boot=g.n_bootstrap, seed=g.seed, delta=g.delta, full_fit=result, **inputs
         )
     return result
 
@@ -171,15 +171,10 @@ def _band(result: FitResult, x: np.ndarray) -> dict | None:
 
 
 def _slice_fits(
-    family: str,
-    paradigm: str,
-    group: pd.DataFrame,
-    metrics: list[str],
-    delta: float,
-    n_bootstrap: int,
-    seed: int,
+    g: Group, metrics: list[str]
 ) -> tuple[list[dict], list[dict], dict[tuple, tuple[FitResult, np.ndarray]]]:
     """Power laws L(N) per D slice and L(D) per N slice of every loss, and the gaps."""
+    family, paradigm, group = g.family, g.paradigm, g.rows
     fits: list[dict] = []
     gaps: list[dict] = []
     results: dict[tuple, tuple[FitResult, np.ndarray]] = {}
@@ -197,7 +192,7 @@ def _slice_fits(
                 try:
                     x = part[x_col].to_numpy(float)
                     y = part[metric].to_numpy(float)
-                    result = fit_with_intervals("power", y, n_bootstrap, delta, seed, x=x)
+                    result = fit_with_intervals("power", y, g, x=x)
                 except FitError as err:
                     gaps.append({**key, "reason": str(err)})
                     continue
@@ -207,16 +202,10 @@ def _slice_fits(
 
 
 def _joint_fits(
-    family: str,
-    paradigm: str,
-    group: pd.DataFrame,
-    metrics: list[str],
-    delta: float,
-    n_bootstrap: int,
-    seed: int,
-    gaps: list[dict],
+    g: Group, metrics: list[str], gaps: list[dict]
 ) -> tuple[list[dict], dict[tuple, FitResult]]:
     """L(N, D) = E + A·N^−α + B·D^−β per family, paradigm and probe metric."""
+    family, paradigm, group = g.family, g.paradigm, g.rows
     out: list[dict] = []
     results: dict[tuple, FitResult] = {}
     for metric in metrics:
@@ -225,7 +214,7 @@ def _joint_fits(
         try:
             y = part[metric].to_numpy(float)
             n, d = part["n_params"].to_numpy(float), part["data_size"].to_numpy(float)
-            result = fit_with_intervals("joint", y, n_bootstrap, delta, seed, n=n, d=d)
+            result = fit_with_intervals("joint", y, g, n=n, d=d)
         except FitError as err:
             gaps.append({"what": f"joint law {family}/{paradigm}/{metric}", "reason": str(err)})
             continue
@@ -234,17 +223,9 @@ def _joint_fits(
     return out, results
 
 
-def _loss_to_loss_fits(
-    family: str,
-    paradigm: str,
-    group: pd.DataFrame,
-    metrics: list[str],
-    delta: float,
-    n_bootstrap: int,
-    seed: int,
-    gaps: list[dict],
-) -> list[dict]:
+def _loss_to_loss_fits(g: Group, metrics: list[str], gaps: list[dict]) -> list[dict]:
     """OOD probe loss vs ID probe loss per family, paradigm and OOD set (loss_to_loss form)."""
+    family, paradigm, group = g.family, g.paradigm, g.rows
     out: list[dict] = []
     if "loss:id" not in metrics:
         return out
@@ -257,7 +238,7 @@ def _loss_to_loss_fits(
         key = {"family": family, "paradigm": paradigm, "eval_set": name, "metric": metric}
         x, y = values["loss:id"].to_numpy(), values[metric].to_numpy()
         try:
-            result = fit_with_intervals("loss_to_loss", y, n_bootstrap, delta, seed, x=x)
+            result = fit_with_intervals("loss_to_loss", y, g, x=x)
         except FitError as err:
             what = f"loss-to-loss law {family}/{paradigm}/{name}"
             gaps.append({"what": what, "reason": str(err)})
@@ -433,20 +414,12 @@ def is_determined(lo: object, hi: object) -> bool:
     return bool(0 < lo <= hi < np.inf and hi / lo <= MAX_SPREAD)
 
 
-def _backtests(
-    family: str,
-    paradigm: str,
-    group: pd.DataFrame,
-    metrics: list[str],
-    delta: float,
-    n_bootstrap: int,
-    seed: int,
-    gaps: list[dict],
-) -> list[dict]:
+def _backtests(g: Group, metrics: list[str], gaps: list[dict]) -> list[dict]:
     """Fit the joint law without the largest N of each family, paradigm and probe metric and
     predict the held-out runs (prediction intervals need ``n_bootstrap`` > 0)."""
+    family, paradigm, group = g.family, g.paradigm, g.rows
     out: list[dict] = []
-    if not n_bootstrap:  # analyse_study states this gap once
+    if not g.n_bootstrap:  # analyse_study states this gap once
         return out
     for metric in metrics:
         part = group[np.isfinite(group[metric].astype(float))]
@@ -461,9 +434,9 @@ def _backtests(
                 by="n",
                 k=1,
                 level=LEVEL,
-                n_boot=n_bootstrap,
-                seed=seed,
-                delta=delta,
+                n_boot=g.n_bootstrap,
+                seed=g.seed,
+                delta=g.delta,
             )
         except (FitError, ValueError) as err:
             gaps.append({"what": f"backtest {family}/{paradigm}/{metric}", "reason": str(err)})
