@@ -1,15 +1,15 @@
 """Shared test set-up: one BLAS thread (tiny problems, 2 cores), the shared-data fixture and
-the tiny whole study that several test modules read."""
+the tiny demo study that several test modules read."""
 
 from pathlib import Path
 
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
-from tiny import TINY_STUDY
+from tiny import TINY_DEMO
 
 from ecgscale.study.runner import run_study
-from ecgscale.study.spec import StudySpec, parse_spec
+from ecgscale.study.spec import StudySpec, load_spec
 
 threadpool_limits(1)
 torch.set_num_threads(1)  # tiny models; two threads on a shared 2-core machine thrash
@@ -27,7 +27,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> tuple[StudySpec, Path, Path]:
-    """``TINY_STUDY`` run once per session: (spec, study folder, report path)."""
-    spec = parse_spec(TINY_STUDY)
+    """The demo shrunk by ``TINY_DEMO``, run once per session: (spec, folder, report path)."""
+    spec = load_spec(None, TINY_DEMO)
     out = tmp_path_factory.mktemp("tiny_study")
     return spec, out, run_study(spec, out, progress=False)

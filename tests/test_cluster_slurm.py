@@ -87,7 +87,9 @@ def local_tables(shared_store, tmp_path_factory):
     return run_study(small_spec(shared_store), tmp_path_factory.mktemp("local"))
 
 
-@pytest.mark.parametrize("backend", ["local", "debug"])
+# debug (in-process) in the default run; the local backend's task processes are exercised by
+# the pre-emption and killed-task tests below
+@pytest.mark.parametrize("backend", [pytest.param("local", marks=pytest.mark.slow), "debug"])
 def test_same_results_as_local_executor(backend, local_tables, shared_store, tmp_path):
     spec = small_spec(shared_store, {"kind": "slurm", "slurm": {"backend": backend}})
     got = run_study(spec, tmp_path)

@@ -255,7 +255,8 @@ def _ingest_cmd(store: Path, source: list[str]) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("kind", ["synthetic", "code15"])
+# code15 in the default run; the synthetic source goes through the same units and resume
+@pytest.mark.parametrize("kind", [pytest.param("synthetic", marks=pytest.mark.slow), "code15"])
 def test_sigkill_halfway_then_resume_equals_uninterrupted(tmp_path, kind, request):
     if kind == "code15":
         folder = request.getfixturevalue("code15_folder")

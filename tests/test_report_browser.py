@@ -14,32 +14,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tiny import TINY_PROBE, TINY_TRAIN, overrides
-
-from ecgscale.study.runner import run_study
-from ecgscale.study.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# The embedded demo (both families and paradigms, its three OOD sites, both unseen tasks and
-# the from-scratch transfer models), shrunk to a few seconds of training.
-DEMO_OVERRIDES = [
-    "data.n_samples=250",
-    "data.n_records=600",
-    "data.n_ood_records=40",
-    "models.sizes=[20000, 30000, 40000]",
-    "data_sizes=[100, 200]",
-    *overrides("train", TINY_TRAIN),
-    *overrides("eval", TINY_PROBE),
-    "eval.n_boot=10",
-    "laws.n_bootstrap=0",
-    "executor.workers=2",
-    "tasks=[{name: age, source: code, target: age, kind: regression, d_f: [20, 40],"
-    " val_records: 20, test_records: 40}, {name: lvh, source: code, target: LVH, kind: binary,"
-    " d_f: [20, 40], val_records: 20, test_records: 40}]",
-    "transfer.sizes=[20000]",
-    "transfer.train={max_steps: 4, eval_every: 2, patience: 1}",
-]
 
 # Every <img>, and every <figure>'s image (img, inline svg, object or canvas), as seen by
 # the page: loaded, with a non-zero intrinsic and rendered size.
@@ -96,10 +72,9 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def demo_report(tmp_path_factory) -> Path:
-    spec = load_spec(None, DEMO_OVERRIDES)
-    out = tmp_path_factory.mktemp("demo")
-    return run_study(spec, out, progress=False)
+def demo_report(tiny_study) -> Path:
+    """The report of the embedded demo, shrunk (the session's ``tiny_study``)."""
+    return tiny_study[2]
 
 
 def _artifact_dir() -> Path:

@@ -5,7 +5,7 @@ import json
 import sqlite3
 
 from ecgscale.study.runner import train_runs
-from ecgscale.study.runs import expand
+from ecgscale.study.runs import expand, expand_scratch
 
 
 def test_results_table(tiny_study):
@@ -20,12 +20,11 @@ def test_results_table(tiny_study):
         "SELECT eval_set, method, COUNT(*), MIN(loss), MIN(auroc) FROM evals "
         "GROUP BY eval_set, method"
     ).fetchall()
-    # every run's probe, and the own head of the 18 SL runs
+    # every run's probe, and the own head of the 18 SL runs, on the ID set and each OOD site
+    sets = ["id", *spec.data.ood_sites]
     assert {e[:2]: e[2] for e in evals} == {
-        ("id", "probe"): 36,
-        ("noisy", "probe"): 36,
-        ("id", "head"): 18,
-        ("noisy", "head"): 18,
+        **{(name, "probe"): 36 for name in sets},
+        **{(name, "head"): 18 for name in sets},
     }
     evals = [e[1:] for e in evals]
     assert all(e[2] > 0 and 0 <= e[3] <= 1 for e in evals)
@@ -42,10 +41,11 @@ def test_fits_and_report(tiny_study):
             assert (fam, par, "loss:id", "D") in keys
     assert all(set(f["params"]) == {"E", "A", "alpha"} for f in fits)
     html = report.read_text()
-    assert report.name == "report.html" and "tiny" in html and "data:image/png;base64" in html
+    assert report.name == "report.html" and "demo" in html and "data:image/png;base64" in html
 
 
 def test_rerun_trains_nothing(tiny_study):
     spec, out, _ = tiny_study
     summary = train_runs(spec, out, progress=False)
-    assert summary.skipped == summary.total == 36 and summary.done == 0
+    jobs = len(expand(spec)) + len(expand_scratch(spec))
+    assert summary.skipped == summary.total == jobs == 36 + 8 and summary.done == 0

@@ -247,7 +247,8 @@ def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
             text = status.format()
             victim = running.iloc[0]
     assert victim is not None, "no run reached step 10 while the study ran"
-    assert "running:" in text and f"step {int(victim.step)}/60" in text, text
+    steps = SPEC["train"]["max_steps"]
+    assert "running:" in text and f"step {int(victim.step)}/{steps}" in text, text
     assert "jobs —" in text and "heartbeat" in text
     os.kill(int(victim.owner.split(":")[1]), signal.SIGKILL)
     log = proc.communicate(timeout=600)[0]

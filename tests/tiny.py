@@ -37,22 +37,23 @@ def overrides(section: str, values: dict) -> list[str]:
     return [f"{section}.{key}={json.dumps(value)}" for key, value in values.items()]
 
 
-TINY_STUDY = {
-    "name": "tiny",
-    "data": {
-        "fs": 100,
-        "n_samples": 250,
-        "n_records": 700,
-        "n_ood_records": 60,
-        "ood_sites": ["noisy"],
-    },
-    "models": {"families": ["resnet", "transformer"], "sizes": [20000, 40000, 80000]},
-    "paradigms": ["sl", "ssl"],
-    "data_sizes": [100, 200, 400],
-    "train": TINY_TRAIN,
-    "eval": TINY_PROBE,
-    "executor": {"workers": 2},
-    "laws": {"n_bootstrap": 20},
-}
-"""A whole tiny study: both families and paradigms, 3 sizes × 3 data sizes (36 runs), one OOD
-site, bootstrap intervals."""
+TINY_DEMO = [
+    "data.n_samples=250",
+    "data.n_records=700",
+    "data.n_ood_records=60",
+    "models.sizes=[20000, 40000, 80000]",
+    "data_sizes=[100, 200, 400]",
+    *overrides("train", TINY_TRAIN),
+    *overrides("eval", TINY_PROBE),
+    "eval.n_boot=10",
+    "laws.n_bootstrap=20",
+    "executor.workers=2",
+    "tasks=[{name: age, source: code, target: age, kind: regression, d_f: [20, 40],"
+    " val_records: 20, test_records: 40}, {name: lvh, source: code, target: LVH, kind: binary,"
+    " d_f: [20, 40], val_records: 20, test_records: 40}]",
+    "transfer.sizes=[20000]",
+    "transfer.train={max_steps: 4, eval_every: 2, patience: 1}",
+]
+"""The embedded demo shrunk to a few seconds of training: both families and paradigms, 3 sizes
+× 3 data sizes (36 runs), its three OOD sites, both unseen tasks with their from-scratch
+models, bootstrap intervals."""

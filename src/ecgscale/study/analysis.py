@@ -95,7 +95,8 @@ def analyse_study(
         for (family, paradigm), rows in done.groupby(["family", "paradigm"], sort=True)
     ]
     tasks = [(g, metric, "loss:id" in metrics) for g in groups for metric in metrics]
-    workers = min(len(tasks), workers or os.cpu_count() or 1)
+    # without bootstrap refits every fit takes milliseconds: processes would only cost
+    workers = min(len(tasks), workers or os.cpu_count() or 1) if n_bootstrap else 1
     bar = tqdm(total=len(tasks), desc="laws", unit="fit", disable=not progress)
     if workers <= 1:
         parts = []
