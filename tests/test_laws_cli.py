@@ -434,7 +434,7 @@ def test_cli_still_fits_a_study_folder(tmp_path, monkeypatch: pytest.MonkeyPatch
         "params": {"E": 0.1, "A": 2.0, "alpha": 0.25},
     }
     fits.write_text(json.dumps({"fits": [fit], "gaps": []}))
-    monkeypatch.setattr(runner, "fit_laws", lambda study_dir: fits)
+    monkeypatch.setattr(runner, "fit_laws", lambda study_dir, **_: fits)
     result = CliRunner().invoke(main, ["fit", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "E=0.1 A=2 alpha=0.250" in result.output and f"fits: {fits}" in result.output

@@ -531,7 +531,7 @@ def _fit_study(study_dir: Path) -> None:
     """``ecgscale fit`` on a study folder: fit its laws into fits.json and list them."""
     from ecgscale.study.runner import fit_laws
 
-    path = fit_laws(study_dir)
+    path = fit_laws(study_dir, progress=True)
     content = json.loads(path.read_text())
     for f in content["fits"]:
         p = f["params"]
