@@ -104,27 +104,19 @@ def efficiency_findings(efficiency: Mapping) -> list[str]:
         efficiency.get(kind) or [] for kind in ("parameter", "data", "transfer")
     )
     for entry in _largest_slice(_determined(parameter), ("paradigm", "a", "b", "metric")):
-        level = float(entry.get("level") or 0.95)
         sentences.append(
             f"Under {entry.get('paradigm')} pre-training at {_slice_words(entry)}, "
             f"{entry.get('b')} models need {_times(entry.get('min'))}–{_times(entry.get('max'))} "
             f"the parameters of {entry.get('a')} models for the same "
-            f"{set_name(entry.get('metric'))} probe loss ({_direction(entry)} on average: "
-            "geometric mean "
-            f"{_times(entry.get('geomean'))}, {_ci(entry, 'geomean', level)}; "
-            f"minimum {_ci(entry, 'min', level)}; maximum {_ci(entry, 'max', level)}), "
-            f"over losses {_loss_range(entry)}."
+            f"{set_name(entry.get('metric'))} probe loss {_summary(entry)}"
         )
     for entry in _largest_slice(_determined(data), ("family", "a", "b", "metric")):
-        level = float(entry.get("level") or 0.95)
         sentences.append(
             f"For {entry.get('family')} models at {_slice_words(entry)}, "
             f"{str(entry.get('b')).upper()} pre-training needs "
             f"{_times(entry.get('min'))}–{_times(entry.get('max'))} the pre-training records of "
             f"{str(entry.get('a')).upper()} for the same {set_name(entry.get('metric'))} probe "
-            f"loss ({_direction(entry)} on average: geometric mean {_times(entry.get('geomean'))}, "
-            f"{_ci(entry, 'geomean', level)}; minimum {_ci(entry, 'min', level)}; maximum "
-            f"{_ci(entry, 'max', level)}), over losses {_loss_range(entry)}."
+            f"loss {_summary(entry)}"
         )
     for entry in _determined(transfer):
         level = float(entry.get("level") or 0.95)
@@ -150,6 +142,16 @@ def efficiency_findings(efficiency: Mapping) -> list[str]:
                 f"wider than a factor {MAX_SPREAD:g} (flagged in the table)."
             )
     return sentences
+
+
+def _summary(entry: Mapping) -> str:
+    """``"(fewer on average: geometric mean …, CI; minimum CI; maximum CI), over losses …."``"""
+    level = float(entry.get("level") or 0.95)
+    return (
+        f"({_direction(entry)} on average: geometric mean {_times(entry.get('geomean'))}, "
+        f"{_ci(entry, 'geomean', level)}; minimum {_ci(entry, 'min', level)}; maximum "
+        f"{_ci(entry, 'max', level)}), over losses {_loss_range(entry)}."
+    )
 
 
 def _determined(entries: Sequence[Mapping]) -> list[Mapping]:

@@ -162,13 +162,17 @@ def fit_with_intervals(form: str, y: np.ndarray, g: Group, **inputs: np.ndarray)
     return result
 
 
-def _band(result: FitResult, x: np.ndarray) -> dict | None:
-    """The 95% percentile band of the bootstrap curves over ``x``'s range (None without)."""
-    if result.samples is None or x.size == 0:
+def _band(result: FitResult, grid: np.ndarray) -> dict | None:
+    """The 95% percentile band of the bootstrap curves over ``grid`` (None without samples)."""
+    if result.samples is None or grid.size == 0:
         return None
-    grid = np.geomspace(x.min(), x.max(), BAND_POINTS)
     lo, hi = predict_interval(result, ci=LEVEL, x=grid)
     return {"x": grid.tolist(), "lo": lo.tolist(), "hi": hi.tolist(), "level": LEVEL}
+
+
+def _log_grid(x: np.ndarray) -> np.ndarray:
+    """:data:`BAND_POINTS` sizes spaced evenly in log over ``x``'s range (empty for none)."""
+    return np.geomspace(x.min(), x.max(), BAND_POINTS) if x.size else x
 
 
 def _slice_fits(
@@ -198,7 +202,7 @@ def _slice_fits(
                     gaps.append({**key, "reason": str(err)})
                     continue
                 results[(family, paradigm, metric, axis, int(value))] = (result, y)
-                fits.append({**key, **result.to_dict(), "band": _band(result, x)})
+                fits.append({**key, **result.to_dict(), "band": _band(result, _log_grid(x))})
     return fits, gaps, results
 
 
@@ -244,14 +248,9 @@ def _loss_to_loss_fits(g: Group, metrics: list[str], gaps: list[dict]) -> list[d
             what = f"loss-to-loss law {family}/{paradigm}/{name}"
             gaps.append({"what": what, "reason": str(err)})
             continue
-        band = None
-        if result.samples is not None:
-            grid = np.linspace(x.min(), x.max(), BAND_POINTS)
-            lo, hi = predict_interval(result, ci=LEVEL, x=grid)
-            band = {"x": grid.tolist(), "lo": lo.tolist(), "hi": hi.tolist(), "level": LEVEL}
-        curve_x = np.linspace(x.min(), x.max(), BAND_POINTS)
-        curve = {"x": curve_x.tolist(), "y": result.predict(x=curve_x).tolist()}
-        out.append({**key, **result.to_dict(), "curve": curve, "band": band})
+        grid = np.linspace(x.min(), x.max(), BAND_POINTS)
+        curve = {"x": grid.tolist(), "y": result.predict(x=grid).tolist()}
+        out.append({**key, **result.to_dict(), "curve": curve, "band": _band(result, grid)})
     return out
 
 
