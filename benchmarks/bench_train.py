@@ -56,12 +56,10 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,6 +72,7 @@ from ecgscale.data.synthetic import generate
 from ecgscale.models.ladder import build, measure, shape_for
 from ecgscale.objectives import Objective, create_objective
 from ecgscale.study.spec import TrainSpec
+from ecgscale.train.hardware import cpu_summary, native_bf16
 from ecgscale.train.schedule import warmup_cosine
 
 BETAS = (0.9, 0.95)
@@ -340,28 +339,6 @@ def matmul_gflops(seconds: float = 1.0, n: int = 1024) -> float:
         a @ b
         count += 1
     return 2 * n**3 * count / (time.perf_counter() - t0) / 1e9
-
-
-def cpu_summary() -> str:
-    """CPU model and the vector/bf16 features that decide the kernels."""
-    model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    features = [f for f in wanted if f in flags] or ["(flags unknown)"]
-    return f"{model}, {os.cpu_count()} CPUs; {' '.join(features)}"
-
-
-def native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (otherwise it emulates, very slowly)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def synthetic_batches(

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ecgscale.evaluate.probe import FeatureCache, extract_features
-from ecgscale.evaluate.tasks import TaskError, task_rows
+from ecgscale.evaluate.roles import TaskError, task_rows
 from ecgscale.models import build
 from ecgscale.objectives import TaskModel
 from ecgscale.study.results import SCHEMA_VERSION, Results

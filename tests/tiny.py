@@ -39,10 +39,11 @@ def overrides(section: str, values: dict) -> list[str]:
 
 TINY_DEMO = [
     "data.n_samples=250",
-    "data.n_records=700",
+    "data.n_records=1000",
+    "data.holdout=0.5",
     "data.n_ood_records=60",
     "models.sizes=[20000, 40000, 80000]",
-    "data_sizes=[100, 200, 400]",
+    "data_sizes=[75, 150, 300]",
     *overrides("train", TINY_TRAIN),
     *overrides("eval", TINY_PROBE),
     "eval.n_boot=10",

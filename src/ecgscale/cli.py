@@ -558,7 +558,7 @@ def report(study_dir) -> None:
     click.echo(f"report: {write_report(study_dir)}")
 
 
-TABLES = ("runs", "labels", "tasks", "scratch", "effective")
+TABLES = ("runs", "labels", "tasks", "scratch", "effective", "roles")
 
 
 @main.command()
@@ -570,7 +570,8 @@ TABLES = ("runs", "labels", "tasks", "scratch", "effective")
     show_default=True,
     help="runs: one row per run, a loss (and interval) per evaluation set; labels: per run, "
     "set, method and label with AUROC/F1/BCE intervals; tasks: unseen-task results; scratch: "
-    "from-scratch task models; effective: task results with effective data D_E, D_T.",
+    "from-scratch task models; effective: task results with effective data D_E, D_T; roles: "
+    "the audit of roles (records, patients, overlap with every pre-training subset).",
 )
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write .csv or .parquet."
@@ -581,8 +582,11 @@ def results(study_dir, table, out) -> None:
     import pandas as pd
 
     from ecgscale.study.results import Results
-    from ecgscale.study.runner import study_tables
+    from ecgscale.study.runner import study_roles, study_tables
 
+    if table == "roles":
+        _write_frame(study_roles(study_dir), table, out)
+        return
     if not (Path(study_dir) / "results.sqlite").is_file():
         raise FileNotFoundError(f"{study_dir}: no results.sqlite (run the study first)")
     tables = study_tables(study_dir)
@@ -599,6 +603,13 @@ def results(study_dir, table, out) -> None:
         frame = pd.DataFrame(transfer["effective"])
     else:
         frame = tables[table]
+    _write_frame(frame, table, out)
+
+
+def _write_frame(frame, table: str, out: Path | None) -> None:
+    """Print ``frame``, or write it to ``out`` (.csv or .parquet)."""
+    import pandas as pd
+
     if out is None:
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             click.echo(frame.to_string(index=False, max_rows=200, float_format="{:.4g}".format))

@@ -1,4 +1,5 @@
-"""Classification and regression metrics, with percentile-bootstrap intervals over records.
+"""Classification and regression metrics, with percentile-bootstrap intervals over records
+(or over patients, when several records share one: a cluster bootstrap).
 
 Every bootstrap figure is computed from row weights: all ones gives the point estimate, the
 counts of one resample (rows drawn with replacement) give that resample's figure, so no
@@ -82,22 +83,39 @@ def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(ps[last[np.argmax(2 * tp / (tp + last + 1 + y.sum()))]])
 
 
-def _weights(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
-    """Row weights in chunks: all ones (the point estimate), then ``n_boot`` resample counts."""
+def _weights(
+    n: int, n_boot: int, seed: int, groups: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
+    """Row weights in chunks: all ones (the point estimate), then ``n_boot`` resample counts.
+
+    With ``groups`` (one label per row, e.g. the patient), whole groups are drawn with
+    replacement and each row weighs its group's count (a cluster bootstrap); when every row
+    is its own group this is the plain bootstrap over rows, with the same draws."""
     yield np.ones((1, n))
+    inverse = None
+    if groups is not None and n:
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        if inverse.max() + 1 == n:
+            inverse = None
+    m = n if inverse is None else int(inverse.max()) + 1
     rng = np.random.default_rng(seed)
     step = max(1, _CHUNK // max(n, 1))
     for start in range(0, n_boot if n else 0, step):
         c = min(step, n_boot - start)
-        idx = rng.integers(0, n, (c, n)) + n * np.arange(c)[:, None]
-        yield np.bincount(idx.ravel(), minlength=c * n).reshape(c, n).astype(np.float64)
+        idx = rng.integers(0, m, (c, m)) + m * np.arange(c)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=c * m).reshape(c, m).astype(np.float64)
+        yield counts if inverse is None else counts[:, inverse]
 
 
 def _bootstrap(
-    n: int, n_boot: int, seed: int, stats: Callable[[np.ndarray], np.ndarray]
+    n: int,
+    n_boot: int,
+    seed: int,
+    stats: Callable[[np.ndarray], np.ndarray],
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """``stats`` of each row of weights stacked: row 0 the point estimate, then the resamples."""
-    return np.concatenate([stats(w) for w in _weights(n, n_boot, seed)])
+    return np.concatenate([stats(w) for w in _weights(n, n_boot, seed, groups)])
 
 
 def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
@@ -129,6 +147,7 @@ def classification_scores(
     n_boot: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    groups: np.ndarray | None = None,
 ) -> dict:
     """BCE, AUROC and F1 per label and macro-averaged, each with a bootstrap interval.
 
@@ -140,6 +159,7 @@ def classification_scores(
     resamples of the records (one resample shared by all labels, the macro figures averaging
     the same labels as the point estimate); a resample in which a figure is undefined is
     skipped for it, and the interval is NaN if fewer than half the resamples define it.
+    ``groups`` (one label per record, e.g. its patient) resamples whole groups instead.
     """
     y = np.asarray(y)
     p = np.asarray(p, dtype=np.float64)
@@ -166,7 +186,7 @@ def classification_scores(
                 out[:, 2, j] = np.where(tot > 0, _f1(yj, pred, wj), np.nan)
         return out
 
-    values = _bootstrap(n, n_boot, seed, stats)
+    values = _bootstrap(n, n_boot, seed, stats, groups)
     counts = [len(rows) for rows, *_ in labels]
     scored = np.array(counts) > 0
     finite_auc = np.isfinite(values[0, 1])
@@ -198,16 +218,19 @@ def regression_scores(
     n_boot: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    groups: np.ndarray | None = None,
 ) -> dict:
     """MSE (the loss), R² and MAE of ``pred`` against ``y``, each with a bootstrap interval.
 
     ``pred`` and ``y`` are (n,) or (n, 1) in the same units; records whose ``y`` is NaN are
-    left out, and ``n`` counts the rest. Intervals as in :func:`classification_scores`.
+    left out, and ``n`` counts the rest. Intervals as in :func:`classification_scores`
+    (``groups``: one label per record, resampled whole).
     """
     pred = np.asarray(pred, dtype=np.float64).reshape(-1)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     keep = ~np.isnan(y)
     err, yc = pred[keep] - y[keep], y[keep] - y[keep].mean()
+    groups = None if groups is None else np.asarray(groups).reshape(-1)[keep]
 
     def stats(w: np.ndarray) -> np.ndarray:
         tot, sse = w.sum(1), w @ err**2
@@ -216,7 +239,7 @@ def regression_scores(
             r2 = 1 - sse / np.where(sst > 0, sst, np.nan)
             return np.stack([sse / tot, r2, w @ np.abs(err) / tot], axis=1)
 
-    values = _bootstrap(len(err), n_boot, seed, stats)
+    values = _bootstrap(len(err), n_boot, seed, stats, groups)
     return {
         **_with_interval("loss", values[:, 0], level),
         **_with_interval("r2", values[:, 1], level),

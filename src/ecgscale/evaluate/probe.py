@@ -179,15 +179,18 @@ def score(
     *,
     n_boot: int = 200,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> dict:
-    """Scores of ``probe`` on one evaluation set, with bootstrap intervals.
+    """Scores of ``probe`` on one evaluation set, with bootstrap intervals (over ``groups``,
+    e.g. patients, when given).
 
     Logistic: :func:`~ecgscale.evaluate.metrics.classification_scores` at the probe's
     thresholds (y -1 unannotated). Ridge: :func:`~ecgscale.evaluate.metrics.regression_scores`
     (``names`` unused).
     """
+    boot = {"n_boot": n_boot, "seed": seed, "groups": groups}
     if probe.kind == "ridge":
-        return regression_scores(probe.predict(features), y, n_boot=n_boot, seed=seed)
+        return regression_scores(probe.predict(features), y, **boot)
     return classification_scores(
-        probe.predict(features), y, names, thresholds=probe.thresholds, n_boot=n_boot, seed=seed
+        probe.predict(features), y, names, thresholds=probe.thresholds, **boot
     )

@@ -109,6 +109,10 @@ class FitResult:
     held: tuple[str, ...] = ()
     """Parameters held at given values rather than fitted (e.g. E_x, E_y of a loss-to-loss law
     taken from per-distribution fits); they are in ``params`` but not in ``n_params``."""
+    at_bound: tuple[str, ...] = ()
+    """Parameters whose fitting coordinate ended on the fitter's box bound (held ones aside)."""
+    exponent_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """The box of each parameter fitted in its own units (the exponents), e.g. α in [0, 5]."""
     intervals: dict[str, tuple[float, float]] | None = None
     ci: float | None = None
     n_boot: int = 0
@@ -194,6 +198,10 @@ class FitResult:
             "outlier_z": None if self.outlier_z is None else float(self.outlier_z),
             "excluded": [int(i) for i in self.excluded],
             "held": list(self.held),
+            "at_bound": list(self.at_bound),
+            "exponent_bounds": {
+                k: [float(lo), float(hi)] for k, (lo, hi) in self.exponent_bounds.items()
+            },
         }
         if include_samples and self.samples is not None:
             out["samples"] = self.samples.tolist()
@@ -226,6 +234,10 @@ class FitResult:
             outlier_z=data.get("outlier_z"),
             excluded=tuple(int(i) for i in data.get("excluded", ())),
             held=tuple(str(p) for p in data.get("held", ())),
+            at_bound=tuple(str(p) for p in data.get("at_bound", ())),
+            exponent_bounds={
+                k: (float(lo), float(hi)) for k, (lo, hi) in data.get("exponent_bounds", {}).items()
+            },
             samples=None if samples is None else np.asarray(samples, dtype=float),
         )
 
@@ -803,6 +815,10 @@ def _fit_problem(problem: Problem, n_starts: int | None, n_refine: int, seed: in
         starts = _starts(f, problem.data, n_starts, seed)
         scores = _grid_objectives(problem, starts)
         best = _multistart(problem, starts, scores, n_refine, None, N_AGREE)
+    lo, hi = np.array(problem.bounds, dtype=float).T
+    held = tuple(getattr(f, "held", ()))
+    on_bound = (best.theta <= lo) | (best.theta >= hi)
+    names = dict(zip(f.theta_names, f.param_names, strict=True))
     return FitResult(
         form=f.name,
         params=f.to_params(best.theta, problem.data),
@@ -814,7 +830,17 @@ def _fit_problem(problem: Problem, n_starts: int | None, n_refine: int, seed: in
         n_starts=len(starts),
         n_iterations=best.n_iterations,
         relative_gradient=best.relative_gradient,
-        held=tuple(getattr(f, "held", ())),
+        held=held,
+        at_bound=tuple(
+            names[t]
+            for t, on in zip(f.theta_names, on_bound, strict=True)
+            if on and names[t] not in held
+        ),
+        exponent_bounds={
+            t: (float(a), float(b))
+            for t, a, b in zip(f.theta_names, lo, hi, strict=True)
+            if t in f.param_names and t not in held
+        },
     )
 
 

@@ -114,14 +114,17 @@ def loss_vs_n(
     quantity: str,
     metric: str,
     ylabel: Mapping[str, str] | str,
+    n_col: str = "n_params",
+    n_label: str = "N (total parameters)",
 ) -> ReportFigure:
-    """Loss vs measured N, one panel per paradigm, colour per family, marker per D.
+    """Loss vs measured N (the results column ``n_col``), one panel per paradigm, colour per
+    family, marker per D.
 
     ``ylabel`` is one label for all panels (then they share y) or one per paradigm. Fits with
     ``metric`` and ``x == "N"`` are drawn dashed (dotted if not converged) over the N range
     observed for their family, paradigm and D.
     """
-    points, notes = _log_safe(points, ["n_params", "y"], quantity)
+    points, notes = _log_safe(points, [n_col, "y"], quantity)
     if points.empty:
         return ReportFigure(name, caption, None, notes)
     colors = family_colors(families)
@@ -133,16 +136,16 @@ def loss_vs_n(
     for ax, paradigm in zip(axes[0], paradigms, strict=True):
         panel = points[points["paradigm"] == paradigm]
         for (family, size), group in panel.groupby(["family", "data_size"]):
-            means = group.groupby("target_params")[["n_params", "y"]].mean().sort_values("n_params")
+            means = group.groupby("target_params")[[n_col, "y"]].mean().sort_values(n_col)
             style = {"color": colors[family], "marker": markers[size]}
-            ax.scatter(group["n_params"], group["y"], s=12, alpha=0.35, **style)
-            ax.plot(means["n_params"], means["y"], lw=1, ms=5, **style)
+            ax.scatter(group[n_col], group["y"], s=12, alpha=0.35, **style)
+            ax.plot(means[n_col], means["y"], lw=1, ms=5, **style)
         for fit in _matching(curves, paradigm):
             family = fit.get("family")
             family_points = panel[panel["family"] == family]
-            _draw_fit(ax, fit, family_points, "n_params", "data_size", colors.get(family))
+            _draw_fit(ax, fit, family_points, n_col, "data_size", colors.get(family))
         label = ylabel if isinstance(ylabel, str) else ylabel.get(paradigm, "pre-training loss")
-        _style_axes(ax, paradigm, "N (parameters)", label)
+        _style_axes(ax, paradigm, n_label, label)
     handles = _family_handles(colors, points["family"].unique())
     handles += [_marker_handle(markers[s], f"D = {compact_count(s)}") for s in sizes]
     _add_legend(fig, handles + _fit_handles(curves))

@@ -1,20 +1,26 @@
-"""Report pieces for what the fitted laws imply: efficiency ratios stated as findings (with
-their bootstrap intervals and the loss range they hold over) and backtests (laws fitted
-without the largest models, predicting them). Everything is read from ``fits.json``."""
+"""Report pieces for what the fitted laws imply, read from ``fits.json``: the findings the
+intervals support (exponents, efficiency ratios, backtests) stated as sentences, and the rows of
+what the runs could not determine, with the reason (see :mod:`ecgscale.laws.verdicts`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ecgscale.laws.verdicts import MAX_SPREAD
 from ecgscale.report.figures import compact_count
 from ecgscale.report.tasks import format_number
-from ecgscale.study.analysis import MAX_SPREAD
+from ecgscale.study.spec import N_WORDS
 
 LEVEL_WORDS = "95%"
 KIND_TITLES = {
     "parameter": "Parameter efficiency",
     "data": "Data efficiency",
     "transfer": "Transfer efficiency",
+}
+VERDICT_WORDS = {
+    "direction": "yes",
+    "no_difference": "no detectable difference",
+    "not_determined": "not determined",
 }
 
 
@@ -57,7 +63,10 @@ def _boot_ci(entry: Mapping) -> str:
 
 
 def _verdict(entry: Mapping) -> str:
-    return "yes" if entry.get("determined") else f"no (interval > {MAX_SPREAD:g}×)"
+    verdict = str(entry.get("verdict") or "not_determined")
+    if verdict == "not_determined":
+        return f"not determined (interval open or > {MAX_SPREAD:g}×)"
+    return VERDICT_WORDS[verdict]
 
 
 def _loss_range(entry: Mapping) -> str:
@@ -85,77 +94,122 @@ def _largest_slice(entries: Sequence[Mapping], group: tuple[str, ...]) -> list[M
     return [chosen[key] for key in sorted(chosen)]
 
 
-def _direction(entry: Mapping) -> str:
-    g = entry.get("geomean")
-    try:
-        g = float(g)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return ""
-    if g < 1:
-        return "fewer"
-    return "more" if g > 1 else "as many"
+def _stated(entries: Sequence[Mapping]) -> list[Mapping]:
+    """The ratios whose interval supports a statement: a direction or no detectable difference."""
+    return [e for e in entries if e.get("verdict") in ("direction", "no_difference")]
+
+
+def _n_words(entry: Mapping) -> str:
+    return N_WORDS.get(str(entry.get("n")), "parameters")
+
+
+def _geomean_words(entry: Mapping) -> str:
+    """``"1.6× (95% CI 1.2–2.3)"``: the geometric mean over the loss range, with its interval."""
+    level = float(entry.get("level") or 0.95)
+    return f"{_times(entry.get('geomean'))} ({_ci(entry, 'geomean', level)})"
+
+
+def _parameter_sentence(entry: Mapping) -> str:
+    a, b, metric = entry.get("a"), entry.get("b"), set_name(entry.get("metric"))
+    where = (
+        f"Under {str(entry.get('paradigm')).upper()} pre-training at {_slice_words(entry)} "
+        f"(N = {_n_words(entry)})"
+    )
+    tail = f"over {metric} probe losses {_loss_range(entry)}"
+    if entry.get("verdict") == "no_difference":
+        return (
+            f"{where}, {b} and {a} models show no detectable difference in the parameters they "
+            f"need for the same {metric} probe loss: {b}/{a} = {_geomean_words(entry)} {tail}."
+        )
+    return (
+        f"{where}, {b} models need {entry.get('direction')} parameters than {a} models for the "
+        f"same {metric} probe loss: {_geomean_words(entry)} as many on average, "
+        f"{_times(entry.get('min'))}–{_times(entry.get('max'))} {tail}."
+    )
+
+
+def _data_sentence(entry: Mapping) -> str:
+    a, b = str(entry.get("a")).upper(), str(entry.get("b")).upper()
+    metric = set_name(entry.get("metric"))
+    where = f"For {entry.get('family')} models at {_slice_words(entry)}"
+    tail = f"over {metric} probe losses {_loss_range(entry)}"
+    if entry.get("verdict") == "no_difference":
+        return (
+            f"{where}, {b} and {a} pre-training show no detectable difference in the records "
+            f"they need for the same {metric} probe loss: {b}/{a} = {_geomean_words(entry)} "
+            f"{tail}."
+        )
+    return (
+        f"{where}, {b} pre-training needs {entry.get('direction')} pre-training records than {a} "
+        f"for the same {metric} probe loss: {_geomean_words(entry)} as many on average, "
+        f"{_times(entry.get('min'))}–{_times(entry.get('max'))} {tail}."
+    )
 
 
 def efficiency_findings(efficiency: Mapping) -> list[str]:
-    """One sentence per comparison the runs determine, at its largest slice (the table lists
-    every slice), and one per kind on the ratios they do not determine."""
+    """One sentence per parameter- and data-efficiency comparison whose interval supports a
+    statement (a direction, or no detectable difference), at its largest such slice (the table
+    lists every slice). Transfer efficiency is stated by :func:`transfer_findings`."""
     sentences = []
-    parameter, data, transfer = (
-        efficiency.get(kind) or [] for kind in ("parameter", "data", "transfer")
-    )
-    for entry in _largest_slice(_determined(parameter), ("paradigm", "a", "b", "metric")):
-        sentences.append(
-            f"Under {entry.get('paradigm')} pre-training at {_slice_words(entry)}, "
-            f"{entry.get('b')} models need {_times(entry.get('min'))}–{_times(entry.get('max'))} "
-            f"the parameters of {entry.get('a')} models for the same "
-            f"{set_name(entry.get('metric'))} probe loss {_summary(entry)}"
-        )
-    for entry in _largest_slice(_determined(data), ("family", "a", "b", "metric")):
-        sentences.append(
-            f"For {entry.get('family')} models at {_slice_words(entry)}, "
-            f"{str(entry.get('b')).upper()} pre-training needs "
-            f"{_times(entry.get('min'))}–{_times(entry.get('max'))} the pre-training records of "
-            f"{str(entry.get('a')).upper()} for the same {set_name(entry.get('metric'))} probe "
-            f"loss {_summary(entry)}"
-        )
-    for entry in _determined(transfer):
+    parameter, data = (efficiency.get(kind) or [] for kind in ("parameter", "data"))
+    keys = ("n", "paradigm", "a", "b", "metric")
+    sentences += [_parameter_sentence(e) for e in _largest_slice(_stated(parameter), keys)]
+    keys = ("family", "a", "b", "metric")
+    sentences += [_data_sentence(e) for e in _largest_slice(_stated(data), keys)]
+    return sentences
+
+
+def transfer_findings(efficiency: Mapping) -> list[str]:
+    """One sentence per transfer-efficiency entry whose interval supports a statement."""
+    sentences = []
+    for entry in _stated(efficiency.get("transfer") or []):
         level = float(entry.get("level") or 0.95)
         d_f = entry.get("d_f_range")
         where = "over no usable D_F"
         if d_f:
             where = f"over D_F = {format_number(d_f[0])}–{format_number(d_f[1])}"
+        ci = (
+            f"{level:.0%} bootstrap CI {format_number(entry.get('geomean_boot_lo'))}–"
+            f"{format_number(entry.get('geomean_boot_hi'))}"
+        )
+        if entry.get("verdict") == "no_difference":
+            claim = "SSL and SL pre-training show no detectable difference in effective data"
+        else:
+            claim = f"SSL pre-training is worth {entry.get('direction')} effective data than SL"
         sentences.append(
-            f"On the unseen task {entry.get('task')} ({entry.get('method')}), SSL pre-training "
-            f"is worth {_times(entry.get('min'))}–{_times(entry.get('max'))} the effective data "
-            f"of SL (geometric mean {_times(entry.get('geomean'))}, {level:.0%} bootstrap CI "
-            f"over pairs {format_number(entry.get('geomean_boot_lo'))}–"
-            f"{format_number(entry.get('geomean_boot_hi'))}), {where} and task losses "
+            f"On the unseen task {entry.get('task')} ({entry.get('method')}), {claim}: "
+            f"{_times(entry.get('geomean'))} ({ci}), {where} and task losses "
             f"{_loss_range(entry)}, from {entry.get('n', 0)} of {entry.get('n_pairs', 0)} "
             "matched pairs."
         )
-    for kind, entries in (("parameter", parameter), ("data", data), ("transfer", transfer)):
-        loose = [e for e in entries if not e.get("determined")]
-        if loose:
-            sentences.append(
-                f"{len(loose)} of {len(entries)} {kind}-efficiency ratios are not determined by "
-                f"these runs: their {LEVEL_WORDS} interval of the geometric mean is open-ended or "
-                f"wider than a factor {MAX_SPREAD:g} (flagged in the table)."
-            )
     return sentences
 
 
-def _summary(entry: Mapping) -> str:
-    """``"(fewer on average: geometric mean …, CI; minimum CI; maximum CI), over losses …."``"""
-    level = float(entry.get("level") or 0.95)
-    return (
-        f"({_direction(entry)} on average: geometric mean {_times(entry.get('geomean'))}, "
-        f"{_ci(entry, 'geomean', level)}; minimum {_ci(entry, 'min', level)}; maximum "
-        f"{_ci(entry, 'max', level)}), over losses {_loss_range(entry)}."
-    )
-
-
-def _determined(entries: Sequence[Mapping]) -> list[Mapping]:
-    return [e for e in entries if e.get("determined")]
+def ratio_gaps(efficiency: Mapping) -> list[tuple[str, str, str]]:
+    """``(kind, what, why)`` for every efficiency ratio the runs do not determine."""
+    rows = []
+    for kind in ("parameter", "data", "transfer"):
+        for e in efficiency.get(kind) or []:
+            if e.get("verdict") != "not_determined":
+                continue
+            if kind == "transfer":
+                what = f"D_E(SSL) / D_E(SL), task {e.get('task')} ({e.get('method')})"
+                lo, hi = e.get("geomean_boot_lo"), e.get("geomean_boot_hi")
+            else:
+                condition = e.get("paradigm") if kind == "parameter" else e.get("family")
+                what = (
+                    f"{e.get('quantity')}({e.get('b')}) / {e.get('quantity')}({e.get('a')}), "
+                    f"{condition}, {set_name(e.get('metric'))} probe loss, {_slice_words(e)}"
+                )
+                if kind == "parameter":
+                    what += f", N = {_n_words(e)}"
+                lo, hi = e.get("geomean_lo"), e.get("geomean_hi")
+            why = (
+                f"the {LEVEL_WORDS} interval of the geometric mean, [{format_number(lo)}, "
+                f"{format_number(hi)}], is open-ended, undefined or wider than {MAX_SPREAD:g}×"
+            )
+            rows.append((KIND_TITLES[kind], what, why))
+    return rows
 
 
 def efficiency_table(efficiency: Mapping) -> dict:
@@ -171,6 +225,7 @@ def efficiency_table(efficiency: Mapping) -> dict:
                     str(condition),
                     set_name(e.get("metric")),
                     _slice_words(e),
+                    _n_words(e) if kind == "parameter" else "—",
                     _loss_range(e),
                     _with_ci(e, "min"),
                     _with_ci(e, "max"),
@@ -188,6 +243,7 @@ def efficiency_table(efficiency: Mapping) -> dict:
                 f"{e.get('task')} / {e.get('method')}",
                 str(e.get("task")),
                 f"D_F = {format_number(d_f[0])}–{format_number(d_f[1])}" if d_f else "—",
+                "—",
                 _loss_range(e),
                 _with_ci(e, "min"),
                 _with_ci(e, "max"),
@@ -196,15 +252,106 @@ def efficiency_table(efficiency: Mapping) -> dict:
                 f"{e.get('n', 0)} of {e.get('n_pairs', 0)} pairs",
             ]
         )
-    headers = ["kind", "ratio", "condition", "loss on", "slice", "loss range", "min", "max"]
-    headers += ["geometric mean", "determined", "curves"]
+    headers = ["kind", "ratio", "condition", "loss on", "slice", "N counts", "loss range"]
+    headers += ["min", "max", "geometric mean", "stated", "curves"]
     caption = (
         "Efficiency ratios at equal loss (above 1: the numerator needs more), each summarised "
         "over the losses both curves were observed at, with 95% bootstrap intervals in brackets "
-        "(transfer: over the matched pairs). Determined: the interval of the geometric mean is "
-        f"finite and spans at most a factor {MAX_SPREAD:g}."
+        "(transfer: over the matched pairs). Stated: a direction when the interval of the "
+        "geometric mean excludes 1, no detectable difference when it contains 1; not "
+        f"determined when it is open-ended or wider than a factor {MAX_SPREAD:g}."
     )
     return {"caption": caption, "headers": headers, "rows": rows}
+
+
+EXPONENT_SYMBOLS = {"alpha": "α", "beta": "β", "kappa": "κ"}
+
+
+def _cell(entry: Mapping) -> str:
+    return f"{entry.get('family')} / {str(entry.get('paradigm')).upper()}"
+
+
+def _exponent_text(entry: Mapping, name: str, n_convention: str = "") -> str:
+    """``"α = 0.21 [0.13, 0.35]"`` for a determined exponent (N's convention after α)."""
+    value = (entry.get("params") or {}).get(name)
+    lo, hi = (entry.get("intervals") or {}).get(name) or (None, None)
+    text = f"{EXPONENT_SYMBOLS.get(name, name)} = {format_number(value)}"
+    text += f" [{format_number(lo)}, {format_number(hi)}]"
+    if name == "alpha" and n_convention:
+        text += f" (N = {N_WORDS.get(n_convention, n_convention)})"
+    return text
+
+
+def _verdict_of(entry: Mapping, name: str) -> Mapping:
+    return (entry.get("verdicts") or {}).get(name) or {"status": "not_determined", "reason": ""}
+
+
+def exponent_findings(joint: Sequence[Mapping], n_convention: str) -> list[str]:
+    """One sentence per cell and loss set whose joint law L(N, D) has a determined exponent;
+    an undetermined exponent is named without a number (its reason is in the gaps table)."""
+    sentences = []
+    for entry in joint:
+        names = [n for n in ("alpha", "beta") if n in (entry.get("verdicts") or {})]
+        stated = [n for n in names if _verdict_of(entry, n).get("status") == "determined"]
+        if not stated:
+            continue
+        parts = [_exponent_text(entry, n, n_convention) for n in stated]
+        parts += [f"{EXPONENT_SYMBOLS[n]} not determined" for n in names if n not in stated]
+        sentences.append(
+            f"{_cell(entry)}, {set_name(entry.get('metric'))} probe loss: the joint law "
+            f"L = E + A·N^−α + B·D^−β fitted to {entry.get('n_points')} runs gives "
+            f"{' and '.join(parts)}."
+        )
+    return sentences
+
+
+def exponent_gaps(laws: Sequence[Mapping], what: str) -> list[tuple[str, str, str]]:
+    """``(kind, what, why)`` for every exponent of ``laws`` that is not determined."""
+    rows = []
+    for entry in laws:
+        for name, verdict in (entry.get("verdicts") or {}).items():
+            if verdict.get("status") == "determined":
+                continue
+            where = set_name(entry.get("eval_set") or entry.get("metric"))
+            rows.append(
+                (
+                    "Exponent",
+                    f"{EXPONENT_SYMBOLS.get(name, name)} of the {what}, {_cell(entry)}, {where}",
+                    str(verdict.get("reason") or "not determined"),
+                )
+            )
+    return rows
+
+
+def headline_exponents(joint: Sequence[Mapping], n_convention: str) -> str:
+    """The ID probe loss's joint-law exponents per cell for the summary: numbers only where
+    determined, the other cells named as not determined."""
+    stated, not_stated = [], []
+    for entry in joint:
+        if entry.get("metric") != "loss:id":
+            continue
+        parts = [
+            _exponent_text(entry, n)
+            for n in ("alpha", "beta")
+            if _verdict_of(entry, n).get("status") == "determined"
+        ]
+        (stated if parts else not_stated).append(
+            f"{_cell(entry)} {', '.join(parts)}" if parts else _cell(entry)
+        )
+    if not stated and not not_stated:
+        return "No joint law of the ID probe loss was fitted."
+    text = ""
+    if stated:
+        text = (
+            "Determined exponents of the ID probe loss's joint law (N = "
+            f"{N_WORDS.get(n_convention, n_convention)}): {'; '.join(stated)}."
+        )
+    if not_stated:
+        text += (
+            f" For {', '.join(not_stated)} these runs determine neither exponent (reasons in "
+            "the table of what could not be determined)."
+        )
+    return text.strip()
 
 
 def backtest_table(backtests: Sequence[Mapping]) -> dict:

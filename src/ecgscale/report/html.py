@@ -14,6 +14,7 @@ import pandas as pd
 
 from ecgscale.report import figures, findings, tasks
 from ecgscale.report.figures import ReportFigure, compact_count
+from ecgscale.study.spec import N_COLUMNS, N_WORDS
 
 PARADIGMS: tuple[str, ...] = ("sl", "ssl")
 """Paradigms a study is expected to cover; the summary names the absent ones."""
@@ -47,15 +48,19 @@ def render_report(
     task_results: pd.DataFrame | None = None,
     transfer: Mapping | None = None,
     analysis: Mapping | None = None,
+    roles: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.png`` and ``.svg``; return
     the HTML path.
 
-    ``analysis`` is the rest of ``fits.json`` (``efficiency``, ``backtests``,
-    ``loss_to_loss``, ``analysis_gaps``); without it those sections say so. Figures are
-    embedded in the page as base64 PNG data URIs, so the page needs no other file. Missing
-    pieces (no fits, no evaluations, a single paradigm, failed runs, no unseen task) are
-    described in words where their figure or table would be.
+    The page reads top-down: a summary, the findings the intervals support, the roles of the
+    records (``roles``, the audit of :func:`ecgscale.evaluate.roles.role_table`), the figures
+    and tables, then one collapsed table of everything the runs could not determine and why.
+    ``analysis`` is the rest of ``fits.json`` (``efficiency``, ``backtests``, ``joint``,
+    ``loss_to_loss``, ``analysis_gaps``, ``n_convention``); without it those parts say so.
+    Figures are embedded in the page as base64 PNG data URIs, so the page needs no other file.
+    Missing pieces (no fits, no evaluations, a single paradigm, failed runs, no unseen task)
+    are described in words where their figure or table would be.
     """
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
@@ -68,7 +73,12 @@ def render_report(
     evals = all_evals[all_evals["method"] == "probe"]
     ood_sets = ood_set_names(evals)
     analysis = analysis or {}
-    sections = figure_sections(runs, evals, fits, ood_sets, analysis.get("loss_to_loss") or ())
+    convention = str(analysis.get("n_convention") or "total")
+    n_axis = (N_COLUMNS.get(convention, "n_params"), f"N ({N_WORDS[convention]})")
+    sections = [_findings_section(analysis, transfer), _roles_section(roles)]
+    sections += figure_sections(
+        runs, evals, fits, ood_sets, analysis.get("loss_to_loss") or (), n_axis
+    )
     sections.append(_efficiency_section(analysis))
     sections.append(_backtest_section(analysis))
     sections.append(_evaluation_section(runs, all_evals))
@@ -77,9 +87,10 @@ def render_report(
     template = _environment().get_template("report.html")
     html = template.render(
         title=title,
-        summary=summarise(runs, evals, fits, ood_sets),
+        summary=summarise(runs, evals, analysis, ood_sets),
         status_counts=runs["status"].value_counts().to_dict(),
         sections=[_embed_section(section, figure_dir, used_names) for section in sections],
+        gaps=undetermined_table(fits, analysis, transfer),
         fit_table=fit_table(fits),
         run_table=run_table(runs, evals, ood_sets),
         spec_text=spec_text,
@@ -101,29 +112,35 @@ def figure_sections(
     fits: Sequence[Mapping],
     ood_sets: Sequence[str],
     loss_to_loss_laws: Sequence[Mapping] = (),
+    n_axis: tuple[str, str] = ("n_params", "N (total parameters)"),
 ) -> list[dict]:
-    """The figure sections of the report, in page order: ``{"title", "intro", "figures"}``."""
+    """The figure sections of the report, in page order: ``{"title", "intro", "figures"}``.
+    ``n_axis`` is the results column of N the laws used and its axis label."""
     families = runs["family"].tolist()
     id_points = figures.probe_points(runs, evals, ID_SET)
+    n_col, n_label = n_axis
+    by_n = {"n_col": n_col, "n_label": n_label}
     pretrain = figures.loss_vs_n(
         figures.pretrain_points(runs),
         fits,
         families,
         name="pretrain_loss_vs_N",
-        caption="Best validation pre-training loss vs measured N, one marker per D.",
+        caption=f"Best validation pre-training loss vs {n_label}, one marker per D.",
         quantity="pre-training loss",
         metric="pretrain_loss",
         ylabel=figures.PRETRAIN_UNITS,
+        **by_n,
     )
     id_vs_n = figures.loss_vs_n(
         id_points,
         fits,
         families,
         name="id_loss_vs_N",
-        caption="Linear-probe BCE on the ID test split vs measured N, one marker per D.",
+        caption=f"Linear-probe BCE on the ID test split vs {n_label}, one marker per D.",
         quantity="ID probe loss",
         metric=f"loss:{ID_SET}",
         ylabel="ID probe loss (BCE)",
+        **by_n,
     )
     id_vs_d = figures.loss_vs_d(
         id_points,
@@ -137,7 +154,7 @@ def figure_sections(
         _section("Pre-training loss vs N", [pretrain], "Units differ per paradigm."),
         _section("ID probe loss vs N", [id_vs_n]),
         _section("ID probe loss vs D", [id_vs_d]),
-        _section("OOD loss vs N", _ood_figures(runs, evals, fits, families, ood_sets)),
+        _section("OOD loss vs N", _ood_figures(runs, evals, fits, families, ood_sets, by_n)),
         _section("OOD loss vs D", _ood_d_figures(runs, evals, fits, ood_sets)),
         _section(
             "Loss-to-loss: OOD vs ID probe loss",
@@ -149,9 +166,10 @@ def figure_sections(
 
 
 def summarise(
-    runs: pd.DataFrame, evals: pd.DataFrame, fits: Sequence[Mapping], ood_sets: Sequence[str]
+    runs: pd.DataFrame, evals: pd.DataFrame, analysis: Mapping, ood_sets: Sequence[str]
 ) -> str:
-    """A paragraph describing the study: coverage, best ID/OOD losses, fitted exponents."""
+    """A paragraph describing the study: coverage, best ID/OOD losses, the N convention and
+    the determined exponents of the ID probe loss (never an undetermined one as a number)."""
     families = sorted(runs["family"].astype(str).unique())
     paradigms = sorted(runs["paradigm"].astype(str).unique())
     sentences = [
@@ -168,11 +186,15 @@ def summarise(
         ]
         if not ood_sets:
             sentences.append("No out-of-distribution evaluation set is present.")
-    if fits:
-        sentences += _exponent_sentences(fits, "pretrain_loss", "pre-training loss")
-        sentences += _exponent_sentences(fits, f"loss:{ID_SET}", "ID probe loss")
+    convention = str(analysis.get("n_convention") or "total")
+    sentences.append(
+        f"N counts {N_WORDS[convention]} in every law and figure (laws.n); parameter "
+        "efficiency is also given under the other convention."
+    )
+    if analysis.get("joint"):
+        sentences.append(findings.headline_exponents(analysis["joint"], convention))
     else:
-        sentences.append("No scaling-law fits were supplied, so no exponent is reported.")
+        sentences.append("No scaling law was fitted, so no exponent is reported.")
     return " ".join(sentences)
 
 
@@ -244,6 +266,7 @@ def _ood_figures(
     fits: Sequence[Mapping],
     families: Sequence[str],
     ood_sets: Sequence[str],
+    by_n: Mapping[str, str],
 ) -> list[ReportFigure]:
     """One loss-vs-N figure per OOD set, or a single note when there is none."""
     if not ood_sets:
@@ -254,10 +277,12 @@ def _ood_figures(
             fits,
             families,
             name=f"ood_loss_vs_N_{figures.slug(name)}",
-            caption=f"Linear-probe BCE on the OOD set {name} vs measured N, one marker per D.",
+            caption=f"Linear-probe BCE on the OOD set {name} vs {by_n['n_label']}, one marker "
+            "per D.",
             quantity=f"probe loss on {name}",
             metric=f"loss:{name}",
             ylabel=f"probe loss on {name} (BCE)",
+            **by_n,
         )
         for name in ood_sets
     ]
@@ -300,37 +325,65 @@ def _loss_to_loss(
     return [figure]
 
 
-def _analysis_gaps(analysis: Mapping, *prefixes: str) -> list[str]:
-    """The analysis gaps whose ``what`` starts with one of ``prefixes``, as sentences."""
-    gaps = [
-        g for g in analysis.get("analysis_gaps") or [] if str(g.get("what")).startswith(prefixes)
+def _findings_section(analysis: Mapping, transfer: Mapping | None) -> dict:
+    """What the intervals support, first: exponents, efficiency, transfer, backtests."""
+    section = _section(
+        "Findings",
+        [],
+        "Only what the 95% intervals support is stated here: an exponent off the fitter's "
+        "bounds whose interval excludes 0; a ratio with a direction when its interval excludes "
+        "1, or no detectable difference when it contains 1. Everything else is listed, with the "
+        "reason, in the table of what these runs could not determine at the end of the page.",
+    )
+    convention = str(analysis.get("n_convention") or "total")
+    efficiency = analysis.get("efficiency") or {}
+    groups = [
+        ("Scaling exponents", findings.exponent_findings(analysis.get("joint") or [], convention)),
+        ("Efficiency", findings.efficiency_findings(efficiency)),
+        ("Transfer", findings.transfer_findings(efficiency)),
+        ("Backtests", findings.backtest_summary(analysis.get("backtests") or [])),
     ]
-    notes = [f"Not made: {g.get('what')} ({g.get('reason')})." for g in gaps[:20]]
-    if len(gaps) > 20:
-        notes.append(f"… and {len(gaps) - 20} more (see fits.json).")
-    return notes
+    for title, sentences in groups:
+        section["findings"] += [f"{title}: {sentence}" for sentence in sentences]
+    if not section["findings"]:
+        section["notes"] = ["These runs determine none of the findings this report states."]
+    return section
+
+
+def _roles_section(roles: pd.DataFrame | None) -> dict:
+    """The audit of roles: what each role holds and its overlap with pre-training."""
+    intro = (
+        "Every role of the records, with the records and patients it holds and its overlap "
+        "with each pre-training subset and the pre-training validation set (records, "
+        "patients); roles that may share records (tasks with each other and with OOD sets) "
+        "say so, and any other overlap is a conflict that stops the study."
+    )
+    section = _section("Roles of the records", [], intro)
+    if roles is None or roles.empty:
+        section["notes"] = ["No audit of roles (roles.csv) was found in the study folder."]
+        return section
+    headers = [str(c) for c in roles.columns]
+    rows = [[format_value(v) for v in row] for row in roles.itertuples(index=False)]
+    conflicts = int((roles["conflicts"] != "").sum())
+    caption = f"{len(roles)} roles, {conflicts} with a conflict"
+    section["tables"] = [{"caption": caption, "headers": headers, "rows": rows}]
+    return section
 
 
 def _efficiency_section(analysis: Mapping) -> dict:
-    """Efficiency ratios as findings and a table, with what could not be compared and why."""
+    """Every efficiency ratio in one table (the stated ones are in the findings)."""
     section = _section(
         "Efficiency",
         [],
         "Ratios of the sizes two fitted curves need to reach the same loss, N_B(L) / N_A(L) "
         "or D_B(L) / D_A(L) with x(L) = (A / (L − E))^(1/α), over the losses both were observed "
-        "at; transfer efficiency compares effective data D_E of SSL and SL pre-training.",
+        "at; transfer efficiency compares effective data D_E of SSL and SL pre-training. "
+        "Parameter efficiency is given under both parameter-count conventions.",
     )
     efficiency = analysis.get("efficiency")
     if not efficiency:
         section["notes"] = ["No efficiency ratios are available (fits.json has none)."]
         return section
-    section["findings"] = findings.efficiency_findings(efficiency)
-    notes = []
-    for kind in ("parameter", "data", "transfer"):
-        if not efficiency.get(kind):
-            notes.append(f"{findings.KIND_TITLES[kind]} is not available.")
-    notes += _analysis_gaps(analysis, "parameter efficiency", "data efficiency", "transfer eff")
-    section["notes"] = notes
     section["tables"] = [findings.efficiency_table(efficiency)]
     return section
 
@@ -347,10 +400,41 @@ def _backtest_section(analysis: Mapping) -> dict:
         [figures.backtest_figure(backtests, name="backtests", caption=caption)],
         "Each law is fitted on all but the largest models and asked to predict them.",
     )
-    section["findings"] = findings.backtest_summary(backtests)
-    section["notes"] = _analysis_gaps(analysis, "backtest")
     section["tables"] = [findings.backtest_table(backtests)] if backtests else []
     return section
+
+
+def undetermined_table(
+    fits: Sequence[Mapping], analysis: Mapping, transfer: Mapping | None
+) -> dict:
+    """One table of everything the runs could not determine, and why: undetermined exponents
+    and ratios, laws and slices not fitted, comparisons not made, transfer curves not usable."""
+    rows = findings.exponent_gaps(analysis.get("joint") or [], "joint law L(N, D)")
+    rows += findings.exponent_gaps(analysis.get("loss_to_loss") or [], "loss-to-loss law")
+    rows += findings.ratio_gaps(analysis.get("efficiency") or {})
+    rows += [("Not made", str(g.get("what")), str(g.get("reason"))) for g in _gaps(analysis)]
+    for gap in analysis.get("gaps") or []:
+        where = f"{gap.get('family')} / {gap.get('paradigm')}, {gap.get('metric')}"
+        rows.append(
+            (
+                "Slice not fitted",
+                f"L({gap.get('x')}) at {gap.get('slice')}, {where}",
+                str(gap.get("reason")),
+            )
+        )
+    rows += [
+        ("Transfer", str(g.get("what")), str(g.get("reason")))
+        for g in (transfer or {}).get("gaps") or []
+    ]
+    return {
+        "caption": f"What these runs could not determine ({len(rows)})",
+        "headers": ["kind", "what", "why"],
+        "rows": [list(row) for row in rows],
+    }
+
+
+def _gaps(analysis: Mapping) -> list[Mapping]:
+    return list(analysis.get("analysis_gaps") or [])
 
 
 def _evaluation_section(runs: pd.DataFrame, evals: pd.DataFrame) -> dict:
@@ -378,10 +462,6 @@ def _task_section(task_results: pd.DataFrame | None, transfer: Mapping | None) -
         "same family and N needs to reach the same loss (Hernandez et al. 2021); D_T = D_E − D_F."
     )
     section = _section(title, tasks.task_figures(transfer, task_results), intro)
-    gaps = transfer.get("gaps") or []
-    section["notes"] = [f"Not made: {g['what']} ({g['reason']})." for g in gaps[:20]]
-    if len(gaps) > 20:
-        section["notes"].append(f"… and {len(gaps) - 20} more (see fits.json).")
     section["tables"] = [
         tasks.ratio_table(transfer),
         tasks.law_table(transfer),
@@ -432,7 +512,8 @@ def _best_sentence(runs: pd.DataFrame, evals: pd.DataFrame, eval_set: str, label
     return (
         f"The lowest {label} ({format_value(best['loss'])}, AUROC {format_value(best['auroc'])}) "
         f"was reached by {best['family']} / {best['paradigm']} at "
-        f"N = {compact_count(best['n_params'])}, D = {compact_count(best['data_size'])}."
+        f"N = {compact_count(best['n_params'])} (total parameters), "
+        f"D = {compact_count(best['data_size'])}."
     )
 
 

@@ -30,14 +30,12 @@ from ecgscale.laws import (
     parameter_efficiency,
     predict_interval,
 )
+from ecgscale.laws.verdicts import exponent_verdicts, ratio_verdict
+from ecgscale.study.spec import N_COLUMNS, N_WORDS
 
-SLICES = {"N": ("n_params", "data_size"), "D": ("data_size", "target_params")}
 LEVEL = 0.95
 BAND_POINTS = 40
 N_GRID = 25
-MAX_SPREAD = 100.0
-"""A ratio is determined by the runs when its interval is finite, positive and spans at most
-this factor (hi / lo); wider ones are reported, flagged, not stated as findings."""
 PARADIGM_PAIR = ("sl", "ssl")
 """Data efficiency compares D_B(L) / D_A(L) with A = SL and B = SSL."""
 
@@ -56,7 +54,8 @@ def probe_metrics(wide: pd.DataFrame) -> list[str]:
 
 @dataclass(frozen=True)
 class Group:
-    """The finished runs of one family × paradigm, and how their laws are fitted."""
+    """The finished runs of one family × paradigm, and how their laws are fitted: ``n_col`` is
+    the results column of N (:data:`N_COLUMNS`)."""
 
     family: str
     paradigm: str
@@ -64,6 +63,11 @@ class Group:
     delta: float
     n_bootstrap: int
     seed: int
+    n_col: str = "n_params"
+
+    def slices(self, axis: str) -> tuple[str, str]:
+        """(x column, slice column) of L(N) per D (``"N"``) or L(D) per N (``"D"``)."""
+        return (self.n_col, "data_size") if axis == "N" else ("data_size", "target_params")
 
 
 def analyse_study(
@@ -72,6 +76,7 @@ def analyse_study(
     delta: float,
     n_bootstrap: int,
     seed: int = 0,
+    n_convention: str = "total",
     workers: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -84,14 +89,19 @@ def analyse_study(
     lists of ratio summaries, see :func:`efficiency_entries`), ``backtests`` (held-out
     largest-N predictions) and ``analysis_gaps`` (``{what, reason}`` for every ratio, law or
     backtest not made). Bootstrap intervals are computed for fits with at least two degrees of
-    freedom. The losses of each family × paradigm are fitted in ``workers`` processes (default:
-    one per CPU), with a progress bar if ``progress``; the result does not depend on
-    ``workers``.
+    freedom. Every fit carries ``verdicts`` (:func:`ecgscale.laws.verdicts.exponent_verdicts`),
+    every ratio a ``verdict`` and ``direction`` (:func:`ecgscale.laws.verdicts.ratio_verdict`).
+
+    N is the parameter count of ``n_convention`` (``"total"`` or ``"non_embedding"``, see
+    :data:`N_COLUMNS`) in every law; parameter efficiency is computed under both conventions
+    (each entry names its ``n``). The losses of each family × paradigm are fitted in
+    ``workers`` processes (default: one per CPU), with a progress bar if ``progress``; the
+    result does not depend on ``workers``.
     """
     done = wide[wide["status"] == "done"]
     metrics = loss_metrics(wide)
     groups = [
-        Group(str(family), str(paradigm), rows, delta, n_bootstrap, seed)
+        Group(str(family), str(paradigm), rows, delta, n_bootstrap, seed, N_COLUMNS[n_convention])
         for (family, paradigm), rows in done.groupby(["family", "paradigm"], sort=True)
     ]
     tasks = [(g, metric, "loss:id" in metrics) for g in groups for metric in metrics]
@@ -113,38 +123,66 @@ def analyse_study(
     bar.close()
     out: dict[str, Any] = {key: [] for key in ("fits", "gaps", "joint", "loss_to_loss")}
     out |= {"backtests": [], "analysis_gaps": []}
-    results: dict[tuple, tuple[FitResult, np.ndarray]] = {}
-    joint_results: dict[tuple, FitResult] = {}
+    curves: dict[str, dict[tuple, tuple[FitResult, np.ndarray]]] = {}
+    laws: dict[str, dict[tuple, FitResult]] = {}
     for part in parts:
         for key in out:
             out[key] += part[key]
-        results |= part["results"]
-        joint_results |= part["joint_results"]
+        for convention, (slices, joint) in part["curves"].items():
+            curves.setdefault(convention, {}).update(slices)
+            laws.setdefault(convention, {}).update(joint)
     gaps = out["analysis_gaps"]
-    efficiency = efficiency_entries(done, wide, results, joint_results, gaps)
+    efficiency: dict[str, list[dict]] = {"parameter": [], "data": []}
+    for convention, column in N_COLUMNS.items():
+        own = convention == n_convention
+        missing: list[dict] = []
+        ratios = efficiency_entries(
+            done,
+            wide,
+            curves.get(convention, {}),
+            laws.get(convention, {}),
+            missing,
+            n_col=column,
+            kinds=("parameter", "data") if own else ("parameter",),
+        )
+        gaps += [g | {"what": f"{g['what']} (N: {N_WORDS[convention]})"} for g in missing]
+        for kind, entries in ratios.items():
+            efficiency[kind] += [e | {"n": convention} for e in entries]
     if not n_bootstrap:
         reason = "laws.n_bootstrap is 0, so no prediction interval can be made"
         gaps.append({"what": "backtests", "reason": reason})
-    return {**out, "efficiency": efficiency}
+    return {**out, "efficiency": efficiency, "n_convention": n_convention}
 
 
 def _analyse_loss(g: Group, metric: str, has_id: bool) -> dict[str, Any]:
     """Everything fitted to one loss of one family × paradigm: its slice fits and, for a probe
-    loss, its joint law and backtest, and (an OOD loss, with ``has_id``) its loss-to-loss law."""
+    loss, its joint law and backtest, and (an OOD loss, with ``has_id``) its loss-to-loss law.
+
+    ``curves`` maps each N convention to the (slice, joint) fits its efficiency ratios read:
+    the study's own for every loss, and for a probe loss the other convention's L(N) slices
+    and joint law too (parameter efficiency is reported under both)."""
     probe = [metric] if metric.startswith("loss:") else []
     ood = ["loss:id", metric] if has_id and probe and metric != "loss:id" else []
     gaps: list[dict] = []
+    own = next(c for c, column in N_COLUMNS.items() if column == g.n_col)
     with threadpool_limits(1):  # scipy's BLAS threads only slow these tiny problems
         fits, fit_gaps, results = _slice_fits(g, [metric])
         joint, joint_results = _joint_fits(g, probe, gaps)
+        curves = {own: (results, joint_results)}
+        for convention, column in N_COLUMNS.items():
+            if convention != own and probe:
+                other = replace(g, n_col=column)
+                curves[convention] = (
+                    _slice_fits(other, probe, axes=("N",))[2],
+                    _joint_fits(other, probe, [])[1],
+                )
         l2l = _loss_to_loss_fits(g, ood, gaps)
         backtests = _backtests(g, probe, gaps)
     return {
         "fits": fits,
         "gaps": fit_gaps,
-        "results": results,
+        "curves": curves,
         "joint": joint,
-        "joint_results": joint_results,
         "loss_to_loss": l2l,
         "backtests": backtests,
         "analysis_gaps": gaps,
@@ -162,6 +200,12 @@ def fit_with_intervals(form: str, y: np.ndarray, g: Group, **inputs: np.ndarray)
     return result
 
 
+def fit_entry(result: FitResult) -> dict[str, Any]:
+    """``fits.json``'s record of a fit: its dict and the verdict on each exponent."""
+    entry = result.to_dict()
+    return entry | {"verdicts": exponent_verdicts(entry)}
+
+
 def _band(result: FitResult, grid: np.ndarray) -> dict | None:
     """The 95% percentile band of the bootstrap curves over ``grid`` (None without samples)."""
     if result.samples is None or grid.size == 0:
@@ -176,7 +220,7 @@ def _log_grid(x: np.ndarray) -> np.ndarray:
 
 
 def _slice_fits(
-    g: Group, metrics: list[str]
+    g: Group, metrics: list[str], axes: tuple[str, ...] = ("N", "D")
 ) -> tuple[list[dict], list[dict], dict[tuple, tuple[FitResult, np.ndarray]]]:
     """Power laws L(N) per D slice and L(D) per N slice of every loss, and the gaps."""
     family, paradigm, group = g.family, g.paradigm, g.rows
@@ -184,7 +228,8 @@ def _slice_fits(
     gaps: list[dict] = []
     results: dict[tuple, tuple[FitResult, np.ndarray]] = {}
     for metric in metrics:
-        for axis, (x_col, slice_col) in SLICES.items():
+        for axis in axes:
+            x_col, slice_col = g.slices(axis)
             for value, part in group.groupby(slice_col, sort=True):
                 part = part[np.isfinite(part[metric].astype(float))]
                 key = {
@@ -202,7 +247,7 @@ def _slice_fits(
                     gaps.append({**key, "reason": str(err)})
                     continue
                 results[(family, paradigm, metric, axis, int(value))] = (result, y)
-                fits.append({**key, **result.to_dict(), "band": _band(result, _log_grid(x))})
+                fits.append({**key, **fit_entry(result), "band": _band(result, _log_grid(x))})
     return fits, gaps, results
 
 
@@ -218,13 +263,13 @@ def _joint_fits(
         key = {"family": family, "paradigm": paradigm, "metric": metric}
         try:
             y = part[metric].to_numpy(float)
-            n, d = part["n_params"].to_numpy(float), part["data_size"].to_numpy(float)
+            n, d = part[g.n_col].to_numpy(float), part["data_size"].to_numpy(float)
             result = fit_with_intervals("joint", y, g, n=n, d=d)
         except FitError as err:
             gaps.append({"what": f"joint law {family}/{paradigm}/{metric}", "reason": str(err)})
             continue
         results[(family, paradigm, metric)] = result
-        out.append({**key, **result.to_dict()})
+        out.append({**key, **fit_entry(result)})
     return out, results
 
 
@@ -250,7 +295,7 @@ def _loss_to_loss_fits(g: Group, metrics: list[str], gaps: list[dict]) -> list[d
             continue
         grid = np.linspace(x.min(), x.max(), BAND_POINTS)
         curve = {"x": grid.tolist(), "y": result.predict(x=grid).tolist()}
-        out.append({**key, **result.to_dict(), "curve": curve, "band": _band(result, grid)})
+        out.append({**key, **fit_entry(result), "curve": curve, "band": _band(result, grid)})
     return out
 
 
@@ -289,7 +334,7 @@ def _curve(
     if own is not None and own[0].samples is not None:
         return own[0], own[1], "power law fitted to the slice"
     law = joint.get((family, paradigm, metric))
-    x_col, slice_col = SLICES[axis]
+    slice_col = "data_size" if axis == "N" else "target_params"
     part = done[(done["family"] == family) & (done["paradigm"] == paradigm)]
     part = part[part[slice_col] == value]
     y = part[metric].astype(float).to_numpy()
@@ -307,12 +352,17 @@ def efficiency_entries(
     results: Mapping[tuple, tuple[FitResult, np.ndarray]],
     joint: Mapping[tuple, FitResult],
     gaps: list[dict],
+    *,
+    n_col: str = "n_params",
+    kinds: tuple[str, ...] = ("parameter", "data"),
 ) -> dict[str, list[dict]]:
     """Parameter efficiency N_B(L)/N_A(L) between two families (per paradigm, probe metric and
-    D slice) and data efficiency D_SSL(L)/D_SL(L) (per family, probe metric and N slice).
+    D slice) and data efficiency D_SSL(L)/D_SL(L) (per family, probe metric and N slice), of
+    the ``kinds`` asked for, with N the results column ``n_col`` (the one the fits used).
 
     Each entry is :func:`ecgscale.laws.efficiency_ratio`'s dict plus ``kind``, ``a``, ``b``,
-    ``metric``, ``paradigm`` or ``family``, ``slice`` and ``source`` (which curves).
+    ``metric``, ``paradigm`` or ``family``, ``slice``, ``source`` (which curves), ``verdict``
+    and ``direction`` (:func:`ecgscale.laws.verdicts.ratio_verdict` of the geometric mean).
     """
     out: dict[str, list[dict]] = {"parameter": [], "data": []}
     metrics = probe_metrics(wide)
@@ -320,9 +370,11 @@ def efficiency_entries(
     paradigms = sorted(done["paradigm"].astype(str).unique())
     if not metrics:
         reason = "no probe loss was measured"
-        gaps += [{"what": f"{k} efficiency", "reason": reason} for k in ("parameter", "data")]
+        gaps += [{"what": f"{k} efficiency", "reason": reason} for k in kinds]
         return out
-    if len(families) < 2:
+    if "parameter" not in kinds:
+        pass
+    elif len(families) < 2:
         gaps.append(
             {
                 "what": "parameter efficiency",
@@ -344,7 +396,9 @@ def efficiency_entries(
                         if entry is not None:
                             entry |= {"a": fam_a, "b": fam_b, "paradigm": paradigm}
                             out["parameter"].append(entry | {"slice": {"data_size": int(d)}})
-    if not set(PARADIGM_PAIR) <= set(paradigms):
+    if "data" not in kinds:
+        pass
+    elif not set(PARADIGM_PAIR) <= set(paradigms):
         gaps.append(
             {
                 "what": "data efficiency",
@@ -361,7 +415,7 @@ def efficiency_entries(
                     key_b = (family, par_b, metric, "D", int(n))
                     # the joint law's N is the measured one: take the slice's mean
                     sel = done[(done["family"] == family) & (done["target_params"] == n)]
-                    at = float(sel["n_params"].mean())
+                    at = float(sel[n_col].mean())
                     entry = _ratio("data", key_a, key_b, results, joint, done, at, gaps)
                     if entry is not None:
                         entry |= {"a": par_a, "b": par_b, "family": family}
@@ -400,18 +454,8 @@ def _ratio(
         gaps.append({"what": what, "reason": reason})
         return None
     source = src_a if src_a == src_b else f"A: {src_a}; B: {src_b}"
-    determined = is_determined(entry.get("geomean_lo"), entry.get("geomean_hi"))
-    return {"kind": kind, "metric": key_a[2], "source": source, "determined": determined, **entry}
-
-
-def is_determined(lo: object, hi: object) -> bool:
-    """Whether an interval pins a ratio down: finite, positive, at most :data:`MAX_SPREAD`
-    wide (as a factor)."""
-    try:
-        lo, hi = float(lo), float(hi)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return bool(0 < lo <= hi < np.inf and hi / lo <= MAX_SPREAD)
+    verdict = ratio_verdict(entry.get("geomean_lo"), entry.get("geomean_hi"))
+    return {"kind": kind, "metric": key_a[2], "source": source, **verdict, **entry}
 
 
 def _backtests(g: Group, metrics: list[str], gaps: list[dict]) -> list[dict]:
@@ -428,7 +472,7 @@ def _backtests(g: Group, metrics: list[str], gaps: list[dict]) -> list[dict]:
             result = backtest(
                 "joint",
                 part[metric].to_numpy(float),
-                n=part["n_params"].to_numpy(float),
+                n=part[g.n_col].to_numpy(float),
                 d=part["data_size"].to_numpy(float),
                 hold_out="largest",
                 by="n",

@@ -4,6 +4,7 @@ Study folder::
 
     spec.yaml          the resolved spec (what fit and report read)
     store/             the record store (unless data.store points elsewhere)
+    roles.csv          the audit of roles: every role's records, patients and overlaps
     runs/<run_id>/     weights (safetensors), training history, error trace of a failed run
     scratch/<id>/      from-scratch task models' training histories (weights are not kept)
     results.sqlite     runs, their evaluations and task results, from-scratch models
@@ -27,10 +28,11 @@ from tqdm.auto import tqdm
 from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
-from ecgscale.evaluate.tasks import task_rows
+from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
 from ecgscale.evaluate.transfer import RATIO_KEYS, transfer_analysis
 from ecgscale.laws import transfer_efficiency
-from ecgscale.study.analysis import analyse_study, is_determined
+from ecgscale.laws.verdicts import ratio_verdict
+from ecgscale.study.analysis import analyse_study
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
@@ -78,7 +80,7 @@ def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> 
             progress=progress,
         )
     store = Store(root)
-    check_store(spec, store)
+    check_store(spec, store).to_csv(study_dir / "roles.csv", index=False)
     return store
 
 
@@ -113,9 +115,10 @@ def ingest_synthetic(data: DataSpec, root: Path, *, progress: bool = True) -> No
         ) from None
 
 
-def check_store(spec: StudySpec, store: Store) -> None:
-    """The store has the study's form, its ID records are fully labelled and split, and
-    every OOD set exists."""
+def check_store(spec: StudySpec, store: Store) -> pd.DataFrame:
+    """The store has the study's form, its ID records are fully labelled and split, every
+    OOD set exists, and it holds every role of the study without overlap (a RoleError
+    otherwise, see :mod:`ecgscale.evaluate.roles`). Returns the audit of roles."""
     data = spec.data
     if (store.fs, store.n_samples) != (data.fs, data.n_samples):
         raise StoreError(
@@ -138,14 +141,7 @@ def check_store(spec: StudySpec, store: Store) -> None:
     for split in ("train", "val", "test"):
         if not (id_meta["split"] == split).any():
             raise StoreError(f"{data.id_site}: no records in the {split} split")
-    n_train = int((id_meta["split"] == "train").sum())
-    if max(spec.data_sizes) > n_train:
-        raise StoreError(
-            f"data_sizes: {max(spec.data_sizes)} exceeds the {n_train} training records of "
-            f"{data.id_site}"
-        )
-    for task in spec.tasks:
-        task_rows(task, store.meta)
+    return check_roles(assign_roles(spec, store.meta), store.meta)
 
 
 def _executor(kind: str) -> Executor:
@@ -250,6 +246,14 @@ def _study_runs(study_dir: Path):
     return spec, wide[wide["run_id"].isin(ids)].reset_index(drop=True)
 
 
+def study_roles(study_dir: Path) -> pd.DataFrame:
+    """The audit of the study's roles (:func:`ecgscale.evaluate.roles.role_table`), made from
+    its spec and store: what each role holds and every overlap between roles."""
+    spec = load_spec(Path(study_dir) / "spec.yaml")
+    store = Store(store_dir(spec, study_dir))
+    return role_table(assign_roles(spec, store.meta), store.meta)
+
+
 def study_tables(study_dir: Path) -> dict[str, pd.DataFrame]:
     """The results of the study's current grid: ``runs`` (wide), ``evals``, ``tasks`` (with
     the runs' coordinates) and ``scratch``; rows of other settings are left out."""
@@ -287,6 +291,7 @@ def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = Fa
         tables["runs"],
         delta=spec.laws.delta,
         n_bootstrap=spec.laws.n_bootstrap,
+        n_convention=spec.laws.n,
         workers=workers,
         progress=progress,
     )
@@ -346,9 +351,7 @@ def _transfer_efficiency(transfer: dict, content: dict) -> list[dict]:
                 "d_f_range": d_f,
                 "loss_range": loss_range,
                 **summary,
-                "determined": is_determined(
-                    summary.get("geomean_boot_lo"), summary.get("geomean_boot_hi")
-                ),
+                **ratio_verdict(summary.get("geomean_boot_lo"), summary.get("geomean_boot_hi")),
             }
         )
     return out
@@ -416,6 +419,7 @@ def write_report(study_dir: Path) -> Path:
         task_results=tables["tasks"],
         transfer=content.get("transfer"),
         analysis=content,
+        roles=read_role_table(roles) if (roles := study_dir / "roles.csv").is_file() else None,
     )
 
 

@@ -8,7 +8,6 @@ task's D_F records; the study's from-scratch curves turn task losses into effect
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
@@ -18,27 +17,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
-from ecgscale.data.schema import LABELS
-from ecgscale.data.splits import nested_subsets, patient_order
-from ecgscale.data.store import Store, records_of
-from ecgscale.evaluate.metrics import best_threshold, classification_scores, regression_scores
-from ecgscale.evaluate.probe import FeatureCache, score, train_probe
-from ecgscale.evaluate.tasks import TaskRows, task_rows
-from ecgscale.models import Encoder, build, measure
-from ecgscale.objectives import Objective, TaskModel, create_objective
-from ecgscale.study.spec import StudySpec, TrainSpec
-from ecgscale.train import (
-    TrainingDiverged,
-    TrainResult,
-    distributed,
-    load_weights,
-    pretrain,
-    save_weights,
-)
+from ecgscale.data.store import Store
+from ecgscale.evaluate.protocol import evaluate_encoder, labels_of
+from ecgscale.evaluate.roles import Roles, assign_roles
+from ecgscale.evaluate.task_models import train_on_task, trained_task_row
+from ecgscale.models import build, measure
+from ecgscale.objectives import Objective, create_objective
+from ecgscale.study.spec import StudySpec
+from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
 from ecgscale.train.checkpoint import clear_checkpoints
 
 
@@ -125,34 +113,6 @@ def expand(spec: StudySpec) -> list[RunSpec]:
     ]
 
 
-@dataclass
-class EvalRows:
-    """Global store rows that one study uses for each role."""
-
-    subsets: dict[int, np.ndarray]
-    val: np.ndarray
-    probe_train: np.ndarray
-    probe_val: np.ndarray
-    id_test: np.ndarray
-    ood: dict[str, np.ndarray]
-
-
-def select_rows(spec: StudySpec, meta: pd.DataFrame) -> EvalRows:
-    """Split the store into the roles of a study: D-ladder subsets, validation, probe, test, OOD."""
-    site = records_of(meta, spec.data.id_site)
-    train, val, test = (site[site["split"] == s] for s in ("train", "val", "test"))
-    val_order = patient_order(val, "val")
-    test_rows = patient_order(test, "test")[: spec.eval.test_records]
-    return EvalRows(
-        subsets=nested_subsets(train, spec.data_sizes, seed=spec.data.seed),
-        val=np.sort(val_order[: spec.train.val_records]),
-        probe_train=np.sort(patient_order(train, "probe")[: spec.eval.probe_records]),
-        probe_val=np.sort(val_order[: spec.eval.probe_val_records]),
-        id_test=np.sort(test_rows),
-        ood={s: records_of(meta, s)["row"].to_numpy() for s in spec.data.ood_sites},
-    )
-
-
 def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
     """Every from-scratch task model: task x family x size x D_F x seed (none without
     ``transfer.scratch``). The id hashes the pre-training data, the task and its training."""
@@ -178,262 +138,10 @@ def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
             )
             for fam in spec.models.families
             for n in sizes
-            for d in task.d_f
+            for d in task.scratch_ladder
             for seed in spec.seeds
         ]
     return jobs
-
-
-def _labels(meta: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
-    return meta.loc[rows, list(LABELS)].to_numpy(dtype=np.float32)
-
-
-def _eval_row(name: str, method: str, is_ood: bool, scores: dict) -> dict:
-    return {
-        "eval_set": name,
-        "method": method,
-        "is_ood": int(is_ood),
-        **{k: v for k, v in scores.items() if k != "omitted"},
-        "omitted": ",".join(scores["omitted"]),
-    }
-
-
-def _sets(rows: EvalRows) -> list[tuple[str, bool, np.ndarray]]:
-    return [("id", False, rows.id_test)] + [(s, True, r) for s, r in rows.ood.items()]
-
-
-def _thresholds(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Per-label F1 thresholds chosen on a validation set (annotated rows only)."""
-    return np.array(
-        [best_threshold(y[y[:, j] >= 0, j], p[y[:, j] >= 0, j]) for j in range(y.shape[1])]
-    )
-
-
-def _evaluate(
-    spec: StudySpec,
-    objective: Objective,
-    store: Store,
-    rows: EvalRows,
-    feats: FeatureCache,
-    seed: int,
-) -> tuple[float, list[dict]]:
-    """Six-label evaluation on every set: the probe, an SL model's own head, and (with
-    ``eval.finetune``) a fine-tuned copy of the encoder. Returns (probe L2, eval rows)."""
-    encoder, meta, n_boot = objective.encoder, store.meta, spec.eval.n_boot
-    probe = train_probe(
-        feats(rows.probe_train),
-        _labels(meta, rows.probe_train),
-        feats(rows.probe_val),
-        _labels(meta, rows.probe_val),
-        spec.eval.l2_grid,
-    )
-    names = list(LABELS)
-    out = [
-        _eval_row(
-            name,
-            "probe",
-            is_ood,
-            score(probe, feats(r), _labels(meta, r), names, n_boot=n_boot, seed=seed),
-        )
-        for name, is_ood, r in _sets(rows)
-    ]
-    predictors = {}
-    if objective.paradigm == "sl":
-        predictors["head"] = lambda r: _head(objective, feats(r))  # noqa: E731
-    if spec.eval.finetune:
-        model, _ = train_task_model(
-            encoder,
-            len(LABELS),
-            False,
-            store,
-            rows.probe_train,
-            _labels(meta, rows.probe_train),
-            rows.probe_val,
-            _labels(meta, rows.probe_val),
-            spec.scratch_train,
-            seed,
-            copy_encoder=True,
-        )
-        predictors["finetune"] = lambda r: model.predict(store.read, r)  # noqa: E731
-    for method, predict in predictors.items():
-        y_val = _labels(meta, rows.probe_val)
-        thresholds = _thresholds(y_val, predict(rows.probe_val))
-        for name, is_ood, r in _sets(rows):
-            scores = classification_scores(
-                predict(r), _labels(meta, r), names, thresholds=thresholds, n_boot=n_boot, seed=seed
-            )
-            out.append(_eval_row(name, method, is_ood, scores))
-    return probe.l2, out
-
-
-@torch.no_grad()
-def _head(objective: Objective, features: np.ndarray) -> np.ndarray:
-    """An SL model's own label probabilities from its pooled features."""
-    logits = objective.head(torch.from_numpy(features).float())
-    return torch.sigmoid(logits).double().numpy()
-
-
-def train_task_model(
-    encoder: Encoder,
-    n_outputs: int,
-    regression: bool,
-    store: Store,
-    train_rows: np.ndarray,
-    y_train: np.ndarray,
-    val_rows: np.ndarray,
-    y_val: np.ndarray,
-    cfg: TrainSpec,
-    seed: int,
-    *,
-    copy_encoder: bool = False,
-    checkpoint_dir: Path | None = None,
-    hooks: Hooks | None = None,
-) -> tuple[TaskModel, TrainResult]:
-    """Train ``encoder`` (a copy of it with ``copy_encoder``) and a new linear head on a task;
-    returns the model at its best validation step and the training result."""
-    if copy_encoder:
-        encoder = copy.deepcopy(encoder)
-    torch.manual_seed(seed)
-    model = TaskModel(encoder, n_outputs, regression=regression)
-    result = pretrain(
-        model.to(distributed.device()),
-        store.read,
-        train_rows=train_rows,
-        train_labels=y_train,
-        val_rows=val_rows,
-        val_labels=y_val,
-        cfg=cfg,
-        seed=seed,
-        checkpoint_dir=checkpoint_dir,
-        **(hooks or Hooks()).trainer_callbacks(cfg.max_steps),
-    )
-    return model.cpu(), result
-
-
-def _task_row(
-    tr: TaskRows,
-    method: str,
-    d_f: int,
-    pred: np.ndarray,
-    y: np.ndarray,
-    *,
-    thresholds: np.ndarray | None,
-    l2: float | None,
-    n_boot: int,
-    seed: int,
-) -> dict:
-    """The result row of predictions ``pred`` on a task's test set (targets ``y``): loss and
-    metric (R² or macro AUROC) with intervals; ``detail`` has MAE in target units, or the
-    per-label figures."""
-    if tr.task.kind == "regression":
-        scores = regression_scores(pred[:, 0], y[:, 0], n_boot=n_boot, seed=seed)
-        metric = "r2"
-        detail = {k: v for k, v in scores.items() if k.startswith("mae")}
-        detail |= {f"{k}_units": v * tr.scale for k, v in detail.items()}
-    else:
-        scores = classification_scores(
-            pred, y, tr.task.targets, thresholds=thresholds, n_boot=n_boot, seed=seed
-        )
-        metric, detail = "auroc", scores["per_label"]
-    return {
-        "task": tr.task.name,
-        "method": method,
-        "d_f": int(d_f),
-        "kind": tr.task.kind,
-        "n": int(scores["n"]),
-        "loss": scores["loss"],
-        "loss_lo": scores["loss_lo"],
-        "loss_hi": scores["loss_hi"],
-        "metric_name": metric,
-        "metric": scores[metric],
-        "metric_lo": scores[f"{metric}_lo"],
-        "metric_hi": scores[f"{metric}_hi"],
-        "l2": l2,
-        "detail": detail,
-    }
-
-
-def _train_task(
-    tr: TaskRows,
-    encoder: Encoder,
-    store: Store,
-    d_f: int,
-    cfg: TrainSpec,
-    seed: int,
-    **kw: object,
-) -> tuple[TaskModel, TrainResult]:
-    """:func:`train_task_model` on a task's D_F subset, stopped on its validation set."""
-    sub, meta = tr.subsets[d_f], store.meta
-    return train_task_model(
-        encoder,
-        len(tr.task.targets),
-        tr.task.kind == "regression",
-        store,
-        sub,
-        tr.targets(meta, sub),
-        tr.val,
-        tr.targets(meta, tr.val),
-        cfg,
-        seed,
-        **kw,
-    )
-
-
-def _evaluate_tasks(
-    spec: StudySpec, encoder: Encoder, store: Store, feats: FeatureCache, seed: int
-) -> list[dict]:
-    """Every unseen task at every D_F: the frozen-encoder probe (and fine-tuning, if asked)."""
-    tasks = [task_rows(task, store.meta) for task in spec.tasks]
-    if tasks:
-        feats.add(*(tr.all_rows for tr in tasks))
-    return [row for tr in tasks for row in _evaluate_task(spec, tr, encoder, store, feats, seed)]
-
-
-def _evaluate_task(
-    spec: StudySpec, tr: TaskRows, encoder: Encoder, store: Store, x: FeatureCache, seed: int
-) -> list[dict]:
-    task, n_boot, out = tr.task, spec.eval.n_boot, []
-
-    def y(r: np.ndarray) -> np.ndarray:
-        return tr.targets(store.meta, r)
-
-    kind = "ridge" if task.kind == "regression" else "logistic"
-    for d_f, sub in tr.subsets.items():
-        probe = train_probe(x(sub), y(sub), x(tr.val), y(tr.val), spec.eval.l2_grid, kind=kind)
-        pred = probe.predict(x(tr.test)).reshape(len(tr.test), -1)
-        out.append(
-            _task_row(
-                tr,
-                "probe",
-                d_f,
-                pred,
-                y(tr.test),
-                thresholds=probe.thresholds,
-                l2=probe.l2,
-                n_boot=n_boot,
-                seed=seed,
-            )
-        )
-        if spec.eval.finetune:
-            model, _ = _train_task(
-                tr, encoder, store, d_f, spec.scratch_train, seed, copy_encoder=True
-            )
-            out.append(_fitted_task_row(tr, model, store, "finetune", d_f, n_boot, seed))
-    return out
-
-
-def _fitted_task_row(
-    tr: TaskRows, model: TaskModel, store: Store, method: str, d_f: int, n_boot: int, seed: int
-) -> dict:
-    """The task row of a trained task model, thresholds chosen on the task's val set."""
-    y = lambda r: tr.targets(store.meta, r)  # noqa: E731
-    thresholds = None
-    if tr.task.kind != "regression":
-        thresholds = _thresholds(y(tr.val), model.predict(store.read, tr.val))
-    pred = model.predict(store.read, tr.test).reshape(len(tr.test), -1)
-    return _task_row(
-        tr, method, d_f, pred, y(tr.test), thresholds=thresholds, l2=None, n_boot=n_boot, seed=seed
-    )
 
 
 def _load_trained(objective: Objective, run_dir: Path) -> dict | None:
@@ -464,7 +172,7 @@ def execute_run(
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         store = Store(store_dir)
-        rows = select_rows(spec, store.meta)
+        roles = assign_roles(spec, store.meta)
         torch.manual_seed(run.seed)
         encoder = build(run.family, run.target_params, input_len=store.n_samples, fs=store.fs)
         stats = measure(encoder, store.n_samples)
@@ -482,13 +190,11 @@ def execute_run(
         )
         summary = _load_trained(objective, run_dir) if distributed.world_size() == 1 else None
         if summary is None:
-            summary = _pretrain(spec, run, objective, store, rows, run_dir, hooks or Hooks())
+            summary = _pretrain(spec, run, objective, store, roles, run_dir, hooks or Hooks())
         row.update(summary)
         if distributed.is_main():
-            feats = FeatureCache(encoder, store.read)
-            feats.add(rows.probe_train, rows.probe_val, *(r for _, _, r in _sets(rows)))
-            row["probe_l2"], out.evals = _evaluate(spec, objective, store, rows, feats, run.seed)
-            out.tasks = _evaluate_tasks(spec, encoder, store, feats, run.seed)
+            result = evaluate_encoder(spec, objective, store, roles, run.seed)
+            row["probe_l2"], out.evals, out.tasks = result.probe_l2, result.evals, result.tasks
             clear_checkpoints(run_dir / "checkpoints")
         row["status"] = "done"
     except TrainingDiverged as err:
@@ -514,19 +220,19 @@ def _pretrain(
     run: RunSpec,
     objective: Objective,
     store: Store,
-    rows: EvalRows,
+    roles: Roles,
     run_dir: Path,
     hooks: Hooks,
 ) -> dict:
     """Pre-train; process 0 saves the weights and ``train.json``. Returns the row's summary."""
-    train_rows = rows.subsets[run.data_size]
+    train_rows = roles.subsets[run.data_size]
     result = pretrain(
         objective.to(distributed.device()),
         store.read,
         train_rows=train_rows,
-        train_labels=_labels(store.meta, train_rows),
-        val_rows=rows.val,
-        val_labels=_labels(store.meta, rows.val),
+        train_labels=labels_of(store.meta, train_rows),
+        val_rows=roles.val,
+        val_labels=labels_of(store.meta, roles.val),
         cfg=spec.train,
         seed=run.seed,
         checkpoint_dir=run_dir / "checkpoints",
@@ -563,12 +269,11 @@ def execute_scratch(
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         store = Store(store_dir)
-        task = next(t for t in spec.tasks if t.name == job.task)
-        tr = task_rows(task, store.meta)
+        tr = assign_roles(spec, store.meta).tasks[job.task]
         torch.manual_seed(job.seed)
         encoder = build(job.family, job.target_params, input_len=store.n_samples, fs=store.fs)
         row["n_params"] = sum(p.numel() for p in encoder.parameters())
-        model, result = _train_task(
+        model, result = train_on_task(
             tr,
             encoder,
             store,
@@ -576,9 +281,9 @@ def execute_scratch(
             spec.scratch_train,
             job.seed,
             checkpoint_dir=run_dir / "checkpoints",
-            hooks=hooks,
+            callbacks=(hooks or Hooks()).trainer_callbacks(spec.scratch_train.max_steps),
         )
-        task_row = _fitted_task_row(
+        task_row = trained_task_row(
             tr, model, store, "scratch", job.d_f, spec.eval.n_boot, job.seed
         )
         row.update(

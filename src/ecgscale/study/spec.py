@@ -60,6 +60,13 @@ class SourceSpec(_Strict):
 class DataSpec(_Strict):
     """Where pre-training, validation, test and OOD records come from.
 
+    The ID site's records take every role of a study, patient-disjoint (see
+    :mod:`ecgscale.evaluate.roles`): a ``holdout`` share of its patients (by a hash of the
+    patient id) is kept out of pre-training for the probe and for unseen tasks on the ID site,
+    the rest of its train split holds the nested pre-training subsets, its val split gives the
+    pre-training and probe validation sets (held-out patients for the probe), and its test
+    split the ID test set.
+
     ``source: synthetic`` (the default) generates the store from the embedded generator:
     ``id_site`` and ``ood_sites`` are synthetic sites. ``source: store`` uses a store filled
     with ``ecgscale data ingest`` (``store`` required): ``id_site`` and ``ood_sites`` name its
@@ -77,6 +84,13 @@ class DataSpec(_Strict):
     n_samples: int = Field(1000, ge=16)
     id_site: str = "code"
     ood_sites: list[str] = ["ptbxl_like", "noisy", "lowpass_device"]
+    holdout: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="share of the ID site's patients (train and val splits) held out of "
+        "pre-training for the probe and the ID-site unseen tasks",
+    )
     n_records: int = Field(12_000, ge=10, description="records generated for the ID site")
     n_ood_records: int = Field(1_000, ge=10, description="records generated per OOD site")
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
@@ -192,6 +206,10 @@ class EvalSpec(_Strict):
 
 
 TaskKind = Literal["binary", "multilabel", "regression"]
+SCRATCH_POINTS = 5
+"""Sizes a from-scratch curve needs at least (its power law then has 2 degrees of freedom)."""
+SCRATCH_REACH = 4
+"""How far past the largest probed D_F the from-scratch curve must reach (a factor)."""
 
 
 class TaskSpec(_Strict):
@@ -210,6 +228,11 @@ class TaskSpec(_Strict):
     target: str | list[str]
     kind: TaskKind
     d_f: list[int] = Field(..., min_length=1, description="labelled target-set sizes D_F")
+    scratch_d_f: list[int] | None = Field(
+        None,
+        description="D_F of the from-scratch models; default: d_f continued by doublings to 4x "
+        "its largest size, with at least 5 sizes",
+    )
     val_records: int = Field(500, ge=10)
     test_records: int = Field(1000, ge=10)
 
@@ -217,15 +240,51 @@ class TaskSpec(_Strict):
     def targets(self) -> list[str]:
         return [self.target] if isinstance(self.target, str) else list(self.target)
 
+    @property
+    def scratch_ladder(self) -> list[int]:
+        """The D_F of the from-scratch curve: ``scratch_d_f``, or ``d_f`` continued by
+        doublings to :data:`SCRATCH_REACH` times its largest size, halvings below its smallest
+        filling it up to :data:`SCRATCH_POINTS` sizes."""
+        if self.scratch_d_f is not None:
+            return list(self.scratch_d_f)
+        top = self.d_f[-1]
+        ladder = set(self.d_f)
+        size = top
+        while size < SCRATCH_REACH * top:
+            size *= 2
+            ladder.add(size)
+        low = self.d_f[0]
+        while len(ladder) < SCRATCH_POINTS and low >= 4:
+            low //= 2
+            ladder.add(low)
+        return sorted(ladder)
+
+    @property
+    def all_d_f(self) -> list[int]:
+        """Every D_F the task's records are drawn at (probe ladder and from-scratch ladder)."""
+        return sorted(set(self.d_f) | set(self.scratch_ladder))
+
     @model_validator(mode="after")
     def _consistent(self) -> TaskSpec:
         if self.kind == "multilabel" and len(self.targets) < 2:
             raise ValueError("target: a multilabel task needs a list of two or more columns")
         if self.kind != "multilabel" and len(self.targets) != 1:
             raise ValueError(f"target: a {self.kind} task has one target column")
-        if any(d < 2 for d in self.d_f) or sorted(set(self.d_f)) != self.d_f:
-            raise ValueError("d_f: sizes must be increasing, distinct and at least 2")
+        for name, sizes in (("d_f", self.d_f), ("scratch_d_f", self.scratch_d_f)):
+            if sizes is not None and (any(d < 2 for d in sizes) or sorted(set(sizes)) != sizes):
+                raise ValueError(f"{name}: sizes must be increasing, distinct and at least 2")
         return self
+
+    def check_scratch_ladder(self) -> None:
+        """The from-scratch curve can turn every probed loss into effective data: at least
+        :data:`SCRATCH_POINTS` sizes (a 3-parameter law with 2 degrees of freedom) reaching
+        :data:`SCRATCH_REACH` times the largest probed D_F; else a one-line ValueError."""
+        ladder, top = self.scratch_ladder, self.d_f[-1]
+        if len(ladder) < SCRATCH_POINTS or ladder[-1] < SCRATCH_REACH * top:
+            raise ValueError(
+                f"scratch_d_f: the from-scratch curve needs at least {SCRATCH_POINTS} sizes "
+                f"reaching {SCRATCH_REACH}x the largest d_f ({top}), got {ladder}"
+            )
 
 
 class TransferSpec(_Strict):
@@ -308,9 +367,21 @@ class ExecutorSpec(_Strict):
         return self
 
 
+NConvention = Literal["total", "non_embedding"]
+N_COLUMNS: dict[str, str] = {"total": "n_params", "non_embedding": "n_params_nonembed"}
+"""The results column of each parameter-count convention (``laws.n``)."""
+N_WORDS: dict[str, str] = {"total": "total parameters", "non_embedding": "non-embedding parameters"}
+"""How each convention is named in sentences and on axes."""
+
+
 class LawsSpec(_Strict):
     delta: float = Field(1e-3, gt=0, description="Huber delta in log space")
     n_bootstrap: int = Field(200, ge=0)
+    n: NConvention = Field(
+        "total",
+        description="parameter count N the laws use: total, or non_embedding (without the "
+        "ResNet stem / Transformer patch embedding); parameter efficiency is reported under both",
+    )
 
 
 class StudySpec(_Strict):
@@ -337,18 +408,27 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _fits_data(self) -> StudySpec:
-        train_share = 1 - self.data.val_fraction - self.data.test_fraction
+        train_share = (1 - self.data.val_fraction - self.data.test_fraction) * (
+            1 - self.data.holdout
+        )
         approx_train = int(self.data.n_records * train_share)
         names = [t.name for t in self.tasks]
         if len(set(names)) < len(names):
             raise ValueError(f"tasks: task names must be distinct, got {names}")
         self.scratch_train  # noqa: B018 (validates transfer.train against the train section)
+        if self.transfer.scratch:
+            for i, task in enumerate(self.tasks):
+                try:
+                    task.check_scratch_ladder()
+                except ValueError as err:
+                    raise ValueError(f"tasks[{i}].{err}") from None
         if self.data.source == "store":
             return self
         if max(self.data_sizes) > approx_train:
             raise ValueError(
                 f"data_sizes: {max(self.data_sizes)} exceeds the ~{approx_train} ID training "
-                f"records of data.n_records={self.data.n_records}"
+                f"records of data.n_records={self.data.n_records} left for pre-training by "
+                f"data.holdout={self.data.holdout:g}"
             )
         return self
 

@@ -1,0 +1,99 @@
+"""What a fitted number may be stated as: the verdicts that findings are made of.
+
+An **exponent** (α, β, κ …) is *determined* only when its fit and its 95% interval stay clear
+of the fitter's box: not on a bound or within :data:`NEAR_BOUND` of one (a law pushed against
+its box says the data do not constrain it, e.g. α = 5 with an amplitude of 1e19), its interval
+neither reaches the lower bound (for α, β: contains 0, "no detectable scaling") nor the upper
+one (open-ended), its amplitude not on a bound either (the term is degenerate then), and an
+interval exists at all (it needs bootstrap refits and two degrees of freedom).
+
+A **ratio** (efficiency N_B/N_A, D_B/D_A, transfer D_E(SSL)/D_E(SL)) has one of three
+verdicts from its 95% interval: ``"direction"`` when the interval excludes 1 (B needs more,
+or fewer, than A), ``"no_difference"`` when it contains 1 and spans at most
+:data:`MAX_SPREAD` (no detectable difference over the losses compared), and
+``"not_determined"`` when it is missing, open-ended, not positive or wider than that.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+NEAR_BOUND = 0.01
+"""An exponent within this share of its box's width from a bound counts as on it."""
+MAX_SPREAD = 100.0
+"""A ratio whose interval spans more than this factor (hi / lo) is not determined."""
+AMPLITUDES = {
+    "power": {"alpha": "A"},
+    "joint": {"alpha": "A", "beta": "B"},
+    "loss_to_loss": {"kappa": "K"},
+}
+"""The amplitude whose term an exponent scales, per form (a bound amplitude degenerates it)."""
+RATIO_VERDICTS = ("direction", "no_difference", "not_determined")
+
+
+def _number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def exponent_verdict(fit: Mapping[str, Any], name: str) -> dict[str, str]:
+    """``{"status": "determined" | "not_determined", "reason": …}`` for exponent ``name`` of a
+    fit given as :meth:`ecgscale.laws.FitResult.to_dict` (as in ``fits.json``)."""
+    value = _number((fit.get("params") or {}).get(name))
+    bounds = (fit.get("exponent_bounds") or {}).get(name)
+    at_bound = set(fit.get("at_bound") or ())
+    amplitude = AMPLITUDES.get(str(fit.get("form")), {}).get(name)
+    interval = (fit.get("intervals") or {}).get(name)
+
+    def undetermined(reason: str) -> dict[str, str]:
+        return {"status": "not_determined", "reason": reason}
+
+    if value is None:
+        return undetermined("no fitted value")
+    if bounds is None:
+        return undetermined("the fit does not record the fitter's bounds")
+    lo, hi = (float(b) for b in bounds)
+    slack = NEAR_BOUND * (hi - lo)
+    if name in at_bound or value <= lo + slack or value >= hi - slack:
+        edge = lo if value - lo <= hi - value else hi
+        return undetermined(f"{name} = {value:.3g} sits on the fitter's bound {edge:g}")
+    if amplitude is not None and amplitude in at_bound:
+        return undetermined(f"its amplitude {amplitude} sits on the fitter's bound")
+    if interval is None:
+        return undetermined("no interval (no bootstrap, or fewer than 2 degrees of freedom)")
+    i_lo, i_hi = (_number(v) for v in interval)
+    if i_lo is None or i_hi is None:
+        return undetermined("its interval is undefined")
+    if i_lo <= lo + slack:
+        return undetermined(f"its 95% interval [{i_lo:.3g}, {i_hi:.3g}] reaches {lo:g}")
+    if i_hi >= hi - slack:
+        return undetermined(
+            f"its 95% interval [{i_lo:.3g}, {i_hi:.3g}] reaches the fitter's bound {hi:g}"
+        )
+    return {"status": "determined", "reason": ""}
+
+
+def exponent_verdicts(fit: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """:func:`exponent_verdict` of every exponent the fit records bounds for."""
+    return {name: exponent_verdict(fit, name) for name in fit.get("exponent_bounds") or {}}
+
+
+def is_determined(fit: Mapping[str, Any], name: str) -> bool:
+    """Whether exponent ``name`` of ``fit`` may be stated as a number (see the module)."""
+    verdicts = fit.get("verdicts") or exponent_verdicts(fit)
+    return (verdicts.get(name) or {}).get("status") == "determined"
+
+
+def ratio_verdict(lo: object, hi: object) -> dict[str, str | None]:
+    """``{"verdict": …, "direction": "more" | "fewer" | None}`` of a ratio's interval."""
+    a, b = _number(lo), _number(hi)
+    if a is None or b is None or not 0 < a <= b or b / a > MAX_SPREAD:
+        return {"verdict": "not_determined", "direction": None}
+    if a <= 1 <= b:
+        return {"verdict": "no_difference", "direction": None}
+    return {"verdict": "direction", "direction": "more" if a > 1 else "fewer"}
