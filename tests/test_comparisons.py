@@ -128,6 +128,20 @@ def test_equal_gains_too_small_to_see_are_not_determined() -> None:
     assert all("not detectable" in c["reason"] for c in result["corners"])
 
 
+def test_both_needs_each_gain_detectable() -> None:
+    """Equal gains at the point estimate, but B is so uncertain that the gain from doubling D
+    may be below the floor (a loss of ~79, a gain of ~0.24 = 3x the floor)."""
+    law = _law({**BALANCED, "E": 76.0}, sd=0.005)
+    assert law.samples is not None
+    wide = law.samples.copy()
+    wide[:, 3] *= np.exp(np.random.default_rng(4).normal(0.0, 1.0, len(wide)))
+    result = bottleneck(replace(law, samples=wide), [1e3], [1e3])
+    c = result["corners"][0]
+    assert c["gain_n_lo"] > GAIN_FLOOR * c["loss"] > c["gain_d_lo"]
+    assert c["ratio_lo"] < 1 < c["ratio_hi"]
+    assert c["label"] == NOT_DETERMINED and "doubling D is not detectable" in c["reason"]
+
+
 def test_agreeing_but_partly_undetermined_corners_are_not_a_verdict() -> None:
     """Three corners say "data"; at (min N, max D) the ratio is 1 and the gains are below the
     floor (a loss of ~1000), so the cell as a whole is not called data-bottlenecked."""
@@ -183,8 +197,10 @@ def test_crossover_inside_the_range_is_found_with_an_interval(axis: str) -> None
     if axis == "d":  # the same curves along D, the N terms cancelling
         swap = {"A": "B", "alpha": "beta", "B": "A", "beta": "alpha", "E": "E"}
         a, b = ({swap[k]: v for k, v in p.items()} for p in (a, b))
-    result = crossover(_law(a, seed=1), _law(b, seed=2), axis=axis, at=1e4, lo=1e3, hi=1e7)
+    law_a, law_b = _law(a, seed=1), _law(b, seed=2, n=300)
+    result = crossover(law_a, law_b, axis=axis, at=1e4, lo=1e3, hi=1e7)
     assert result["verdict"] == "crossover" and result["inside"]
+    assert result["n_samples"] == 300  # paired by index: the first 300 of A's 400
     assert result["lower_at_lo"] == "b" and result["lower_at_hi"] == "a"
     [c] = result["crossings"]
     assert c["x"] == pytest.approx(CROSS_X, rel=1e-9)
@@ -238,6 +254,38 @@ def test_crossover_that_most_samples_do_not_share_is_not_determined() -> None:
     assert c["share_inside"] == pytest.approx(0.4)
     assert c["x_hi"] == np.inf  # the samples that never cross count as crossing beyond the range
     assert "40%" in c["reason"]
+
+
+def test_samples_crossing_the_other_way_do_not_count() -> None:
+    """In 60% of the pairs the two laws' samples swap places: they cross near 1e5 too, but with B
+    becoming the lower one, so they do not support the crossing where A becomes lower."""
+    law_a, law_b = _law(CROSS_A, sd=0.01, seed=1), _law(CROSS_B, sd=0.01, seed=2)
+    assert law_a.samples is not None and law_b.samples is not None
+    sa, sb = law_a.samples.copy(), law_b.samples.copy()
+    sa[:240], sb[:240] = law_b.samples[:240], law_a.samples[:240]
+    result = crossover(
+        replace(law_a, samples=sa), replace(law_b, samples=sb), axis="n", at=1e4, lo=1e3, hi=1e7
+    )
+    [c] = result["crossings"]
+    assert c["lower_after"] == "a" and c["share_inside"] == pytest.approx(0.4)
+    assert c["x_lo"] == 0.0  # swapped pairs have A lower from the start: they count as before
+    assert result["verdict"] == NOT_DETERMINED
+    assert result["share_crossing_inside"] == pytest.approx(1.0)
+
+
+def test_no_crossover_that_most_samples_contradict_is_not_determined() -> None:
+    """The point estimates cross at 1e5, below the range; 60% of A's samples, with A ten times
+    larger, cross at ~3e7, inside it."""
+    law_a = _law(CROSS_A, sd=0.01, seed=1)
+    assert law_a.samples is not None
+    larger = law_a.samples.copy()
+    larger[:240, 1] *= 10.0
+    law_a = replace(law_a, samples=larger)
+    result = crossover(law_a, _law(CROSS_B, sd=0.01, seed=2), axis="n", at=1e4, lo=1e6, hi=1e8)
+    assert not result["inside"] and result["crossings"] == []
+    assert result["extrapolated"][0]["extrapolated_x"] == pytest.approx(CROSS_X)
+    assert result["share_crossing_inside"] == pytest.approx(0.6, abs=0.02)
+    assert result["verdict"] == NOT_DETERMINED and "60% of samples" in result["reason"]
 
 
 def test_crossover_without_samples_is_not_determined() -> None:
