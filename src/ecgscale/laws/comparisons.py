@@ -320,7 +320,9 @@ def crossover(
     elif inside and any(c["determined"] for c in crossings):
         verdict = "crossover"
     elif inside:
-        reason = f"fewer than {MIN_SHARE:.0%} of the samples cross inside the range"
+        reason = (
+            f"fewer than {MIN_SHARE:.0%} of the samples cross as the curves do inside the range"
+        )
     elif share_any < MIN_SHARE:
         verdict = NO_CROSSOVER
     else:
