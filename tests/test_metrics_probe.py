@@ -245,6 +245,33 @@ def test_auroc_interval_coverage():
     assert 85 <= hits <= 99
 
 
+def test_patient_bootstrap_resamples_whole_patients():
+    """Each patient's records are copies of one another: resampling records treats them as
+    independent and gives too narrow an interval; resampling patients (the cluster bootstrap)
+    gives the interval of the patients alone. Unique groups reproduce the record bootstrap."""
+    rng = np.random.default_rng(9)
+    p, y = _scores_problem(rng, 150)
+    copies = 4
+    pp, yy = np.repeat(p, copies, axis=0), np.repeat(y, copies, axis=0)
+    patients = np.repeat(np.arange(150), copies)
+    alone = classification_scores(p, y, ["a", "b"], seed=3)
+    by_record = classification_scores(pp, yy, ["a", "b"], seed=3)
+    by_patient = classification_scores(pp, yy, ["a", "b"], seed=3, groups=patients)
+    assert by_patient["loss"] == pytest.approx(alone["loss"])
+    for k in ("loss", "auroc"):
+        w_patient = by_patient[f"{k}_hi"] - by_patient[f"{k}_lo"]
+        w_record = by_record[f"{k}_hi"] - by_record[f"{k}_lo"]
+        assert w_patient > 1.6 * w_record  # ~sqrt(4) wider
+        assert w_patient == pytest.approx(alone[f"{k}_hi"] - alone[f"{k}_lo"], rel=0.3)
+    unique = classification_scores(p, y, ["a", "b"], seed=3, groups=np.arange(150))
+    assert unique == alone
+    reg = regression_scores(pp[:, 0], yy[:, 0], seed=3, groups=patients)
+    reg_alone = regression_scores(p[:, 0], y[:, 0], seed=3)
+    assert reg["loss_hi"] - reg["loss_lo"] == pytest.approx(
+        reg_alone["loss_hi"] - reg_alone["loss_lo"], rel=0.3
+    )
+
+
 # --- masking ---------------------------------------------------------------------------------
 
 

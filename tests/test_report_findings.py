@@ -12,9 +12,10 @@ import pandas as pd
 from test_report import PAYLOAD, make_study
 
 from ecgscale.report import render_report
-from ecgscale.report.findings import efficiency_findings, efficiency_table
+from ecgscale.laws.verdicts import ratio_verdict
+from ecgscale.report.findings import efficiency_findings, efficiency_table, ratio_gaps
 from ecgscale.report.tasks import format_number
-from ecgscale.study.analysis import analyse_study, is_determined
+from ecgscale.study.analysis import analyse_study
 
 N_BOOT = 8
 
@@ -57,13 +58,19 @@ def test_untrusted_set_and_study_names_are_escaped(tmp_path: Path) -> None:
         assert re.fullmatch(r"[A-Za-z0-9_.-]+", path.name), path.name
 
 
+def _gap_rows(html: str) -> str:
+    """The collapsed table of what the runs could not determine."""
+    return html[html.index('id="undetermined"') :]
+
+
 def test_one_paradigm_states_the_gaps(tmp_path: Path) -> None:
     content, html = _report(tmp_path, ("resnet", "transformer"), ("ssl",), ("ptbxl_like",))
     assert content["efficiency"]["data"] == []
     assert content["efficiency"]["parameter"]
-    assert "Data efficiency is not available." in html
-    assert "Not made: data efficiency (it compares SSL with SL pre-training; the study has ssl" in (
-        html
+    gaps = _gap_rows(html)
+    assert "<details>" in gaps
+    assert "data efficiency</td><td>it compares SSL with SL pre-training; the study has ssl" in (
+        gaps
     )
     assert "<h2>Efficiency</h2>" in html and "<h2>Backtests</h2>" in html
 
@@ -76,16 +83,22 @@ def test_one_family_no_bootstrap_and_failed_run(tmp_path: Path) -> None:
     html = render_report(
         runs, evals, content["fits"], spec_text="", out_dir=tmp_path, analysis=content
     ).read_text()
-    assert "Parameter efficiency is not available." in html
-    assert "Not made: parameter efficiency (it compares two model families" in html
-    assert "Not made: backtests (laws.n_bootstrap is 0" in html
+    gaps = _gap_rows(html)
+    assert "parameter efficiency</td><td>it compares two model families" in gaps
+    assert "backtests</td><td>laws.n_bootstrap is 0" in gaps
     assert "No backtest could be made." in html
+    # without bootstrap no exponent has an interval: none is stated as a number
+    assert "no interval (no bootstrap" in gaps
+    assert "These runs determine none of the findings" in html
 
 
 def test_synthetic_efficiency_and_backtests(tmp_path: Path) -> None:
     content, html = _report(tmp_path, ("resnet", "transformer"), ("sl", "ssl"), ("ptbxl_like",))
     param = content["efficiency"]["parameter"]
     assert {e["metric"] for e in param} == {"loss:id", "loss:ptbxl_like"}
+    # parameter efficiency under both conventions of N, data efficiency under the laws' own
+    assert {e["n"] for e in param} == {"total", "non_embedding"}
+    assert {e["n"] for e in content["efficiency"]["data"]} == {content["n_convention"]}
     for entry in param + content["efficiency"]["data"]:
         lo, hi = entry["loss_range"]
         assert 0 < lo < hi
@@ -93,11 +106,14 @@ def test_synthetic_efficiency_and_backtests(tmp_path: Path) -> None:
             assert 0 < entry[f"{stat}_lo"] <= entry[f"{stat}_hi"], (stat, entry)
     # transformer's loss is offset upwards: it needs more parameters for the same loss
     assert all(e["geomean"] > 1 for e in param)
-    assert all(e["determined"] for e in param)
-    assert "not determined by these runs" not in html
+    assert all(e["verdict"] == "direction" and e["direction"] == "more" for e in param)
+    assert "Parameter efficiency</td>" not in _gap_rows(html)
     assert content["backtests"] and all(b["points"] for b in content["backtests"])
-    assert "the parameters of resnet models for the same ptbxl_like probe loss" in html
-    assert "95% CI" in html and "over losses" in html
+    assert "transformer models need more parameters than resnet models for the same ptbxl_like" in (
+        html
+    )
+    assert "(N = total parameters)" in html and "(N = non-embedding parameters)" in html
+    assert "95% CI" in html and "probe losses" in html
     assert "lie inside their 95% prediction interval" in html
     figures = {p.name for p in (tmp_path / "figures").iterdir()}
     for stem in ("backtests", "loss_to_loss", "ood_loss_vs_D_ptbxl_like", "id_loss_vs_N"):
@@ -135,19 +151,35 @@ def test_ratios_the_runs_do_not_determine_are_flagged_not_stated() -> None:
         "geomean_lo": 0.0,
         "geomean_hi": float("inf"),
     }
-    sharp["determined"] = is_determined(sharp["geomean_lo"], sharp["geomean_hi"])
-    loose["determined"] = is_determined(loose["geomean_lo"], loose["geomean_hi"])
-    assert (sharp["determined"], loose["determined"]) == (True, False)
-    assert not is_determined(0.01, 2.0) and not is_determined(None, 1.0)
-    sentences = efficiency_findings({"parameter": [sharp, loose]})
-    # the largest slice is undetermined: the finding is stated at the largest determined one
-    assert sentences[0].startswith("Under sl pre-training at D = 100, transformer models need")
-    assert "geometric mean 2×, 95% CI 1.6–2.6" in sentences[0]
-    assert sentences[1].startswith("1 of 2 parameter-efficiency ratios are not determined")
-    assert not any("6.6e-154" in s for s in sentences)
-    rows = efficiency_table({"parameter": [sharp, loose]})["rows"]
-    assert [r[-2] for r in rows] == ["yes", "no (interval > 100×)"]
+    tied = {**sharp, "slice": {"data_size": 200}, "paradigm": "ssl"}
+    tied |= {"geomean": 1.1, "geomean_lo": 0.8, "geomean_hi": 1.4}
+    for entry in (sharp, loose, tied):
+        entry |= ratio_verdict(entry["geomean_lo"], entry["geomean_hi"])
+    assert [e["verdict"] for e in (sharp, loose, tied)] == [
+        "direction",
+        "not_determined",
+        "no_difference",
+    ]
+    assert sharp["direction"] == "more"
+    assert ratio_verdict(0.01, 2.0)["verdict"] == "not_determined"  # wider than 100x
+    assert ratio_verdict(None, 1.0)["verdict"] == "not_determined"
+    assert ratio_verdict(0.2, 0.5) == {"verdict": "direction", "direction": "fewer"}
+    sentences = efficiency_findings({"parameter": [sharp, loose, tied]})
+    # the largest slice is undetermined: the finding is stated at the largest stated one
+    assert sentences[0].startswith("Under SL pre-training at D = 100")
+    assert "transformer models need more parameters than resnet models" in sentences[0]
+    assert "2× (95% CI 1.6–2.6)" in sentences[0]
+    assert "no detectable difference" in sentences[1] and "0.8–1.4" in sentences[1]
+    assert len(sentences) == 2 and not any("6.6e-154" in s for s in sentences)
+    rows = efficiency_table({"parameter": [sharp, loose, tied]})["rows"]
+    assert [r[-2] for r in rows] == [
+        "yes",
+        "not determined (interval open or > 100×)",
+        "no detectable difference",
+    ]
     assert rows[1][-3] == "6.6e-154× [0, ∞]"
+    (gap,) = ratio_gaps({"parameter": [sharp, loose, tied]})
+    assert gap[0] == "Parameter efficiency" and "D = 400" in gap[1] and "wider than 100" in gap[2]
 
 
 def test_numbers_beyond_a_billion_are_written_in_scientific_notation() -> None:

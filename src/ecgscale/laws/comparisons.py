@@ -8,9 +8,9 @@ A·N^−α·(1 − 2^−α)``, doubling the data ``g_D = B·D^−β·(1 − 2^�
 ``g_D / g_N`` is increasing in N and decreasing in D (for α, β > 0), so over a rectangle of
 sizes it is extreme at the corners, and the four corners of the observed grid bound it
 everywhere inside. A corner is "data" (data-bottlenecked: more data helps more) when the
-interval of ``g_D / g_N`` lies above 1, "model" when it lies below 1, "both" when it contains 1
-but each gain's lower bound exceeds :data:`GAIN_FLOOR` of the loss there, and otherwise "not
-determined". The cell's verdict is the label of all four corners, "mixed" when determined
+interval of ``g_D / g_N`` lies above 1 and g_D's lower bound exceeds :data:`GAIN_FLOOR` of the
+loss there, "model" when it lies below 1 and g_N's does, "both" when each gain's lower bound
+exceeds the floor, and otherwise "not determined" (e.g. neither doubling helps measurably). The cell's verdict is the label of all four corners, "mixed" when determined
 corners disagree, and "not determined" otherwise.
 
 *Crossover of two cells.* Along N at fixed D (or along D at fixed N) each joint law is a power
@@ -19,7 +19,8 @@ such curves has at most one extremum in ``log x``, so it changes sign at most tw
 alternating directions. Crossings inside the observed range ``[lo, hi]`` get a percentile
 interval from index-paired samples (:data:`~ecgscale.laws.efficiency.PAIRING`) and are
 determined when at least :data:`MIN_SHARE` of the samples cross in the same direction inside
-the range; crossings outside it are reported as extrapolations, never as findings.
+the range and the interval is finite (samples that never cross that way make it open-ended);
+crossings outside it are reported as extrapolations, never as findings.
 
 *Who wins where.* Per grid point (n, d) the cell with the lowest observed loss wins; the win is
 "clear" when the winner's 95% interval lies entirely below every other cell's interval.
@@ -95,13 +96,20 @@ def _gains(p: Mapping[str, Array], n: Array, d: Array) -> tuple[Array, Array]:
 def _corner_label(c: dict[str, Any]) -> tuple[str, str | None]:
     """Label and reason of one corner from its intervals (all present)."""
     lo, hi = c["ratio_lo"], c["ratio_hi"]
-    if lo > 1:
-        return "data", None
-    if hi < 1:
-        return "model", None
     floor = GAIN_FLOOR * c["loss"]
+    if lo > 1 and c["gain_d_lo"] > floor:
+        return "data", None
+    if hi < 1 and c["gain_n_lo"] > floor:
+        return "model", None
     if c["gain_n_lo"] > floor and c["gain_d_lo"] > floor:
         return "both", None
+    if lo > 1 or hi < 1:
+        more = "D" if lo > 1 else "N"
+        return NOT_DETERMINED, (
+            f"doubling {more} gains more than doubling the other (g_D/g_N in [{lo:.4g}, "
+            f"{hi:.4g}]) but its own gain is not detectable (lower bound at most {GAIN_FLOOR:g} "
+            f"of the loss {c['loss']:.4g}): neither helps measurably"
+        )
     weak = [x for x in ("n", "d") if not c[f"gain_{x}_lo"] > floor]
     return NOT_DETERMINED, (
         f"the interval of g_D/g_N [{lo:.4g}, {hi:.4g}] contains 1 and the gain from doubling"
@@ -306,11 +314,13 @@ def crossover(
         x_lo, x_hi = np.exp(_band(log_x, lev))
         share = float(((log_x >= u_lo) & (log_x <= u_hi)).mean())
         c.update(x_lo=float(x_lo), x_hi=float(x_hi), share_inside=share)
-        c["determined"] = share >= MIN_SHARE
+        c["determined"] = bool(share >= MIN_SHARE and 0 < x_lo and x_hi < np.inf)
         c["reason"] = (
             None
             if c["determined"]
             else f"only {share:.0%} of the samples cross this way inside the range"
+            if share < MIN_SHARE
+            else "its interval is open-ended (some samples never cross this way)"
         )
         crossings.append(c)
     inside = bool(crossings)

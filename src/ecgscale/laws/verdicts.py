@@ -89,6 +89,21 @@ def is_determined(fit: Mapping[str, Any], name: str) -> bool:
     return (verdicts.get(name) or {}).get("status") == "determined"
 
 
+def box_shaped(fit: Mapping[str, Any]) -> str:
+    """Why the fitter's box, not the data, shapes a term of ``fit`` (an exponent on or near its
+    upper bound, where the amplitude runs off to its own bound too), or ``""``.
+
+    An exponent at its *lower* bound (0) is a flat term, a finding in itself (no detectable
+    scaling); one at the upper bound is a step the data cannot resolve, so comparisons built on
+    the law (bottlenecks, crossovers) are not made from it."""
+    for name, bounds in (fit.get("exponent_bounds") or {}).items():
+        value = _number((fit.get("params") or {}).get(name))
+        lo, hi = (float(b) for b in bounds)
+        if value is not None and value >= hi - NEAR_BOUND * (hi - lo):
+            return f"{name} = {value:.3g} sits on the fitter's upper bound {hi:g}"
+    return ""
+
+
 def ratio_verdict(lo: object, hi: object) -> dict[str, str | None]:
     """``{"verdict": …, "direction": "more" | "fewer" | None}`` of a ratio's interval."""
     a, b = _number(lo), _number(hi)

@@ -204,7 +204,7 @@ def ratio_gaps(efficiency: Mapping) -> list[tuple[str, str, str]]:
                 if kind == "parameter":
                     what += f", N = {_n_words(e)}"
                 lo, hi = e.get("geomean_lo"), e.get("geomean_hi")
-            why = (
+            why = str(e.get("reason") or "") or (
                 f"the {LEVEL_WORDS} interval of the geometric mean, [{format_number(lo)}, "
                 f"{format_number(hi)}], is open-ended, undefined or wider than {MAX_SPREAD:g}×"
             )
@@ -352,6 +352,183 @@ def headline_exponents(joint: Sequence[Mapping], n_convention: str) -> str:
             "the table of what could not be determined)."
         )
     return text.strip()
+
+
+BOTTLENECK_WORDS = {
+    "data": "data-bottlenecked (doubling D lowers the loss more than doubling N)",
+    "model": "model-bottlenecked (doubling N lowers the loss more than doubling D)",
+    "both": "limited by both N and D about equally",
+}
+
+
+def _corner_words(corner: Mapping) -> str:
+    return (
+        f"at N = {compact_count(corner.get('n'))}, D = {compact_count(corner.get('d'))}: "
+        f"g_D/g_N = {format_number(corner.get('ratio'))} "
+        f"[{format_number(corner.get('ratio_lo'))}, {format_number(corner.get('ratio_hi'))}]"
+    )
+
+
+def _grid_words(entry: Mapping, n_convention: str) -> str:
+    n_lo, n_hi = entry.get("n_range") or (None, None)
+    d_lo, d_hi = entry.get("d_range") or (None, None)
+    return (
+        f"N = {compact_count(n_lo)}–{compact_count(n_hi)} {N_WORDS.get(n_convention, '')}, "
+        f"D = {compact_count(d_lo)}–{compact_count(d_hi)}"
+    )
+
+
+def bottleneck_findings(bottlenecks: Sequence[Mapping], n_convention: str) -> list[str]:
+    """One sentence per cell and loss set whose bottleneck the intervals determine."""
+    sentences = []
+    for entry in bottlenecks:
+        verdict, corners = entry.get("verdict"), entry.get("corners") or []
+        where = f"{_cell(entry)} on the {set_name(entry.get('metric'))} probe loss"
+        if verdict in BOTTLENECK_WORDS:
+            largest = next((c for c in corners if c.get("n_at") == c.get("d_at") == "max"), None)
+            tail = f"; {_corner_words(largest)}" if largest else ""
+            sentences.append(
+                f"{where} is {BOTTLENECK_WORDS[verdict]} over the whole grid "
+                f"({_grid_words(entry, n_convention)}){tail}."
+            )
+        elif verdict == "mixed":
+            parts = [
+                f"{c.get('label')} {_corner_words(c)}"
+                for c in corners
+                if c.get("label") in BOTTLENECK_WORDS
+            ]
+            sentences.append(f"{where} changes bottleneck across the grid: {'; '.join(parts)}.")
+    return sentences
+
+
+def crossover_findings(crossovers: Sequence[Mapping], n_convention: str) -> list[str]:
+    """One sentence per determined crossover inside the observed range (never extrapolated)."""
+    sentences = []
+    for entry in crossovers:
+        if entry.get("verdict") != "crossover":
+            continue
+        axis = str(entry.get("axis"))
+        fixed = (
+            f"D = {compact_count(entry.get('at'))}"
+            if axis == "n"
+            else (f"N = {compact_count(entry.get('at'))} {N_WORDS.get(n_convention, '')}")
+        )
+        names = {"a": entry.get("a"), "b": entry.get("b")}
+        lo, hi = entry.get("range") or (None, None)
+        for c in entry.get("crossings") or []:
+            if not c.get("determined"):
+                continue
+            winner = names.get(c.get("lower_after"))
+            loser = names["b" if c.get("lower_after") == "a" else "a"]
+            unit = "" if axis == "d" else f" {N_WORDS.get(n_convention, '')}"
+            sentences.append(
+                f"On the {set_name(entry.get('metric'))} probe loss at {fixed}, {winner} "
+                f"overtakes {loser} at {axis.upper()} ≈ {compact_count(c.get('x'))}{unit} "
+                f"(95% CI {compact_count(c.get('x_lo'))}–{compact_count(c.get('x_hi'))}), inside "
+                f"the observed {compact_count(lo)}–{compact_count(hi)}."
+            )
+    return sentences
+
+
+def winner_findings(winners: Sequence[Mapping]) -> list[str]:
+    """Per loss set: which cell has the lowest loss at how many grid points, and how clearly."""
+    sentences = []
+    by_set: dict[str, list[Mapping]] = {}
+    for row in winners:
+        by_set.setdefault(str(row.get("metric")), []).append(row)
+    for metric, rows in by_set.items():
+        counts: dict[str, list[int]] = {}
+        for row in rows:
+            tally = counts.setdefault(str(row.get("winner")), [0, 0])
+            tally[0] += 1
+            tally[1] += row.get("status") == "clear"
+        parts = [
+            f"{cell} at {won} of {len(rows)} (clearly at {clear})"
+            for cell, (won, clear) in sorted(counts.items(), key=lambda kv: -kv[1][0])
+        ]
+        sentences.append(
+            f"Lowest {set_name(metric)} probe loss per grid point (N, D): {'; '.join(parts)} "
+            "(clearly: its 95% interval lies below every other cell's)."
+        )
+    return sentences
+
+
+def comparison_gaps(comparisons: Mapping) -> list[tuple[str, str, str]]:
+    """``(kind, what, why)`` for bottlenecks and crossovers the runs do not determine."""
+    rows = []
+    for entry in comparisons.get("bottlenecks") or []:
+        if entry.get("verdict") == "not determined":
+            what = f"{_cell(entry)}, {set_name(entry.get('metric'))}"
+            rows.append(("Bottleneck", what, str(entry.get("reason") or "not determined")))
+    for entry in comparisons.get("crossovers") or []:
+        if entry.get("verdict") == "not determined":
+            what = (
+                f"{entry.get('a')} vs {entry.get('b')}, {set_name(entry.get('metric'))}, along "
+                f"{str(entry.get('axis')).upper()}"
+            )
+            rows.append(("Crossover", what, str(entry.get("reason") or "not determined")))
+    return rows
+
+
+def crossover_table(crossovers: Sequence[Mapping]) -> dict:
+    """Every pair of cells along N and D: who is lower at each end, crossings, extrapolations."""
+    rows = []
+    for e in crossovers:
+        names = {"a": e.get("a"), "b": e.get("b"), "equal": "equal"}
+        lo, hi = e.get("range") or (None, None)
+        crossings = "; ".join(
+            f"{compact_count(c.get('x'))} [{compact_count(c.get('x_lo'))}, "
+            f"{compact_count(c.get('x_hi'))}] → {names.get(c.get('lower_after'))} lower"
+            + ("" if c.get("determined") else " (not determined)")
+            for c in e.get("crossings") or []
+        )
+        outside = "; ".join(
+            f"{compact_count(c.get('extrapolated_x'))} ({c.get('side')} the range)"
+            for c in e.get("extrapolated") or []
+        )
+        fixed = "D" if e.get("axis") == "n" else "N"
+        rows.append(
+            [
+                set_name(e.get("metric")),
+                f"{e.get('a')} vs {e.get('b')}",
+                f"along {str(e.get('axis')).upper()} at {fixed} = {compact_count(e.get('at'))}",
+                f"{compact_count(lo)}–{compact_count(hi)}",
+                str(names.get(e.get("lower_at_lo"))),
+                str(names.get(e.get("lower_at_hi"))),
+                crossings or "none",
+                outside or "none",
+                str(e.get("verdict")),
+            ]
+        )
+    headers = ["loss on", "cells", "where", "observed range", "lower at start"]
+    headers += ["lower at end", "crossings inside (95% CI)", "extrapolated crossings", "verdict"]
+    caption = (
+        "Crossovers of the fitted joint laws of two cells. Crossings outside the observed range "
+        "are extrapolations, shown for reference and never stated as findings."
+    )
+    return {"caption": caption, "headers": headers, "rows": rows}
+
+
+def bottleneck_table(bottlenecks: Sequence[Mapping]) -> dict:
+    """Per cell and loss set: the gain ratio g_D / g_N at the grid's four corners."""
+    rows = []
+    for e in bottlenecks:
+        corners = {(c.get("n_at"), c.get("d_at")): c for c in e.get("corners") or []}
+        cells = []
+        for key in (("min", "min"), ("min", "max"), ("max", "min"), ("max", "max")):
+            c = corners.get(key) or {}
+            cells.append(
+                f"{format_number(c.get('ratio'))} [{format_number(c.get('ratio_lo'))}, "
+                f"{format_number(c.get('ratio_hi'))}] {c.get('label', '')}"
+            )
+        rows.append([_cell(e), set_name(e.get("metric")), *cells, str(e.get("verdict"))])
+    headers = ["cell", "loss on", "small N, small D", "small N, large D", "large N, small D"]
+    headers += ["large N, large D", "verdict"]
+    caption = (
+        "Bottlenecks: g_D / g_N, the loss gained by doubling D over that gained by doubling N "
+        "(joint law, 95% bootstrap intervals), at the corners of the grid; above 1: data-limited."
+    )
+    return {"caption": caption, "headers": headers, "rows": rows}
 
 
 def backtest_table(backtests: Sequence[Mapping]) -> dict:

@@ -79,6 +79,7 @@ def render_report(
     sections += figure_sections(
         runs, evals, fits, ood_sets, analysis.get("loss_to_loss") or (), n_axis
     )
+    sections.append(_comparison_section(analysis))
     sections.append(_efficiency_section(analysis))
     sections.append(_backtest_section(analysis))
     sections.append(_evaluation_section(runs, all_evals))
@@ -337,8 +338,15 @@ def _findings_section(analysis: Mapping, transfer: Mapping | None) -> dict:
     )
     convention = str(analysis.get("n_convention") or "total")
     efficiency = analysis.get("efficiency") or {}
+    comparisons = analysis.get("comparisons") or {}
     groups = [
         ("Scaling exponents", findings.exponent_findings(analysis.get("joint") or [], convention)),
+        (
+            "Bottleneck",
+            findings.bottleneck_findings(comparisons.get("bottlenecks") or [], convention),
+        ),
+        ("Who wins", findings.winner_findings(comparisons.get("winners") or [])),
+        ("Crossover", findings.crossover_findings(comparisons.get("crossovers") or [], convention)),
         ("Efficiency", findings.efficiency_findings(efficiency)),
         ("Transfer", findings.transfer_findings(efficiency)),
         ("Backtests", findings.backtest_summary(analysis.get("backtests") or [])),
@@ -367,6 +375,22 @@ def _roles_section(roles: pd.DataFrame | None) -> dict:
     conflicts = int((roles["conflicts"] != "").sum())
     caption = f"{len(roles)} roles, {conflicts} with a conflict"
     section["tables"] = [{"caption": caption, "headers": headers, "rows": rows}]
+    return section
+
+
+def _comparison_section(analysis: Mapping) -> dict:
+    """Bottlenecks of each cell and crossovers between cells, every one in a table."""
+    section = _section(
+        "Bottlenecks and crossovers",
+        [],
+        "Whether more data or more parameters lowers each cell's loss more, at the corners of "
+        "the grid, and where two cells' fitted laws cross (the stated ones are in the findings).",
+    )
+    comparisons = analysis.get("comparisons") or {}
+    section["tables"] = [
+        findings.bottleneck_table(comparisons.get("bottlenecks") or []),
+        findings.crossover_table(comparisons.get("crossovers") or []),
+    ]
     return section
 
 
@@ -412,6 +436,7 @@ def undetermined_table(
     rows = findings.exponent_gaps(analysis.get("joint") or [], "joint law L(N, D)")
     rows += findings.exponent_gaps(analysis.get("loss_to_loss") or [], "loss-to-loss law")
     rows += findings.ratio_gaps(analysis.get("efficiency") or {})
+    rows += findings.comparison_gaps(analysis.get("comparisons") or {})
     rows += [("Not made", str(g.get("what")), str(g.get("reason"))) for g in _gaps(analysis)]
     for gap in analysis.get("gaps") or []:
         where = f"{gap.get('family')} / {gap.get('paradigm')}, {gap.get('metric')}"

@@ -8,6 +8,7 @@ here; the report only reads the result.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from collections.abc import Mapping
@@ -30,7 +31,8 @@ from ecgscale.laws import (
     parameter_efficiency,
     predict_interval,
 )
-from ecgscale.laws.verdicts import exponent_verdicts, ratio_verdict
+from ecgscale.laws.comparisons import bottleneck, crossover, winners
+from ecgscale.laws.verdicts import box_shaped, exponent_verdicts, ratio_verdict
 from ecgscale.study.spec import N_COLUMNS, N_WORDS
 
 LEVEL = 0.95
@@ -145,13 +147,97 @@ def analyse_study(
             n_col=column,
             kinds=("parameter", "data") if own else ("parameter",),
         )
-        gaps += [g | {"what": f"{g['what']} (N: {N_WORDS[convention]})"} for g in missing]
+        suffix = "" if own else f" (N: {N_WORDS[convention]})"
+        gaps += [g | {"what": g["what"] + suffix} for g in missing]
         for kind, entries in ratios.items():
             efficiency[kind] += [e | {"n": convention} for e in entries]
     if not n_bootstrap:
         reason = "laws.n_bootstrap is 0, so no prediction interval can be made"
         gaps.append({"what": "backtests", "reason": reason})
-    return {**out, "efficiency": efficiency, "n_convention": n_convention}
+    own_laws = laws.get(n_convention, {})
+    comparisons = comparison_entries(done, probe_metrics(wide), own_laws, N_COLUMNS[n_convention])
+    return {
+        **out,
+        "efficiency": efficiency,
+        "comparisons": comparisons,
+        "n_convention": n_convention,
+    }
+
+
+def _cell(family: str, paradigm: str) -> str:
+    return f"{family}/{paradigm}"
+
+
+def comparison_entries(
+    done: pd.DataFrame, metrics: list[str], laws: Mapping[tuple, FitResult], n_col: str
+) -> dict[str, list[dict]]:
+    """The paper's comparative findings per probe loss set, from the joint laws and the runs.
+
+    ``bottlenecks``: per cell (family × paradigm), :func:`ecgscale.laws.comparisons.bottleneck`
+    over its observed N (``n_col``) and D. ``crossovers``: per pair of cells,
+    :func:`~ecgscale.laws.comparisons.crossover` along N at the largest D and along D at the
+    largest N both cells reached, over the range both observed. ``winners``: per grid point
+    (target N, D), :func:`~ecgscale.laws.comparisons.winners` of the observed losses (seeds
+    averaged). Each entry names its ``metric`` and cells."""
+    out: dict[str, list[dict]] = {"bottlenecks": [], "crossovers": [], "winners": []}
+    cells = sorted(
+        {(str(f), str(p)) for f, p in zip(done["family"], done["paradigm"], strict=True)}
+    )
+    for metric in metrics:
+        have = {c: laws[(*c, metric)] for c in cells if (*c, metric) in laws}
+        shaped = {c: box_shaped(law.to_dict()) for c, law in have.items()}
+        for (family, paradigm), law in have.items():
+            rows = done[(done["family"] == family) & (done["paradigm"] == paradigm)]
+            entry = bottleneck(law, rows[n_col].to_numpy(float), rows["data_size"].to_numpy(float))
+            if shaped[(family, paradigm)]:
+                entry |= {"verdict": "not determined", "reason": shaped[(family, paradigm)]}
+            out["bottlenecks"].append(
+                {"family": family, "paradigm": paradigm, "metric": metric} | entry
+            )
+        for a, b in itertools.combinations(sorted(have), 2):
+            rows_a = done[(done["family"] == a[0]) & (done["paradigm"] == a[1])]
+            rows_b = done[(done["family"] == b[0]) & (done["paradigm"] == b[1])]
+            n_a, n_b = rows_a[n_col].astype(float), rows_b[n_col].astype(float)
+            d_a, d_b = rows_a["data_size"].astype(float), rows_b["data_size"].astype(float)
+            spans = {
+                "n": (
+                    max(n_a.min(), n_b.min()),
+                    min(n_a.max(), n_b.max()),
+                    min(d_a.max(), d_b.max()),
+                ),
+                "d": (
+                    max(d_a.min(), d_b.min()),
+                    min(d_a.max(), d_b.max()),
+                    min(n_a.max(), n_b.max()),
+                ),
+            }
+            for axis, (lo, hi, at) in spans.items():
+                if not lo < hi:
+                    continue
+                entry = crossover(have[a], have[b], axis=axis, at=at, lo=lo, hi=hi, level=LEVEL)
+                if shaped[a] or shaped[b]:
+                    reason = f"{_cell(*a) if shaped[a] else _cell(*b)}: {shaped[a] or shaped[b]}"
+                    entry |= {"verdict": "not determined", "reason": reason}
+                names = {"a": _cell(*a), "b": _cell(*b), "metric": metric}
+                out["crossovers"].append(names | entry)
+        column = metric.replace("loss:", "loss{}:")
+        needed = [metric, column.format("_lo"), column.format("_hi")]
+        if not set(needed) <= set(done.columns):
+            continue
+        points = done.assign(
+            cell=[_cell(f, p) for f, p in zip(done["family"], done["paradigm"], strict=True)]
+        )
+        points = points.rename(
+            columns=dict(zip(needed, ["loss", "loss_lo", "loss_hi"], strict=True))
+        )
+        points = points.rename(columns={"target_params": "n", "data_size": "d"})
+        points = points.groupby(["cell", "n", "d"], as_index=False)[
+            ["loss", "loss_lo", "loss_hi"]
+        ].mean()
+        points = points[np.isfinite(points["loss"].astype(float))]
+        if len(points):
+            out["winners"] += [{"metric": metric} | row for row in winners(points)]
+    return out
 
 
 def _analyse_loss(g: Group, metric: str, has_id: bool) -> dict[str, Any]:
@@ -323,8 +409,9 @@ def _curve(
     done: pd.DataFrame,
     key: tuple,
     at_x: float,
-) -> tuple[FitResult, np.ndarray, str] | None:
-    """The curve of one slice for an efficiency ratio, its observed losses and its source.
+) -> tuple[FitResult, np.ndarray, str, dict[str, str]] | None:
+    """The curve of one slice for an efficiency ratio, its observed losses, its source and the
+    verdict on the exponent a ratio inverts.
 
     The slice's own power-law fit when it has bootstrap samples; else the joint law at that
     slice when it has them; else the slice's fit without interval; None without any fit.
@@ -332,7 +419,7 @@ def _curve(
     family, paradigm, metric, axis, value = key
     own = results.get(key)
     if own is not None and own[0].samples is not None:
-        return own[0], own[1], "power law fitted to the slice"
+        return own[0], own[1], "power law fitted to the slice", exponent_verdict(own[0], "alpha")
     law = joint.get((family, paradigm, metric))
     slice_col = "data_size" if axis == "N" else "target_params"
     part = done[(done["family"] == family) & (done["paradigm"] == paradigm)]
@@ -340,10 +427,22 @@ def _curve(
     y = part[metric].astype(float).to_numpy()
     y = y[np.isfinite(y) & (y > 0)]
     if law is not None and law.samples is not None and y.size >= 2:
-        return _slice_from_joint(law, axis, at_x), y, "joint law L(N, D) at the slice"
+        verdict = exponent_verdict(law, "alpha" if axis == "N" else "beta")
+        return _slice_from_joint(law, axis, at_x), y, "joint law L(N, D) at the slice", verdict
     if own is not None:
-        return own[0], own[1], "power law fitted to the slice (no bootstrap: too few points)"
+        verdict = exponent_verdict(own[0], "alpha")
+        return (
+            own[0],
+            own[1],
+            "power law fitted to the slice (no bootstrap: too few points)",
+            verdict,
+        )
     return None
+
+
+def exponent_verdict(result: FitResult, name: str) -> dict[str, str]:
+    """:func:`ecgscale.laws.verdicts.exponent_verdict` of a fit's exponent ``name``."""
+    return exponent_verdicts(result.to_dict())[name]
 
 
 def efficiency_entries(
@@ -441,7 +540,7 @@ def _ratio(
     if curve_a is None or curve_b is None:
         gaps.append({"what": what, "reason": "a fitted curve is missing on one side"})
         return None
-    (fit_a, y_a, src_a), (fit_b, y_b, src_b) = curve_a, curve_b
+    (fit_a, y_a, src_a, exp_a), (fit_b, y_b, src_b, exp_b) = curve_a, curve_b
     ratio = parameter_efficiency if kind == "parameter" else data_efficiency
     try:
         entry = ratio(fit_a, fit_b, y_a=y_a, y_b=y_b, n_grid=N_GRID, level=LEVEL)
@@ -455,6 +554,13 @@ def _ratio(
         return None
     source = src_a if src_a == src_b else f"A: {src_a}; B: {src_b}"
     verdict = ratio_verdict(entry.get("geomean_lo"), entry.get("geomean_hi"))
+    loose = [
+        f"{side}'s exponent is not determined ({v['reason']})"
+        for side, v in (("A", exp_a), ("B", exp_b))
+        if v["status"] != "determined"
+    ]
+    if loose:  # inverting a curve whose scaling is not determined gives no ratio to state
+        verdict = {"verdict": "not_determined", "direction": None, "reason": "; ".join(loose)}
     return {"kind": kind, "metric": key_a[2], "source": source, **verdict, **entry}
 
 
