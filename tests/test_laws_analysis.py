@@ -20,6 +20,7 @@ from ecgscale.laws.efficiency import (
     data_efficiency,
     efficiency_ratio,
     parameter_efficiency,
+    ratio_verdict,
     size_for_loss,
     transfer_efficiency,
 )
@@ -304,6 +305,24 @@ def test_transfer_efficiency_refuses_bad_inputs() -> None:
         transfer_efficiency(pd.DataFrame({"d_e": [1.0]}), pd.DataFrame({"d_e": [1.0]}))
     with pytest.raises(ValueError, match="level"):
         transfer_efficiency([1.0], [1.0], level=0.0)
+
+
+# --- verdicts ---------------------------------------------------------------------------------
+
+
+def test_ratio_verdict() -> None:
+    assert ratio_verdict(1.4, 9.8) == ("direction", "more")
+    assert ratio_verdict(1.4, math.inf) == ("direction", "more")  # open-ended but above 1
+    assert ratio_verdict(0.0, 0.5) == ("direction", "less")
+    assert ratio_verdict(0.5, 2.0) == ("no_difference", None)
+    assert ratio_verdict(0.1, 10.0) == ("no_difference", None)  # a factor 100 exactly
+    assert ratio_verdict(0.09, 10.0) == ("not_determined", None)  # wider
+    assert ratio_verdict(0.0, 2.0) == ("not_determined", None)  # open below
+    assert ratio_verdict(0.5, math.inf) == ("not_determined", None)
+    assert ratio_verdict(math.nan, 2.0) == ("not_determined", None)
+    assert ratio_verdict(None, "inf") == ("not_determined", None)
+    assert ratio_verdict("0.5", "inf") == ("not_determined", None)  # as fits.json writes it
+    assert ratio_verdict(1.0, 1.0) == ("no_difference", None)
 
 
 # --- backtests ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from ecgscale.laws.efficiency import (
     data_efficiency,
     efficiency_ratio,
     parameter_efficiency,
+    ratio_verdict,
     size_for_loss,
     transfer_efficiency,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "get_form",
     "parameter_efficiency",
     "predict_interval",
+    "ratio_verdict",
     "size_for_loss",
     "transfer_efficiency",
 ]

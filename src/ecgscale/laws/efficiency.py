@@ -31,6 +31,27 @@ pairs are independent draws of the pair of curves."""
 SUMMARIES = ("min", "max", "geomean")
 RANGE_RTOL = 1e-9
 """Relative slack when checking that given losses lie inside the observed overlap."""
+MAX_SPREAD = 100.0
+"""Widest interval (as a factor hi / lo) that still shows "no difference"."""
+VERDICTS = ("direction", "no_difference", "not_determined")
+
+
+def ratio_verdict(lo: object, hi: object) -> tuple[str, str | None]:
+    """What an interval [lo, hi] of a ratio shows: ``("direction", "more")`` when it lies
+    above 1, ``("direction", "less")`` below 1, ``("no_difference", None)`` when it contains 1
+    and spans at most a factor :data:`MAX_SPREAD`, else ``("not_determined", None)`` (open-ended,
+    undefined or wider)."""
+    try:
+        lo, hi = float(lo), float(hi)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "not_determined", None
+    if lo > 1:
+        return "direction", "more"
+    if hi < 1:
+        return "direction", "less"
+    if 0 < lo <= hi < np.inf and hi / lo <= MAX_SPREAD:
+        return "no_difference", None
+    return "not_determined", None
 
 
 def _band(values: ArrayLike, level: float, axis: int = 0) -> tuple[Array, Array]:
