@@ -9,7 +9,6 @@ from ecgscale.laws.efficiency import (
     parameter_efficiency,
     ratio_verdict,
     size_for_loss,
-    transfer_efficiency,
 )
 from ecgscale.laws.fit import FitError, FitResult, bootstrap, fit, predict_interval
 from ecgscale.laws.forms import FORMS, Form, HeldLossToLossForm, evaluate_form, get_form
@@ -37,5 +36,4 @@ __all__ = [
     "predict_interval",
     "ratio_verdict",
     "size_for_loss",
-    "transfer_efficiency",
 ]
