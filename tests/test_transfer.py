@@ -632,6 +632,128 @@ def test_runner_entries_and_gaps() -> None:
     assert "SSL and SL" in content["analysis_gaps"][0]["reason"]
 
 
+# --- report ------------------------------------------------------------------------------------
+
+
+def entry_with(**kw: object) -> dict[str, object]:
+    entry = {
+        "kind": "transfer",
+        "task": "age",
+        "method": "probe",
+        "n_pairs": 18,
+        "n_missing": 0,
+        "n_exact": 12,
+        "n_right_censored": 6,
+        "n_left_censored": 0,
+        "n_undefined": 0,
+        "n_above_range": 6,
+        "n_below_range": 0,
+        "median_bounds": [3.1, 3.1],
+        "median_ci": [1.4, 9.8],
+        "geomean_bounds": [2.0, "inf"],
+        "geomean_ci": [1.1, "inf"],
+        "verdict": "direction",
+        "direction": "more",
+        "reason": "",
+        "d_f_range": [25.0, 100.0],
+        "loss_range": [0.31, 0.52],
+        "level": 0.95,
+        "d_t": {
+            "median_bounds": [4.2, "inf"],
+            "median_ci": [1.1, "inf"],
+            "verdict": "direction",
+            "direction": "more",
+            "n_no_transfer_sl": 2,
+        },
+    }
+    return {**entry, **kw}
+
+
+def test_transfer_sentence_states_each_verdict() -> None:
+    from ecgscale.report.tasks import transfer_sentence
+
+    more = transfer_sentence(entry_with())
+    assert more.startswith(
+        "On the unseen task age (probe), SSL pre-training is worth 3.1× [1.4, 9.8] the effective "
+        "data of SL (median over 18 pairs, 6 of them with a D_E censored at ≥ the largest "
+        "from-scratch D_F"
+    )
+    assert "D_T ratio ≥ 4.2× [1.1, ∞]" in more and "over D_F = 25–100" in more
+    assert "task losses 0.31–0.52" in more
+    less = transfer_sentence(
+        entry_with(median_bounds=[0.2, 0.3], median_ci=[0.1, 0.5], direction="less")
+    )
+    assert "SSL pre-training is worth 0.2–0.3× [0.1, 0.5] the effective data of SL" in less
+    same = transfer_sentence(
+        entry_with(verdict="no_difference", direction=None, median_ci=[0.8, 1.3])
+    )
+    assert "no detectable difference" in same and "[0.8, 1.3]" in same
+    open_ = transfer_sentence(
+        entry_with(
+            verdict="not_determined",
+            direction=None,
+            median_bounds=[2.0, "inf"],
+            median_ci=[1.0, "inf"],
+            reason="its 95% interval is open above",
+        )
+    )
+    assert "is not determined by these runs" in open_ and "≥ 2×" in open_
+    assert open_.endswith("because its 95% interval is open above.")
+    empty = transfer_sentence(
+        {
+            "task": "lvh",
+            "method": "probe",
+            "n_pairs": 4,
+            "n_missing": 4,
+            "verdict": "not_determined",
+            "reason": "no pair has effective data on both sides",
+        }
+    )
+    assert "lvh" in empty and "because no pair has effective data" in empty
+
+
+def test_report_tables_show_censored_values() -> None:
+    from ecgscale.report.tasks import ratio_table, task_result_table
+
+    tasks, scratch = study_frames(np.random.default_rng(8), k_ssl=8.0, k_sl=1.5)
+    transfer = json.loads(json.dumps(transfer_analysis(tasks, scratch, n_boot=10)))
+    table = task_result_table(transfer, tasks)
+    cells = {(r[2], r[1], r[5]): r for r in table["rows"]}
+    ssl_top = cells[("probe", "resnet / ssl", "800")]
+    assert ssl_top[8] == "≥ 800" and ssl_top[9] == "≥ 0"
+    assert table["headers"][8:10] == ["D_E", "D_T"]
+    ratios = ratio_table(transfer)
+    (row,) = ratios["rows"]
+    text = " | ".join(row)
+    assert "≥" in text and "direction (more)" in text
+    assert len(row) == len(ratios["headers"])
+
+
+def test_task_figures_draw_censored_points_and_flagged_curves() -> None:
+    import matplotlib.pyplot as plt
+
+    from ecgscale.report.tasks import task_figures
+
+    tasks, scratch = study_frames(np.random.default_rng(9), k_ssl=8.0, k_sl=1.5, sizes=(1, 2))
+    scratch = scratch[(scratch["target_params"] == 1) | scratch["d_f"].isin(DF[:3])]
+    transfer = json.loads(json.dumps(transfer_analysis(tasks, scratch, n_boot=0)))
+    assert [bool(c["reason"]) for c in transfer["curves"]] == [False, True]  # N=2: 3 D_F
+    loss_fig, eff_fig = task_figures(transfer, tasks)
+    assert loss_fig.figure is not None and eff_fig.figure is not None
+    lines = [len(ax.get_lines()) for ax in loss_fig.figure.axes if ax.get_lines()]
+    assert lines == [1 + 4]  # the N=1 curve, and 2 paradigms x 2 sizes of pre-trained points
+    hollow = [
+        c
+        for ax in eff_fig.figure.axes
+        for c in ax.collections
+        if (c.get_facecolor().size == 0 or c.get_facecolor()[0, 3] == 0)
+    ]
+    assert hollow  # SSL D_E beyond 800 is drawn at its bound, hollow
+    assert "24 point(s) without D_E are left out" in eff_fig.notes[0]  # N=2: 2 x 2 x 6
+    assert "degrees of freedom" in eff_fig.notes[0]
+    plt.close("all")
+
+
 # --- coverage ----------------------------------------------------------------------------------
 
 

@@ -628,7 +628,7 @@ def _reason(ci: list[float], draws: _Draws | None, level: float, kind: str) -> s
     if hi == np.inf and lo == 0:
         return (
             f"{interval} is open at both ends: in some resamples half or more of the pairs are "
-            f"censored ({above}; or {below})"
+            "censored on each side (a D_E beyond the from-scratch D_F range)"
         )
     if hi == np.inf:
         return (
