@@ -6,12 +6,10 @@ import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecgscale.evaluate.transfer import Curve, effective_data
 from ecgscale.laws import FitResult, bootstrap, fit
 from ecgscale.laws.backtest import backtest
 from ecgscale.laws.compute import compute, compute_optimal
@@ -20,8 +18,8 @@ from ecgscale.laws.efficiency import (
     data_efficiency,
     efficiency_ratio,
     parameter_efficiency,
+    ratio_verdict,
     size_for_loss,
-    transfer_efficiency,
 )
 
 X = np.logspace(4, 8, 9)
@@ -227,83 +225,30 @@ def test_efficiency_refuses_bad_inputs() -> None:
         efficiency_ratio(fa, fa, y_a=[2.0, 3.0], y_b=[2.0, 3.0], n_grid=1)
 
 
-# --- transfer efficiency ---------------------------------------------------------------------
-
-KEY = ("age", "resnet", 100_000)
-CURVE = Curve(*KEY, "power", 0.2, 3.0, 0.5, ((20.0, 0.87), (5000.0, 0.24)))
-KEYS = {"task": "age", "family": "resnet", "target_params": 100_000, "data_size": 1000}
-KEYS |= {"method": "probe"}
+# --- verdicts ---------------------------------------------------------------------------------
 
 
-def transfer_frame(paradigm: str, losses: dict[tuple[int, int], float]) -> pd.DataFrame:
-    """Effective data of rows at (d_f, seed) with the given losses, ±0.01 as their bounds."""
-    rows = [
-        {**KEYS, "paradigm": paradigm, "d_f": d_f, "seed": seed, "loss": loss}
-        | {"loss_lo": loss - 0.01, "loss_hi": loss + 0.01}
-        for (d_f, seed), loss in losses.items()
-    ]
-    return effective_data(pd.DataFrame(rows), {KEY: CURVE})
+def test_ratio_verdict() -> None:
+    def v(lo, hi, **kw):
+        out = ratio_verdict(lo, hi, **kw)
+        return out["verdict"], out["direction"]
 
-
-def d_e(loss: float) -> float:
-    return (3.0 / (loss - 0.2)) ** 2
-
-
-def test_transfer_efficiency_from_effective_data() -> None:
-    ssl = transfer_frame("ssl", {(50, 0): 0.35, (200, 0): 0.30, (50, 1): 0.36, (800, 0): 0.21})
-    sl = transfer_frame("sl", {(50, 0): 0.40, (200, 0): 0.34, (50, 1): 0.41, (9, 9): 0.5})
-    out = transfer_efficiency(ssl, sl)
-    pairs = [(0.35, 0.40), (0.30, 0.34), (0.36, 0.41)]  # (800, 0) is extrapolated, (9, 9) unpaired
-    assert out["n_pairs"] == 3 and out["n"] == 3
-    ratios = np.array([d_e(b) / d_e(a) for b, a in pairs])
-    lows = np.array([d_e(b + 0.01) / d_e(a - 0.01) for b, a in pairs])
-    highs = np.array([d_e(b - 0.01) / d_e(a + 0.01) for b, a in pairs])
-    assert out["min"] == pytest.approx(ratios.min())
-    assert out["max"] == pytest.approx(ratios.max())
-    assert out["geomean"] == pytest.approx(np.exp(np.log(ratios).mean()))
-    assert out["min_lo"] == pytest.approx(lows.min()) and out["min_hi"] == pytest.approx(
-        highs.min()
-    )
-    assert out["geomean_lo"] == pytest.approx(np.exp(np.log(lows).mean()))
-    assert out["geomean_hi"] == pytest.approx(np.exp(np.log(highs).mean()))
-    assert out["geomean_boot_lo"] <= out["geomean"] <= out["geomean_boot_hi"]
-    assert {"d_e_b", "d_e_a", "ratio_lo", "ratio_hi"} <= set(out["pairs"][0])
-    json.dumps(out)
-    # one frame holding both paradigms gives the same SSL/SL summary
-    both = transfer_efficiency(pd.concat([ssl, sl], ignore_index=True))
-    assert both["definition"] == "D_E(SSL) / D_E(SL)"
-    for name in ("min", "max", "geomean", "min_lo", "geomean_hi", "geomean_boot_lo"):
-        assert both[name] == pytest.approx(out[name])
-
-
-def test_transfer_efficiency_counts_extrapolated_pairs_apart() -> None:
-    ssl = transfer_frame("ssl", {(50, 0): 0.35, (800, 0): 0.21})
-    sl = transfer_frame("sl", {(50, 0): 0.40, (800, 0): 0.25})
-    out = transfer_efficiency(ssl, sl)
-    assert out["n_pairs"] == 2 and out["n"] == 1 and out["n_extrapolated"] == 1
-    assert math.isnan(out["geomean_boot_lo"])  # one pair: no bootstrap
-
-
-def test_transfer_efficiency_from_arrays() -> None:
-    b, a = np.array([400.0, 900.0, np.inf, 100.0]), np.array([100.0, 300.0, 50.0, 100.0])
-    out = transfer_efficiency(b, a, n_boot=200, seed=1)
-    assert out["n_pairs"] == 4 and out["n"] == 3 and out["n_unusable"] == 1
-    assert out["min"] == pytest.approx(1.0) and out["max"] == pytest.approx(4.0)
-    assert out["geomean"] == pytest.approx(12 ** (1 / 3))
-    assert math.isnan(out["min_lo"])  # arrays carry no per-pair bounds
-    assert 1.0 <= out["geomean_boot_lo"] <= out["geomean"] <= out["geomean_boot_hi"] <= 4.0
-    json.dumps(out)
-
-
-def test_transfer_efficiency_refuses_bad_inputs() -> None:
-    with pytest.raises(ValueError, match="equal length"):
-        transfer_efficiency([1.0, 2.0], [1.0])
-    with pytest.raises(ValueError, match="matched to eff_b"):
-        transfer_efficiency([1.0, 2.0])
-    with pytest.raises(ValueError, match="lacks columns"):
-        transfer_efficiency(pd.DataFrame({"d_e": [1.0]}), pd.DataFrame({"d_e": [1.0]}))
-    with pytest.raises(ValueError, match="level"):
-        transfer_efficiency([1.0], [1.0], level=0.0)
+    assert v(1.4, 9.8) == ("direction", "more")
+    assert v(1.4, math.inf, open_ended=True) == ("direction", "more")  # a bound, censored data
+    assert v(1.4, math.inf) == ("not_determined", None)  # open-ended efficiency ratio
+    assert v(0.0, 0.5, open_ended=True) == ("direction", "fewer")
+    assert v(0.0, 0.5) == ("not_determined", None)
+    assert v(0.2, 0.5) == ("direction", "fewer")
+    assert v(0.5, 2.0) == ("no_difference", None)
+    assert v(0.1, 10.0) == ("no_difference", None)  # a factor 100 exactly
+    assert v(0.09, 10.0) == ("not_determined", None)  # wider
+    assert v(0.0, 2.0, open_ended=True) == ("not_determined", None)  # open below, holds 1
+    assert v(0.5, math.inf, open_ended=True) == ("not_determined", None)
+    assert v(math.nan, 2.0) == ("not_determined", None)
+    assert v(None, "inf") == ("not_determined", None)
+    assert v("0.5", "inf", open_ended=True) == ("not_determined", None)  # as fits.json writes
+    assert v("1.5", "inf", open_ended=True) == ("direction", "more")
+    assert v(1.0, 1.0) == ("no_difference", None)
 
 
 # --- backtests ---------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from test_report import PAYLOAD, make_study
 
-from ecgscale.report import render_report
 from ecgscale.laws.verdicts import ratio_verdict
+from ecgscale.report import render_report
 from ecgscale.report.findings import efficiency_findings, efficiency_table, ratio_gaps
 from ecgscale.report.tasks import format_number
 from ecgscale.study.analysis import analyse_study

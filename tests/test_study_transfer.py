@@ -17,6 +17,7 @@ from tiny import TINY_PROBE, TINY_TRAIN, overrides
 
 from ecgscale.cli import main
 from ecgscale.data.schema import LABELS
+from ecgscale.laws.efficiency import VERDICTS
 from ecgscale.study.results import Results
 from ecgscale.study.runner import run_study, train_runs
 from ecgscale.study.runs import expand, expand_scratch
@@ -162,10 +163,10 @@ def test_transfer_efficiency_per_task_or_its_gap(study):
     assert {t.name for t in spec.tasks} <= named
     html = report.read_text()
     for entry in entries:
-        assert entry["n"] <= entry["n_pairs"] and isinstance(entry["determined"], bool)
-        if entry["n"]:
-            lo, hi = entry["loss_range"]
-            assert 0 < lo <= hi
-            assert spec.tasks[0].d_f[0] <= entry["d_f_range"][0] <= entry["d_f_range"][1]
+        assert entry["n_missing"] < entry["n_pairs"]
+        assert entry["verdict"] in VERDICTS
+        lo, hi = entry["loss_range"]
+        assert 0 < lo <= hi
+        assert spec.tasks[0].d_f[0] <= entry["d_f_range"][0] <= entry["d_f_range"][1]
     if entries:
         assert "<td>D_E(SSL) / D_E(SL)</td>" in html

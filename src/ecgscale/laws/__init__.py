@@ -8,11 +8,11 @@ from ecgscale.laws.efficiency import (
     efficiency_ratio,
     parameter_efficiency,
     size_for_loss,
-    transfer_efficiency,
 )
 from ecgscale.laws.fit import FitError, FitResult, bootstrap, fit, predict_interval
 from ecgscale.laws.forms import FORMS, Form, HeldLossToLossForm, evaluate_form, get_form
 from ecgscale.laws.table import GroupFit, fit_table, format_fits
+from ecgscale.laws.verdicts import ratio_verdict
 
 __all__ = [
     "FORMS",
@@ -34,6 +34,6 @@ __all__ = [
     "get_form",
     "parameter_efficiency",
     "predict_interval",
+    "ratio_verdict",
     "size_for_loss",
-    "transfer_efficiency",
 ]

@@ -10,8 +10,9 @@ sizes it is extreme at the corners, and the four corners of the observed grid bo
 everywhere inside. A corner is "data" (data-bottlenecked: more data helps more) when the
 interval of ``g_D / g_N`` lies above 1 and g_D's lower bound exceeds :data:`GAIN_FLOOR` of the
 loss there, "model" when it lies below 1 and g_N's does, "both" when each gain's lower bound
-exceeds the floor, and otherwise "not determined" (e.g. neither doubling helps measurably). The cell's verdict is the label of all four corners, "mixed" when determined
-corners disagree, and "not determined" otherwise.
+exceeds the floor, and otherwise "not determined" (e.g. neither doubling helps measurably).
+The cell's verdict is the label of all four corners, "mixed" when determined corners disagree,
+and "not determined" otherwise.
 
 *Crossover of two cells.* Along N at fixed D (or along D at fixed N) each joint law is a power
 law ``c + A·x^−α``; the crossings are the sign changes of ``L_a − L_b``. A difference of two

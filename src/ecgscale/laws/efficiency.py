@@ -6,19 +6,18 @@ kind of size compare as ``r(L) = x_B(L) / x_A(L)``: with x the model size N this
 *parameter efficiency*, with x the data size D *data efficiency* (the same maths). The ratio is
 evaluated only on the losses both curves were actually observed at, and summarised by its
 minimum, maximum and geometric mean there, each with a percentile interval from the two fits'
-bootstrap samples. *Transfer efficiency* compares effective data D_E (Hernandez et al. 2021) of
-two pre-training conditions; it reuses :func:`ecgscale.evaluate.transfer.transfer_ratios`.
+bootstrap samples. Transfer efficiency (effective data D_E of SSL against SL, Hernandez et al.
+2021) needs the from-scratch curves and lives in :mod:`ecgscale.evaluate.transfer`; every ratio
+gets the same three-way verdict, :func:`ecgscale.laws.verdicts.ratio_verdict`.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike
 
 from ecgscale.laws.fit import FitResult
@@ -31,8 +30,6 @@ pairs are independent draws of the pair of curves."""
 SUMMARIES = ("min", "max", "geomean")
 RANGE_RTOL = 1e-9
 """Relative slack when checking that given losses lie inside the observed overlap."""
-
-
 def _band(values: ArrayLike, level: float, axis: int = 0) -> tuple[Array, Array]:
     """Percentile interval ``(lo, hi)`` at ``level`` along ``axis``, NaN draws left out.
 
@@ -239,108 +236,3 @@ def data_efficiency(fit_a: FitResult, fit_b: FitResult, **kwargs: Any) -> dict[s
     ``D(L) = (B / (L − E))^{1/β}``; keywords and result as :func:`efficiency_ratio`.
     """
     return efficiency_ratio(fit_a, fit_b, quantity="D", **kwargs)
-
-
-_PAIR_COLUMNS = ["d_e", "d_e_lo", "d_e_hi", "extrapolated"]
-
-
-def _pairs_from_frames(eff_b: pd.DataFrame, eff_a: pd.DataFrame | None) -> pd.DataFrame:
-    """Matched pairs (columns ``*_b``, ``*_a``, ratio, ratio_lo, ratio_hi, extrapolated)."""
-    # imported here: ecgscale.evaluate.transfer imports ecgscale.laws, which may import this
-    from ecgscale.evaluate.transfer import RATIO_KEYS, transfer_ratios
-
-    frames = {"eff_b": eff_b} if eff_a is None else {"eff_b": eff_b, "eff_a": eff_a}
-    needed = [*RATIO_KEYS, *_PAIR_COLUMNS] + (["paradigm"] if eff_a is None else [])
-    for name, frame in frames.items():
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{name} lacks columns {missing} (see effective_data)")
-    if eff_a is None:
-        both = eff_b
-    else:
-        both = pd.concat(
-            [eff_b.assign(paradigm="ssl"), eff_a.assign(paradigm="sl")], ignore_index=True
-        )
-    pairs = transfer_ratios(both)
-    return pairs.rename(columns=lambda c: re.sub(r"_ssl$", "_b", re.sub(r"_sl$", "_a", c)))
-
-
-def _pairs_from_arrays(d_e_b: ArrayLike, d_e_a: ArrayLike) -> pd.DataFrame:
-    """Pairs of matched D_E values given as two equal-length arrays (no per-pair intervals)."""
-    b, a = (np.asarray(v, dtype=float) for v in (d_e_b, d_e_a))
-    if b.ndim != 1 or a.ndim != 1 or b.size != a.size:
-        raise ValueError(f"D_E arrays must be 1-D of equal length, got {b.shape} and {a.shape}")
-    if b.size == 0:
-        raise ValueError("no D_E pairs")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = b / a
-    nan = np.full(b.size, np.nan)
-    return pd.DataFrame(
-        {"d_e_b": b, "d_e_a": a, "ratio": ratio, "ratio_lo": nan, "ratio_hi": nan}
-    ).assign(extrapolated=False)
-
-
-def transfer_efficiency(
-    eff_b: pd.DataFrame | ArrayLike,
-    eff_a: pd.DataFrame | ArrayLike | None = None,
-    *,
-    level: float = 0.95,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Transfer efficiency ``D_E(B) / D_E(A)`` at matched settings, summarised with intervals.
-
-    Frames are rows of :func:`ecgscale.evaluate.transfer.effective_data`; pairs are matched by
-    :func:`~ecgscale.evaluate.transfer.transfer_ratios` on its ``RATIO_KEYS`` (task, family,
-    target_params, data_size, d_f, method, seed), each pair with ``ratio_lo = D_E,lo(B) /
-    D_E,hi(A)`` and ``ratio_hi = D_E,hi(B) / D_E,lo(A)``. With ``eff_a=None``, ``eff_b`` holds
-    both paradigms and B is SSL, A is SL. Arrays are matched D_E values (no per-pair bounds).
-    Pairs with a finite positive ratio whose D_E both lie in their curves' measured ranges are
-    summarised by min, max and geometric mean; ``<stat>_lo``/``<stat>_hi`` are that statistic
-    of the per-pair bounds (it is monotone, so the bounds hold), and the geometric mean also
-    gets a percentile bootstrap interval over pairs (``geomean_boot_lo``/``_hi``, at
-    ``level``, ``n_boot`` resamples). Returns a JSON-serialisable dict; ``pairs`` holds the rows.
-    """
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    if isinstance(eff_b, pd.DataFrame):
-        if eff_a is not None and not isinstance(eff_a, pd.DataFrame):
-            raise ValueError("eff_a must be a DataFrame when eff_b is one")
-        pairs = _pairs_from_frames(eff_b, eff_a)
-        definition = "D_E(B) / D_E(A)" if eff_a is not None else "D_E(SSL) / D_E(SL)"
-    else:
-        if eff_a is None or isinstance(eff_a, pd.DataFrame):
-            raise ValueError("give eff_a as an array of D_E matched to eff_b")
-        pairs = _pairs_from_arrays(eff_b, eff_a)
-        definition = "D_E(B) / D_E(A)"
-    r, lo, hi = (pairs[c].to_numpy(float) for c in ("ratio", "ratio_lo", "ratio_hi"))
-    extrapolated = pairs["extrapolated"].to_numpy(bool)
-    usable = np.isfinite(r) & (r > 0)
-    used = usable & ~extrapolated
-    out: dict[str, Any] = {
-        "definition": definition,
-        "n_pairs": len(pairs),
-        "n": int(used.sum()),
-        "n_extrapolated": int((usable & extrapolated).sum()),
-        "n_unusable": int((~usable).sum()),
-        "level": float(level),
-        "n_boot": int(n_boot),
-    }
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_r, log_lo, log_hi = np.log(r[used]), np.log(lo[used]), np.log(hi[used])
-        for name, stat in (("min", np.min), ("max", np.max), ("geomean", np.mean)):
-            empty = not used.any()
-            out[name] = float("nan") if empty else float(np.exp(stat(log_r)))
-            out[f"{name}_lo"] = float("nan") if empty else float(np.exp(stat(log_lo)))
-            out[f"{name}_hi"] = float("nan") if empty else float(np.exp(stat(log_hi)))
-    if used.sum() >= 2:
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, log_r.size, (n_boot, log_r.size))
-        boot_lo, boot_hi = _band(np.exp(log_r[idx].mean(axis=1)), level)
-        out["geomean_boot_lo"], out["geomean_boot_hi"] = float(boot_lo), float(boot_hi)
-    else:
-        out["geomean_boot_lo"] = out["geomean_boot_hi"] = float("nan")
-    out["pairs"] = pairs.to_dict("records")
-    return out

@@ -11,7 +11,9 @@ A **ratio** (efficiency N_B/N_A, D_B/D_A, transfer D_E(SSL)/D_E(SL)) has one of 
 verdicts from its 95% interval: ``"direction"`` when the interval excludes 1 (B needs more,
 or fewer, than A), ``"no_difference"`` when it contains 1 and spans at most
 :data:`MAX_SPREAD` (no detectable difference over the losses compared), and
-``"not_determined"`` when it is missing, open-ended, not positive or wider than that.
+``"not_determined"`` when it is missing, open-ended, not positive or wider than that. Where
+the data are censored (transfer efficiency beyond the from-scratch range), an interval open on
+the side away from 1 still gives a direction, stated as a bound ("at least 1.4×").
 """
 
 from __future__ import annotations
@@ -104,10 +106,20 @@ def box_shaped(fit: Mapping[str, Any]) -> str:
     return ""
 
 
-def ratio_verdict(lo: object, hi: object) -> dict[str, str | None]:
-    """``{"verdict": …, "direction": "more" | "fewer" | None}`` of a ratio's interval."""
-    a, b = _number(lo), _number(hi)
-    if a is None or b is None or not 0 < a <= b or b / a > MAX_SPREAD:
+def ratio_verdict(lo: object, hi: object, *, open_ended: bool = False) -> dict[str, str | None]:
+    """``{"verdict": …, "direction": "more" | "fewer" | None}`` of a ratio's interval.
+
+    ``open_ended``: the interval may be open on the side away from 1 and still give a direction
+    (``[1.4, inf]``: at least 1.4×), as for censored data, where a bound is all that a ratio
+    beyond the measured range can have (transfer efficiency); otherwise an open interval is
+    not determined, as is one wider than :data:`MAX_SPREAD`."""
+    try:
+        a, b = float(lo), float(hi)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return {"verdict": "not_determined", "direction": None}
+    if open_ended and (1 < a < math.inf or 0 < b < 1):
+        return {"verdict": "direction", "direction": "more" if a > 1 else "fewer"}
+    if not (math.isfinite(a) and math.isfinite(b)) or not 0 < a <= b or b / a > MAX_SPREAD:
         return {"verdict": "not_determined", "direction": None}
     if a <= 1 <= b:
         return {"verdict": "no_difference", "direction": None}

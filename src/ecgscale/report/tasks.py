@@ -1,6 +1,7 @@
 """Report pieces for evaluation sets and unseen tasks: figures of the transfer analysis (task
-loss vs D_F beside the from-scratch curves, effective data vs D_F) and the tables of
-evaluation sets, per-label AUROC, transfer laws and SSL/SL transfer ratios."""
+loss vs D_F beside the from-scratch curves, effective data vs D_F), the tables of evaluation
+sets, per-label AUROC, transfer laws and SSL/SL transfer ratios, and the sentence that states a
+transfer-efficiency entry (:func:`transfer_sentence`)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,50 @@ def with_interval(value: object, lo: object, hi: object) -> str:
     if format_number(lo) != "—" and format_number(hi) != "—":
         text += f" [{format_number(lo)}, {format_number(hi)}]"
     return text
+
+
+def _float(value: object) -> float:
+    """``value`` as a float (``"inf"`` as fits.json writes it included), NaN if it is none."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def bounded_ratio(bounds: Sequence[object] | None) -> str:
+    """A ratio known within [lower, upper]: ``"3.1×"`` when they agree, ``"≥ 3.1×"``,
+    ``"≤ 0.5×"``, ``"2.9–3.4×"``, ``"undefined (0 to ∞)"``, or a dash."""
+    lower, upper = (_float(v) for v in (bounds or [None, None])[:2])
+    if np.isnan(lower) or np.isnan(upper):
+        return "—"
+    if lower == upper:
+        return f"{format_number(lower)}×"
+    if lower == 0 and upper == np.inf:
+        return "undefined (0 to ∞)"
+    if upper == np.inf:
+        return f"≥ {format_number(lower)}×"
+    if lower == 0:
+        return f"≤ {format_number(upper)}×"
+    return f"{format_number(lower)}–{format_number(upper)}×"
+
+
+def interval_text(ci: Sequence[object] | None) -> str:
+    """``"[1.4, 9.8]"`` (∞ for an open end), or ``"(no interval)"``."""
+    lo, hi = (_float(v) for v in (ci or [None, None])[:2])
+    if np.isnan(lo) or np.isnan(hi):
+        return "(no interval)"
+    return f"[{format_number(lo)}, {format_number(hi)}]"
+
+
+def censored_value(row: Mapping, quantity: str) -> str:
+    """D_E or D_T (``quantity`` ``"d_e"`` or ``"d_t"``) of an effective-data row: the value,
+    ``"≥ 3,200"`` or ``"≤ 50"`` when it is censored, or a dash."""
+    censored = str(row.get("censored") or "")
+    if censored == ">=":
+        return f"≥ {format_number(row.get(f'{quantity}_lower'))}"
+    if censored == "<=":
+        return f"≤ {format_number(row.get(f'{quantity}_upper'))}"
+    return format_number(row.get(f"{quantity}_lower"))
 
 
 def eval_set_table(evals: pd.DataFrame) -> dict:
@@ -133,9 +178,10 @@ def _loss_vs_df(task: str, part: pd.DataFrame, curves: Sequence[Mapping]) -> Rep
     name = f"task_{slug(task)}_loss_vs_DF"
     caption = (
         f"Task {task}: held-out loss vs labelled records D_F. Black: from-scratch models (points) "
-        "and their fitted curves, one line style per N; colours: pre-trained encoders (largest "
-        "pre-training D), marker per N. D_E is where a pre-trained point's loss meets the "
-        "from-scratch curve of its N."
+        "and their fitted curves, one line style per N (points only for a curve that is not "
+        "inverted: too few D_F, or flat); colours: pre-trained encoders (largest pre-training "
+        "D), marker per N. D_E is where a pre-trained point's loss meets the from-scratch curve "
+        "of its N, within the from-scratch D_F range."
     )
     part = _largest_d(part[np.isfinite(part["loss"].astype(float)) & (part["loss"] > 0)])
     families = sorted(set(part["family"]) | {c["family"] for c in curves})
@@ -150,6 +196,8 @@ def _loss_vs_df(task: str, part: pd.DataFrame, curves: Sequence[Mapping]) -> Rep
             pts = np.asarray(curve["points"], dtype=float).reshape(-1, 2)
             n = int(curve["target_params"])
             ax.scatter(pts[:, 0], pts[:, 1], s=14, color=SCRATCH_COLOR, marker=markers[n])
+            if curve.get("reason"):
+                continue
             x = np.geomspace(pts[:, 0].min(), pts[:, 0].max(), 50)
             if np.isfinite(curve.get("E", np.nan)):
                 y = curve["E"] + curve["B"] * x ** (-curve["beta"])
@@ -188,16 +236,20 @@ def _effective_vs_df(task: str, eff: pd.DataFrame) -> ReportFigure:
     caption = (
         f"Task {task}: effective data D_E (the from-scratch records that reach the same loss) vs "
         "D_F, pre-trained encoders at the largest pre-training D; the dotted line is D_E = D_F "
-        "(no transfer), so D_T = D_E − D_F is the height above it. Hollow markers: D_E "
-        "extrapolated beyond the from-scratch range."
+        "(no transfer), so D_T = D_E − D_F is the height above it. Hollow markers: D_E censored "
+        "(mean over seeds, drawn at the bound: D_E ≥ the largest from-scratch D_F, or ≤ the "
+        "smallest)."
     )
     eff = _largest_d(eff)
-    finite = eff[np.isfinite(eff["d_e"].astype(float)) & (eff["d_e"] > 0)]
+    censored = eff.get("censored", pd.Series("", index=eff.index)).astype(str)
+    shown = np.where(censored == "<=", eff["d_e_upper"], eff["d_e_lower"]).astype(float)
+    eff = eff.assign(shown=shown, hollow=censored != "")
+    finite = eff[np.isfinite(shown) & (shown > 0)]
     notes = []
     if len(finite) < len(eff):
         reasons = sorted(set(eff.loc[~eff.index.isin(finite.index), "reason"].astype(str)) - {""})
         notes.append(
-            f"{len(eff) - len(finite)} point(s) without a finite D_E are left out"
+            f"{len(eff) - len(finite)} point(s) without D_E are left out"
             + (f" ({'; '.join(reasons[:3])})" if reasons else "")
             + "."
         )
@@ -211,16 +263,23 @@ def _effective_vs_df(task: str, eff: pd.DataFrame) -> ReportFigure:
         panel = finite[finite["family"] == family]
         for (paradigm, n, method), group in panel.groupby(["paradigm", "target_params", "method"]):
             color = PARADIGM_COLORS.get(paradigm, "grey")
-            group = group.groupby("d_f")[["d_e", "extrapolated"]].agg(
-                {"d_e": "mean", "extrapolated": "any"}
-            )
+            group = group.groupby("d_f").agg(shown=("shown", "mean"), hollow=("hollow", "any"))
             ax.plot(
-                group.index, group["d_e"], color=color, lw=1, ls="-" if method == "probe" else "--"
+                group.index,
+                group["shown"],
+                color=color,
+                lw=1,
+                ls="-" if method == "probe" else "--",
             )
             for d_f, row in group.iterrows():
-                face = "none" if row["extrapolated"] else color
+                face = "none" if row["hollow"] else color
                 ax.scatter(
-                    [d_f], [row["d_e"]], marker=markers[n], facecolors=face, edgecolors=color, s=28
+                    [d_f],
+                    [row["shown"]],
+                    marker=markers[n],
+                    facecolors=face,
+                    edgecolors=color,
+                    s=28,
                 )
         lo, hi = panel["d_f"].min(), panel["d_f"].max()
         lo, hi = (lo / 1.25, hi * 1.25) if lo == hi else (lo, hi)
@@ -271,28 +330,136 @@ def law_table(transfer: Mapping) -> dict:
     return {"caption": caption, "headers": headers, "rows": rows}
 
 
+VERDICT_WORDS = {"no_difference": "no difference", "not_determined": "not determined"}
+
+
+def _verdict_words(entry: Mapping) -> str:
+    verdict = str(entry.get("verdict") or "not_determined")
+    if verdict == "direction":
+        return f"direction ({entry.get('direction')})"
+    return VERDICT_WORDS.get(verdict, verdict)
+
+
+def _with_ci(entry: Mapping | None, stat: str) -> str:
+    """``"≥ 2× [1.9, ∞]"``: a statistic's bounds and its interval."""
+    entry = entry or {}
+    if f"{stat}_bounds" not in entry:
+        return "—"
+    return f"{bounded_ratio(entry[f'{stat}_bounds'])} {interval_text(entry.get(f'{stat}_ci'))}"
+
+
 def ratio_table(transfer: Mapping) -> dict:
-    """SSL/SL effective-data ratios per task and method: range and geometric mean."""
+    """SSL/SL ratios of D_E and D_T per task and method: pairs by censoring, median and
+    geometric mean with their bounds and 95% intervals, and the verdicts."""
     rows = [
         [
             str(s["task"]),
             str(s["method"]),
-            format_number(s.get("min")),
-            format_number(s.get("max")),
-            format_number(s.get("geomean")),
-            f"{s.get('n', 0)} of {s.get('n_pairs', 0)}",
-            str(s.get("n_extrapolated", 0)),
+            " / ".join(
+                str(s.get(k, 0))
+                for k in (
+                    "n_exact",
+                    "n_right_censored",
+                    "n_left_censored",
+                    "n_undefined",
+                    "n_missing",
+                )
+            ),
+            _with_ci(s, "median"),
+            _with_ci(s, "geomean"),
+            _verdict_words(s),
+            _with_ci(s.get("d_t"), "median"),
+            _verdict_words(s.get("d_t") or {}),
         ]
         for s in transfer.get("summary") or []
     ]
-    headers = ["task", "method", "min SSL/SL", "max SSL/SL", "geometric mean", "pairs used"]
-    headers.append("pairs extrapolated (left out)")
+    headers = [
+        "task",
+        "method",
+        "pairs: exact / ≥ / ≤ / undefined / no D_E",
+        "D_E(SSL) / D_E(SL): median [95% interval]",
+        "geometric mean [95% interval]",
+        "verdict",
+        "D_T(SSL) / D_T(SL): median [95% interval]",
+        "D_T verdict",
+    ]
     caption = (
-        "Transfer efficiency: the ratio of SSL to SL effective data D_E at matched family, N, "
-        "pre-training D and D_F (above 1: SSL transfers more), over the pairs whose D_E both "
-        "lie within the from-scratch models' measured D_F range."
+        "Transfer efficiency: SSL against SL effective data at matched family, N, pre-training "
+        "D, D_F and seed (above 1: SSL transfers more). A D_E beyond the from-scratch D_F range "
+        "is censored, so a pair's ratio may be known only from below (≥) or above (≤), or not "
+        "at all (undefined); no pair is left out. The median is then known within bounds "
+        "(median of the lower bounds to median of the upper bounds). Intervals: bootstrap over "
+        "the from-scratch curves and the matched runs. D_T is clipped at 0 (no transfer). "
+        "Verdict: a direction when the interval excludes 1, no difference when it holds 1 and "
+        "spans at most a factor 100, otherwise not determined."
     )
     return {"caption": caption, "headers": headers, "rows": rows}
+
+
+def _pairs_words(entry: Mapping) -> str:
+    """``"18 pairs, 6 of them with a D_E censored at ≥ the largest …; D_T ratio …"``."""
+    used = int(entry.get("n_pairs") or 0) - int(entry.get("n_missing") or 0)
+    parts = []
+    above, below = int(entry.get("n_above_range") or 0), int(entry.get("n_below_range") or 0)
+    if above:
+        parts.append(f"{above} of them with a D_E censored at ≥ the largest from-scratch D_F")
+    if below:
+        parts.append(
+            f"{below} {'of them ' if not above else ''}with a D_E censored at ≤ the smallest"
+        )
+    if not parts:
+        parts.append("none censored")
+    missing = int(entry.get("n_missing") or 0)
+    text = f"{used} pairs, " + " and ".join(parts)
+    if missing:
+        text += f"; {missing} more without D_E left out"
+    d_t = entry.get("d_t") or {}
+    if d_t:
+        text += f"; D_T ratio {_with_ci(d_t, 'median')}"
+        none_sl = int(d_t.get("n_no_transfer_sl") or 0)
+        if none_sl:
+            text += f", SL transferring nothing in {none_sl} pairs"
+    return text
+
+
+def _scope_words(entry: Mapping) -> str:
+    """``"over D_F = 25–100 and task losses 0.31–0.52"``."""
+    d_f = entry.get("d_f_range") or [None, None]
+    losses = entry.get("loss_range") or [None, None]
+    return (
+        f"over D_F = {format_number(d_f[0])}–{format_number(d_f[1])} and task losses "
+        f"{format_number(losses[0])}–{format_number(losses[1])}"
+    )
+
+
+def transfer_sentence(entry: Mapping) -> str:
+    """One transfer-efficiency entry (``fits.json["efficiency"]["transfer"]``) stated as its
+    verdict allows: a direction only for ``"direction"``, "no detectable difference" for
+    ``"no_difference"``, otherwise "not determined …, because …"."""
+    start = f"On the unseen task {entry.get('task')} ({entry.get('method')}), "
+    verdict = entry.get("verdict")
+    if "median_bounds" not in entry:
+        return (
+            start + "the SSL/SL effective-data ratio is not determined by these runs, because "
+            f"{entry.get('reason') or 'there is no summary'}."
+        )
+    ratio = _with_ci(entry, "median")
+    detail = f"(median over {_pairs_words(entry)})"
+    if verdict == "direction":
+        return (
+            f"{start}SSL pre-training is worth {ratio} the effective data of SL {detail}, "
+            f"{_scope_words(entry)}."
+        )
+    if verdict == "no_difference":
+        return (
+            f"{start}there is no detectable difference between the effective data of SSL and "
+            f"SL pre-training: the SSL/SL ratio is {ratio} {detail}, {_scope_words(entry)}."
+        )
+    return (
+        f"{start}the SSL/SL effective-data ratio is not determined by these runs (median "
+        f"{ratio} over {_pairs_words(entry)}), {_scope_words(entry)}, because "
+        f"{entry.get('reason') or 'its interval is undefined'}."
+    )
 
 
 def task_result_table(transfer: Mapping, tasks: pd.DataFrame) -> dict:
@@ -314,14 +481,17 @@ def task_result_table(transfer: Mapping, tasks: pd.DataFrame) -> dict:
                 with_interval(r["loss"], r.get("loss_lo"), r.get("loss_hi")),
                 f"{r.get('metric_name', '')} "
                 + with_interval(r.get("metric"), r.get("metric_lo"), r.get("metric_hi")),
-                format_number(r.get("d_e")),
-                format_number(r.get("d_t")),
+                censored_value(r, "d_e"),
+                censored_value(r, "d_t"),
                 str(r.get("reason") or ""),
             ]
         )
     headers = ["task", "model", "method", "N", "D", "D_F", "loss", "metric", "D_E", "D_T", "note"]
     return {
-        "caption": "Unseen-task results (95% bootstrap intervals).",
+        "caption": (
+            "Unseen-task results (95% bootstrap intervals). D_E and D_T are exact within the "
+            "from-scratch D_F range; beyond it they are censored (≥ or ≤ the bound)."
+        ),
         "headers": headers,
         "rows": rows,
     }

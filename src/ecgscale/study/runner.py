@@ -29,9 +29,7 @@ from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
 from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
-from ecgscale.evaluate.transfer import RATIO_KEYS, transfer_analysis
-from ecgscale.laws import transfer_efficiency
-from ecgscale.laws.verdicts import ratio_verdict
+from ecgscale.evaluate.transfer import transfer_analysis
 from ecgscale.study.analysis import analyse_study
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
@@ -318,42 +316,33 @@ def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = Fa
 
 
 def _transfer_efficiency(transfer: dict, content: dict) -> list[dict]:
-    """D_E(SSL) / D_E(SL) per task and method with intervals, and the D_F and task-loss
-    ranges of the pairs it summarises."""
+    """The transfer analysis's SSL/SL summaries (see
+    :func:`ecgscale.evaluate.transfer.transfer_summary`) as efficiency entries of kind
+    ``"transfer"``; an analysis gap for each task and method without a matched pair that has
+    effective data on both sides."""
     eff = pd.DataFrame(transfer.get("effective") or [])
-    out: list[dict] = []
     if eff.empty or not {"sl", "ssl"} <= set(eff.get("paradigm", pd.Series()).astype(str)):
         content["analysis_gaps"].append(
             {"what": "transfer efficiency", "reason": "it needs effective data of SSL and SL"}
         )
-        return out
-    for (task, method), part in eff.groupby(["task", "method"], sort=True):
-        try:
-            summary = transfer_efficiency(part, n_boot=1000)
-        except ValueError as err:
-            what = f"transfer efficiency {task}/{method}"
-            content["analysis_gaps"].append({"what": what, "reason": str(err)})
-            continue
-        pairs = pd.DataFrame(summary.pop("pairs"))
-        used = pairs[
-            np.isfinite(pairs["ratio"].astype(float))
-            & (pairs["ratio"].astype(float) > 0)
-            & ~pairs["extrapolated"].astype(bool)
-        ]
-        d_f = [float(used["d_f"].min()), float(used["d_f"].max())] if len(used) else None
-        losses = part.merge(used[RATIO_KEYS], on=RATIO_KEYS)["loss"].astype(float)
-        loss_range = [float(losses.min()), float(losses.max())] if len(losses) else None
-        out.append(
-            {
-                "kind": "transfer",
-                "task": str(task),
-                "method": str(method),
-                "d_f_range": d_f,
-                "loss_range": loss_range,
-                **summary,
-                **ratio_verdict(summary.get("geomean_boot_lo"), summary.get("geomean_boot_hi")),
-            }
-        )
+        return []
+    out: list[dict] = []
+    summarised = set()
+    for entry in transfer.get("summary") or []:
+        what = f"transfer efficiency {entry['task']}/{entry['method']}"
+        summarised.add(what)
+        if entry["n_pairs"] == entry["n_missing"]:
+            reason = entry["reason"] + (
+                f" ({entry['missing_reason']})" if entry.get("missing_reason") else ""
+            )
+            content["analysis_gaps"].append({"what": what, "reason": reason})
+        else:
+            out.append({"kind": "transfer", **entry})
+    for task, method in eff.groupby(["task", "method"], sort=True).groups:
+        what = f"transfer efficiency {task}/{method}"
+        if what not in summarised:
+            reason = "no matched SSL and SL results (same family, N, pre-training D, D_F, seed)"
+            content["analysis_gaps"].append({"what": what, "reason": reason})
     return out
 
 
