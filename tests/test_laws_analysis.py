@@ -18,9 +18,9 @@ from ecgscale.laws.efficiency import (
     data_efficiency,
     efficiency_ratio,
     parameter_efficiency,
-    ratio_verdict,
     size_for_loss,
 )
+from ecgscale.laws.verdicts import ratio_verdict
 
 X = np.logspace(4, 8, 9)
 JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}

@@ -35,7 +35,7 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     runs, scratch = jobs[jobs["kind"] == "run"], jobs[jobs["kind"] == "scratch"]
     assert runs["job_id"].tolist() == [r.run_id for r in expand(spec)]
     assert scratch["job_id"].tolist() == [j.scratch_id for j in expand_scratch(spec)]
-    assert len(runs) == 36 and len(scratch) == 36
+    assert len(runs) == 36 and len(scratch) == 60
 
     run_id = "resnet-ssl-n200k-d500-s0-" + spec.fingerprint("data", "train")
     run = runs.set_index("job_id").loc[run_id]
@@ -47,7 +47,7 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     # From-scratch models train with spec.scratch_train (150 steps), at most D_F records a step.
     small = scratch[(scratch["family"] == "transformer") & (scratch["target_params"] == 60_000)]
     per_sample = _flops_per_sample("transformer", 60_000, spec)
-    for d_f, batch in ((50, 50), (200, 64), (800, 64)):
+    for d_f, batch in ((50, 50), (200, 64), (800, 64)):  # the from-scratch ladder 50..800
         row = small[small["data_size"] == d_f].iloc[0]
         assert row["flops"] == per_sample * batch * 150
 
@@ -141,7 +141,7 @@ def test_cpu_rate_is_calibrated_on_finished_runs(tmp_path):
     assert status[first.run_id] == "done" and (status == "done").sum() == 2
     pending = plan.jobs.loc[plan.jobs["status"] != "done", "hours"]
     assert plan.wall_hours == pytest.approx(lpt_makespan(pending.tolist(), plan.slots))
-    assert "2 done, 70 to run" in plan.format()
+    assert "2 done, 94 to run" in plan.format()
     # --tflops wins over the calibration
     assert plan_study(spec, tmp_path / "s", tflops=2.0).throughput.source == "given"
 
@@ -159,13 +159,13 @@ def test_cli_plan_table_json_csv(tmp_path, monkeypatch):
     result = runner.invoke(main, ["study", "plan", "--format", "json", "--tflops", "2"])
     assert result.exit_code == 0, result.output
     content = json.loads(result.output)
-    assert content["totals"]["runs"] == 36 and content["totals"]["scratch"] == 36
-    assert len(content["jobs"]) == 72
+    assert content["totals"]["runs"] == 36 and content["totals"]["scratch"] == 60
+    assert len(content["jobs"]) == 96
     assert content["assumptions"]["throughput_source"] == "given"
 
     csv = runner.invoke(main, ["study", "plan", "--format", "csv", "--tflops", "2"])
     frame = pd.read_csv(StringIO(csv.output))
-    assert len(frame) == 72 and set(frame["kind"]) == {"run", "scratch"}
+    assert len(frame) == 96 and set(frame["kind"]) == {"run", "scratch"}
     assert list(tmp_path.iterdir()) == []  # a plan writes nothing
 
 

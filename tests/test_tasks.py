@@ -197,7 +197,8 @@ def test_fine_tuning_is_evaluated_on_every_set_and_every_d_f(tmp_path):
             "name": "finetune",
             "data": {
                 "n_samples": 250,
-                "n_records": 400,
+                "n_records": 600,
+                "holdout": 0.6,
                 "n_ood_records": 40,
                 "ood_sites": ["noisy"],
             },
@@ -219,7 +220,7 @@ def test_fine_tuning_is_evaluated_on_every_set_and_every_d_f(tmp_path):
                     "source": "code",
                     "target": "LVH",
                     "kind": "binary",
-                    "d_f": [20, 40],
+                    "d_f": [30, 80],
                     "val_records": 30,
                     "test_records": 40,
                 }
@@ -241,10 +242,10 @@ def test_fine_tuning_is_evaluated_on_every_set_and_every_d_f(tmp_path):
     assert evals["loss"].notna().all()
     tasks = results.tasks()
     assert sorted(zip(tasks["method"], tasks["d_f"], strict=True)) == [
-        ("finetune", 20),
-        ("finetune", 40),
-        ("probe", 20),
-        ("probe", 40),
+        ("finetune", 30),
+        ("finetune", 80),
+        ("probe", 30),
+        ("probe", 80),
     ]
     assert results.scratch().empty
 

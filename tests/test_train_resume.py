@@ -221,7 +221,7 @@ def test_interrupted_study_run_resumes(study, monkeypatch):
     out = execute_run(spec, run, study / "store", run_dir)
     assert out.row["status"] == "failed" and len(list((run_dir / "checkpoints").iterdir())) == 1
     monkeypatch.undo()
-    monkeypatch.setattr(runs, "_evaluate", killed)
+    monkeypatch.setattr(runs, "evaluate_encoder", killed)
     out = execute_run(spec, run, study / "store", run_dir)
     assert out.row["status"] == "failed"
     train = json.loads((run_dir / "train.json").read_text())

@@ -152,10 +152,15 @@ def _take(part: pd.DataFrame, n: int | None, salt: str) -> tuple[np.ndarray, pd.
 
 
 def _task_rows(
-    task: TaskSpec, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, where: str
+    task: TaskSpec,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    test: pd.DataFrame,
+    where: str,
+    sizes: list[int],
 ) -> TaskRows:
-    """A task's nested D_F subsets of ``train``, its val and test sets, its target scaling."""
-    sizes = task.all_d_f
+    """A task's nested D_F subsets of ``train`` (of ``sizes``), its val and test sets, its
+    target scaling."""
     pool = patient_order(train, f"task:{task.name}")
     if sizes[-1] > len(pool):
         have = f"the {len(pool)} train records of {task.source} with a known target"
@@ -186,28 +191,34 @@ def _task_rows(
     return rows
 
 
-def _id_site_task(task: TaskSpec, pool: pd.DataFrame) -> TaskRows:
+def _id_site_task(task: TaskSpec, pool: pd.DataFrame, sizes: list[int]) -> TaskRows:
     """A task on the ID site: test, validation and D_F records carved, in that order and
     patient-disjoint, from the held-out patients' train records left after the probe set."""
     where = f"task {task.name!r}"
     known = _known(task, pool, where)
-    need = task.test_records + task.val_records + task.all_d_f[-1]
+    need = task.test_records + task.val_records + sizes[-1]
     if len(known) < need:
         raise TaskError(
             f"{where}: needs {need:,} ID-site records with a known target (test "
-            f"{task.test_records:,} + validation {task.val_records:,} + D_F "
-            f"{task.all_d_f[-1]:,}) among the held-out patients, has {len(known):,} after the "
-            "probe set; raise data.holdout or lower the task's sizes"
+            f"{task.test_records:,} + validation {task.val_records:,} + D_F {sizes[-1]:,}) "
+            f"among the held-out patients, has {len(known):,} after the probe set; raise "
+            "data.holdout or lower the task's sizes"
         )
     test, rest = _take(known, task.test_records, f"task-test:{task.name}")
     val, rest = _take(rest, task.val_records, f"task-val:{task.name}")
     frame = lambda rows: known[known["row"].isin(rows)]  # noqa: E731
-    return _task_rows(task, rest, frame(val), frame(test), where)
+    return _task_rows(task, rest, frame(val), frame(test), where, sizes)
 
 
-def task_rows(task: TaskSpec, meta: pd.DataFrame, id_rows: np.ndarray | None = None) -> TaskRows:
-    """A task on a source other than the ID site (whose rows are ``id_rows``): its D_F subsets,
-    val and test sets from the source's train/val/test splits, or a one-line TaskError."""
+def task_rows(
+    task: TaskSpec,
+    meta: pd.DataFrame,
+    id_rows: np.ndarray | None = None,
+    sizes: list[int] | None = None,
+) -> TaskRows:
+    """A task on a source other than the ID site (whose rows are ``id_rows``): its D_F subsets
+    (``sizes``, default the probe's and the from-scratch ladder's), val and test sets from the
+    source's train/val/test splits, or a one-line TaskError."""
     where = f"task {task.name!r}"
     site = records_of(meta, task.source)
     if site.empty:
@@ -219,7 +230,8 @@ def task_rows(task: TaskSpec, meta: pd.DataFrame, id_rows: np.ndarray | None = N
         )
     known = _known(task, site, where)
     by_split = {s: known[known["split"] == s] for s in ("train", "val", "test")}
-    return _task_rows(task, by_split["train"], by_split["val"], by_split["test"], where)
+    sizes = sizes or task.all_d_f
+    return _task_rows(task, by_split["train"], by_split["val"], by_split["test"], where, sizes)
 
 
 def assign_roles(spec: StudySpec, meta: pd.DataFrame) -> Roles:
@@ -242,12 +254,13 @@ def assign_roles(spec: StudySpec, meta: pd.DataFrame) -> Roles:
     val, _ = _take(site[~held & (split == "val")], spec.train.val_records, "val")
     id_test, _ = _take(site[split == "test"], ev.test_records, "test")
     id_rows = site["row"].to_numpy()
-    tasks = {
-        task.name: _id_site_task(task, eval_pool)
-        if task.source == data.id_site
-        else task_rows(task, meta, id_rows)
-        for task in spec.tasks
-    }
+    tasks = {}
+    for task in spec.tasks:
+        sizes = task.all_d_f if spec.transfer.scratch else task.d_f
+        if task.source == data.id_site:
+            tasks[task.name] = _id_site_task(task, eval_pool, sizes)
+        else:
+            tasks[task.name] = task_rows(task, meta, id_rows, sizes)
     return Roles(
         subsets=subsets,
         val=val,

@@ -315,7 +315,7 @@ def crossover(
         x_lo, x_hi = np.exp(_band(log_x, lev))
         share = float(((log_x >= u_lo) & (log_x <= u_hi)).mean())
         c.update(x_lo=float(x_lo), x_hi=float(x_hi), share_inside=share)
-        c["determined"] = bool(share >= MIN_SHARE and 0 < x_lo and x_hi < np.inf)
+        c["determined"] = bool(share >= MIN_SHARE and x_lo > 0 and x_hi < np.inf)
         c["reason"] = (
             None
             if c["determined"]

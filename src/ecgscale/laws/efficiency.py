@@ -30,6 +30,8 @@ pairs are independent draws of the pair of curves."""
 SUMMARIES = ("min", "max", "geomean")
 RANGE_RTOL = 1e-9
 """Relative slack when checking that given losses lie inside the observed overlap."""
+
+
 def _band(values: ArrayLike, level: float, axis: int = 0) -> tuple[Array, Array]:
     """Percentile interval ``(lo, hi)`` at ``level`` along ``axis``, NaN draws left out.
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from ecgscale.laws.verdicts import MAX_SPREAD
 from ecgscale.report.figures import compact_count
-from ecgscale.report.tasks import format_number
+from ecgscale.report.tasks import bounded_ratio, format_number, interval_text, transfer_sentence
 from ecgscale.study.spec import N_WORDS
 
 LEVEL_WORDS = "95%"
@@ -49,15 +49,6 @@ def _with_ci(entry: Mapping, stat: str) -> str:
     text = _times(entry.get(stat))
     lo, hi = entry.get(f"{stat}_lo"), entry.get(f"{stat}_hi")
     if lo is not None and hi is not None and format_number(lo) != "—" and format_number(hi) != "—":
-        text += f" [{format_number(lo)}, {format_number(hi)}]"
-    return text
-
-
-def _boot_ci(entry: Mapping) -> str:
-    """A transfer ratio's geometric mean with its bootstrap interval over pairs."""
-    text = _times(entry.get("geomean"))
-    lo, hi = entry.get("geomean_boot_lo"), entry.get("geomean_boot_hi")
-    if format_number(lo) != "—" and format_number(hi) != "—":
         text += f" [{format_number(lo)}, {format_number(hi)}]"
     return text
 
@@ -160,29 +151,9 @@ def efficiency_findings(efficiency: Mapping) -> list[str]:
 
 
 def transfer_findings(efficiency: Mapping) -> list[str]:
-    """One sentence per transfer-efficiency entry whose interval supports a statement."""
-    sentences = []
-    for entry in _stated(efficiency.get("transfer") or []):
-        level = float(entry.get("level") or 0.95)
-        d_f = entry.get("d_f_range")
-        where = "over no usable D_F"
-        if d_f:
-            where = f"over D_F = {format_number(d_f[0])}–{format_number(d_f[1])}"
-        ci = (
-            f"{level:.0%} bootstrap CI {format_number(entry.get('geomean_boot_lo'))}–"
-            f"{format_number(entry.get('geomean_boot_hi'))}"
-        )
-        if entry.get("verdict") == "no_difference":
-            claim = "SSL and SL pre-training show no detectable difference in effective data"
-        else:
-            claim = f"SSL pre-training is worth {entry.get('direction')} effective data than SL"
-        sentences.append(
-            f"On the unseen task {entry.get('task')} ({entry.get('method')}), {claim}: "
-            f"{_times(entry.get('geomean'))} ({ci}), {where} and task losses "
-            f"{_loss_range(entry)}, from {entry.get('n', 0)} of {entry.get('n_pairs', 0)} "
-            "matched pairs."
-        )
-    return sentences
+    """One sentence per transfer-efficiency entry whose interval supports a statement
+    (:func:`ecgscale.report.tasks.transfer_sentence`)."""
+    return [transfer_sentence(e) for e in _stated(efficiency.get("transfer") or [])]
 
 
 def ratio_gaps(efficiency: Mapping) -> list[tuple[str, str, str]]:
@@ -194,7 +165,7 @@ def ratio_gaps(efficiency: Mapping) -> list[tuple[str, str, str]]:
                 continue
             if kind == "transfer":
                 what = f"D_E(SSL) / D_E(SL), task {e.get('task')} ({e.get('method')})"
-                lo, hi = e.get("geomean_boot_lo"), e.get("geomean_boot_hi")
+                lo, hi = (e.get("median_ci") or [None, None])[:2]
             else:
                 condition = e.get("paradigm") if kind == "parameter" else e.get("family")
                 what = (
@@ -239,17 +210,18 @@ def efficiency_table(efficiency: Mapping) -> dict:
         rows.append(
             [
                 KIND_TITLES["transfer"],
-                "D_E(SSL) / D_E(SL)",
+                "D_E(SSL) / D_E(SL), median",
                 f"{e.get('task')} / {e.get('method')}",
                 str(e.get("task")),
                 f"D_F = {format_number(d_f[0])}–{format_number(d_f[1])}" if d_f else "—",
                 "—",
                 _loss_range(e),
-                _with_ci(e, "min"),
-                _with_ci(e, "max"),
-                _boot_ci(e),
+                bounded_ratio(e.get("min_bounds")),
+                bounded_ratio(e.get("max_bounds")),
+                f"{bounded_ratio(e.get('median_bounds'))} {interval_text(e.get('median_ci'))}",
                 _verdict(e),
-                f"{e.get('n', 0)} of {e.get('n_pairs', 0)} pairs",
+                f"{e.get('n_pairs', 0)} pairs, {e.get('n_right_censored', 0)} at ≥, "
+                f"{e.get('n_left_censored', 0)} at ≤ the from-scratch range",
             ]
         )
     headers = ["kind", "ratio", "condition", "loss on", "slice", "N counts", "loss range"]
