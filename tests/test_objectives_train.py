@@ -11,24 +11,67 @@ from ecgscale.train import TrainingDiverged, load_weights, pretrain, save_weight
 
 
 @pytest.mark.parametrize("family", ["resnet", "transformer"])
-def test_masked_loss_ignores_visible_samples(family):
+@pytest.mark.parametrize("mask", ["time", "lead"])
+def test_masked_loss_ignores_visible_samples(family, mask):
     torch.manual_seed(0)
     obj = create_objective(
-        "ssl", build(family, 20000, input_len=200, fs=100), fs=100, mask_ratio=0.5, mask_patch_s=0.2
+        "ssl",
+        build(family, 20000, input_len=200, fs=100),
+        fs=100,
+        mask_ratio=0.5,
+        mask_patch_s=0.2,
+        mask=mask,
+        norm_target=False,
     )
     assert isinstance(obj, MaskedReconstruction) and obj.patch == 20
     x = torch.randn(3, 12, 200)
-    mask = obj.sample_mask(x, torch.Generator().manual_seed(1))
-    assert mask.shape == x.shape and 0.2 < mask.float().mean() < 0.8
+    mask_ = obj.sample_mask(x, torch.Generator().manual_seed(1))
+    assert mask_.shape == x.shape and 0.2 < mask_.float().mean() < 0.8
     # a mask is constant within each patch of each lead
-    m = mask.view(3, 12, 10, 20)
+    m = mask_.view(3, 12, 10, 20)
     assert (m == m[..., :1]).all()
+    # time masking hides the same spans in every lead; lead masking does not
+    same = (mask_ == mask_[:, :1]).all()
+    assert same if mask == "time" else not same
     # changing visible samples' targets does not change the loss given the same input
-    recon = obj.reconstruct(x.masked_fill(mask, 0.0))
+    recon = obj.reconstruct(x.masked_fill(mask_, 0.0))
     assert recon.shape == x.shape
-    loss = ((recon - x).square() * mask).sum() / mask.sum()
+    loss = ((recon - x).square() * mask_).sum() / mask_.sum()
     got = obj.loss(x, None, generator=torch.Generator().manual_seed(1))
     assert torch.isclose(loss, got)
+
+
+def test_normalised_targets_standardise_each_lead_patch():
+    obj = create_objective(
+        "ssl", build("transformer", 20000, input_len=200, fs=100), fs=100, mask_patch_s=0.2
+    )
+    assert obj.mask == "time" and obj.norm_target
+    x = 0.7 * torch.randn(2, 12, 200) + 3.0  # an offset (baseline) and a gain
+    x[0, 4] = 0.01 * torch.randn(200)  # a flat lead: its noise is not blown up
+    patches = obj.target(x).view(2, 12, 10, 20)
+    assert torch.allclose(patches.mean(-1), torch.zeros(2, 12, 10), atol=1e-5)
+    assert torch.allclose(patches[1].std(-1, unbiased=False), torch.ones(12, 10), atol=1e-4)
+    assert patches[0, 4].abs().max() < 1.0  # divided by the floor (0.05 mV), not its own std
+
+
+def test_settle_gives_batchnorm_the_statistics_of_unmasked_inputs():
+    torch.manual_seed(0)
+    obj = create_objective("ssl", build("resnet", 20000, input_len=200, fs=100), fs=100)
+    x = (2.0 + torch.randn(64, 12, 200)).numpy()
+    obj.train()
+    for _ in range(20):  # pre-training sees half-zeroed inputs
+        obj.loss(torch.from_numpy(x), None, generator=torch.Generator().manual_seed(0))
+    stem_norm = next(m for m in obj.encoder.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    masked_mean = stem_norm.running_mean.clone()
+    obj.settle(lambda rows: x[rows], np.arange(64))
+    obj.encoder.train()
+    with torch.no_grad():  # one unmasked batch in train mode: its statistics are the reference
+        fresh = type(stem_norm)(stem_norm.num_features).train()
+        handle = stem_norm.register_forward_hook(lambda m, i, o: fresh(i[0]))
+        obj.encoder(torch.from_numpy(x))
+        handle.remove()
+    assert torch.allclose(stem_norm.running_mean, fresh.running_mean / fresh.momentum, atol=1e-4)
+    assert not torch.allclose(masked_mean, stem_norm.running_mean, atol=1e-3)
 
 
 def test_supervised_loss_is_bce():

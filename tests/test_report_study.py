@@ -45,9 +45,7 @@ def test_fits_json_holds_efficiency_and_backtests(study) -> None:
     comparisons = content["comparisons"]
     cells = len(spec.models.families) * len(spec.paradigms)
     assert len(comparisons["bottlenecks"]) == cells * probe_sets
-    assert len(comparisons["winners"]) == probe_sets * len(spec.models.sizes) * len(
-        spec.data_sizes
-    )
+    assert len(comparisons["winners"]) == probe_sets * len(spec.models.sizes) * len(spec.data_sizes)
 
 
 def _number(text: str) -> float:

@@ -37,7 +37,7 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     assert scratch["job_id"].tolist() == [j.scratch_id for j in expand_scratch(spec)]
     assert len(runs) == 36 and len(scratch) == 60
 
-    run_id = "resnet-ssl-n200k-d500-s0-" + spec.fingerprint("data", "train")
+    run_id = "resnet-ssl-n200k-d500-s0-" + spec.fingerprint("data", "train", "ssl")
     run = runs.set_index("job_id").loc[run_id]
     by_hand = _flops_per_sample("resnet", 200_000, spec) * 64 * 200  # batch 64, 200 steps
     assert run["flops"] == by_hand

@@ -51,9 +51,24 @@ class Objective(nn.Module):
         batch's loss is the sum of its parts' losses, each times its share of the weight."""
         return torch.ones(n)
 
+    def settle(self, read: ReadFn, rows: np.ndarray) -> None:
+        """Once pre-training is over: bring the encoder's state in line with what it will be
+        evaluated on, from the pre-training records at ``rows`` (nothing by default)."""
 
-def create_objective(paradigm: str, encoder: Encoder, *, fs: float, **kw: float) -> Objective:
-    """The objective of a paradigm: 'sl' (multi-label BCE) or 'ssl' (masked reconstruction)."""
+
+def create_objective(
+    paradigm: str,
+    encoder: Encoder,
+    *,
+    fs: float,
+    mask_ratio: float = 0.5,
+    mask_patch_s: float = 0.25,
+    mask: str = "time",
+    norm_target: bool = True,
+) -> Objective:
+    """The objective of a paradigm: 'sl' (multi-label BCE) or 'ssl' (masked reconstruction of
+    ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden across all leads (``mask``
+    "time") or per lead ("lead"), targets standardised per patch with ``norm_target``)."""
     from ecgscale.objectives.masked import MaskedReconstruction
     from ecgscale.objectives.supervised import Supervised
 
@@ -61,7 +76,11 @@ def create_objective(paradigm: str, encoder: Encoder, *, fs: float, **kw: float)
         return Supervised(encoder)
     if paradigm == "ssl":
         return MaskedReconstruction(
-            encoder, patch=max(1, round(kw["mask_patch_s"] * fs)), mask_ratio=kw["mask_ratio"]
+            encoder,
+            patch=max(1, round(mask_patch_s * fs)),
+            mask_ratio=mask_ratio,
+            mask=mask,
+            norm_target=norm_target,
         )
     raise ValueError(f"unknown paradigm {paradigm!r} (known: sl, ssl)")
 

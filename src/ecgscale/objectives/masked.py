@@ -1,27 +1,61 @@
-"""SSL: masked reconstruction of time patches per lead, for any encoder family.
+"""SSL: masked reconstruction of time patches, for any encoder family.
 
-Patches of ``patch`` samples are masked independently in each lead (zeroed at the input,
-SimMIM-style, so convolutional and attention encoders take the same input); a linear head
-maps every output token back to the ``token_span`` samples × 12 leads it covers; the loss is
-the mean squared error over masked samples only.
+The signal is cut into patches of ``patch`` samples. ``mask="time"`` hides the same patches in
+all twelve leads: the limb leads are exact linear combinations of each other and all twelve
+are close to rank 3, so a sample hidden in one lead but visible in the others at the same
+instant could be recovered by cross-lead interpolation, which teaches nothing about rhythm or
+morphology; a span hidden in every lead must be inferred from the beats around it.
+``mask="lead"`` masks each lead independently (the older recipe, for comparison).
+
+Hidden samples are zeroed at the input (SimMIM-style, so convolutional and attention encoders
+take the same input); a linear head maps every output token back to the ``token_span``
+samples × 12 leads it covers. With ``norm_target`` the target of every lead's patch is that
+patch standardised (MAE's normalised-pixel loss: the patch mean removed, divided by its
+standard deviation, floored at :data:`STD_FLOOR_MV` so that a flat patch's noise is not blown
+up), so baseline wander, gain and noise do not dominate the loss. The loss is the mean squared
+error over hidden samples only.
+
+A BatchNorm encoder sees half-zeroed inputs while it pre-trains, but the probe reads it on
+whole signals: :meth:`MaskedReconstruction.settle` recomputes its BatchNorm statistics on
+unmasked pre-training records afterwards, so the probe's features use statistics of what it
+sees.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ecgscale.models import Encoder
-from ecgscale.objectives.base import Objective
+from ecgscale.objectives.base import Objective, ReadFn
+
+STD_FLOOR_MV = 0.05
+"""Smallest standard deviation (mV) a target patch is divided by: about the noise floor of a
+12-lead recording, so a flat stretch of baseline keeps its small scale."""
+SETTLE_RECORDS = 1024
+"""Pre-training records whose BatchNorm statistics replace those of the masked inputs."""
 
 
 class MaskedReconstruction(Objective):
     paradigm = "ssl"
 
-    def __init__(self, encoder: Encoder, *, patch: int, mask_ratio: float) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        patch: int,
+        mask_ratio: float,
+        mask: str = "time",
+        norm_target: bool = True,
+    ) -> None:
         super().__init__(encoder)
+        if mask not in ("time", "lead"):
+            raise ValueError(f"mask must be 'time' or 'lead', got {mask!r}")
         self.patch = patch
         self.mask_ratio = mask_ratio
+        self.mask = mask
+        self.norm_target = norm_target
         self.n_leads = 12
         self.decoder = nn.Linear(encoder.dim, self.n_leads * encoder.token_span)
 
@@ -32,9 +66,11 @@ class MaskedReconstruction(Objective):
     def draw(self, n: int, length: int, generator: torch.Generator | None) -> torch.Tensor:
         """The mask of ``n`` records of ``length`` samples (see ``sample_mask``), on the CPU."""
         n_patches = -(-length // self.patch)
-        patches = torch.rand(n, self.n_leads, n_patches, generator=generator) < self.mask_ratio
+        rows = 1 if self.mask == "time" else self.n_leads
+        patches = torch.rand(n, rows, n_patches, generator=generator) < self.mask_ratio
         empty = ~patches.flatten(1).any(1)
         patches[empty, 0, 0] = True
+        patches = patches.expand(n, self.n_leads, n_patches)
         return patches.repeat_interleave(self.patch, dim=2)[:, :, :length]
 
     def weights(self, noise: torch.Tensor | None, n: int) -> torch.Tensor:
@@ -49,6 +85,18 @@ class MaskedReconstruction(Objective):
         out = out.permute(0, 2, 1, 3).reshape(b, self.n_leads, n_tok * span)
         return out[:, :, : x_masked.shape[-1]]
 
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        """What the hidden samples are compared with: ``x``, or each lead's patch standardised."""
+        x = x.float()
+        if not self.norm_target:
+            return x
+        length = x.shape[-1]
+        padded = F.pad(x, (0, -length % self.patch))
+        patches = padded.unflatten(-1, (-1, self.patch))  # (B, 12, P, patch)
+        mean = patches.mean(-1, keepdim=True)
+        std = patches.std(-1, keepdim=True, unbiased=False).clamp_min(STD_FLOOR_MV)
+        return ((patches - mean) / std).flatten(-2)[..., :length]
+
     def loss(
         self,
         x: torch.Tensor,
@@ -58,5 +106,29 @@ class MaskedReconstruction(Objective):
     ) -> torch.Tensor:
         mask = self.sample_mask(x, generator) if noise is None else noise.to(x.device)
         recon = self.reconstruct(x.masked_fill(mask, 0.0))
-        err = (recon.float() - x.float()).square()
+        err = (recon.float() - self.target(x)).square()
         return (err * mask).sum() / mask.sum()
+
+    @torch.no_grad()
+    def settle(self, read: ReadFn, rows, batch_size: int = 128) -> None:
+        """Recompute the encoder's BatchNorm statistics on unmasked records at ``rows`` (the
+        first :data:`SETTLE_RECORDS`), as the cumulative average over them; no-op without
+        BatchNorm."""
+        norms = [
+            m for m in self.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
+        if not norms:
+            return
+        saved = [(m, m.momentum) for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the batches below
+        was_training = self.encoder.training
+        self.encoder.train()
+        dev = next(self.encoder.parameters()).device
+        rows = rows[:SETTLE_RECORDS]
+        for i in range(0, len(rows), batch_size):
+            self.encoder(torch.from_numpy(read(rows[i : i + batch_size])).to(dev))
+        for m, momentum in saved:
+            m.momentum = momentum
+        self.encoder.train(was_training)

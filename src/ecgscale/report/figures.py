@@ -243,6 +243,32 @@ def loss_to_loss(
     return ReportFigure(name, caption, fig, notes)
 
 
+def lr_sweep(sweep: pd.DataFrame, *, name: str, caption: str) -> ReportFigure:
+    """Validation pre-training loss vs learning rate of the sweep's runs, one panel per family
+    × paradigm, one line per target N; the rate each rung chose is ringed."""
+    points, notes = _log_safe(sweep, ["lr", "pretrain_loss"], "sweep run")
+    if points.empty:
+        return ReportFigure(name, caption, None, notes or ["No sweep run has finished."])
+    sizes = sorted(points["target_params"].unique())
+    cmap = colormaps["viridis"]
+    colors = {n: cmap(0.9 * i / max(len(sizes) - 1, 1)) for i, n in enumerate(sizes)}
+    cells = sorted(set(zip(points["family"], points["paradigm"], strict=True)))
+    fig, axes = _panels(1, len(cells), sharey=False)
+    for ax, (family, paradigm) in zip(axes[0], cells, strict=True):
+        panel = points[(points["family"] == family) & (points["paradigm"] == paradigm)]
+        for n, group in panel.groupby("target_params"):
+            means = group.groupby("lr")["pretrain_loss"].mean()
+            ax.plot(means.index, means.to_numpy(), marker="o", lw=1, ms=4, color=colors[n])
+            best = group[group["chosen"]]
+            ax.scatter(best["lr"], best["pretrain_loss"], s=90, facecolors="none", color=colors[n])
+        unit = PRETRAIN_UNITS.get(str(paradigm), "pre-training loss")
+        _style_axes(ax, f"{family} / {paradigm}", "peak learning rate", f"validation {unit}")
+    handles = [_line_handle(colors[n], f"N = {compact_count(n)}") for n in sizes]
+    handles.append(_marker_handle("o", "chosen rate", "black"))
+    _add_legend(fig, handles)
+    return ReportFigure(name, caption, fig, notes)
+
+
 def family_colors(families: Sequence[str]) -> dict[str, tuple]:
     """A stable colour per family (tab10, in sorted order) shared by every figure."""
     cmap = colormaps["tab10"]

@@ -49,6 +49,7 @@ def render_report(
     transfer: Mapping | None = None,
     analysis: Mapping | None = None,
     roles: pd.DataFrame | None = None,
+    sweep: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.png`` and ``.svg``; return
     the HTML path.
@@ -79,6 +80,8 @@ def render_report(
     sections += figure_sections(
         runs, evals, fits, ood_sets, analysis.get("loss_to_loss") or (), n_axis
     )
+    if sweep is not None and not sweep.empty:
+        sections.append(_sweep_section(sweep))
     sections.append(_comparison_section(analysis))
     sections.append(_efficiency_section(analysis))
     sections.append(_backtest_section(analysis))
@@ -375,6 +378,29 @@ def _roles_section(roles: pd.DataFrame | None) -> dict:
     conflicts = int((roles["conflicts"] != "").sum())
     caption = f"{len(roles)} roles, {conflicts} with a conflict"
     section["tables"] = [{"caption": caption, "headers": headers, "rows": rows}]
+    return section
+
+
+def _sweep_section(sweep: pd.DataFrame) -> dict:
+    """The learning-rate sweep: each rung's validation loss per rate and the rate it chose."""
+    d = ", ".join(compact_count(v) for v in sorted(sweep["data_size"].unique()))
+    intro = (
+        f"Every rung (family × paradigm × N × seed) trained at each learning rate at D = {d}; "
+        "the rate with the lowest validation pre-training loss there trained the rung's other "
+        f"data sizes. The sweep took {len(sweep)} runs, "
+        f"{(~sweep['chosen']).sum()} of them beyond the grid."
+    )
+    figure = figures.lr_sweep(
+        sweep, name="lr_sweep", caption="Validation pre-training loss vs peak learning rate."
+    )
+    section = _section("Learning-rate sweep", [figure], intro)
+    chosen = sweep[sweep["chosen"]].sort_values(["family", "paradigm", "target_params", "seed"])
+    rows = [
+        [f"{r.family} / {r.paradigm}", compact_count(r.target_params), str(r.seed), f"{r.lr:g}"]
+        for r in chosen.itertuples(index=False)
+    ]
+    headers = ["cell", "target N", "seed", "chosen learning rate"]
+    section["tables"] = [{"caption": "Chosen learning rates", "headers": headers, "rows": rows}]
     return section
 
 

@@ -33,6 +33,7 @@ RUN_COLUMNS: dict[str, str] = {
     "flops_per_sample": "REAL",
     "data_size": "INTEGER NOT NULL",
     "seed": "INTEGER NOT NULL",
+    "lr": "REAL",
     "status": "TEXT NOT NULL",
     "error": "TEXT",
     "wall_s": "REAL",
@@ -255,6 +256,10 @@ def create_table(
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {table} ({cols}{f', PRIMARY KEY ({key})' if key else ''})"
     )
+    have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():  # a column added since the file was made: NULL there
+        if name not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _insert(con: sqlite3.Connection, table: str, columns: dict[str, str], row: dict) -> None:

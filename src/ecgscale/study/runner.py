@@ -34,7 +34,7 @@ from ecgscale.study.analysis import analyse_study
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
-from ecgscale.study.runs import expand, expand_scratch
+from ecgscale.study.runs import RunSpec, expand, expand_scratch, resolve_lr, sweep_choices
 from ecgscale.study.spec import DataSpec, StudySpec, load_spec
 from ecgscale.study.worker import Job, job_id, job_kind
 
@@ -200,8 +200,14 @@ def train_runs(
     redo = {r.run_id for r in stale}
     run = _executor(spec.executor.kind)
     bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress)
-    batch = todo
-    while batch:
+    # in a learning-rate sweep, a rung's other runs train once its sweep has chosen their rate
+    waiting = [j for j in todo if isinstance(j, RunSpec) and j.lr is None and spec.lr_sweep_d]
+    batch = [j for j in todo if j not in waiting]
+    while batch or waiting:
+        if not batch:
+            batch = _after_sweep(spec, results, waiting, summary, bar)
+            by_id |= {job_id(j): j for j in batch}
+            waiting = []
         again: list[Job] = []
         for res in run(spec, batch, store_dir(spec, study_dir), study_dir, redo):
             job = by_id[res.job_id]
@@ -237,11 +243,50 @@ def train_runs(
     return summary
 
 
+def _after_sweep(
+    spec: StudySpec, results: Results, waiting: list[RunSpec], summary: TrainSummary, bar: tqdm
+) -> list[RunSpec]:
+    """The runs that waited for their rung's learning-rate sweep, each with the rate it chose;
+    a run whose sweep did not finish counts as failed, with the reason."""
+    choices = sweep_choices(spec, results.runs())
+    ready = []
+    for job in waiting:
+        try:
+            ready.append(resolve_lr(job, choices))
+        except KeyError as err:
+            summary.failed += 1
+            bar.write(f"{job.folder} not trained: {str(err).strip(chr(39))}")
+            bar.update()
+    return ready
+
+
 def _study_runs(study_dir: Path):
     spec = load_spec(Path(study_dir) / "spec.yaml")
     wide = Results(Path(study_dir) / "results.sqlite").wide()
-    ids = {r.run_id for r in expand(spec)}
-    return spec, wide[wide["run_id"].isin(ids)].reset_index(drop=True)
+    return spec, grid_runs(spec, wide)
+
+
+def grid_runs(spec: StudySpec, recorded: pd.DataFrame) -> pd.DataFrame:
+    """The recorded runs of the spec's grid, one per coordinate: in a learning-rate sweep, a
+    rung's sweep run at the rate it chose stands for the sweep (the others are in
+    :func:`sweep_runs`)."""
+    grid = recorded[recorded["run_id"].isin({r.run_id for r in expand(spec)})]
+    swept = {r.run_id for r in expand(spec) if r.lr is not None}
+    if not swept:
+        return grid.reset_index(drop=True)
+    choices = sweep_choices(spec, recorded)
+    chosen = {r.run_id for r in expand(spec) if r.lr is not None and choices.get(r.rung) == r.lr}
+    keep = ~grid["run_id"].isin(swept) | grid["run_id"].isin(chosen)
+    return grid[keep].reset_index(drop=True)
+
+
+def sweep_runs(spec: StudySpec, recorded: pd.DataFrame) -> pd.DataFrame:
+    """The learning-rate sweep's recorded runs, with ``chosen`` marking each rung's pick."""
+    sweep = [r for r in expand(spec) if r.lr is not None]
+    frame = recorded[recorded["run_id"].isin({r.run_id for r in sweep})]
+    choices = sweep_choices(spec, recorded)
+    picked = {r.run_id for r in sweep if choices.get(r.rung) == r.lr}
+    return frame.assign(chosen=frame["run_id"].isin(picked)).reset_index(drop=True)
 
 
 def study_roles(study_dir: Path) -> pd.DataFrame:
@@ -409,6 +454,7 @@ def write_report(study_dir: Path) -> Path:
         transfer=content.get("transfer"),
         analysis=content,
         roles=read_role_table(roles) if (roles := study_dir / "roles.csv").is_file() else None,
+        sweep=sweep_runs(spec, Results(study_dir / "results.sqlite").runs()),
     )
 
 

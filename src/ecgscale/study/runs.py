@@ -13,10 +13,11 @@ import json
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from ecgscale.data.store import Store
@@ -25,7 +26,7 @@ from ecgscale.evaluate.roles import Roles, assign_roles
 from ecgscale.evaluate.task_models import train_on_task, trained_task_row
 from ecgscale.models import build, measure
 from ecgscale.objectives import Objective, create_objective
-from ecgscale.study.spec import StudySpec
+from ecgscale.study.spec import StudySpec, TrainSpec
 from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
 from ecgscale.train.checkpoint import clear_checkpoints
 
@@ -60,10 +61,18 @@ class RunSpec:
     target_params: int
     data_size: int
     seed: int
+    lr: float | None = None
+    """The learning rate; None: the spec's one rate, or in a sweep the rate the rung's sweep
+    chose (:func:`resolve_lr`, filled in before the run trains)."""
 
     @property
     def folder(self) -> str:
         return f"runs/{self.run_id}"
+
+    @property
+    def rung(self) -> tuple[str, str, int, int]:
+        """(family, paradigm, target size, seed): the runs that share a learning rate."""
+        return self.family, self.paradigm, self.target_params, self.seed
 
 
 @dataclass(frozen=True)
@@ -100,17 +109,62 @@ def _short(n: int) -> str:
 
 def expand(spec: StudySpec) -> list[RunSpec]:
     """Every run of the grid. The id names the coordinates plus a hash of the settings that
-    shape pre-training (data, training), so a changed setting never reuses a model. What a
+    shape pre-training (data, training, and for SSL the ``ssl`` section), so a changed setting
+    never reuses a model. What a
     run is evaluated on is its ``eval_tag``; a new tag re-evaluates the saved model."""
-    tag = spec.fingerprint("data", "train")
-    return [
-        RunSpec(f"{fam}-{par}-n{_short(n)}-d{_short(d)}-s{seed}-{tag}", fam, par, n, d, seed)
-        for fam in spec.models.families
+    tags = {
+        par: spec.fingerprint("data", "train", *(["ssl"] if par == "ssl" else []))
         for par in spec.paradigms
-        for n in spec.models.sizes
-        for d in spec.data_sizes
-        for seed in spec.seeds
-    ]
+    }
+    sweep_d = spec.lr_sweep_d
+    runs = []
+    for fam in spec.models.families:
+        for par in spec.paradigms:
+            for n in spec.models.sizes:
+                for d in spec.data_sizes:
+                    for seed in spec.seeds:
+                        stem = f"{fam}-{par}-n{_short(n)}-d{_short(d)}-s{seed}"
+                        if sweep_d is None:
+                            runs.append(RunSpec(f"{stem}-{tags[par]}", fam, par, n, d, seed))
+                        elif d == sweep_d:
+                            runs += [
+                                RunSpec(f"{stem}-lr{lr:g}-{tags[par]}", fam, par, n, d, seed, lr)
+                                for lr in spec.train.lrs
+                            ]
+                        else:
+                            runs.append(RunSpec(f"{stem}-lrbest-{tags[par]}", fam, par, n, d, seed))
+    return runs
+
+
+def sweep_choices(spec: StudySpec, runs: pd.DataFrame) -> dict[tuple, float]:
+    """The learning rate each rung (family, paradigm, target size, seed) chose in its sweep:
+    the rate of its sweep run at ``lr_sweep_d`` with the lowest validation pre-training loss.
+    Rungs whose sweep runs have not all finished are left out. ``runs`` holds the study's
+    recorded runs (the ``runs`` table of results.sqlite)."""
+    if spec.lr_sweep_d is None or runs.empty or "lr" not in runs:
+        return {}
+    ids = {r.run_id for r in expand(spec) if r.lr is not None}
+    swept = runs[runs["run_id"].isin(ids)]
+    out = {}
+    for rung, part in swept.groupby(["family", "paradigm", "target_params", "seed"]):
+        if len(part) < len(spec.train.lrs) or part["status"].ne("done").any():
+            continue
+        best = part.loc[part["pretrain_loss"].astype(float).idxmin()]
+        out[(str(rung[0]), str(rung[1]), int(rung[2]), int(rung[3]))] = float(best["lr"])
+    return out
+
+
+def resolve_lr(run: RunSpec, choices: dict[tuple, float]) -> RunSpec:
+    """``run`` with the learning rate its rung's sweep chose, or a one-line KeyError."""
+    if run.lr is not None:
+        return run
+    key = run.rung
+    if key not in choices:
+        raise KeyError(
+            f"run {run.run_id} trains at the learning rate its rung's sweep chooses, and that "
+            "sweep has not finished"
+        )
+    return replace(run, lr=choices[key])
 
 
 def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
@@ -170,6 +224,7 @@ def execute_run(
     row: dict = {**asdict(run), "status": "running", "error": None, "eval_tag": spec.eval_tag()}
     out = Outcome(row)
     try:
+        row["lr"] = run_settings(spec, run).lr
         run_dir.mkdir(parents=True, exist_ok=True)
         store = Store(store_dir)
         roles = assign_roles(spec, store.meta)
@@ -182,11 +237,7 @@ def execute_run(
             flops_per_sample=stats.flops_per_sample,
         )
         objective = create_objective(
-            run.paradigm,
-            encoder,
-            fs=store.fs,
-            mask_ratio=spec.train.mask_ratio,
-            mask_patch_s=spec.train.mask_patch_s,
+            run.paradigm, encoder, fs=store.fs, **spec.ssl.objective_kwargs()
         )
         summary = _load_trained(objective, run_dir) if distributed.world_size() == 1 else None
         if summary is None:
@@ -215,6 +266,14 @@ def _record_error(run_dir: Path, err: Exception) -> None:
     )
 
 
+def run_settings(spec: StudySpec, run: RunSpec) -> TrainSpec:
+    """The training settings of ``run``: the spec's, at the run's learning rate."""
+    cfg = spec.train.at_lr(run.lr) if run.lr is not None else spec.train
+    if len(cfg.lrs) > 1:
+        raise ValueError(f"run {run.run_id} has no learning rate yet: its rung's sweep chooses it")
+    return cfg
+
+
 def _pretrain(
     spec: StudySpec,
     run: RunSpec,
@@ -226,6 +285,7 @@ def _pretrain(
 ) -> dict:
     """Pre-train; process 0 saves the weights and ``train.json``. Returns the row's summary."""
     train_rows = roles.subsets[run.data_size]
+    cfg = run_settings(spec, run)
     result = pretrain(
         objective.to(distributed.device()),
         store.read,
@@ -233,11 +293,12 @@ def _pretrain(
         train_labels=labels_of(store.meta, train_rows),
         val_rows=roles.val,
         val_labels=labels_of(store.meta, roles.val),
-        cfg=spec.train,
+        cfg=cfg,
         seed=run.seed,
         checkpoint_dir=run_dir / "checkpoints",
-        **hooks.trainer_callbacks(spec.train.max_steps),
+        **hooks.trainer_callbacks(cfg.max_steps),
     )
+    objective.settle(store.read, train_rows)
     objective.cpu()
     summary = {
         "steps": result.steps,

@@ -155,7 +155,15 @@ class ModelsSpec(_Strict):
 
 class TrainSpec(_Strict):
     batch_size: int = Field(64, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    lr: float | list[float] = Field(
+        2e-3,
+        description="peak learning rate; a list sweeps it: every rung (family x paradigm x N x "
+        "seed) trains at each rate at data size lr_sweep_d, and at its other data sizes at the "
+        "rate with the lowest validation loss there",
+    )
+    lr_sweep_d: int | None = Field(
+        None, ge=1, description="data size the learning-rate sweep runs at (default: the largest)"
+    )
     weight_decay: float = Field(0.05, ge=0)
     warmup_steps: int = Field(30, ge=0)
     max_steps: int = Field(400, ge=1)
@@ -164,8 +172,6 @@ class TrainSpec(_Strict):
     eval_every: int = Field(50, ge=1)
     patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
     val_records: int = Field(512, ge=1)
-    mask_ratio: float = Field(0.5, gt=0, lt=1)
-    mask_patch_s: float = Field(0.25, gt=0, description="length of a masked patch, seconds")
     checkpoint_every: int = Field(100, ge=0, description="steps between checkpoints (0: none)")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
@@ -183,6 +189,23 @@ class TrainSpec(_Strict):
     EXECUTION: ClassVar[frozenset[str]] = frozenset({"checkpoint_every", "compile", "micro_batch"})
     """Fields that change how a run is computed but not its result beyond floating-point noise."""
 
+    @field_validator("lr")
+    @classmethod
+    def _rates(cls, lr: float | list[float]) -> float | list[float]:
+        rates = lr if isinstance(lr, list) else [lr]
+        if not rates or any(r <= 0 for r in rates) or len(set(rates)) < len(rates):
+            raise ValueError("learning rates must be positive and distinct")
+        return lr
+
+    @property
+    def lrs(self) -> list[float]:
+        """The learning rates: one, or the sweep's."""
+        return sorted(self.lr) if isinstance(self.lr, list) else [self.lr]
+
+    def at_lr(self, lr: float) -> TrainSpec:
+        """These settings with one learning rate."""
+        return self.model_copy(update={"lr": lr})
+
     def identity(self) -> dict[str, Any]:
         """The fields that shape a run's result. fp32 is what every run did before ``precision``
         existed, so it is left out too and older run ids stay valid."""
@@ -190,6 +213,23 @@ class TrainSpec(_Strict):
         if dump["precision"] == "fp32":
             del dump["precision"]
         return dump
+
+
+class SSLSpec(_Strict):
+    """How SSL pre-trains (see :mod:`ecgscale.objectives.masked`): masked reconstruction of
+    ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden in every lead at once
+    (``mask: time``) or in each lead independently (``lead``), each hidden patch's target
+    standardised (``norm_target``, MAE's normalised-pixel loss)."""
+
+    objective: Literal["masked"] = "masked"
+    mask: Literal["time", "lead"] = "time"
+    mask_ratio: float = Field(0.5, gt=0, lt=1)
+    mask_patch_s: float = Field(0.25, gt=0, description="length of a masked patch, seconds")
+    norm_target: bool = True
+
+    def objective_kwargs(self) -> dict[str, Any]:
+        """Keywords of :func:`ecgscale.objectives.create_objective`."""
+        return self.model_dump(exclude={"objective"})
 
 
 class EvalSpec(_Strict):
@@ -392,6 +432,7 @@ class StudySpec(_Strict):
     data_sizes: list[int] = Field(..., min_length=1)
     seeds: list[int] = [0]
     train: TrainSpec = Field(default_factory=TrainSpec)
+    ssl: SSLSpec = Field(default_factory=SSLSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     laws: LawsSpec = Field(default_factory=LawsSpec)
@@ -415,7 +456,17 @@ class StudySpec(_Strict):
         names = [t.name for t in self.tasks]
         if len(set(names)) < len(names):
             raise ValueError(f"tasks: task names must be distinct, got {names}")
-        self.scratch_train  # noqa: B018 (validates transfer.train against the train section)
+        scratch = self.scratch_train  # validates transfer.train against the train section
+        if self.tasks and self.transfer.scratch and len(scratch.lrs) > 1:
+            raise ValueError(
+                "transfer.train.lr: from-scratch models train at one learning rate; train.lr "
+                "sweeps several, so give transfer.train.lr"
+            )
+        if self.train.lr_sweep_d is not None and self.train.lr_sweep_d not in self.data_sizes:
+            raise ValueError(
+                f"train.lr_sweep_d: {self.train.lr_sweep_d} is not one of data_sizes "
+                f"{self.data_sizes}"
+            )
         if self.transfer.scratch:
             for i, task in enumerate(self.tasks):
                 try:
@@ -439,10 +490,18 @@ class StudySpec(_Strict):
     def scratch_train(self) -> TrainSpec:
         """Training settings of the from-scratch task models."""
         try:
-            return TrainSpec.model_validate(self.train.model_dump() | self.transfer.train)
+            cfg = TrainSpec.model_validate(self.train.model_dump() | self.transfer.train)
         except ValidationError as err:
             first = err.errors()[0]
             raise ValueError(f"transfer.train.{first['loc'][0]}: {first['msg']}") from None
+        return cfg
+
+    @property
+    def lr_sweep_d(self) -> int | None:
+        """The data size of the learning-rate sweep (None without a sweep)."""
+        if len(self.train.lrs) == 1:
+            return None
+        return self.train.lr_sweep_d or max(self.data_sizes)
 
     def fingerprint(self, *parts: str) -> str:
         """Short hash of the named top-level sections (``data`` and ``train`` as their
