@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -57,10 +58,16 @@ def _study_dir(spec: StudySpec, out: Path | None) -> Path:
     return out if out is not None else Path("studies") / spec.name
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line: ``ecgscale: warning: <message>``."""
+    return f"ecgscale: warning: {message}\n"
+
+
 @click.group()
 @click.version_option(package_name="ecgscale")
 def main() -> None:
     """Scaling-law studies of ECG models: data → training → evaluation → laws → report."""
+    warnings.formatwarning = _warning_line
 
 
 class DefaultGroup(click.Group):
