@@ -594,8 +594,6 @@ def results(study_dir, table, out) -> None:
     if table == "roles":
         _write_frame(study_roles(study_dir), table, out)
         return
-    if not (Path(study_dir) / "results.sqlite").is_file():
-        raise FileNotFoundError(f"{study_dir}: no results.sqlite (run the study first)")
     tables = study_tables(study_dir)
     if table == "runs":
         frame = tables["runs"]

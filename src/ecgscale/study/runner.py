@@ -35,7 +35,7 @@ from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
 from ecgscale.study.runs import expand, expand_scratch
-from ecgscale.study.spec import DataSpec, StudySpec, load_spec
+from ecgscale.study.spec import DataSpec, StudySpec, load_study_spec
 from ecgscale.study.worker import Job, job_id, job_kind
 
 
@@ -238,8 +238,11 @@ def train_runs(
 
 
 def _study_runs(study_dir: Path):
-    spec = load_spec(Path(study_dir) / "spec.yaml")
-    wide = Results(Path(study_dir) / "results.sqlite").wide()
+    spec = load_study_spec(study_dir)
+    path = Path(study_dir) / "results.sqlite"
+    if not path.is_file():
+        raise FileNotFoundError(f"{study_dir}: no results.sqlite (run the study first)")
+    wide = Results(path).wide()
     ids = {r.run_id for r in expand(spec)}
     return spec, wide[wide["run_id"].isin(ids)].reset_index(drop=True)
 
@@ -247,7 +250,7 @@ def _study_runs(study_dir: Path):
 def study_roles(study_dir: Path) -> pd.DataFrame:
     """The audit of the study's roles (:func:`ecgscale.evaluate.roles.role_table`), made from
     its spec and store: what each role holds and every overlap between roles."""
-    spec = load_spec(Path(study_dir) / "spec.yaml")
+    spec = load_study_spec(study_dir)
     store = Store(store_dir(spec, study_dir))
     return role_table(assign_roles(spec, store.meta), store.meta)
 
@@ -283,7 +286,7 @@ def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = Fa
     ``data`` and ``transfer`` lists), ``backtests``, ``analysis_gaps`` (see
     :func:`ecgscale.study.analysis.analyse_study`) and ``transfer``.
     """
-    spec = load_spec(Path(study_dir) / "spec.yaml")
+    spec = load_study_spec(study_dir)
     tables = study_tables(study_dir)
     content = analyse_study(
         tables["runs"],
@@ -381,11 +384,14 @@ def write_report(study_dir: Path) -> Path:
     from ecgscale.report import render_report
 
     study_dir = Path(study_dir)
-    spec = load_spec(study_dir / "spec.yaml")
+    spec = load_study_spec(study_dir)
     tables = study_tables(study_dir)
     wide = tables["runs"]
     runs = wide[[c for c in wide.columns if ":" not in c]]
-    content = json.loads((study_dir / "fits.json").read_text())
+    fits = study_dir / "fits.json"
+    if not fits.is_file():
+        raise FileNotFoundError(f"{study_dir}: no fits.json (run `ecgscale fit {study_dir}` first)")
+    content = json.loads(fits.read_text())
     done = runs[runs["status"] == "done"]
     train_flops = float((done["flops_per_sample"] * done["steps"]).sum() * spec.train.batch_size)
     scratch = tables["scratch"]
