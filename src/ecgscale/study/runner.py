@@ -5,7 +5,8 @@ Study folder::
     spec.yaml          the resolved spec (what fit and report read)
     store/             the record store (unless data.store points elsewhere)
     roles.csv          the audit of roles: every role's records, patients and overlaps
-    runs/<run_id>/     weights (safetensors), training history, error trace of a failed run
+    runs/<run_id>/     weights (safetensors), training history, six-label probe
+                       (probe.safetensors), error trace of a failed run
     scratch/<id>/      from-scratch task models' training histories (weights are not kept)
     results.sqlite     runs, their evaluations and task results, from-scratch models
     fits.json          fitted laws, the transfer analysis, what could not be fitted
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
+from ecgscale.evaluate.probe import PROBE_FILE
 from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
 from ecgscale.evaluate.transfer import transfer_analysis
 from ecgscale.study.analysis import analyse_study
@@ -166,8 +168,9 @@ def train_runs(
     """Train and evaluate every run not yet recorded (or failed, with ``retry_failed``), and
     train every from-scratch task model likewise, on the spec's executor. A done run evaluated
     under other evaluation settings (sets, tasks, probe) is evaluated again from its saved
-    weights. A job that fails (other than by diverging) or loses its worker is submitted again
-    until it has had ``executor.max_attempts`` attempts in this call."""
+    weights, and so is one without its saved probe (evaluated by an older ecgscale). A job that
+    fails (other than by diverging) or loses its worker is submitted again until it has had
+    ``executor.max_attempts`` attempts in this call."""
     study_dir = Path(study_dir)
     results = Results(study_dir / "results.sqlite")
     runs, scratch = expand(spec), expand_scratch(spec)
@@ -179,7 +182,12 @@ def train_runs(
         scratch = [j for j in scratch if j.scratch_id in only]
     keep = {"done"} if retry_failed else {"done", "failed"}
     status, tags, tag = results.statuses(), results.eval_tags(), spec.eval_tag()
-    stale = [r for r in runs if status.get(r.run_id) == "done" and tags.get(r.run_id) != tag]
+    stale = [
+        r
+        for r in runs
+        if status.get(r.run_id) == "done"
+        and (tags.get(r.run_id) != tag or not (study_dir / r.folder / PROBE_FILE).is_file())
+    ]
     todo: list[Job] = [r for r in runs if status.get(r.run_id) not in keep]
     # Largest first, so the slowest jobs do not start last.
     todo.sort(key=lambda r: (r.target_params * r.data_size, r.run_id), reverse=True)
