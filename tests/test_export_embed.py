@@ -344,9 +344,8 @@ def hub_cache(export: Path, cache: Path, repo_id: str) -> None:
     shutil.copytree(export, repo / "snapshots" / commit)
 
 
-def test_from_pretrained_offline(exported, tmp_path, monkeypatch):
+def test_from_pretrained_offline(exported, tmp_path):
     pytest.importorskip("huggingface_hub", reason="the hub extra (huggingface_hub) not installed")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     x = torch.randn(2, 12, N_SAMPLES)
     reference = load_model(exported["resnet-ssl"])
     local = ECGModel.from_pretrained(exported["resnet-ssl"])
@@ -360,7 +359,9 @@ def test_from_pretrained_offline(exported, tmp_path, monkeypatch):
             assert torch.equal(model.features(x), reference.features(x))
             assert torch.equal(model.probabilities(x), reference.probabilities(x))
     with pytest.raises(EncoderError, match="someone/other: not a folder, and not found on the"):
-        ECGModel.from_pretrained("someone/other", cache_dir=tmp_path / "cache")
+        ECGModel.from_pretrained(
+            "someone/other", cache_dir=tmp_path / "cache", local_files_only=True
+        )
 
 
 def test_from_pretrained_names_the_missing_extra(exported, monkeypatch):
