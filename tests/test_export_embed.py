@@ -14,11 +14,13 @@ import torch
 import wfdb
 from click.testing import CliRunner
 
+from ecgscale.card import model_card, pretraining_data
 from ecgscale.cli import main
 from ecgscale.data.harmonize import Target
 from ecgscale.data.ingest import ingest
 from ecgscale.data.schema import LABELS, LEADS
 from ecgscale.data.sources import RawRecord, SourceError, create_source
+from ecgscale.data.store import StoreError
 from ecgscale.evaluate.embed import embed, features, harmonized
 from ecgscale.evaluate.predict import predict
 from ecgscale.evaluate.probe import load_probe
@@ -126,8 +128,14 @@ def card_line(card: str, start: str) -> str:
     return lines[0]
 
 
-def interval(figures: dict) -> str:
-    return f"{figures['auroc']:.3f} [{figures['auroc_lo']:.3f}, {figures['auroc_hi']:.3f}]"
+def expected_cell(figures: dict) -> str:
+    """A label's AUROC as the card shows it: with its interval, alone, or n/a."""
+    auroc, lo, hi = (figures[k] for k in ("auroc", "auroc_lo", "auroc_hi"))
+    if not np.isfinite(auroc):
+        return "n/a"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{auroc:.3f}"
+    return f"{auroc:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def test_sl_export_has_model_card_config_and_weights(runs, exported):
@@ -200,11 +208,54 @@ def test_model_card_states_what_the_model_is_and_how_it_did(runs, exported):
             cells = [c.strip() for c in line.strip("|").split("|")]
             assert cells[1] == str(row["n"])
             for label, cell in zip(LABELS, cells[2:8], strict=True):
-                finite = all(np.isfinite(per[label][k]) for k in ("auroc_lo", "auroc_hi"))
-                if finite and np.isfinite(per[label]["auroc"]):
-                    assert cell == interval(per[label]), (method, name, label)
-                elif not np.isfinite(per[label]["auroc"]):
-                    assert cell == "n/a", (method, name, label)
+                assert cell == expected_cell(per[label]), (method, name, label)
+
+
+def test_model_card_of_a_model_pre_trained_on_an_ingested_site(exported, tmp_path):
+    """A real-data study: the card names the store source holding the ID site (a site of an
+    ingested source here), its reader options and its band-pass; the licence defaults to other."""
+    store = tmp_path / "store"
+    target = {"fs": 100.0, "n_samples": 250, "align": "center", "bandpass": [0.5, 40.0]}
+    sources = []
+    for name, kind, sites in (
+        ("synthetic", "synthetic", ["code"]),
+        ("cinc", "cinc2021", ["E", "A"]),
+    ):
+        (store / name).mkdir(parents=True)
+        pd.DataFrame({"site": sites}).to_parquet(store / name / "meta.parquet")
+        settings = {"kind": kind, "path": f"/data/{name}", "options": {}, "target": target}
+        sources.append(
+            {"name": name, "kind": kind, "settings": settings, "shards": [], "n_records": 2}
+            | {"n_quarantined": 0}
+        )
+    info = {"fs": 100.0, "n_samples": 250, "format_version": 2, "sources": sources}
+    (store / "store.json").write_text(json.dumps(info))
+    data = {"source": "store", "store": str(store), "fs": 100, "n_samples": 250}
+    spec = parse_spec({**TINY, "data": data | {"id_site": "E", "ood_sites": []}})
+    described = pretraining_data(spec, tmp_path)
+    assert described == {
+        "id_site": "E",
+        "source": "cinc",
+        "kind": "cinc2021",
+        "path": "/data/cinc",
+        "options": {},
+        "harmonize": {"align": "center", "bandpass": [0.5, 40.0]},
+    }
+    config = read_config(exported["resnet-ssl"])
+    config["pretraining"]["data"] = described
+    card = model_card(config, spec, tmp_path, "other")
+    assert "license: other" in card and "`other`: set by whoever shares these weights" in card
+    row = card_line(card, "| data |")
+    assert row == (
+        "| data | site `E` of the source `cinc` (kind `cinc2021`, read from `/data/cinc`, "
+        "options {}) |"
+    )
+    assert "band-pass 0.5–40 Hz" in card_line(card, "| preprocessing |")
+    assert "No evaluation of this run is recorded" in card
+    with pytest.raises(StoreError, match="no source holds the ID site 'X'"):
+        pretraining_data(
+            parse_spec({**TINY, "data": data | {"id_site": "X", "ood_sites": []}}), tmp_path
+        )
 
 
 def test_ssl_export_has_the_probe_and_no_head(runs, exported):

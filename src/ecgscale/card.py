@@ -42,13 +42,13 @@ def pretraining_data(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
     )
     if entry is None:
         raise StoreError(f"{root}: no source holds the ID site {site!r}")
-    target = entry.settings.get("target", {})
+    target = entry.settings["target"]
     return {
         "id_site": site,
         "source": entry.name,
         "kind": entry.kind,
         "path": entry.settings.get("path"),
-        "options": entry.settings.get("options", {}),
+        "options": entry.settings["options"],
         "harmonize": {k: v for k, v in target.items() if k not in ("fs", "n_samples")},
     }
 
@@ -165,7 +165,7 @@ def _pretraining_rows(config: dict[str, Any], spec: StudySpec) -> list[tuple[str
     if data["kind"] == "synthetic":
         what = (
             f"synthetic CODE-like records of site `{data['id_site']}` from ecgscale's generator "
-            f"(a cardiac-dipole model; seed {data['options'].get('seed')}): no real patients"
+            f"(a cardiac-dipole model; seed {data['options']['seed']}): no real patients"
         )
     else:
         what = (
@@ -173,8 +173,7 @@ def _pretraining_rows(config: dict[str, Any], spec: StudySpec) -> list[tuple[str
             f"read from `{data['path']}`, options {json.dumps(data['options'])})"
         )
     h = data["harmonize"]
-    band = "{:g}–{:g} Hz".format(*h["bandpass"]) if h.get("bandpass") else "none"
-    stopped = f"stopped: {pre['stopped']}" if pre.get("stopped") else ""
+    band = "{:g}–{:g} Hz".format(*h["bandpass"]) if h["bandpass"] else "none"
     return [
         ("data", what),
         (
@@ -185,14 +184,14 @@ def _pretraining_rows(config: dict[str, Any], spec: StudySpec) -> list[tuple[str
         (
             "preprocessing",
             f"resampled to {config['input']['fs']:g} Hz (anti-aliasing polyphase filter), leads "
-            f"reordered by name, converted to mV, {h.get('align', 'center')}-cropped or "
+            f"reordered by name, converted to mV, {h['align']}-cropped or "
             f"zero-padded to {config['input']['n_samples']} samples; band-pass {band}",
         ),
         (
             "training",
             f"{pre['steps']} steps of batch {pre['batch_size']} (at most {pre['max_steps']}), "
             f"AdamW, peak lr {pre['lr']:g}, weights of step {pre['best_step']} (best validation "
-            f"loss {pre['pretrain_loss']:.4g}); {stopped}".rstrip("; "),
+            f"loss {pre['pretrain_loss']:.4g}); stopped: {pre['stopped']}",
         ),
         ("study", f"`{spec.name}`: its full spec is `spec.yaml` in the study folder"),
     ]

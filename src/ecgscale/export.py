@@ -83,7 +83,7 @@ class ECGModel(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = create_model(config["family"], **config["shape"])
-        predictors, n_labels = config.get("predictors", {}), len(config.get("labels", ()))
+        predictors, n_labels = config["predictors"], len(config["labels"])
         dim = self.encoder.dim
         self.head = nn.Linear(dim, n_labels) if "head" in predictors else None
         self.probe = LabelProbe(dim, n_labels) if "probe" in predictors else None
@@ -94,7 +94,7 @@ class ECGModel(nn.Module):
 
     def predictor(self, name: str | None = None) -> str:
         """``name`` if this model has it, else its default: an SL run's head, else the probe."""
-        predictors = self.config.get("predictors", {})
+        predictors = self.config["predictors"]
         if name is None:
             name = next((p for p in ("head", "probe") if p in predictors), None)
             if name is None:
@@ -352,8 +352,8 @@ def _config(
             "n_samples": spec.data.n_samples,
             "leads": list(LEADS),
             "units": "mV",
-            "align": data["harmonize"].get("align", "center"),
-            "bandpass": data["harmonize"].get("bandpass"),
+            "align": data["harmonize"]["align"],
+            "bandpass": data["harmonize"]["bandpass"],
         },
         "paradigm": run["paradigm"],
         "objective": _objective(run["paradigm"], spec),

@@ -79,10 +79,8 @@ def input_target(encoder: Encoder | ECGModel) -> Target:
     if config is None:
         raise EncoderError("the encoder has no config: load it with ecgscale.load_encoder(DIR)")
     i = config["input"]
-    bandpass = tuple(i["bandpass"]) if i.get("bandpass") else None
-    return Target(
-        fs=i["fs"], n_samples=i["n_samples"], align=i.get("align", "center"), bandpass=bandpass
-    )
+    bandpass = tuple(i["bandpass"]) if i["bandpass"] else None
+    return Target(fs=i["fs"], n_samples=i["n_samples"], align=i["align"], bandpass=bandpass)
 
 
 def batches(
