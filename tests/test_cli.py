@@ -92,3 +92,32 @@ def test_download_failure_is_one_line(tmp_path):
     )
     assert result.exit_code == 1 and result.output.count("\n") <= 2
     assert "ecgscale: error: ptbxl" in result.output
+
+
+@pytest.mark.parametrize(
+    "command, options",
+    [
+        (["report"], []),
+        (["fit"], []),
+        (["results"], []),
+        (["results"], ["--table", "roles"]),
+        (["study", "status"], []),
+    ],
+)
+def test_study_commands_on_a_folder_that_is_not_a_study(tmp_path, command, options):
+    result = CliRunner().invoke(main, [*command, str(tmp_path), *options])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"ecgscale: error: {tmp_path}: not a study folder (no spec.yaml; "
+        "`ecgscale study SPEC --out DIR` makes one)"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing written there (no results.sqlite)
+
+
+def test_report_of_a_study_not_run_yet_says_so(tmp_path):
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(GOOD))
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"ecgscale: error: {tmp_path}: no results.sqlite (run the study first)"
+    )

@@ -20,7 +20,14 @@ from ecgscale.evaluate.metrics import (
     f1,
     regression_scores,
 )
-from ecgscale.evaluate.probe import fit_logistic, score, train_probe
+from ecgscale.evaluate.probe import (
+    SavedProbe,
+    fit_logistic,
+    load_probe,
+    save_probe,
+    score,
+    train_probe,
+)
 
 
 def _auroc_pairs(y, s):
@@ -314,3 +321,26 @@ def test_probe_with_unannotated_entries_scores_annotated_rows():
     res = score(probe, x[3000:], y[3000:], ["a", "b"], n_boot=0)
     assert res["per_label"]["b"]["n"] == int((y[3000:, 1] >= 0).sum())
     assert abs(res["per_label"]["a"]["bce"] - res["per_label"]["b"]["bce"]) < 0.03
+
+
+def test_saved_probe_round_trips_and_bad_files_are_named(tmp_path):
+    rng = np.random.default_rng(12)
+    x, y0, _ = _logistic_problem(rng, 600)
+    y = np.c_[y0, 1 - y0]
+    probe = train_probe(x[:400], y[:400], x[400:], y[400:], [1e-3, 1.0])
+    path = tmp_path / "probe.safetensors"
+    save_probe(path, SavedProbe(probe, ["a", "b"], head_thresholds=np.array([0.3, 0.6])))
+    saved = load_probe(path)
+    assert saved.labels == ["a", "b"] and saved.probe.kind == "logistic"
+    assert (saved.probe.l2, saved.probe.val_loss) == (probe.l2, probe.val_loss)
+    np.testing.assert_array_equal(saved.probe.predict(x), probe.predict(x))
+    np.testing.assert_array_equal(saved.probe.thresholds, probe.thresholds)
+    np.testing.assert_array_equal(saved.head_thresholds, [0.3, 0.6])
+    save_probe(path, SavedProbe(probe, ["a", "b"]))
+    assert load_probe(path).head_thresholds is None
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(ValueError, match=r"probe.safetensors: unreadable probe file \(.*"):
+        load_probe(path)
+    ridge = train_probe(x[:400], y0[:400], x[400:], y0[400:], [1.0], kind="ridge")
+    with pytest.raises(ValueError, match="only a logistic probe"):
+        save_probe(path, SavedProbe(ridge, ["a"]))

@@ -7,6 +7,8 @@ import functools
 import math
 import pickle
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,9 +17,11 @@ import pandas as pd
 import pytest
 import scipy.io
 import wfdb
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ecgscale.cli import main
 from ecgscale.data.schema import LABELS
 from ecgscale.data.sources.base import RawRecord, Rejection, Source, SourceError
 from ecgscale.data.sources.cinc import (
@@ -543,7 +547,8 @@ def test_wfdb_folder_option_errors(shared_data: Path, tmp_path: Path) -> None:
         WfdbFolderSource(root, label_map={"AF": "af"})
     with pytest.raises(TypeError):
         WfdbFolderSource(root, label_column="af")
-    with pytest.raises(SourceError, match="male_value"):
+    unmapped = pytest.warns(UserWarning, match=r"labels.csv: no column is named like a label")
+    with unmapped, pytest.raises(SourceError, match="male_value"):
         WfdbFolderSource(root, labels=table, sex_column="sex").units()
     with pytest.raises(SourceError, match="maybe"):
         WfdbFolderSource(root, labels=table, label_map={"AF": "af"}).units()
@@ -553,8 +558,78 @@ def test_wfdb_folder_option_errors(shared_data: Path, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"\*\.hea"):
         WfdbFolderSource(tmp_path / "empty").units()
     coded = WfdbFolderSource(root, labels=table, sex_column="sex", male_value=1)
-    records, _ = read_all(coded)
+    with pytest.warns(UserWarning, match=r"every label is n/a \(columns: record, sex, af\)"):
+        records, _ = read_all(coded)
     assert [r.is_male for r in records] == [True, False]
+
+
+def test_wfdb_folder_reads_columns_named_like_labels(shared_data: Path, tmp_path: Path) -> None:
+    """A labels table with columns 1dAVb, RBBB, ... needs no label_map; a map still wins."""
+    root = _wfdb_folder(shared_data, tmp_path)
+    table = tmp_path / "labels.csv"
+    table.write_text(
+        "record,1dAVb,RBBB,LBBB,SB,AF,ST,afib\n"
+        "00001_lr,1,0,0,0,1,0,0\n"
+        "00002_lr,0,1,0,1,0,,1\n"
+        "00003_lr,0,0,1,0,0,1,0\n"
+        "00004_lr,0,0,0,0,0,0,0\n"
+    )
+    records, rejected = read_all(WfdbFolderSource(root, labels=table))
+    assert rejected == []
+    by_id = {r.record_id: r.labels for r in records}
+    assert by_id["00001_lr"] == {"1dAVb": 1, "RBBB": 0, "LBBB": 0, "SB": 0, "AF": 1, "ST": 0}
+    assert by_id["00002_lr"] == {"1dAVb": 0, "RBBB": 1, "LBBB": 0, "SB": 1, "AF": 0, "ST": -1}
+    assert by_id["00003_lr"]["LBBB"] == 1 and by_id["00003_lr"]["ST"] == 1
+    mapped, _ = read_all(WfdbFolderSource(root, labels=table, label_map={"AF": "afib"}))
+    assert [r.labels["AF"] for r in mapped] == [0, 1, 0, 0]
+    assert [r.labels["RBBB"] for r in mapped] == [0, 1, 0, 0]
+
+
+def test_wfdb_labels_table_that_maps_nothing_fails_in_one_line(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    root = _wfdb_folder(shared_data, tmp_path)
+    table = tmp_path / "labels.csv"
+    table.write_text("record,afib,rbbb\n00001_lr,1,0\n00002_lr,0,1\n")
+    with pytest.raises(SourceError, match="maps nothing") as error:
+        WfdbFolderSource(root, labels=table).units()
+    assert str(error.value) == (
+        f"{table}: maps nothing: no column is named like a label (1dAVb, RBBB, LBBB, SB, AF, "
+        "ST) and no label_map or patient/age/sex column is given (columns: record, afib, rbbb)"
+    )
+    store = tmp_path / "store"
+    result = CliRunner().invoke(
+        main,
+        ["data", "ingest", "wfdb", str(root), "--store", str(store), "-o", f"labels={table}"],
+    )
+    assert result.exit_code == 1
+    assert result.output.strip() == f"ecgscale: error: {error.value}"
+
+
+def test_wfdb_labels_table_without_labels_warns_in_one_line(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Ages only: the records ingest, and the command line says, in one line, that no label is
+    annotated."""
+    root = _wfdb_folder(shared_data, tmp_path)
+    table = tmp_path / "ages.csv"
+    rows = "".join(f"{i:05d}_lr,{50 + i}\n" for i in range(1, 5))
+    table.write_text("record,age_years\n" + rows)
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "ecgscale", "data", "ingest", "wfdb", str(root)]
+    options = ["-o", f"labels={table}", "-o", "age_column=age_years", "--workers", "1"]
+    proc = subprocess.run(
+        [*command, "--store", str(store), "--fs", "100", "--n-samples", "1000", *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert warned == [
+        f"ecgscale: warning: {table}: no column is named like a label (1dAVb, RBBB, LBBB, SB, "
+        "AF, ST) and no label_map is given: every label is n/a (columns: record, age_years)"
+    ]
 
 
 def test_wfdb_folder_broken_records(shared_data: Path, tmp_path: Path) -> None:

@@ -268,7 +268,7 @@ def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     shown = CliRunner().invoke(main, ["study", "status", str(tmp_path)])
     assert shown.exit_code == 0 and "8 jobs — 8 done" in shown.output, shown.output
     missing = CliRunner().invoke(main, ["study", "status", str(tmp_path / "nothing")])
-    assert missing.exit_code == 1 and "no spec.yaml here" in missing.output
+    assert missing.exit_code == 1 and "nothing: not a study folder (no spec.yaml" in missing.output
 
 
 def test_a_run_of_several_processes_starts_under_torchrun(tmp_path: Path) -> None:

@@ -40,10 +40,13 @@ _API = {
     "fit": "ecgscale.laws",
     "fit_table": "ecgscale.laws",
     "export_run": "ecgscale.export",
+    "load_model": "ecgscale.export",
+    "ECGModel": "ecgscale.export",
     "load_encoder": "ecgscale.export",
     "load_head": "ecgscale.export",
     "EncoderError": "ecgscale.export",
     "embed": "ecgscale.evaluate.embed",
+    "predict": "ecgscale.evaluate.predict",
 }
 
 __all__ = sorted(_API)

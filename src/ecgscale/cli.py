@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -57,10 +58,16 @@ def _study_dir(spec: StudySpec, out: Path | None) -> Path:
     return out if out is not None else Path("studies") / spec.name
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line: ``ecgscale: warning: <message>``."""
+    return f"ecgscale: warning: {message}\n"
+
+
 @click.group()
 @click.version_option(package_name="ecgscale")
 def main() -> None:
     """Scaling-law studies of ECG models: data → training → evaluation → laws → report."""
+    warnings.formatwarning = _warning_line
 
 
 class DefaultGroup(click.Group):
@@ -587,8 +594,6 @@ def results(study_dir, table, out) -> None:
     if table == "roles":
         _write_frame(study_roles(study_dir), table, out)
         return
-    if not (Path(study_dir) / "results.sqlite").is_file():
-        raise FileNotFoundError(f"{study_dir}: no results.sqlite (run the study first)")
     tables = study_tables(study_dir)
     if table == "runs":
         frame = tables["runs"]
@@ -641,18 +646,29 @@ def encoder_errors(func):
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Folder for encoder.safetensors, head.safetensors (SL runs) and config.json.",
+    help="Folder for config.json, model.safetensors and the README.md model card.",
+)
+@click.option(
+    "--license",
+    "license_",
+    metavar="ID",
+    help="Licence of the weights in the model card, a Hugging Face Hub licence id (default: "
+    "mit for a model pre-trained on synthetic data, else other).",
 )
 @click.option("--force", is_flag=True, help="Write into --out even if it holds files.")
 @friendly_errors
 @encoder_errors
-def export_command(run, out, force) -> None:
-    """Export the encoder of a finished RUN (<study>/runs/<run_id>) to the folder --out."""
+def export_command(run, out, license_, force) -> None:
+    """Export a finished RUN (<study>/runs/<run_id>) to the folder --out: its encoder, an SL
+    run's head and the study's six-label probe, with a config and a model card."""
     from ecgscale.export import export_run, read_config
 
-    config = read_config(export_run(run, out, force=force))
-    head = " and its SL head" if "labels" in config else ""
-    click.echo(f"{config['family']} encoder ({config['n_params']:,} parameters){head}: {out}")
+    config = read_config(export_run(run, out, force=force, license=license_))
+    predictors = " and ".join(config["predictors"])
+    click.echo(
+        f"{config['family']} {config['paradigm']} encoder ({config['n_params']:,} parameters) "
+        f"with its {predictors}: {out}"
+    )
 
 
 @main.command("embed")
@@ -683,13 +699,7 @@ def export_command(run, out, force) -> None:
 @encoder_errors
 def embed_command(encoder_dir, recordings, out, kind, opts, batch_size, quiet) -> None:
     """Features of RECORDINGS (a folder or file of ECGs) from the exported encoder in DIR."""
-    from ecgscale.evaluate.embed import (
-        check_features_path,
-        describe_rejections,
-        embed,
-        ids_path,
-        write_features,
-    )
+    from ecgscale.evaluate.embed import check_features_path, embed, ids_path, write_features
 
     check_features_path(out)
     frame = embed(
@@ -700,15 +710,78 @@ def embed_command(encoder_dir, recordings, out, kind, opts, batch_size, quiet) -
         batch_size=batch_size,
         progress=not quiet,
     )
-    rejected = frame.attrs["rejected"]
+    _report_rejected(frame.attrs["rejected"])
+    write_features(frame, out)
+    ids = f" (ids: {ids_path(out)})" if out.suffix.lower() == ".npy" else ""
+    click.echo(f"{len(frame)} records x {frame.shape[1] - 1} features: {out}{ids}")
+
+
+@main.command("predict")
+@click.argument("export_dir", metavar="EXPORT", type=click.Path(exists=True, path_type=Path))
+@click.argument("recordings", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Predictions file: .csv or .parquet.",
+)
+@click.option(
+    "--with",
+    "predictor",
+    type=click.Choice(["head", "probe"]),
+    help="What predicts the labels (default: an SL export's own head, else the study's probe).",
+)
+@click.option(
+    "--kind",
+    help="Reader of RECORDINGS (`ecgscale data sources`; default: wfdb for a folder of *.hea "
+    "files, hdf5 for a .h5/.hdf5 file).",
+)
+@click.option(
+    "-o",
+    "--option",
+    "opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Reader option, e.g. -o fs=400, -o ids=exam_id (repeatable).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+@encoder_errors
+def predict_command(export_dir, recordings, out, predictor, kind, opts, batch_size, quiet) -> None:
+    """Probabilities of the six labels for RECORDINGS (a folder or file of ECGs) from the
+    exported model in EXPORT: one row per record, its id, a probability per label and a 0/1
+    call per label at the F1 threshold (<label>_call)."""
+    from ecgscale.evaluate.predict import check_predictions_path, predict, write_predictions
+
+    check_predictions_path(out)
+    frame = predict(
+        export_dir,
+        recordings,
+        predictor=predictor,
+        kind=kind,
+        options=_options(opts),
+        batch_size=batch_size,
+        progress=not quiet,
+    )
+    _report_rejected(frame.attrs["rejected"])
+    write_predictions(frame, out)
+    labels = (frame.shape[1] - 1) // 2
+    click.echo(
+        f"{len(frame)} records x {labels} label probabilities from the "
+        f"{frame.attrs['predictor']}, calls at its F1 thresholds: {out}"
+    )
+
+
+def _report_rejected(rejected: list) -> None:
+    """The records left out, and why, on stderr."""
+    from ecgscale.evaluate.embed import describe_rejections
+
     if rejected:
         total, *first = describe_rejections(rejected, first=5)
         click.echo(f"ecgscale: {total}", err=True)
         for line in first:
             click.echo(f"  {line}", err=True)
-    write_features(frame, out)
-    ids = f" (ids: {ids_path(out)})" if out.suffix.lower() == ".npy" else ""
-    click.echo(f"{len(frame)} records x {frame.shape[1] - 1} features: {out}{ids}")
 
 
 @main.group()

@@ -1,14 +1,23 @@
-"""Trained encoders out of a study: export a run's encoder to a folder of its own, load it back.
+"""Trained encoders out of a study: export a run to a folder of its own, load it back.
 
-An exported encoder is a folder::
+An exported model is a folder laid out as a Hugging Face model repository::
 
-    encoder.safetensors   the encoder's state dict (keys without the ``encoder.`` prefix)
-    head.safetensors      SL runs only: the Linear(dim, 6) head over ``labels`` (weight, bias)
-    config.json           {"format": "ecgscale-encoder", "version": 1, "family", "shape", ...}
+    config.json        {"format": "ecgscale-encoder", "version": 2, "family", "shape", "input",
+                        "labels", "predictors", "pretraining", "run", ...}
+    model.safetensors  encoder.*  the encoder's weights
+                       head.*     SL runs: the Linear(dim, 6) head over ``labels``
+                       probe.*    the study's six-label probe: mean, std, linear.weight/bias
+    README.md          the model card (architecture, sizes, pre-training, input, probe AUROC
+                       on every evaluation set, licence, citation, how to load it)
 
-``shape`` holds the family's constructor kwargs, so :func:`load_encoder` rebuilds the model with
+``shape`` holds the family's constructor kwargs, so :func:`load_model` rebuilds the model with
 :func:`~ecgscale.models.create_model` alone (no ladder, spec or study needed); ``input`` says
-what the encoder takes: ``n_samples`` samples at ``fs`` Hz of the 12 ``leads`` in mV.
+what the encoder takes: ``n_samples`` samples at ``fs`` Hz of the 12 ``leads`` in mV, made as
+pre-training's were (``align``, ``bandpass``). ``predictors`` lists what gives the ``labels``'
+probabilities (``head``, ``probe``), each with its F1 thresholds chosen on the probe's
+validation set. Every load checks the weights against the config: a missing, unexpected or
+resized tensor, or a truncated file, is an :class:`EncoderError` naming the file, never a model
+with random weights.
 """
 
 from __future__ import annotations
@@ -17,72 +26,205 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ecgscale import __version__
+from ecgscale.card import model_card, pretraining_data
 from ecgscale.data.schema import LABELS, LEADS
-from ecgscale.models import Encoder, create_model, shape_for
+from ecgscale.evaluate.probe import PROBE_FILE, Probe, SavedProbe, load_probe
+from ecgscale.models import Encoder, create_model, measure, shape_for
 from ecgscale.study.spec import StudySpec, load_spec
 
 FORMAT = "ecgscale-encoder"
-VERSION = 1
+VERSION = 2
+FILES = ("config.json", "model.safetensors", "README.md")
+"""What :func:`export_run` writes."""
 
 
 class EncoderError(ValueError):
     """A run folder, exported encoder or set of recordings that cannot be used (one line)."""
 
 
-def export_run(run_dir: Path | str, out_dir: Path | str, force: bool = False) -> Path:
-    """Write the encoder of the finished run ``run_dir`` (``<study>/runs/<run_id>``), and its
-    head for an SL run, to ``out_dir`` with a ``config.json``; returns ``out_dir``.
+class LabelProbe(nn.Module):
+    """The study's linear probe on pooled features: standardised, then one logit per label."""
 
-    ``out_dir`` must be new or empty unless ``force``.
+    def __init__(self, dim: int, n_labels: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.linear = nn.Linear(dim, n_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear((features - self.mean) / self.std)
+
+    def state_of(self, probe: Probe) -> dict[str, torch.Tensor]:
+        """This module's state dict holding the fitted ``probe`` (float32)."""
+        tensors = {
+            "mean": probe.mean,
+            "std": probe.std,
+            "linear.weight": probe.weights[:-1].T,
+            "linear.bias": probe.weights[-1],
+        }
+        return {
+            k: torch.tensor(np.ascontiguousarray(v), dtype=torch.float32)
+            for k, v in tensors.items()
+        }
+
+
+class ECGModel(nn.Module):
+    """An exported encoder with what turns its features into label probabilities: an SL run's
+    own ``head`` and the study's six-label ``probe`` (None where the config has none)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = create_model(config["family"], **config["shape"])
+        predictors, n_labels = config["predictors"], len(config["labels"])
+        dim = self.encoder.dim
+        self.head = nn.Linear(dim, n_labels) if "head" in predictors else None
+        self.probe = LabelProbe(dim, n_labels) if "probe" in predictors else None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, dim)`` of ``x`` ``(B, 12, n_samples)`` in mV."""
+        return self.encoder.features(x)
+
+    def predictor(self, name: str | None = None) -> str:
+        """``name`` if this model has it, else its default: an SL run's head, else the probe."""
+        predictors = self.config["predictors"]
+        if name is None:
+            name = next((p for p in ("head", "probe") if p in predictors), None)
+            if name is None:
+                raise EncoderError("this export has no head or probe to predict labels with")
+        elif name not in predictors:
+            have = ", ".join(predictors) or "none"
+            raise EncoderError(f"this export has no {name} (it has: {have})")
+        return name
+
+    def probabilities(self, x: torch.Tensor, predictor: str | None = None) -> torch.Tensor:
+        """Probabilities ``(B, len(labels))`` of ``config["labels"]`` from the head or probe."""
+        module = getattr(self, self.predictor(predictor))
+        return torch.sigmoid(module(self.features(x)))
+
+    def thresholds(self, predictor: str | None = None) -> np.ndarray:
+        """The F1 thresholds of a predictor: a label is called where its probability ``>=``."""
+        return np.array(self.config["predictors"][self.predictor(predictor)]["thresholds"])
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> ECGModel:
+        """An exported model from a local folder, or from a Hugging Face Hub repository id
+        (``owner/name``: downloaded by ``huggingface_hub``, which it needs) as Hugging Face's
+        ``from_pretrained`` does. Checked exactly as :func:`load_model` checks."""
+        if Path(name_or_path).is_dir():
+            return load_model(name_or_path, device)
+        return load_model(
+            _download(str(name_or_path), revision, cache_dir, token, local_files_only), device
+        )
+
+
+def _download(
+    repo_id: str,
+    revision: str | None,
+    cache_dir: str | Path | None,
+    token: str | bool | None,
+    local_files_only: bool,
+) -> Path:
+    """The local snapshot of an exported model on the Hugging Face Hub."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:
+        raise EncoderError(
+            f"{repo_id}: not a folder; loading it from the Hugging Face Hub needs huggingface_hub "
+            "(pip install 'ecgscale[hub]')"
+        ) from None
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+            allow_patterns=list(FILES),
+        )
+    except (HfHubHTTPError, OSError, ValueError) as error:  # offline, unknown repo, bad id
+        first = (str(error).splitlines() or [""])[0]
+        raise EncoderError(
+            f"{repo_id}: not a folder, and not found on the Hugging Face Hub "
+            f"({type(error).__name__}: {first})"
+        ) from error
+    return Path(folder)
+
+
+def export_run(
+    run_dir: Path | str, out_dir: Path | str, *, force: bool = False, license: str | None = None
+) -> Path:
+    """Write the finished run ``run_dir`` (``<study>/runs/<run_id>``): its encoder, an SL run's
+    head and the run's six-label probe, with ``config.json`` and a ``README.md`` model card, to
+    ``out_dir``; returns ``out_dir``.
+
+    ``out_dir`` must be new or empty unless ``force``. ``license`` (a Hub licence id) defaults
+    to ``mit`` for a model pre-trained on synthetic data, else ``other``.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    run, spec = _finished_run(run_dir)
+    run, summary, spec = _finished_run(run_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise EncoderError(f"{out_dir}: exists and is not empty (use --force to write into it)")
-    weights = _read_weights(run_dir / "model.safetensors")
+    saved = _saved_probe(run_dir, run["paradigm"])
     shape = shape_for(
         run["family"], run["target_params"], input_len=spec.data.n_samples, fs=spec.data.fs
     )
-    state = _with_prefix(weights, "encoder.")
-    encoder = _rebuild(run["family"], shape, state, run_dir / "model.safetensors")
+    study_dir = run_dir.parent.parent
+    config = _config(run, summary, spec, study_dir, shape, saved)
+    model = _build(config, run_dir / "model.safetensors")
+    state = _run_state(run_dir / "model.safetensors", run["paradigm"])
+    state |= {f"probe.{k}": v for k, v in model.probe.state_of(saved.probe).items()}
+    _load_checked(model, state, run_dir / "model.safetensors")
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(out_dir / "encoder.safetensors"))
-    if run["paradigm"] == "sl":
-        save_file(_with_prefix(weights, "head."), str(out_dir / "head.safetensors"))
-    else:
-        (out_dir / "head.safetensors").unlink(missing_ok=True)
-    config = _config(run, spec, shape, encoder)
+    save_file(model.state_dict(), str(out_dir / "model.safetensors"))
     (out_dir / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    card = model_card(config, spec, study_dir, license or _default_license(spec))
+    (out_dir / "README.md").write_text(card)
     return out_dir
+
+
+def load_model(path: Path | str, device: str | torch.device = "cpu") -> ECGModel:
+    """The exported model in the folder ``path``, in eval mode on ``device``."""
+    path = Path(path)
+    config = read_config(path)
+    file = path / "model.safetensors"
+    model = _build(config, file)
+    _load_checked(model, _read_weights(file), file)
+    return model.to(device).eval()
 
 
 def load_encoder(path: Path | str, device: str | torch.device = "cpu") -> Encoder:
     """The exported encoder in ``path``, in eval mode on ``device``; ``encoder.config`` holds
     its config.json."""
-    path = Path(path)
-    config = read_config(path)
-    file = path / "encoder.safetensors"
-    encoder = _rebuild(config["family"], config["shape"], _read_weights(file), file)
-    encoder.config = config
-    return encoder.to(device).eval()
+    model = load_model(path, device)
+    encoder = model.encoder
+    encoder.config = model.config
+    return encoder
 
 
 def load_head(path: Path | str, device: str | torch.device = "cpu") -> nn.Linear:
     """The SL head exported in ``path``: logits of ``config["labels"]`` from pooled features."""
-    path = Path(path)
-    config = read_config(path)
-    file = path / "head.safetensors"
-    if "labels" not in config or not file.is_file():
-        raise EncoderError(f"{path}: no head.safetensors (only SL runs have a head)")
-    head = nn.Linear(config["dim"], len(config["labels"]))
-    _load_checked(head, _read_weights(file), file)
-    return head.to(device).eval()
+    model = load_model(path, device)
+    if model.head is None:
+        raise EncoderError(f"{path}: no head (only SL runs have one; the probe gives labels)")
+    return model.head
 
 
 def read_config(path: Path | str) -> dict[str, Any]:
@@ -98,13 +240,15 @@ def read_config(path: Path | str) -> dict[str, Any]:
         raise EncoderError(f"{file}: not an {FORMAT} config")
     if config.get("version") != VERSION:
         raise EncoderError(
-            f"{file}: format version {config.get('version')!r}; this ecgscale reads {VERSION}"
+            f"{file}: format version {config.get('version')!r}; this ecgscale reads {VERSION} "
+            "(export the run again)"
         )
     return config
 
 
-def _finished_run(run_dir: Path) -> tuple[dict[str, Any], StudySpec]:
-    """The ``run`` entry of train.json and the study's spec; EncoderError if not finished."""
+def _finished_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], StudySpec]:
+    """The ``run`` and ``summary`` entries of train.json and the study's spec; EncoderError if
+    the run is not finished."""
     model, train = run_dir / "model.safetensors", run_dir / "train.json"
     if not run_dir.is_dir() or not (run_dir.parent.name == "runs" or train.is_file()):
         raise EncoderError(f"{run_dir}: not a run folder (expected <study>/runs/<run_id>)")
@@ -114,7 +258,34 @@ def _finished_run(run_dir: Path) -> tuple[dict[str, Any], StudySpec]:
     spec_file = run_dir.parent.parent / "spec.yaml"
     if not spec_file.is_file():
         raise EncoderError(f"{run_dir}: no spec.yaml found at {spec_file}")
-    return json.loads(train.read_text())["run"], load_spec(spec_file)
+    train_json = json.loads(train.read_text())
+    return train_json["run"], train_json["summary"], load_spec(spec_file)
+
+
+def _saved_probe(run_dir: Path, paradigm: str) -> SavedProbe:
+    """The run's six-label probe (and an SL run's head thresholds); EncoderError if it was not
+    saved."""
+    file = run_dir / PROBE_FILE
+    if not file.is_file():
+        raise EncoderError(
+            f"{run_dir}: no {PROBE_FILE} (not evaluated, or evaluated by an older ecgscale); "
+            "`ecgscale train` on its study evaluates it again and saves it"
+        )
+    try:
+        saved = load_probe(file)
+    except ValueError as error:
+        raise EncoderError(str(error)) from error
+    if saved.labels != list(LABELS):
+        raise EncoderError(f"{file}: a probe of {saved.labels}, not of {list(LABELS)}")
+    if paradigm == "sl" and saved.head_thresholds is None:
+        raise EncoderError(f"{file}: no F1 thresholds of the SL head")
+    return saved
+
+
+def _run_state(file: Path, paradigm: str) -> dict[str, torch.Tensor]:
+    """The encoder (and an SL run's head) of a run's weights, keyed as in :class:`ECGModel`."""
+    keep = ("encoder.", "head.") if paradigm == "sl" else ("encoder.",)
+    return {k: v for k, v in _read_weights(file).items() if k.startswith(keep)}
 
 
 def _read_weights(file: Path) -> dict[str, torch.Tensor]:
@@ -123,24 +294,17 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file))
     except SafetensorError as error:
-        raise EncoderError(f"{file}: not a safetensors file ({error})") from error
+        raise EncoderError(f"{file}: unreadable, truncated or not safetensors ({error})") from error
 
 
-def _with_prefix(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The entries of ``weights`` under ``prefix``, with the prefix removed."""
-    return {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
-
-
-def _rebuild(
-    family: str, shape: dict[str, Any], state: dict[str, torch.Tensor], file: Path
-) -> Encoder:
-    """``family``'s model of ``shape`` with the weights ``state`` read from ``file``."""
+def _build(config: dict[str, Any], file: Path) -> ECGModel:
+    """The model ``config`` describes, with fresh weights (to be loaded from ``file``)."""
     try:
-        encoder = create_model(family, **shape)
+        return ECGModel(config)
     except (KeyError, TypeError, ValueError) as error:
-        raise EncoderError(f"{file}: cannot build {family} {shape}: {error}") from error
-    _load_checked(encoder, state, file)
-    return encoder
+        raise EncoderError(
+            f"{file}: cannot build {config.get('family')} {config.get('shape')}: {error}"
+        ) from error
 
 
 def _load_checked(module: nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
@@ -152,30 +316,76 @@ def _load_checked(module: nn.Module, state: dict[str, torch.Tensor], file: Path)
         if keys:
             more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
             raise EncoderError(
-                f"{file}: weights do not match the model's shape ({problem}: {keys[0]}{more})"
+                f"{file}: weights do not match the config ({problem}: {keys[0]}{more})"
             )
     module.load_state_dict(state)
 
 
-def _config(run: dict, spec: StudySpec, shape: dict, encoder: Encoder) -> dict[str, Any]:
-    config = {
+def _config(
+    run: dict,
+    summary: dict,
+    spec: StudySpec,
+    study_dir: Path,
+    shape: dict,
+    saved: SavedProbe,
+) -> dict[str, Any]:
+    data, train = pretraining_data(spec, study_dir), spec.train
+    with torch.device("meta"):
+        encoder = create_model(run["family"], **shape)
+    stats = measure(encoder, spec.data.n_samples)
+    predictors: dict[str, Any] = {
+        "probe": {"thresholds": _floats(saved.probe.thresholds), "l2": saved.probe.l2}
+    }
+    if run["paradigm"] == "sl":
+        predictors = {"head": {"thresholds": _floats(saved.head_thresholds)}} | predictors
+    return {
         "format": FORMAT,
         "version": VERSION,
         "family": run["family"],
         "shape": shape,
         "target_params": run["target_params"],
-        "n_params": sum(p.numel() for p in encoder.parameters()),
+        "n_params": stats.n_params,
+        "n_params_nonembed": stats.n_params_nonembedding,
         "dim": encoder.dim,
         "input": {
             "fs": spec.data.fs,
             "n_samples": spec.data.n_samples,
             "leads": list(LEADS),
             "units": "mV",
+            "align": data["harmonize"]["align"],
+            "bandpass": data["harmonize"]["bandpass"],
+        },
+        "paradigm": run["paradigm"],
+        "objective": _objective(run["paradigm"], spec),
+        "labels": list(LABELS),
+        "predictors": predictors,
+        "pretraining": {
+            "data": data,
+            "records": run["data_size"],
+            "batch_size": train.batch_size,
+            "lr": train.lr,
+            "max_steps": train.max_steps,
+            **summary,
         },
         "run": run,
         "study": spec.name,
         "ecgscale": __version__,
     }
-    if run["paradigm"] == "sl":
-        config["labels"] = list(LABELS)
-    return config
+
+
+def _objective(paradigm: str, spec: StudySpec) -> str:
+    if paradigm == "sl":
+        return f"multi-label binary cross-entropy on the six labels ({', '.join(LABELS)})"
+    return (
+        f"masked reconstruction of per-lead time patches ({spec.train.mask_patch_s:g} s patches, "
+        f"mask ratio {spec.train.mask_ratio:g})"
+    )
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(v) for v in values]
+
+
+def _default_license(spec: StudySpec) -> str:
+    """``mit`` (ecgscale's) for a model pre-trained on its synthetic data, else ``other``."""
+    return "mit" if spec.data.source == "synthetic" else "other"

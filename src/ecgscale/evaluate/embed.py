@@ -1,9 +1,10 @@
-"""Features of one's own recordings from an exported encoder.
+"""Features of one's own recordings from an exported encoder (and the readers ``predict`` uses).
 
 Records are read by any registered source (a WFDB folder, an HDF5 file, a PTB-XL folder, ...)
 and harmonised to the encoder's input form exactly as ingest does (:func:`harmonize` with the
-default rules, :class:`Target` of the encoder's ``fs`` and ``n_samples``). A record that cannot
-be harmonised, or whose id was seen before, is left out and listed with its reason.
+default rules, :class:`Target` of the encoder's ``fs`` and ``n_samples`` and pre-training's
+alignment and band-pass). A record that cannot be harmonised, or whose id was seen before, is
+left out and listed with its reason.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ecgscale.data.harmonize import Target, harmonize
 from ecgscale.data.sources.base import Rejection, create_source
-from ecgscale.export import EncoderError, load_encoder
+from ecgscale.export import ECGModel, EncoderError, load_encoder
 from ecgscale.models import Encoder
 
 FEATURE_FORMATS = (".parquet", ".csv", ".npy")
@@ -71,12 +72,50 @@ def harmonized(
                     yield done if isinstance(done, Rejection) else (item.record_id, done[0])
 
 
-def input_target(encoder: Encoder) -> Target:
-    """The harmonisation target of an encoder from :func:`load_encoder` (its config's input)."""
+def input_target(encoder: Encoder | ECGModel) -> Target:
+    """The harmonisation target of a model from :func:`load_model` or :func:`load_encoder`:
+    its config's input (rate, length, alignment and band-pass of pre-training)."""
     config = getattr(encoder, "config", None)
     if config is None:
         raise EncoderError("the encoder has no config: load it with ecgscale.load_encoder(DIR)")
-    return Target(fs=config["input"]["fs"], n_samples=config["input"]["n_samples"])
+    i = config["input"]
+    bandpass = tuple(i["bandpass"]) if i["bandpass"] else None
+    return Target(fs=i["fs"], n_samples=i["n_samples"], align=i["align"], bandpass=bandpass)
+
+
+def batches(
+    recordings: Path | str,
+    target: Target,
+    rejected: list[Rejection],
+    *,
+    batch_size: int,
+    kind: str | None = None,
+    options: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+    """(record ids, harmonised signals) of ``recordings``, ``batch_size`` at a time; records
+    that cannot be harmonised are appended to ``rejected``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ids: list[str] = []
+    signals: list[np.ndarray] = []
+    for item in harmonized(recordings, target, kind=kind, options=options, progress=progress):
+        if isinstance(item, Rejection):
+            rejected.append(item)
+            continue
+        ids.append(item[0])
+        signals.append(item[1])
+        if len(ids) == batch_size:
+            yield ids, signals
+            ids, signals = [], []
+    if ids:
+        yield ids, signals
+
+
+def none_left(recordings: Path | str, rejected: list[Rejection], what: str) -> EncoderError:
+    """The error of a set of recordings none of which could be used (``what``: embedded...)."""
+    reasons = "; ".join(describe_rejections(rejected)) if rejected else "none found"
+    return EncoderError(f"{recordings}: no record could be {what} ({reasons})")
 
 
 @torch.inference_mode()
@@ -103,31 +142,22 @@ def embed(
     ``frame.attrs["rejected"]`` (Rejection objects: record_id, file, reason, detail);
     EncoderError if none is left.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     encoder = encoder_or_dir
     if not isinstance(encoder, Encoder):
         encoder = load_encoder(encoder_or_dir)
     encoder.eval()
     target = input_target(encoder)
     ids: list[str] = []
-    batch: list[np.ndarray] = []
     rows: list[np.ndarray] = []
     rejected: list[Rejection] = []
-    for item in harmonized(recordings, target, kind=kind, options=options, progress=progress):
-        if isinstance(item, Rejection):
-            rejected.append(item)
-            continue
-        ids.append(item[0])
-        batch.append(item[1])
-        if len(batch) == batch_size:
-            rows.append(features(encoder, batch))
-            batch = []
-    if batch:
-        rows.append(features(encoder, batch))
+    reader = {"kind": kind, "options": options, "progress": progress}
+    for batch_ids, signals in batches(
+        recordings, target, rejected, batch_size=batch_size, **reader
+    ):
+        ids += batch_ids
+        rows.append(features(encoder, signals))
     if not ids:
-        reasons = "; ".join(describe_rejections(rejected)) if rejected else "none found"
-        raise EncoderError(f"{recordings}: no record could be embedded ({reasons})")
+        raise none_left(recordings, rejected, "embedded")
     frame = feature_frame(ids, np.concatenate(rows))
     frame.attrs["rejected"] = rejected
     return frame

@@ -6,14 +6,21 @@ probe is a multi-label logistic regression (L-BFGS) chosen by validation BCE, wi
 F1 thresholds chosen on the same validation set; the ``ridge`` probe is a closed-form ridge
 regression of one continuous target chosen by validation MSE. Its held-out loss on ID test
 and on each OOD set is the loss the laws use.
+
+A run's six-label probe is kept beside its weights (:func:`save_probe`, ``probe.safetensors``)
+so that an exported encoder can give label probabilities (``ecgscale predict``).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 from scipy.optimize import minimize
 from scipy.special import expit
 
@@ -128,6 +135,73 @@ class Probe:
         """Probabilities (n, K) (logistic) or predictions (n,) in the training y's units (ridge)."""
         z = (features - self.mean) / self.std @ self.weights[:-1] + self.weights[-1]
         return expit(z) if self.kind == "logistic" else z
+
+
+PROBE_FILE = "probe.safetensors"
+"""The file of a run's six-label probe, in its run folder (``runs/<run_id>/``)."""
+
+
+@dataclass
+class SavedProbe:
+    """What a ``probe.safetensors`` holds: a logistic probe, the names of its labels, and the
+    F1 thresholds of an SL model's own head (None for SSL)."""
+
+    probe: Probe
+    labels: list[str]
+    head_thresholds: np.ndarray | None = None
+
+
+def save_probe(path: Path | str, saved: SavedProbe) -> None:
+    """Write ``saved`` as safetensors: float64 ``mean``, ``std`` (D,), ``weights`` (D + 1, K;
+    bias last), ``thresholds`` (K,) and ``head_thresholds`` (K,) when given; ``kind``, ``l2``,
+    ``val_loss`` and ``labels`` in its metadata."""
+    probe = saved.probe
+    if probe.kind != "logistic" or probe.thresholds is None:
+        raise ValueError(f"{path}: only a logistic probe with thresholds is saved")
+    tensors = {
+        "mean": probe.mean,
+        "std": probe.std,
+        "weights": probe.weights,
+        "thresholds": probe.thresholds,
+    }
+    if saved.head_thresholds is not None:
+        tensors["head_thresholds"] = saved.head_thresholds
+    metadata = {
+        "format": "ecgscale-probe",
+        "kind": probe.kind,
+        "l2": repr(probe.l2),
+        "val_loss": repr(probe.val_loss),
+        "labels": json.dumps(saved.labels),
+    }
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()}
+    save_file(arrays, str(path), metadata=metadata)
+
+
+def load_probe(path: Path | str) -> SavedProbe:
+    """The probe :func:`save_probe` wrote to ``path``; ValueError naming it if it cannot be."""
+    try:
+        with safe_open(str(path), framework="numpy") as file:
+            meta = file.metadata() or {}
+            arrays = {k: file.get_tensor(k) for k in file.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path}: unreadable probe file ({error})") from error
+    missing = {"mean", "std", "weights", "thresholds"} - arrays.keys()
+    if meta.get("format") != "ecgscale-probe" or missing:
+        raise ValueError(f"{path}: not an ecgscale probe file")
+    labels = json.loads(meta["labels"])
+    d, k = len(arrays["mean"]), len(labels)
+    if arrays["weights"].shape != (d + 1, k) or arrays["thresholds"].shape != (k,):
+        raise ValueError(f"{path}: weights {arrays['weights'].shape} do not fit {k} labels")
+    probe = Probe(
+        arrays["mean"],
+        arrays["std"],
+        arrays["weights"],
+        float(meta["l2"]),
+        float(meta["val_loss"]),
+        meta["kind"],
+        arrays["thresholds"],
+    )
+    return SavedProbe(probe, labels, arrays.get("head_thresholds"))
 
 
 def train_probe(

@@ -18,7 +18,7 @@ import torch
 from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store
 from ecgscale.evaluate.metrics import classification_scores
-from ecgscale.evaluate.probe import FeatureCache, score, train_probe
+from ecgscale.evaluate.probe import FeatureCache, SavedProbe, score, train_probe
 from ecgscale.evaluate.roles import Roles, TaskRows, patients_of
 from ecgscale.evaluate.task_models import (
     task_row,
@@ -33,9 +33,10 @@ from ecgscale.study.spec import StudySpec
 
 @dataclass
 class Evaluation:
-    """What evaluating one encoder gives: the probe's L2, six-label rows and task rows."""
+    """What evaluating one encoder gives: its six-label probe (with an SL head's F1
+    thresholds), six-label rows and task rows."""
 
-    probe_l2: float
+    probe: SavedProbe
     evals: list[dict] = field(default_factory=list)
     tasks: list[dict] = field(default_factory=list)
 
@@ -62,7 +63,7 @@ def evaluate_encoder(
     for SL, the head): six-label rows on every set, then every unseen task at every D_F."""
     feats = FeatureCache(objective.encoder, store.read)
     feats.add(roles.probe_train, roles.probe_val, *(r for _, _, r in roles.eval_sets()))
-    l2, evals = _six_labels(spec, objective, store, roles, feats, seed)
+    probe, evals = _six_labels(spec, objective, store, roles, feats, seed)
     if roles.tasks:
         feats.add(*(tr.all_rows for tr in roles.tasks.values()))
     tasks = [
@@ -70,7 +71,7 @@ def evaluate_encoder(
         for tr in roles.tasks.values()
         for row in _evaluate_task(spec, tr, objective, store, feats, seed)
     ]
-    return Evaluation(l2, evals, tasks)
+    return Evaluation(probe, evals, tasks)
 
 
 def _six_labels(
@@ -80,9 +81,10 @@ def _six_labels(
     roles: Roles,
     feats: FeatureCache,
     seed: int,
-) -> tuple[float, list[dict]]:
+) -> tuple[SavedProbe, list[dict]]:
     """Six-label evaluation on every set: the probe, an SL model's own head, and (with
-    ``eval.finetune``) a fine-tuned copy of the encoder. Returns (probe L2, eval rows)."""
+    ``eval.finetune``) a fine-tuned copy of the encoder. Returns (the probe and the head's F1
+    thresholds, eval rows)."""
     meta, n_boot, names = store.meta, spec.eval.n_boot, list(LABELS)
     y_val = labels_of(meta, roles.probe_val)
     probe = train_probe(
@@ -102,7 +104,7 @@ def _six_labels(
         )
         for name, is_ood, r in roles.eval_sets()
     ]
-    predictors = {}
+    predictors, thresholds = {}, {}
     if objective.paradigm == "sl":
         predictors["head"] = lambda r: _head(objective, feats(r))  # noqa: E731
     if spec.eval.finetune:
@@ -121,13 +123,13 @@ def _six_labels(
         )
         predictors["finetune"] = lambda r: model.predict(store.read, r)  # noqa: E731
     for method, predict in predictors.items():
-        thresholds = thresholds_for(y_val, predict(roles.probe_val))
+        thresholds[method] = thresholds_for(y_val, predict(roles.probe_val))
         for name, is_ood, r in roles.eval_sets():
             scores = classification_scores(
-                predict(r), labels_of(meta, r), names, thresholds=thresholds, **boot(r)
+                predict(r), labels_of(meta, r), names, thresholds=thresholds[method], **boot(r)
             )
             out.append(_eval_row(name, method, is_ood, scores))
-    return probe.l2, out
+    return SavedProbe(probe, names, thresholds.get("head")), out
 
 
 @torch.no_grad()

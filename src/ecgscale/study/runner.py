@@ -5,7 +5,8 @@ Study folder::
     spec.yaml          the resolved spec (what fit and report read)
     store/             the record store (unless data.store points elsewhere)
     roles.csv          the audit of roles: every role's records, patients and overlaps
-    runs/<run_id>/     weights (safetensors), training history, error trace of a failed run
+    runs/<run_id>/     weights (safetensors), training history, six-label probe
+                       (probe.safetensors), error trace of a failed run
     scratch/<id>/      from-scratch task models' training histories (weights are not kept)
     results.sqlite     runs, their evaluations and task results, from-scratch models
     fits.json          fitted laws, the transfer analysis, what could not be fitted
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
+from ecgscale.evaluate.probe import PROBE_FILE
 from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
 from ecgscale.evaluate.transfer import transfer_analysis
 from ecgscale.study.analysis import analyse_study
@@ -35,7 +37,7 @@ from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
 from ecgscale.study.runs import RunSpec, expand, expand_scratch, resolve_lr, sweep_choices
-from ecgscale.study.spec import DataSpec, StudySpec, load_spec
+from ecgscale.study.spec import DataSpec, StudySpec, load_study_spec
 from ecgscale.study.worker import Job, job_id, job_kind
 
 
@@ -166,8 +168,9 @@ def train_runs(
     """Train and evaluate every run not yet recorded (or failed, with ``retry_failed``), and
     train every from-scratch task model likewise, on the spec's executor. A done run evaluated
     under other evaluation settings (sets, tasks, probe) is evaluated again from its saved
-    weights. A job that fails (other than by diverging) or loses its worker is submitted again
-    until it has had ``executor.max_attempts`` attempts in this call."""
+    weights, and so is one without its saved probe (evaluated by an older ecgscale). A job that
+    fails (other than by diverging) or loses its worker is submitted again until it has had
+    ``executor.max_attempts`` attempts in this call."""
     study_dir = Path(study_dir)
     results = Results(study_dir / "results.sqlite")
     runs, scratch = expand(spec), expand_scratch(spec)
@@ -179,7 +182,12 @@ def train_runs(
         scratch = [j for j in scratch if j.scratch_id in only]
     keep = {"done"} if retry_failed else {"done", "failed"}
     status, tags, tag = results.statuses(), results.eval_tags(), spec.eval_tag()
-    stale = [r for r in runs if status.get(r.run_id) == "done" and tags.get(r.run_id) != tag]
+    stale = [
+        r
+        for r in runs
+        if status.get(r.run_id) == "done"
+        and (tags.get(r.run_id) != tag or not (study_dir / r.folder / PROBE_FILE).is_file())
+    ]
     todo: list[Job] = [r for r in runs if status.get(r.run_id) not in keep]
     # Largest first, so the slowest jobs do not start last.
     todo.sort(key=lambda r: (r.target_params * r.data_size, r.run_id), reverse=True)
@@ -261,9 +269,11 @@ def _after_sweep(
 
 
 def _study_runs(study_dir: Path):
-    spec = load_spec(Path(study_dir) / "spec.yaml")
-    wide = Results(Path(study_dir) / "results.sqlite").wide()
-    return spec, grid_runs(spec, wide)
+    spec = load_study_spec(study_dir)
+    path = Path(study_dir) / "results.sqlite"
+    if not path.is_file():
+        raise FileNotFoundError(f"{study_dir}: no results.sqlite (run the study first)")
+    return spec, grid_runs(spec, Results(path).wide())
 
 
 def grid_runs(spec: StudySpec, recorded: pd.DataFrame) -> pd.DataFrame:
@@ -292,7 +302,7 @@ def sweep_runs(spec: StudySpec, recorded: pd.DataFrame) -> pd.DataFrame:
 def study_roles(study_dir: Path) -> pd.DataFrame:
     """The audit of the study's roles (:func:`ecgscale.evaluate.roles.role_table`), made from
     its spec and store: what each role holds and every overlap between roles."""
-    spec = load_spec(Path(study_dir) / "spec.yaml")
+    spec = load_study_spec(study_dir)
     store = Store(store_dir(spec, study_dir))
     return role_table(assign_roles(spec, store.meta), store.meta)
 
@@ -328,7 +338,7 @@ def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = Fa
     ``data`` and ``transfer`` lists), ``backtests``, ``analysis_gaps`` (see
     :func:`ecgscale.study.analysis.analyse_study`) and ``transfer``.
     """
-    spec = load_spec(Path(study_dir) / "spec.yaml")
+    spec = load_study_spec(study_dir)
     tables = study_tables(study_dir)
     content = analyse_study(
         tables["runs"],
@@ -426,11 +436,14 @@ def write_report(study_dir: Path) -> Path:
     from ecgscale.report import render_report
 
     study_dir = Path(study_dir)
-    spec = load_spec(study_dir / "spec.yaml")
+    spec = load_study_spec(study_dir)
     tables = study_tables(study_dir)
     wide = tables["runs"]
     runs = wide[[c for c in wide.columns if ":" not in c]]
-    content = json.loads((study_dir / "fits.json").read_text())
+    fits = study_dir / "fits.json"
+    if not fits.is_file():
+        raise FileNotFoundError(f"{study_dir}: no fits.json (run `ecgscale fit {study_dir}` first)")
+    content = json.loads(fits.read_text())
     done = runs[runs["status"] == "done"]
     train_flops = float((done["flops_per_sample"] * done["steps"]).sum() * spec.train.batch_size)
     scratch = tables["scratch"]

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from ecgscale.data.store import Store
+from ecgscale.evaluate.probe import PROBE_FILE, save_probe
 from ecgscale.evaluate.protocol import evaluate_encoder, labels_of
 from ecgscale.evaluate.roles import Roles, assign_roles
 from ecgscale.evaluate.task_models import train_on_task, trained_task_row
@@ -245,7 +246,9 @@ def execute_run(
         row.update(summary)
         if distributed.is_main():
             result = evaluate_encoder(spec, objective, store, roles, run.seed)
-            row["probe_l2"], out.evals, out.tasks = result.probe_l2, result.evals, result.tasks
+            save_probe(run_dir / PROBE_FILE, result.probe)
+            row["probe_l2"] = result.probe.probe.l2
+            out.evals, out.tasks = result.evals, result.tasks
             clear_checkpoints(run_dir / "checkpoints")
         row["status"] = "done"
     except TrainingDiverged as err:

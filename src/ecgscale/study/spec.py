@@ -603,3 +603,15 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Stud
         where = f" line {mark.line + 1}" if mark else ""
         raise SpecError(f"{origin}:{where} not valid YAML") from None
     return parse_spec(tree, origin=origin, overrides=overrides)
+
+
+def load_study_spec(study_dir: str | Path) -> StudySpec:
+    """The resolved spec a study folder holds (its ``spec.yaml``); FileNotFoundError, one line,
+    when ``study_dir`` is not a study folder."""
+    path = Path(study_dir) / "spec.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{study_dir}: not a study folder (no spec.yaml; `ecgscale study SPEC --out DIR` "
+            "makes one)"
+        )
+    return load_spec(path)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ecgscale.study.lifecycle import Jobs, owner_alive
 from ecgscale.study.runs import expand, expand_scratch
-from ecgscale.study.spec import load_spec
+from ecgscale.study.spec import load_study_spec
 from ecgscale.study.worker import job_id
 
 ORDER = ("done", "running", "lost", "pending", "failed", "not submitted")
@@ -89,9 +89,7 @@ def _duration(seconds: float) -> str:
 def study_status(study_dir: Path) -> Status:
     """The status of the study in ``study_dir`` (its ``spec.yaml`` and ``results.sqlite``)."""
     study_dir = Path(study_dir)
-    if not (study_dir / "spec.yaml").is_file():
-        raise FileNotFoundError(f"{study_dir}: no spec.yaml here; is this a study folder?")
-    spec = load_spec(study_dir / "spec.yaml")
+    spec = load_study_spec(study_dir)
     grid = pd.DataFrame({"job_id": [job_id(j) for j in [*expand(spec), *expand_scratch(spec)]]})
     if (study_dir / "results.sqlite").is_file():
         table = Jobs(study_dir / "results.sqlite").table()

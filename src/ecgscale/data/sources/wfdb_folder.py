@@ -1,9 +1,12 @@
 """Any WFDB folder (``*.hea`` below it, signals in any format ``wfdb`` reads) plus a labels table.
 
 The optional labels table is a CSV with one row per record, matched on ``id_column`` against
-the record id (the header's file stem, e.g. ``00001_lr``). ``label_map`` names the column of
-each canonical label it annotates (``{"AF": "afib"}``); labels not in the map are -1 (not
-annotated). Label cells read 1/0, true/false, yes/no (any case); an empty cell is -1.
+the record id (the header's file stem, e.g. ``00001_lr``). A column named exactly like a
+canonical label (``1dAVb``, ``RBBB``, ``LBBB``, ``SB``, ``AF``, ``ST``) annotates it;
+``label_map`` names the column of any other (``{"AF": "afib"}``, which wins over a column
+``AF``); labels neither name is -1 (not annotated). A table that annotates no label warns, and
+one that gives nothing at all (no label, patient, age or sex column) is an error. Label cells
+read 1/0, true/false, yes/no (any case); an empty cell is -1.
 
 Sex (``sex_column``): with ``male_value``, a cell equal to it (compared as text, any case) is
 male, any other non-empty cell female. Without it only M/F/male/female are understood; a
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -135,11 +139,15 @@ class WfdbFolderSource(Source):
         if not self.labels.is_file():
             raise SourceError(f"{self.labels}: labels table not found")
         table = pd.read_csv(self.labels, dtype=str)
-        wanted = [self.id_column, *self.label_map.values()]
+        columns = list(table.columns)
+        label_map = {label: label for label in LABELS if label in columns} | self.label_map
+        wanted = [self.id_column, *label_map.values()]
         wanted += [c for c in (self.patient_column, self.age_column, self.sex_column) if c]
-        missing = [c for c in dict.fromkeys(wanted) if c not in table.columns]
+        missing = [c for c in dict.fromkeys(wanted) if c not in columns]
         if missing:
             raise SourceError(f"{self.labels}: columns {missing} missing")
+        if not label_map:
+            self._no_label(columns)
         ids = table[self.id_column].str.strip()
         if ids.isna().any() or ids.duplicated().any():
             bad = ids[ids.isna() | ids.duplicated()].iloc[0]
@@ -147,14 +155,30 @@ class WfdbFolderSource(Source):
         out = {}
         for record_id, (_, row) in zip(ids, table.iterrows(), strict=True):
             try:
-                out[record_id] = self._meta(row)
+                out[record_id] = self._meta(row, label_map)
             except ValueError as e:
                 raise SourceError(f"{self.labels}: row {record_id!r}: {e}") from e
         return out
 
-    def _meta(self, row: pd.Series) -> dict[str, Any]:
+    def _no_label(self, columns: list[str]) -> None:
+        """A table that annotates no label: a warning, or a SourceError if it gives nothing at
+        all (no patient, age or sex column either)."""
+        names = ", ".join(LABELS)
+        listed = f"columns: {', '.join(columns)}"
+        if not any((self.patient_column, self.age_column, self.sex_column)):
+            raise SourceError(
+                f"{self.labels}: maps nothing: no column is named like a label ({names}) and no "
+                f"label_map or patient/age/sex column is given ({listed})"
+            )
+        warnings.warn(
+            f"{self.labels}: no column is named like a label ({names}) and no label_map is "
+            f"given: every label is n/a ({listed})",
+            stacklevel=3,
+        )
+
+    def _meta(self, row: pd.Series, label_map: dict[str, str]) -> dict[str, Any]:
         labels = {label: -1 for label in LABELS}
-        labels.update({label: parse_flag(row[col]) for label, col in self.label_map.items()})
+        labels.update({label: parse_flag(row[col]) for label, col in label_map.items()})
         meta: dict[str, Any] = {"labels": labels}
         if self.patient_column:
             meta["patient_id"] = parse_patient(row[self.patient_column])
