@@ -5,8 +5,11 @@ Study folder::
     spec.yaml          the resolved spec (what fit and report read)
     store/             the record store (unless data.store points elsewhere)
     roles.csv          the audit of roles: every role's records, patients and overlaps
-    runs/<run_id>/     weights (safetensors), training history, error trace of a failed run
-    scratch/<id>/      from-scratch task models' training histories (weights are not kept)
+    runs/<run_id>/     weights (safetensors), training history, metrics.csv (written as it
+                       trains), error trace of a failed run
+    scratch/<id>/      from-scratch task models' training histories and metrics.csv (weights
+                       are not kept)
+    tensorboard/       TensorBoard events of every job (runs/<id>, scratch/<id>), if installed
     results.sqlite     runs, their evaluations and task results, from-scratch models
     fits.json          fitted laws, the transfer analysis, what could not be fitted
     report.html        the report; figures/ holds its PNGs
@@ -37,6 +40,7 @@ from ecgscale.study.results import Results
 from ecgscale.study.runs import expand, expand_scratch
 from ecgscale.study.spec import DataSpec, StudySpec, load_spec
 from ecgscale.study.worker import Job, job_id, job_kind
+from ecgscale.train.metrics import tensorboard_wanted
 
 
 @dataclass
@@ -57,7 +61,9 @@ def store_dir(spec: StudySpec, study_dir: Path) -> Path:
 
 
 def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> Store:
-    """Build (or reuse) the study's store and write the resolved spec beside it."""
+    """Build (or reuse) the study's store and write the resolved spec beside it; first, check
+    that this environment can write what ``monitor`` asks for."""
+    tensorboard_wanted(spec.monitor.tensorboard)
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     (study_dir / "spec.yaml").write_text(spec.to_yaml())
