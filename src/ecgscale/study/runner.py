@@ -40,7 +40,9 @@ from ecgscale.study.results import Results
 from ecgscale.study.runs import expand, expand_scratch
 from ecgscale.study.spec import DataSpec, StudySpec, load_spec
 from ecgscale.study.worker import Job, job_id, job_kind
-from ecgscale.train.metrics import tensorboard_wanted
+from ecgscale.train.metrics import read_metrics, tensorboard_wanted
+
+CURVE_COLUMNS = ["run_id", "step", "train_loss", "val_loss"]
 
 
 @dataclass
@@ -281,6 +283,20 @@ def study_tables(study_dir: Path) -> dict[str, pd.DataFrame]:
     }
 
 
+def training_curves(study_dir: Path, run_ids: list[str]) -> pd.DataFrame:
+    """The training curves of the runs: ``run_id``, ``step``, ``train_loss``, ``val_loss`` from
+    each run's ``metrics.csv``, else from its ``train.json`` history (validations only)."""
+    frames = []
+    for run_id in run_ids:
+        run_dir = Path(study_dir) / "runs" / run_id
+        rows = read_metrics(run_dir / "metrics.csv")
+        if rows.empty and (run_dir / "train.json").is_file():
+            rows = pd.DataFrame(json.loads((run_dir / "train.json").read_text()).get("history"))
+        if not rows.empty:
+            frames.append(rows.reindex(columns=CURVE_COLUMNS).assign(run_id=run_id))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
+
+
 def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = False) -> Path:
     """Fit the study's laws, their efficiency ratios and backtests, and its transfer analysis
     from ``results.sqlite``; write and return ``fits.json``.
@@ -383,7 +399,8 @@ def _software() -> dict[str, str]:
 
 def write_report(study_dir: Path) -> Path:
     """Render ``report.html`` (and ``figures/*.png``, ``*.svg``) from the results, ``fits.json``
-    (laws, efficiency ratios, backtests, transfer analysis) and the spec; fits nothing."""
+    (laws, efficiency ratios, backtests, transfer analysis), the runs' training curves and the
+    spec; fits nothing."""
     from ecgscale.report import render_report
 
     study_dir = Path(study_dir)
@@ -415,6 +432,7 @@ def write_report(study_dir: Path) -> Path:
         transfer=content.get("transfer"),
         analysis=content,
         roles=read_role_table(roles) if (roles := study_dir / "roles.csv").is_file() else None,
+        curves=training_curves(study_dir, runs["run_id"].tolist()),
     )
 
 
