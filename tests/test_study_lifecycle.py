@@ -3,6 +3,7 @@ driver (chaos), a killed worker's run resumed from its checkpoint, and ``study s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -305,5 +306,8 @@ def test_a_run_of_several_processes_starts_under_torchrun(tmp_path: Path) -> Non
     assert "under torchrun, 2 processes" in set(events["detail"].dropna())
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "train.json").read_text())["processes"] == 2
+    assert read_metrics(run_dir / "metrics.csv")["step"].tolist() == [3, 6]  # rank 0's rows only
+    events = list((tmp_path / "tensorboard").glob("**/events*"))
+    assert len(events) == (importlib.util.find_spec("tensorboard") is not None)
     runs = Results(tmp_path / "results.sqlite").runs()
     assert runs["status"].tolist() == ["done"] and runs["pretrain_loss"].notna().all()

@@ -475,6 +475,7 @@ def training_curves(
     sizes = sorted(points["data_size"].unique())
     fig, axes = _panels(1, len(sizes), sharey=True)
     dropped = 0
+    axes[0][0].set_ylabel(_plain(f"loss ({unit})"))
     for ax, size in zip(axes[0], sizes, strict=True):
         for _, run in points[points["data_size"] == size].groupby("run_id"):
             color = colors[run["target_params"].iloc[0]]
@@ -489,7 +490,6 @@ def training_curves(
         ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
         ax.set_title(_plain(f"D = {compact_count(size)}"), fontsize=10)
         ax.set_xlabel("step")
-        ax.set_ylabel(_plain(f"pre-training loss ({unit})"))
         ax.grid(True, which="both", alpha=0.25)
     if dropped:
         notes.append(f"{dropped} loss value(s) not positive and finite are left out.")
