@@ -28,7 +28,13 @@ from ecgscale.objectives import Objective, create_objective
 from ecgscale.study.spec import StudySpec
 from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
 from ecgscale.train.checkpoint import clear_checkpoints
-from ecgscale.train.metrics import MetricsCsv, TensorBoardEvents, TrainLog, tensorboard_wanted
+from ecgscale.train.metrics import (
+    MetricsCsv,
+    Sink,
+    TensorBoardEvents,
+    TrainLog,
+    tensorboard_wanted,
+)
 
 
 def _ignore(*_: int) -> None:
@@ -157,7 +163,7 @@ def train_log(spec: StudySpec, job_dir: Path, flops_per_sample: int) -> TrainLog
     when ``monitor.tensorboard`` asks for them; process 0 alone writes them."""
     if not distributed.is_main():
         return TrainLog()
-    sinks: list = [MetricsCsv(Path(job_dir) / "metrics.csv")]
+    sinks: list[Sink] = [MetricsCsv(Path(job_dir) / "metrics.csv")]
     if tensorboard_wanted(spec.monitor.tensorboard):
         sinks.append(TensorBoardEvents(tensorboard_dir(job_dir)))
     return TrainLog(sinks, flops_per_sample=flops_per_sample)

@@ -5,10 +5,10 @@ TensorBoard event files.
 A row (:data:`COLUMNS`): ``step``; ``lr``, the learning rate that step trained with;
 ``train_loss``, the mean training loss of the steps since the previous row; ``val_loss`` at
 validations (empty otherwise); ``grad_norm``, the gradient norm of that step before clipping;
-``samples_per_s``, the records trained per second since the previous row (validations and
-checkpoints left out), and ``flops_per_s``, that rate times the model's training FLOPs per
-record (:func:`ecgscale.models.measure`). A run resumed from a checkpoint first drops the rows
-after the checkpoint's step, so its file holds each step once.
+``samples_per_s``, the records trained per second since the previous row by all processes
+together (validations and checkpoints left out), and ``flops_per_s``, that rate times the
+model's training FLOPs per record (:func:`ecgscale.models.measure`). A run resumed from a
+checkpoint first drops the rows after the checkpoint's step, so its file holds each step once.
 """
 
 from __future__ import annotations
@@ -82,13 +82,13 @@ class MetricsCsv:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
+            writer = csv.writer(f, lineterminator="\n")
             writer.writerow(COLUMNS)
             for row in kept.to_dict(orient="records"):
                 writer.writerow(_cells(row))
         os.replace(tmp, self.path)
         self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed by close())
-        self._writer = csv.writer(self._file)
+        self._writer = csv.writer(self._file, lineterminator="\n")
 
     def write(self, row: dict[str, float | None]) -> None:
         self._writer.writerow(_cells(row))
