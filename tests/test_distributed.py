@@ -19,6 +19,7 @@ from ecgscale.models import build
 from ecgscale.objectives import create_objective
 from ecgscale.study.spec import TrainSpec
 from ecgscale.train import pretrain
+from ecgscale.train.metrics import read_metrics
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +69,12 @@ def _study(tmp_path, name: str, launcher: list[str]) -> dict:
     assert proc.returncode == 0, proc.stderr[-3000:]
     (row,) = sqlite3.connect(out / "results.sqlite").execute("SELECT * FROM runs").fetchall()
     (run_dir,) = (out / "runs").iterdir()
-    assert sorted(p.name for p in run_dir.iterdir()) == ["model.safetensors", "train.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "metrics.csv",
+        "model.safetensors",
+        "train.json",
+    ]
+    assert read_metrics(run_dir / "metrics.csv")["step"].tolist() == list(range(1, 21))
     return json.loads((run_dir / "train.json").read_text()) | {"row": row}
 
 

@@ -25,6 +25,7 @@ SECTIONS = (
     "OOD loss vs N",
     "OOD loss vs D",
     "Loss-to-loss: OOD vs ID probe loss",
+    "Training curves",
     "Efficiency",
     "Backtests",
     "Fitted scaling laws",
@@ -148,6 +149,7 @@ def test_full_report_has_sections_and_embedded_figures(full_report: tuple[Path, 
     out_dir, html = full_report
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in html
+    assert "No run has a training curve" in html  # none given: a sentence, not an error
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     expected = {"pretrain_loss_vs_N", "id_loss_vs_N", "id_loss_vs_D", "loss_to_loss"}
     expected |= {f"ood_loss_vs_{x}_{name}" for name in OOD_SETS for x in "ND"}

@@ -3,8 +3,10 @@ driver (chaos), a killed worker's run resumed from its checkpoint, and ``study s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +26,7 @@ from ecgscale.cli import main
 from ecgscale.study.lifecycle import Jobs, NotOwner, this_process
 from ecgscale.study.results import Results
 from ecgscale.study.status import study_status
+from ecgscale.train.metrics import read_metrics
 
 # --- claims ---------------------------------------------------------------------------------
 
@@ -231,9 +234,10 @@ def test_a_study_killed_five_times_ends_as_an_uninterrupted_one(
 def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     spec_file: Path, reference: tuple[Path, float], tmp_path: Path
 ) -> None:
-    """While the study runs, ``study status`` shows running jobs with their progress; then a
-    worker is killed mid-run: its run is taken over and resumed from its checkpoint, and the
-    study ends with the uninterrupted study's results."""
+    """While the study runs, ``study status`` shows running jobs with their progress and last
+    losses; then a worker is killed mid-run: its run is taken over and resumed from its
+    checkpoint, its metrics.csv holds each step once, and the study ends with the
+    uninterrupted study's results (metrics included)."""
     proc = _study(spec_file, tmp_path)
     victim = None
     deadline = time.time() + 120
@@ -250,6 +254,8 @@ def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     steps = SPEC["train"]["max_steps"]
     assert "running:" in text and f"step {int(victim.step)}/{steps}" in text, text
     assert "jobs —" in text and "heartbeat" in text
+    losses = r"\n    step \d+: train loss [\d.e-]+, val loss [\d.e-]+ \(step \d+\)"
+    assert re.search(re.escape(victim.job_id) + r"  step [^\n]*" + losses, text), text
     os.kill(int(victim.owner.split(":")[1]), signal.SIGKILL)
     log = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, log
@@ -265,6 +271,13 @@ def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     ref_runs, ref_evals = _tables(reference[0])
     pd.testing.assert_frame_equal(runs, ref_runs)
     pd.testing.assert_frame_equal(evals, ref_evals)
+    exact = ["step", "lr", "train_loss", "val_loss", "grad_norm"]
+    metrics, ref_metrics = (
+        read_metrics(out / "runs" / victim.job_id / "metrics.csv")[exact]
+        for out in (tmp_path, reference[0])
+    )
+    assert metrics["step"].is_unique and len(metrics) == steps // 5  # every validation
+    pd.testing.assert_frame_equal(metrics, ref_metrics)
     shown = CliRunner().invoke(main, ["study", "status", str(tmp_path)])
     assert shown.exit_code == 0 and "8 jobs — 8 done" in shown.output, shown.output
     missing = CliRunner().invoke(main, ["study", "status", str(tmp_path / "nothing")])
@@ -293,5 +306,8 @@ def test_a_run_of_several_processes_starts_under_torchrun(tmp_path: Path) -> Non
     assert "under torchrun, 2 processes" in set(events["detail"].dropna())
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "train.json").read_text())["processes"] == 2
+    assert read_metrics(run_dir / "metrics.csv")["step"].tolist() == [3, 6]  # rank 0's rows only
+    events = list((tmp_path / "tensorboard").glob("**/events*"))
+    assert len(events) == (importlib.util.find_spec("tensorboard") is not None)
     runs = Results(tmp_path / "results.sqlite").runs()
     assert runs["status"].tolist() == ["done"] and runs["pretrain_loss"].notna().all()

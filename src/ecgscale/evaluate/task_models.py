@@ -17,6 +17,7 @@ from ecgscale.models import Encoder
 from ecgscale.objectives import TaskModel
 from ecgscale.study.spec import TrainSpec
 from ecgscale.train import TrainResult, distributed, pretrain
+from ecgscale.train.metrics import TrainLog
 
 
 def thresholds_for(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -41,10 +42,11 @@ def train_task_model(
     copy_encoder: bool = False,
     checkpoint_dir: Path | None = None,
     callbacks: dict[str, Callable] | None = None,
+    log: TrainLog | None = None,
 ) -> tuple[TaskModel, TrainResult]:
     """Train ``encoder`` (a copy of it with ``copy_encoder``) and a new linear head on a task;
     returns the model at its best validation step and the training result. ``callbacks`` are
-    :func:`~ecgscale.train.pretrain`'s ``on_start`` and ``on_eval``."""
+    :func:`~ecgscale.train.pretrain`'s ``on_start`` and ``on_eval``, ``log`` its metrics."""
     if copy_encoder:
         encoder = copy.deepcopy(encoder)
     torch.manual_seed(seed)
@@ -59,6 +61,7 @@ def train_task_model(
         cfg=cfg,
         seed=seed,
         checkpoint_dir=checkpoint_dir,
+        log=log,
         **(callbacks or {}),
     )
     return model.cpu(), result

@@ -468,3 +468,74 @@ def backtest_figure(backtests: Sequence[Mapping], *, name: str, caption: str) ->
     handles = [_marker_handle("o", f"{f} / {p}", colors[(f, p)]) for f, p in combos]
     _add_legend(fig, [*handles, _line_handle("grey", "y = x", ls=":")])
     return ReportFigure(name, caption, fig, notes)
+
+
+CURVE_POINTS = 400
+"""Most training-loss points drawn per run (longer curves are thinned evenly)."""
+
+
+def training_curves(
+    curves: pd.DataFrame, runs: pd.DataFrame, *, family: str, paradigm: str, name: str
+) -> ReportFigure:
+    """Training (solid) and validation (dashed, dots) loss vs step of the runs of one cell
+    (``family`` × ``paradigm``), one panel per D, colour per target N (the same N has the same
+    colour in every cell). ``curves``: rows of ``run_id``, ``step``, ``train_loss``,
+    ``val_loss`` (see :func:`ecgscale.train.metrics.read_metrics`)."""
+    unit = PRETRAIN_UNITS.get(paradigm, "loss")
+    caption = (
+        f"Training curves of {family} / {paradigm}: training loss (solid, the mean since the "
+        f"previous logged step) and validation loss (dashed, dots) vs step, one panel per D, "
+        f"colour by N; loss: {unit}."
+    )
+    cell = runs[(runs["family"] == family) & (runs["paradigm"] == paradigm)]
+    points = curves.merge(cell[["run_id", "target_params", "data_size"]], on="run_id")
+    notes = []
+    missing = sorted(set(cell["run_id"]) - set(points["run_id"]))
+    if missing:
+        notes.append(f"{len(missing)} run(s) of this cell have no training curve yet.")
+    if points.empty:
+        return ReportFigure(name, caption, None, notes)
+    ladder = sorted(runs["target_params"].unique())
+    cmap = colormaps["viridis"]
+    colors = {n: cmap(0.9 * i / max(len(ladder) - 1, 1)) for i, n in enumerate(ladder)}
+    sizes = sorted(points["data_size"].unique())
+    fig, axes = _panels(1, len(sizes), sharey=True)
+    dropped = 0
+    axes[0][0].set_ylabel(_plain(f"loss ({unit})"))
+    for ax, size in zip(axes[0], sizes, strict=True):
+        for _, run in points[points["data_size"] == size].groupby("run_id"):
+            color = colors[run["target_params"].iloc[0]]
+            train, lost = _positive(run, "train_loss")
+            val, lost_val = _positive(run, "val_loss")
+            dropped += lost + lost_val
+            train = _thin(train, CURVE_POINTS)
+            ax.plot(train["step"], train["train_loss"], lw=1, color=color)
+            ax.plot(val["step"], val["val_loss"], ls="--", marker="o", ms=3, lw=1, color=color)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(PlainLogFormatter())
+        ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+        ax.set_title(_plain(f"D = {compact_count(size)}"), fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(True, which="both", alpha=0.25)
+    if dropped:
+        notes.append(f"{dropped} loss value(s) not positive and finite are left out.")
+    present = sorted(points["target_params"].unique())
+    handles = [_line_handle(colors[n], f"N = {compact_count(n)}") for n in present]
+    handles += [_line_handle("black", "training"), _line_handle("black", "validation", ls="--")]
+    _add_legend(fig, handles)
+    return ReportFigure(name, caption, fig, notes)
+
+
+def _thin(rows: pd.DataFrame, most: int) -> pd.DataFrame:
+    """At most ``most`` of ``rows``, evenly spaced, the first and last kept."""
+    if len(rows) <= most:
+        return rows
+    return rows.iloc[np.unique(np.linspace(0, len(rows) - 1, most).round().astype(int))]
+
+
+def _positive(run: pd.DataFrame, column: str) -> tuple[pd.DataFrame, int]:
+    """The rows of ``run`` with a positive, finite ``column`` (sorted by step), and how many
+    rows that have a value in it are left out."""
+    values = pd.to_numeric(run[column], errors="coerce")
+    keep = np.isfinite(values) & (values > 0)
+    return run[keep].sort_values("step"), int((values.notna() & ~keep).sum())

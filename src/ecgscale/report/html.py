@@ -50,6 +50,7 @@ def render_report(
     analysis: Mapping | None = None,
     roles: pd.DataFrame | None = None,
     sweep: pd.DataFrame | None = None,
+    curves: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.png`` and ``.svg``; return
     the HTML path.
@@ -59,6 +60,8 @@ def render_report(
     and tables, then one collapsed table of everything the runs could not determine and why.
     ``analysis`` is the rest of ``fits.json`` (``efficiency``, ``backtests``, ``joint``,
     ``loss_to_loss``, ``analysis_gaps``, ``n_convention``); without it those parts say so.
+    ``curves`` are the runs' training curves (``run_id``, ``step``, ``train_loss``,
+    ``val_loss``), drawn per family × paradigm.
     Figures are embedded in the page as base64 PNG data URIs, so the page needs no other file.
     Missing pieces (no fits, no evaluations, a single paradigm, failed runs, no unseen task)
     are described in words where their figure or table would be.
@@ -82,6 +85,7 @@ def render_report(
     )
     if sweep is not None and not sweep.empty:
         sections.append(_sweep_section(sweep))
+    sections.append(_training_section(runs, curves))
     sections.append(_comparison_section(analysis))
     sections.append(_efficiency_section(analysis))
     sections.append(_backtest_section(analysis))
@@ -327,6 +331,30 @@ def _loss_to_loss(
     if not laws:
         figure.notes.append("No loss-to-loss law was fitted.")
     return [figure]
+
+
+def _training_section(runs: pd.DataFrame, curves: pd.DataFrame | None) -> dict:
+    """Training curves of every run, one figure per family × paradigm."""
+    title = "Training curves"
+    if curves is None or curves.empty:
+        note = "No run has a training curve (metrics.csv or train.json history) to draw."
+        return _section(title, [_absent("training_curves", note)])
+    cells = sorted(set(zip(runs["family"], runs["paradigm"], strict=True)))
+    report_figures = [
+        figures.training_curves(
+            curves,
+            runs,
+            family=family,
+            paradigm=paradigm,
+            name=f"training_curves_{figures.slug(family)}_{figures.slug(paradigm)}",
+        )
+        for family, paradigm in cells
+    ]
+    intro = (
+        "How every run trained, read from its metrics.csv (train.json's validation history "
+        "for runs without one): a diverging or stalled run shows here."
+    )
+    return _section(title, report_figures, intro)
 
 
 def _findings_section(analysis: Mapping, transfer: Mapping | None) -> dict:

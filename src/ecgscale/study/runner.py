@@ -5,9 +5,11 @@ Study folder::
     spec.yaml          the resolved spec (what fit and report read)
     store/             the record store (unless data.store points elsewhere)
     roles.csv          the audit of roles: every role's records, patients and overlaps
-    runs/<run_id>/     weights (safetensors), training history, six-label probe
-                       (probe.safetensors), error trace of a failed run
-    scratch/<id>/      from-scratch task models' training histories (weights are not kept)
+    runs/<run_id>/     weights (safetensors), training history, metrics.csv (written as it
+                       trains), six-label probe (probe.safetensors), error trace of a failed run
+    scratch/<id>/      from-scratch task models' training histories and metrics.csv (weights
+                       are not kept)
+    tensorboard/       TensorBoard events of every job (runs/<id>, scratch/<id>), if installed
     results.sqlite     runs, their evaluations and task results, from-scratch models
     fits.json          fitted laws, the transfer analysis, what could not be fitted
     report.html        the report; figures/ holds its PNGs
@@ -39,6 +41,9 @@ from ecgscale.study.results import Results
 from ecgscale.study.runs import RunSpec, expand, expand_scratch, resolve_lr, sweep_choices
 from ecgscale.study.spec import DataSpec, StudySpec, load_study_spec
 from ecgscale.study.worker import Job, job_id, job_kind
+from ecgscale.train.metrics import read_metrics, tensorboard_wanted
+
+CURVE_COLUMNS = ["run_id", "step", "train_loss", "val_loss"]
 
 
 @dataclass
@@ -59,7 +64,9 @@ def store_dir(spec: StudySpec, study_dir: Path) -> Path:
 
 
 def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> Store:
-    """Build (or reuse) the study's store and write the resolved spec beside it."""
+    """Build (or reuse) the study's store and write the resolved spec beside it; first, check
+    that this environment can write what ``monitor`` asks for."""
+    tensorboard_wanted(spec.monitor.tensorboard)
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     (study_dir / "spec.yaml").write_text(spec.to_yaml())
@@ -330,6 +337,20 @@ def study_tables(study_dir: Path) -> dict[str, pd.DataFrame]:
     }
 
 
+def training_curves(study_dir: Path, run_ids: list[str]) -> pd.DataFrame:
+    """The training curves of the runs: ``run_id``, ``step``, ``train_loss``, ``val_loss`` from
+    each run's ``metrics.csv``, else from its ``train.json`` history (validations only)."""
+    frames = []
+    for run_id in run_ids:
+        run_dir = Path(study_dir) / "runs" / run_id
+        rows = read_metrics(run_dir / "metrics.csv")
+        if rows.empty and (run_dir / "train.json").is_file():
+            rows = pd.DataFrame(json.loads((run_dir / "train.json").read_text()).get("history"))
+        if not rows.empty:
+            frames.append(rows.reindex(columns=CURVE_COLUMNS).assign(run_id=run_id))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
+
+
 def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = False) -> Path:
     """Fit the study's laws, their efficiency ratios and backtests, and its transfer analysis
     from ``results.sqlite``; write and return ``fits.json``.
@@ -432,7 +453,8 @@ def _software() -> dict[str, str]:
 
 def write_report(study_dir: Path) -> Path:
     """Render ``report.html`` (and ``figures/*.png``, ``*.svg``) from the results, ``fits.json``
-    (laws, efficiency ratios, backtests, transfer analysis) and the spec; fits nothing."""
+    (laws, efficiency ratios, backtests, transfer analysis), the runs' training curves and the
+    spec; fits nothing."""
     from ecgscale.report import render_report
 
     study_dir = Path(study_dir)
@@ -468,6 +490,7 @@ def write_report(study_dir: Path) -> Path:
         analysis=content,
         roles=read_role_table(roles) if (roles := study_dir / "roles.csv").is_file() else None,
         sweep=sweep_runs(spec, Results(study_dir / "results.sqlite").runs()),
+        curves=training_curves(study_dir, runs["run_id"].tolist()),
     )
 
 

@@ -30,6 +30,13 @@ from ecgscale.objectives import Objective, create_objective
 from ecgscale.study.spec import StudySpec, TrainSpec
 from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
 from ecgscale.train.checkpoint import clear_checkpoints
+from ecgscale.train.metrics import (
+    MetricsCsv,
+    Sink,
+    TensorBoardEvents,
+    TrainLog,
+    tensorboard_wanted,
+)
 
 
 def _ignore(*_: int) -> None:
@@ -199,6 +206,24 @@ def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
     return jobs
 
 
+def tensorboard_dir(job_dir: Path) -> Path:
+    """Where the TensorBoard events of the job in ``job_dir`` (``<study>/runs/<id>`` or
+    ``<study>/scratch/<id>``) go: ``<study>/tensorboard/runs/<id>`` (or ``scratch/<id>``)."""
+    study = Path(job_dir).parents[1]
+    return study / "tensorboard" / Path(job_dir).relative_to(study)
+
+
+def train_log(spec: StudySpec, job_dir: Path, flops_per_sample: int) -> TrainLog:
+    """The training log of the job in ``job_dir``: its ``metrics.csv``, and TensorBoard events
+    when ``monitor.tensorboard`` asks for them; process 0 alone writes them."""
+    if not distributed.is_main():
+        return TrainLog()
+    sinks: list[Sink] = [MetricsCsv(Path(job_dir) / "metrics.csv")]
+    if tensorboard_wanted(spec.monitor.tensorboard):
+        sinks.append(TensorBoardEvents(tensorboard_dir(job_dir)))
+    return TrainLog(sinks, flops_per_sample=flops_per_sample)
+
+
 def _load_trained(objective: Objective, run_dir: Path) -> dict | None:
     """The summary of an earlier attempt that finished training (weights loaded), or None."""
     weights, train = run_dir / "model.safetensors", run_dir / "train.json"
@@ -242,7 +267,8 @@ def execute_run(
         )
         summary = _load_trained(objective, run_dir) if distributed.world_size() == 1 else None
         if summary is None:
-            summary = _pretrain(spec, run, objective, store, roles, run_dir, hooks or Hooks())
+            log = train_log(spec, run_dir, stats.flops_per_sample)
+            summary = _pretrain(spec, run, objective, store, roles, run_dir, hooks or Hooks(), log)
         row.update(summary)
         if distributed.is_main():
             result = evaluate_encoder(spec, objective, store, roles, run.seed)
@@ -285,6 +311,7 @@ def _pretrain(
     roles: Roles,
     run_dir: Path,
     hooks: Hooks,
+    log: TrainLog,
 ) -> dict:
     """Pre-train; process 0 saves the weights and ``train.json``. Returns the row's summary."""
     train_rows = roles.subsets[run.data_size]
@@ -299,6 +326,7 @@ def _pretrain(
         cfg=cfg,
         seed=run.seed,
         checkpoint_dir=run_dir / "checkpoints",
+        log=log,
         **hooks.trainer_callbacks(cfg.max_steps),
     )
     objective.settle(store.read, train_rows)
@@ -336,7 +364,8 @@ def execute_scratch(
         tr = assign_roles(spec, store.meta).tasks[job.task]
         torch.manual_seed(job.seed)
         encoder = build(job.family, job.target_params, input_len=store.n_samples, fs=store.fs)
-        row["n_params"] = sum(p.numel() for p in encoder.parameters())
+        stats = measure(encoder, store.n_samples)
+        row["n_params"] = stats.n_params
         model, result = train_on_task(
             tr,
             encoder,
@@ -346,6 +375,7 @@ def execute_scratch(
             job.seed,
             checkpoint_dir=run_dir / "checkpoints",
             callbacks=(hooks or Hooks()).trainer_callbacks(spec.scratch_train.max_steps),
+            log=train_log(spec, run_dir, stats.flops_per_sample),
         )
         task_row = trained_task_row(
             tr, model, store, "scratch", job.d_f, spec.eval.n_boot, job.seed

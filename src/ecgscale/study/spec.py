@@ -185,8 +185,16 @@ class TrainSpec(_Strict):
         description="records per forward pass and process (gradient accumulation); the "
         "optimiser step still sees batch_size records. Default: the whole batch",
     )
+    log_every: int = Field(
+        10,
+        ge=1,
+        description="steps between rows of metrics.csv (and TensorBoard); validations and the "
+        "last step always log",
+    )
 
-    EXECUTION: ClassVar[frozenset[str]] = frozenset({"checkpoint_every", "compile", "micro_batch"})
+    EXECUTION: ClassVar[frozenset[str]] = frozenset(
+        {"checkpoint_every", "compile", "micro_batch", "log_every"}
+    )
     """Fields that change how a run is computed but not its result beyond floating-point noise."""
 
     @field_validator("lr")
@@ -407,6 +415,17 @@ class ExecutorSpec(_Strict):
         return self
 
 
+class MonitorSpec(_Strict):
+    """What training reports while it runs, beside each job's ``metrics.csv`` (always written);
+    none of it changes run ids. See docs/monitoring.md."""
+
+    tensorboard: bool | Literal["auto"] = Field(
+        "auto",
+        description="TensorBoard event files under <study>/tensorboard: auto (when the "
+        "tensorboard package is installed), true (required) or false",
+    )
+
+
 NConvention = Literal["total", "non_embedding"]
 N_COLUMNS: dict[str, str] = {"total": "n_params", "non_embedding": "n_params_nonembed"}
 """The results column of each parameter-count convention (``laws.n``)."""
@@ -435,6 +454,7 @@ class StudySpec(_Strict):
     ssl: SSLSpec = Field(default_factory=SSLSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     laws: LawsSpec = Field(default_factory=LawsSpec)
     tasks: list[TaskSpec] = []
     transfer: TransferSpec = Field(default_factory=TransferSpec)

@@ -1,6 +1,6 @@
 """What a study is doing now, read from its results store while it runs (``ecgscale study
-status DIR``): jobs by state, running jobs with their progress, failures with their reasons, and
-an ETA from the throughput measured so far."""
+status DIR``): jobs by state, running jobs with their progress and last losses (from their
+``metrics.csv``), failures with their reasons, and an ETA from the throughput measured so far."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from ecgscale.study.lifecycle import Jobs, owner_alive
 from ecgscale.study.runs import expand, expand_scratch
 from ecgscale.study.spec import load_study_spec
 from ecgscale.study.worker import job_id
+from ecgscale.train.metrics import read_metrics
 
 ORDER = ("done", "running", "lost", "pending", "failed", "not submitted")
 
 
 @dataclass
 class Status:
-    """A snapshot of a study's jobs (``jobs``: one row per job of the grid, with ``shown``,
-    its state as the operator sees it: a running job whose worker is gone is ``lost``)."""
+    """A snapshot of a study's jobs (``jobs``: one row per job of the grid, with its ``folder``
+    in the study and ``shown``, its state as the operator sees it: a running job whose worker is
+    gone is ``lost``)."""
 
     name: str
     study_dir: Path
@@ -64,6 +66,9 @@ class Status:
                 lines.append(
                     f"  {r.job_id}  {progress}  attempt {int(r.attempts)}  {r.owner}  {beat}{state}"
                 )
+                losses = last_losses(read_metrics(self.study_dir / r.folder / "metrics.csv"))
+                if losses:
+                    lines.append(f"    {losses}")
         failed = self.jobs[self.jobs["shown"] == "failed"]
         if len(failed):
             lines.append("failed:")
@@ -75,6 +80,20 @@ class Status:
         elif eta > 0:
             lines.append(f"ETA: ~{_duration(eta)} at the rate so far ({how})")
         return "\n".join(lines)
+
+
+def last_losses(metrics: pd.DataFrame) -> str | None:
+    """A job's latest losses from its metrics rows: ``step 30: train loss 0.512, val loss
+    0.498 (step 25)``; None before its first row."""
+    if metrics.empty:
+        return None
+    last = metrics.iloc[-1]
+    text = f"step {int(last['step'])}: train loss {last['train_loss']:.4g}"
+    validated = metrics.dropna(subset=["val_loss"])
+    if len(validated):
+        val = validated.iloc[-1]
+        text += f", val loss {val['val_loss']:.4g} (step {int(val['step'])})"
+    return text
 
 
 def _duration(seconds: float) -> str:
@@ -90,7 +109,10 @@ def study_status(study_dir: Path) -> Status:
     """The status of the study in ``study_dir`` (its ``spec.yaml`` and ``results.sqlite``)."""
     study_dir = Path(study_dir)
     spec = load_study_spec(study_dir)
-    grid = pd.DataFrame({"job_id": [job_id(j) for j in [*expand(spec), *expand_scratch(spec)]]})
+    grid_jobs = [*expand(spec), *expand_scratch(spec)]
+    grid = pd.DataFrame(
+        {"job_id": [job_id(j) for j in grid_jobs], "folder": [j.folder for j in grid_jobs]}
+    )
     if (study_dir / "results.sqlite").is_file():
         table = Jobs(study_dir / "results.sqlite").table()
     else:

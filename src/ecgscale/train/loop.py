@@ -19,7 +19,9 @@ AdamW is the fused implementation on CPUs too: its step took 0.4-1.3 ms against 
 ``precision: bf16`` autocasts the forward passes; ``compile`` wraps the loss in torch.compile.
 
 There is no host-device synchronisation in the inner loop: each step's loss goes into a device
-tensor that is read (summed over processes, checked for NaN) at evaluations and checkpoints.
+tensor that is read (summed over processes, checked for NaN) at log points (every ``log_every``
+steps, every validation and the last step: a row of :class:`~ecgscale.train.metrics.TrainLog`)
+and checkpoints.
 The next batch is read in a background thread while the current one trains. Checkpoints
 (every ``checkpoint_every`` steps and at the end, see :mod:`ecgscale.train.checkpoint`) let a
 killed run resume and continue exactly as if it had not stopped.
@@ -27,6 +29,7 @@ killed run resume and continue exactly as if it had not stopped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +43,7 @@ import torch
 from ecgscale.objectives import Objective
 from ecgscale.study.spec import TrainSpec
 from ecgscale.train import checkpoint, distributed
+from ecgscale.train.metrics import TrainLog
 from ecgscale.train.schedule import warmup_cosine
 
 ReadFn = Callable[[np.ndarray], np.ndarray]
@@ -230,6 +234,11 @@ def _early_stopping(p: checkpoint.Progress, objective: Objective, patience: int)
             p.stopped = "early_stop"
 
 
+def _last_log_point(step: int, cfg: TrainSpec) -> int:
+    """The last step up to ``step`` that wrote a row of metrics (0: none)."""
+    return max(step // cfg.log_every * cfg.log_every, step // cfg.eval_every * cfg.eval_every)
+
+
 def pretrain(
     objective: Objective,
     read: ReadFn,
@@ -243,12 +252,13 @@ def pretrain(
     on_eval: Callable[[dict], None] | None = None,
     checkpoint_dir: Path | None = None,
     on_start: Callable[[int], None] | None = None,
+    log: TrainLog | None = None,
 ) -> TrainResult:
     """Train ``objective`` in place; on return it holds the weights of the best validation step.
 
     With ``checkpoint_dir``, resume from its latest checkpoint of the same settings, if any.
     ``on_start(step)`` is called once training starts, with the step it resumed from (0: none);
-    ``on_eval(entry)`` after each validation.
+    ``on_eval(entry)`` after each validation, once ``log`` has its row.
     Under ``torchrun`` (process group initialised) every process calls this alike."""
     t0 = time.perf_counter()
     dev = next(objective.parameters()).device
@@ -293,8 +303,21 @@ def pretrain(
     model = distributed.wrap(objective)
     forward = torch.compile(model) if cfg.compile else model
     loader = Loader(read, train_rows, train_labels, order, dev)
+    validation_loss = functools.partial(
+        evaluate_loss,
+        objective,
+        loader.read,
+        val_rows,
+        val_labels,
+        seed=seed + 1,
+        micro_batch=cfg.micro_batch,
+        precision=cfg.precision,
+    )
+    log = log or TrainLog()
+    logged = _last_log_point(resumed_from, cfg)
     objective.train()
     try:
+        log.start(resumed_from, order.batch)
         while not p.stopped:
             step = p.step + 1
             x, y = loader.get(step, then=step + 1 if step < cfg.max_steps else None)
@@ -303,24 +326,29 @@ def pretrain(
             weights = objective.weights(noise, order.batch)
             noise = _to(noise, dev)
             p.losses[step - 1] = _backward(model, forward, x, y, noise, weights, loader.share, cfg)
-            torch.nn.utils.clip_grad_norm_(objective.parameters(), cfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(objective.parameters(), cfg.grad_clip)
+            lr = sched.get_last_lr()[0]
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             p.step = step
 
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                _sync_losses(p)
-                since = p.history[-1]["step"] if p.history else 0
-                val_loss = evaluate_loss(
-                    objective,
-                    loader.read,
-                    val_rows,
-                    val_labels,
-                    seed=seed + 1,
-                    micro_batch=cfg.micro_batch,
-                    precision=cfg.precision,
+            validate = step % cfg.eval_every == 0 or step == cfg.max_steps
+            if validate or step % cfg.log_every == 0:
+                _sync_losses(p)  # waits for the device, so the log times finished steps
+                with log.paused():
+                    val_loss = validation_loss() if validate else None
+                train_loss = float(p.losses[logged:step].double().mean())
+                log.row(
+                    step,
+                    lr=lr,
+                    train_loss=train_loss,
+                    grad_norm=float(grad_norm),
+                    val_loss=val_loss,
                 )
+                logged = step
+            if validate:
+                since = p.history[-1]["step"] if p.history else 0
                 entry = {
                     "step": step,
                     "train_loss": float(p.losses[since:step].double().mean()),
@@ -340,14 +368,16 @@ def pretrain(
                 and (step % cfg.checkpoint_every == 0 or p.stopped)
             ):
                 _sync_losses(p)
-                wall_s = p.wall_s + time.perf_counter() - t0
-                snapshot = checkpoint.capture(p, objective, opt, sched, wall_s)
-                if distributed.is_main():
-                    checkpoint.save_checkpoint(
-                        checkpoint_dir, snapshot, fingerprint=fingerprint, step=step
-                    )
+                with log.paused():
+                    wall_s = p.wall_s + time.perf_counter() - t0
+                    snapshot = checkpoint.capture(p, objective, opt, sched, wall_s)
+                    if distributed.is_main():
+                        checkpoint.save_checkpoint(
+                            checkpoint_dir, snapshot, fingerprint=fingerprint, step=step
+                        )
     finally:
         loader.close()
+        log.close()
     objective.load_state_dict(p.best_weights)
     return TrainResult(
         best_val_loss=p.best_loss,
