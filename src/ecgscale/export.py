@@ -376,9 +376,12 @@ def _config(
 def _objective(paradigm: str, spec: StudySpec) -> str:
     if paradigm == "sl":
         return f"multi-label binary cross-entropy on the six labels ({', '.join(LABELS)})"
+    ssl = spec.ssl
+    hidden = "in every lead at once" if ssl.mask == "time" else "in each lead independently"
+    target = ", each patch's target standardised" if ssl.norm_target else ""
     return (
-        f"masked reconstruction of per-lead time patches ({spec.train.mask_patch_s:g} s patches, "
-        f"mask ratio {spec.train.mask_ratio:g})"
+        f"masked reconstruction of {ssl.mask_patch_s:g} s time patches, a {ssl.mask_ratio:g} "
+        f"share hidden {hidden}{target}"
     )
 
 
