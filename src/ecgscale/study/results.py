@@ -34,6 +34,7 @@ RUN_COLUMNS: dict[str, str] = {
     "data_size": "INTEGER NOT NULL",
     "seed": "INTEGER NOT NULL",
     "lr": "REAL",
+    "precision": "TEXT",
     "status": "TEXT NOT NULL",
     "error": "TEXT",
     "wall_s": "REAL",
@@ -252,6 +253,7 @@ def write_scratch(con: sqlite3.Connection, row: dict) -> None:
 def create_table(
     con: sqlite3.Connection, table: str, columns: dict[str, str], key: str = ""
 ) -> None:
+    """Create ``table`` if it is missing, and add the columns an older file lacks."""
     cols = ", ".join(f"{k} {v}" for k, v in columns.items())
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {table} ({cols}{f', PRIMARY KEY ({key})' if key else ''})"
@@ -259,7 +261,11 @@ def create_table(
     have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
     for name, kind in columns.items():  # a column added since the file was made: NULL there
         if name not in have:
-            con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            try:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as err:  # another process added it a moment ago
+                if "duplicate column" not in str(err):
+                    raise
 
 
 def _insert(con: sqlite3.Connection, table: str, columns: dict[str, str], row: dict) -> None:

@@ -332,6 +332,7 @@ def _pretrain(
     objective.settle(store.read, train_rows)
     objective.cpu()
     summary = {
+        "precision": result.precision,
         "steps": result.steps,
         "best_step": result.best_step,
         "stopped": result.stopped,

@@ -173,10 +173,10 @@ class TrainSpec(_Strict):
     patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
     val_records: int = Field(512, ge=1)
     checkpoint_every: int = Field(100, ge=0, description="steps between checkpoints (0: none)")
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Literal["fp32", "bf16", "auto"] = Field(
         "fp32",
-        description="bf16: autocast the forward pass (on this CPU it helps ResNets from ~500K "
-        "parameters and slows tiny Transformers; on GPUs it is the usual choice)",
+        description="bf16: autocast the forward pass (the usual choice on GPUs); auto: bf16 "
+        "where the device has it natively (GPUs, CPUs with AVX-512 BF16 or AMX), else fp32",
     )
     compile: bool = Field(False, description="torch.compile the loss (slow to start on CPUs)")
     micro_batch: int | None = Field(

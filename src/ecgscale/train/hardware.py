@@ -31,3 +31,14 @@ def cpu_summary() -> str:
 def native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (otherwise it emulates it, very slowly)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"bf16"`` or ``"fp32"``: ``precision`` as given, or for ``"auto"`` bf16 where the
+    device computes it natively (a CUDA GPU that supports it, a CPU with AVX-512 BF16 or AMX)
+    and fp32 elsewhere (an AVX2 CPU would emulate bf16, far slower than fp32)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and native_bf16() else "fp32"

@@ -43,6 +43,7 @@ import torch
 from ecgscale.objectives import Objective
 from ecgscale.study.spec import TrainSpec
 from ecgscale.train import checkpoint, distributed
+from ecgscale.train.hardware import resolve_precision
 from ecgscale.train.metrics import TrainLog
 from ecgscale.train.schedule import warmup_cosine
 
@@ -65,6 +66,8 @@ class TrainResult:
     """The training loss of every step (the whole batch's)."""
     resumed_from: int = 0
     """The checkpoint's step this process started from (0: from scratch)."""
+    precision: str = "fp32"
+    """What the forward passes ran in (``auto`` resolved for the device)."""
 
 
 def seeded(seed: int, *key: int) -> torch.Generator:
@@ -262,6 +265,7 @@ def pretrain(
     Under ``torchrun`` (process group initialised) every process calls this alike."""
     t0 = time.perf_counter()
     dev = next(objective.parameters()).device
+    cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, dev)})
     order = BatchOrder(len(train_rows), cfg.batch_size, seed)
     if order.batch < distributed.world_size():
         raise ValueError(f"a batch of {order.batch} records is too small for the processes")
@@ -388,4 +392,5 @@ def pretrain(
         history=p.history,
         step_losses=p.losses[: p.step].tolist(),
         resumed_from=resumed_from,
+        precision=cfg.precision,
     )
