@@ -677,11 +677,32 @@ def export_command(run, out, force) -> None:
     metavar="KEY=VALUE",
     help="Reader option, e.g. -o fs=400, -o ids=exam_id (repeatable).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where the encoder runs: auto (the GPU if there is one, else the CPU), cpu, cuda, "
+    "cuda:1, ...",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: autocast the forward pass on a GPU (on a CPU it stays fp32).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Records per forward pass (default: 64 on a CPU; on a GPU as many as half its free "
+    "memory holds, up to 4096).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
 @encoder_errors
-def embed_command(encoder_dir, recordings, out, kind, opts, batch_size, quiet) -> None:
+def embed_command(
+    encoder_dir, recordings, out, kind, opts, device, precision, batch_size, quiet
+) -> None:
     """Features of RECORDINGS (a folder or file of ECGs) from the exported encoder in DIR."""
     from ecgscale.evaluate.embed import (
         check_features_path,
@@ -698,6 +719,8 @@ def embed_command(encoder_dir, recordings, out, kind, opts, batch_size, quiet) -
         kind=kind,
         options=_options(opts),
         batch_size=batch_size,
+        device=device,
+        precision=precision,
         progress=not quiet,
     )
     rejected = frame.attrs["rejected"]

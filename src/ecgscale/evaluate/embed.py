@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ecgscale.data.harmonize import Target, harmonize
 from ecgscale.data.sources.base import Rejection, create_source
+from ecgscale.evaluate.inference import batch_size_for, device_of, pooled, resolve_device
 from ecgscale.export import EncoderError, load_encoder
 from ecgscale.models import Encoder
 
@@ -27,6 +28,9 @@ FEATURE_FORMATS = (".parquet", ".csv", ".npy")
 """Extensions :func:`write_features` writes."""
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
+
+CPU_BATCH = 64
+"""Records per forward pass on a CPU (on a GPU: as many as its free memory holds)."""
 
 
 def detect_kind(recordings: Path | str) -> str:
@@ -79,11 +83,11 @@ def input_target(encoder: Encoder) -> Target:
     return Target(fs=config["input"]["fs"], n_samples=config["input"]["n_samples"])
 
 
-@torch.inference_mode()
-def features(encoder: Encoder, signals: list[np.ndarray]) -> np.ndarray:
-    """Pooled features ``(n, dim)`` float32 of harmonised signals, as one batch."""
-    device = next(encoder.parameters()).device
-    return encoder.features(torch.from_numpy(np.stack(signals)).to(device)).float().cpu().numpy()
+def features(encoder: Encoder, signals: list[np.ndarray], precision: str = "fp32") -> np.ndarray:
+    """Pooled features ``(n, dim)`` float32 of harmonised signals, as one batch on the encoder's
+    device (bf16 autocast on a GPU under ``precision`` bf16)."""
+    x = torch.from_numpy(np.stack(signals)).to(device_of(encoder))
+    return pooled(encoder, x, precision)
 
 
 def embed(
@@ -92,24 +96,33 @@ def embed(
     *,
     kind: str | None = None,
     options: dict[str, Any] | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
     progress: bool = False,
 ) -> pd.DataFrame:
     """One row per embedded record: ``record_id``, then its features ``f0..f{dim-1}`` (float32).
 
     ``encoder_or_dir`` is an exported encoder's folder or :func:`load_encoder`'s result (put in
     eval mode); ``kind`` a source kind (default: told by :func:`detect_kind`), ``options`` its
-    reader options. Records that cannot be harmonised are left out and listed in
-    ``frame.attrs["rejected"]`` (Rejection objects: record_id, file, reason, detail);
-    EncoderError if none is left.
+    reader options. ``device`` runs the encoder there (``auto``: the GPU if there is one; None:
+    a folder's encoder on the CPU, a given encoder where it is); ``precision`` bf16 autocasts
+    on a GPU; ``batch_size`` records go through at once (default: :data:`CPU_BATCH` on a CPU,
+    as many as the GPU's free memory holds on a GPU). Records that cannot be harmonised are
+    left out and listed in ``frame.attrs["rejected"]`` (Rejection objects: record_id, file,
+    reason, detail); EncoderError if none is left.
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     encoder = encoder_or_dir
     if not isinstance(encoder, Encoder):
         encoder = load_encoder(encoder_or_dir)
+    if device is not None:
+        encoder.to(resolve_device(device))
     encoder.eval()
     target = input_target(encoder)
+    if batch_size is None:
+        batch_size = batch_size_for(encoder, target.n_samples, precision, CPU_BATCH)
     ids: list[str] = []
     batch: list[np.ndarray] = []
     rows: list[np.ndarray] = []
@@ -121,10 +134,10 @@ def embed(
         ids.append(item[0])
         batch.append(item[1])
         if len(batch) == batch_size:
-            rows.append(features(encoder, batch))
+            rows.append(features(encoder, batch, precision))
             batch = []
     if batch:
-        rows.append(features(encoder, batch))
+        rows.append(features(encoder, batch, precision))
     if not ids:
         reasons = "; ".join(describe_rejections(rejected)) if rejected else "none found"
         raise EncoderError(f"{recordings}: no record could be embedded ({reasons})")

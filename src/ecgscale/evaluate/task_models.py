@@ -43,8 +43,9 @@ def train_task_model(
     callbacks: dict[str, Callable] | None = None,
 ) -> tuple[TaskModel, TrainResult]:
     """Train ``encoder`` (a copy of it with ``copy_encoder``) and a new linear head on a task;
-    returns the model at its best validation step and the training result. ``callbacks`` are
-    :func:`~ecgscale.train.pretrain`'s ``on_start`` and ``on_eval``."""
+    returns the model at its best validation step, on the training device (its predictions run
+    there too), and the training result. ``callbacks`` are :func:`~ecgscale.train.pretrain`'s
+    ``on_start`` and ``on_eval``."""
     if copy_encoder:
         encoder = copy.deepcopy(encoder)
     torch.manual_seed(seed)
@@ -61,7 +62,7 @@ def train_task_model(
         checkpoint_dir=checkpoint_dir,
         **(callbacks or {}),
     )
-    return model.cpu(), result
+    return model, result
 
 
 def train_on_task(

@@ -164,8 +164,9 @@ def execute_run(
     A run whose weights were saved by an earlier attempt (e.g. one evaluated under other
     settings, or one whose evaluation failed) is evaluated again without training. Training
     resumes from the checkpoints in ``run_dir/checkpoints`` when an earlier attempt was
-    interrupted. Under ``torchrun`` every process calls this; process 0 alone writes files
-    and evaluates, the others only train."""
+    interrupted. Evaluation runs on the training device (:func:`distributed.device`), under
+    the run's precision. Under ``torchrun`` every process calls this; process 0 alone writes
+    files and evaluates, the others only train."""
     t0 = time.perf_counter()
     row: dict = {**asdict(run), "status": "running", "error": None, "eval_tag": spec.eval_tag()}
     out = Outcome(row)
@@ -192,7 +193,8 @@ def execute_run(
         if summary is None:
             summary = _pretrain(spec, run, objective, store, roles, run_dir, hooks or Hooks())
         row.update(summary)
-        if distributed.is_main():
+        if distributed.is_main():  # on the training device (saved weights load on the CPU)
+            objective.to(distributed.device())
             result = evaluate_encoder(spec, objective, store, roles, run.seed)
             row["probe_l2"], out.evals, out.tasks = result.probe_l2, result.evals, result.tasks
             clear_checkpoints(run_dir / "checkpoints")
@@ -224,7 +226,8 @@ def _pretrain(
     run_dir: Path,
     hooks: Hooks,
 ) -> dict:
-    """Pre-train; process 0 saves the weights and ``train.json``. Returns the row's summary."""
+    """Pre-train on this process's device, where the model stays; process 0 saves the weights
+    and ``train.json``. Returns the row's summary."""
     train_rows = roles.subsets[run.data_size]
     result = pretrain(
         objective.to(distributed.device()),
@@ -238,7 +241,6 @@ def _pretrain(
         checkpoint_dir=run_dir / "checkpoints",
         **hooks.trainer_callbacks(spec.train.max_steps),
     )
-    objective.cpu()
     summary = {
         "steps": result.steps,
         "best_step": result.best_step,
