@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from submitit.core.utils import DelayedSubmission
 from tiny import TINY_DATA, TINY_EVAL, TINY_TRAIN
 
 from ecgscale.study import executors
 from ecgscale.study.cluster_ray import task_options
+from ecgscale.study.cluster_slurm import SlurmPack, _owner_file, job_script, run_slurm
+from ecgscale.study.lifecycle import Jobs, this_process
 from ecgscale.study.packing import AUTO_RUNS_PER_GPU, GpuBoard, packs, runs_per_gpu, threads_per_run
 from ecgscale.study.runner import prepare_data, train_runs
 from ecgscale.study.runs import expand, expand_scratch
@@ -148,3 +151,49 @@ def test_local_executor_packs_runs_on_a_stand_in_gpu(store, tmp_path, runs_per_g
     with sqlite3.connect(tmp_path / "results.sqlite") as con:
         owners = {row[0] for row in con.execute("SELECT owner FROM jobs")}
     assert len(owners) == 2  # two processes
+
+
+def test_slurm_array_tasks_hold_packs(store, tmp_path):
+    """``runs_per_gpu: 2`` on SLURM: two runs in one array task (through submitit's debug
+    backend here), each in a process of its own that records its claim; the task asks for the
+    CPUs of one run's GPU, not of two."""
+    executor = {
+        "kind": "slurm",
+        "gpus_per_run": 1,
+        "runs_per_gpu": 2,
+        "threads_per_worker": 2,
+        "slurm": {"backend": "debug"},
+    }
+    tree = {**SMALL, "data": {**SMALL["data"], "store": str(store)}, "executor": executor}
+    spec = parse_spec(tree)
+    two_sizes = parse_spec({**tree, "models": {"families": ["resnet"], "sizes": [20000, 40000]}})
+    script = job_script(two_sizes, tmp_path)
+    assert "#SBATCH --array=0-1%2" in script  # 4 runs, 2 to a task
+    assert "#SBATCH --cpus-per-task=2" in script and "#SBATCH --gpus-per-node=1" in script
+    prepare_data(spec, tmp_path, progress=False)
+    results = list(run_slurm(spec, expand(spec), store, tmp_path, set()))
+    assert sorted(r.status for r in results) == ["done", "done"]
+    jobs = Jobs(tmp_path / "results.sqlite").table()
+    owners = set(jobs["owner"])
+    assert len(owners) == 2 and this_process() not in owners  # two processes of the task
+    recorded = {_owner_file(tmp_path, j).read_text() for j in jobs["job_id"]}
+    assert recorded == owners
+
+
+def test_a_pre_empted_pack_gives_back_its_claims(store, tmp_path):
+    executor = {"kind": "slurm", "gpus_per_run": 1, "runs_per_gpu": 2}
+    spec = parse_spec({**SMALL, "executor": executor})
+    runs = expand(spec)
+    jobs = Jobs(tmp_path / "results.sqlite")
+    for i, run in enumerate(runs):  # held by the pack's two processes, on a compute node
+        owner = f"node7:{4242 + i}:1700000000000"
+        jobs.claim(run.run_id, "run", owner=owner)
+        _owner_file(tmp_path, run.run_id).write_text(owner)
+    pack = SlurmPack(spec, runs, store, tmp_path, set())
+    requeue = pack.checkpoint()
+    assert isinstance(requeue, DelayedSubmission) and requeue.function is pack
+    assert set(jobs.table()["state"]) == {"pending"}
+    released = jobs.events().query("event == 'released'")
+    assert set(released["detail"]) == {"pre-empted or timed out; requeued"} and len(released) == 2
+    requeue.dump(tmp_path / "requeue.pkl")
+    assert DelayedSubmission.load(tmp_path / "requeue.pkl").function._released is False

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -80,7 +81,7 @@ def run_local(
     ex = spec.executor
     gpus = local_gpus(ex)
     if ex.gpus_per_run and gpus:
-        yield from run_local_gpus(spec, jobs, store_dir, study_dir, redo, gpus)
+        yield from run_local_gpus(spec, jobs, store_dir, study_dir, redo, gpus, at_once=ex.workers)
         return
     workers = min(len(jobs), ex.workers or default_workers(ex.threads_per_worker))
     if workers <= 1:
@@ -123,14 +124,17 @@ def run_local_gpus(
     study_dir: Path,
     redo: set[str],
     gpus: int,
+    *,
+    at_once: int | None = None,
     on_claim: Callable[[Claim], None] | None = None,
 ) -> Iterator[JobResult]:
     """Run ``jobs`` on ``gpus`` GPUs, each in a fresh process whose ``CUDA_VISIBLE_DEVICES``
     names the GPUs placed for it (:class:`GpuBoard`; ``runs_per_gpu`` jobs to a GPU, splitting
-    its ``threads_per_worker``), in the order given where they fit, at most ``executor.workers``
-    at once. A process that dies comes back as ``lost``; if the caller stops early, the
-    processes still running are ended (their jobs are taken over by the next claim and resume
-    from their checkpoints). ``on_claim`` (picklable) is :func:`run_job`'s, in each process."""
+    its ``threads_per_worker``), in the order given where they fit, at most ``at_once`` at a
+    time (None: no limit). A process that dies comes back as ``lost``; if the caller stops
+    early, the processes still running are ended (their jobs are taken over by the next claim
+    and resume from their checkpoints). ``on_claim`` (picklable) is :func:`run_job`'s, in each
+    process."""
     ex = spec.executor
     if ex.gpus_per_run > gpus:
         raise ValueError(f"executor.gpus_per_run={ex.gpus_per_run}: this machine has {gpus} GPU(s)")
@@ -139,7 +143,7 @@ def run_local_gpus(
     try:
         while queue or running:
             for job in list(queue):
-                if ex.workers is not None and len(running) >= ex.workers:
+                if at_once is not None and len(running) >= at_once:
                     break
                 k = runs_per_gpu(spec, job)
                 placed = board.place(ex.gpus_per_run, Fraction(1, k))
@@ -193,7 +197,10 @@ class JobProcess:
 
 
 def _job_process(send, devices: str, threads: int, parent: int, *args) -> None:
-    """The body of a :class:`JobProcess`."""
+    """The body of a :class:`JobProcess`. SLURM's USR2 (time-out, pre-emption) is for the
+    process that started it, which gives the job back and requeues its task."""
+    if hasattr(signal, "SIGUSR2"):
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     _init_gpu_worker(devices, threads, parent)
     study_dir, store_dir, job, redo, spec, on_claim = args
     result = run_job(study_dir, store_dir, job, redo=redo, spec=spec, on_claim=on_claim)
