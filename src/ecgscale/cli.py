@@ -128,8 +128,9 @@ def study_run(spec, overrides, out, retry_failed, quiet) -> None:
 @click.option(
     "--slots",
     type=click.IntRange(min=1),
-    help="Jobs that run at once (default: the executor's workers, cores / threads_per_worker, "
-    "or slurm.array_parallelism; ray: 1).",
+    help="Jobs (groups sharing a GPU, with executor.runs_per_gpu) that run at once (default: "
+    "the executor's workers, GPUs or cores / threads_per_worker, or slurm.array_parallelism; "
+    "ray: 1).",
 )
 @click.option(
     "--format",
@@ -141,8 +142,9 @@ def study_run(spec, overrides, out, retry_failed, quiet) -> None:
 )
 @friendly_errors
 def study_plan(spec, overrides, out, tflops, slots, fmt) -> None:
-    """Before anything runs: every run's size, training FLOPs and device-hours, and the
-    study's totals and wall time on its executor. Trains nothing, writes nothing."""
+    """Before anything runs: every run's size, training and evaluation FLOPs and times,
+    device-hours (packing included), and the study's totals and wall time on its executor.
+    Trains nothing, writes nothing."""
     from ecgscale.study.plan import plan_study
 
     parsed = _spec(spec, overrides)
