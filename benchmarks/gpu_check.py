@@ -28,26 +28,36 @@ printed text to ``DIR/gpu_check.txt`` when ``--out`` (default ``$OUT``) is given
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing as mp
 import os
-import platform
 import sys
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from queue import Empty
 
-import numpy as np
-import torch
 
-from ecgscale.evaluate.inference import batch_size_for
-from ecgscale.evaluate.probe import extract_features
-from ecgscale.models import build, measure
-from ecgscale.objectives import create_objective
-from ecgscale.study.packing import AUTO_RUNS_PER_GPU
-from ecgscale.train.hardware import cpu_summary
+def dry_mode(argv: list[str]) -> bool:
+    """Whether ``--dry`` or ``GPU_CHECK_DRY`` asks for the dry mode."""
+    return "--dry" in argv or os.environ.get("GPU_CHECK_DRY", "") not in ("", "0")
+
+
+if dry_mode(sys.argv):  # before torch starts OpenMP: busy-waiting threads on shared CI cores
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # made tiny steps 100x slower
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from queue import Empty  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ecgscale.evaluate.inference import batch_size_for  # noqa: E402
+from ecgscale.evaluate.probe import extract_features  # noqa: E402
+from ecgscale.models import build, measure  # noqa: E402
+from ecgscale.objectives import create_objective  # noqa: E402
+from ecgscale.study.packing import AUTO_RUNS_PER_GPU  # noqa: E402
+from ecgscale.train.hardware import cpu_summary  # noqa: E402
 
 PEAKS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100": 756.0, "A100": 312.0}
 """Nominal dense bf16 TFLOP/s by a substring of ``torch.cuda.get_device_name()`` (first
@@ -303,8 +313,9 @@ def eval_section(report: Report, sizes: Sizes, device: torch.device, seconds: fl
         f"evaluation: extract_features of the ResNet {label(sizes.eval_rung)}, "
         f"{sizes.eval_records:,} records of 12 x {sizes.input_len}"
     )
+    bf16 = "bf16" if device.type == "cuda" else "bf16 setting (fp32 on a CPU)"
     report.say(
-        f"  {device.type} bf16 (batch {batch}): {figures['device_bf16_records_per_s']:,.0f} "
+        f"  {device.type} {bf16} (batch {batch}): {figures['device_bf16_records_per_s']:,.0f} "
         f"records/s = {figures['ratio_bf16_to_cpu']:,.1f}x the CPU"
     )
     report.say(
@@ -456,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, help="nominal dense bf16 peak of the GPU")
     parser.add_argument("--seconds", type=float, help="per packing phase and CPU evaluation")
     args = parser.parse_args(argv)
-    dry = args.dry or os.environ.get("GPU_CHECK_DRY", "") not in ("", "0")
+    dry = args.dry or dry_mode([])
     sizes = DRY if dry else FULL
     seconds = args.seconds or (1.0 if dry else 20.0)
     if sizes.device == "cuda" and not torch.cuda.is_available():

@@ -15,8 +15,8 @@ import pytest
 import torch
 from tiny import TINY_DATA, TINY_EVAL, TINY_TRAIN
 
-from ecgscale.evaluate import inference
-from ecgscale.evaluate.inference import CPU_BATCH, bf16_on, device_of, fit_batch
+from ecgscale.evaluate import inference, probe
+from ecgscale.evaluate.inference import CPU_BATCH, bf16_on, device_of, fit_batch, pooled
 from ecgscale.evaluate.probe import FeatureCache, extract_features
 from ecgscale.models import build
 from ecgscale.objectives import create_objective
@@ -51,6 +51,26 @@ def test_cpu_features_are_those_of_before_in_fp32_whatever_the_precision(family)
     assert np.array_equal(extract_features(encoder, read, rows, precision="bf16"), before)
     cache = FeatureCache(encoder, read, precision="bf16")
     assert np.array_equal(cache(rows), before)
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_halved(monkeypatch):
+    """Runs sharing a GPU may leave less memory than a batch was sized for: it is halved."""
+    encoder = build("resnet", 20000, input_len=200, fs=100)
+    signals = np.random.default_rng(0).normal(size=(300, 12, 200)).astype(np.float32)
+    read = lambda rows: signals[rows]  # noqa: E731
+    rows = np.arange(300)
+    sizes = []
+
+    def short_of_memory(encoder, x, precision="fp32"):
+        sizes.append(len(x))
+        if len(x) > 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (stand-in)")
+        return pooled(encoder, x, precision)
+
+    expected = extract_features(encoder, read, rows, 64)
+    monkeypatch.setattr(probe, "pooled", short_of_memory)
+    assert np.allclose(extract_features(encoder, read, rows), expected, atol=1e-6)
+    assert sizes[:3] == [256, 128, 64] and max(sizes[3:]) == 64
 
 
 def test_precision_and_batch_follow_the_device():

@@ -3,12 +3,15 @@
 Evaluation runs where the model trained: on its GPU (bf16 autocast when the run trained in
 bf16), or on the CPU in fp32 exactly as before. A batch fills the device: on a CPU it is
 :data:`CPU_BATCH` records; on a GPU, the largest power of two (up to :data:`MAX_BATCH`) whose
-measured activation memory fits :data:`MEMORY_SHARE` of the free memory. The next batch is
-read (and pinned) in a background thread while the current one runs.
+measured activation memory fits :data:`MEMORY_SHARE` of the memory free to this process (free
+on the device, plus what its allocator caches unused), divided among the runs sharing the GPU
+(``ECGSCALE_RUNS_PER_GPU``, set by the executors for packed runs). The next batch is read
+(and pinned) in a background thread while the current one runs.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -20,6 +23,8 @@ from torch import nn
 from ecgscale.models import Encoder
 from ecgscale.objectives.base import ReadFn
 
+RUNS_PER_GPU = "ECGSCALE_RUNS_PER_GPU"
+"""Environment variable: the runs sharing this process's GPU (packing); unset means one."""
 CPU_BATCH = 256
 """Records per forward pass on a CPU (what evaluation used before it ran on GPUs)."""
 MAX_BATCH = 4096
@@ -75,8 +80,10 @@ def batch_size_for(
     device = device_of(encoder)
     if device.type != "cuda":
         return cpu_batch
-    free, _ = torch.cuda.mem_get_info(device)
-    return fit_batch(free * MEMORY_SHARE, _bytes_per_record(encoder, input_len, precision))
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device)
+    free -= torch.cuda.memory_allocated(device)
+    budget = free * MEMORY_SHARE / int(os.environ.get(RUNS_PER_GPU, "1"))
+    return fit_batch(budget, _bytes_per_record(encoder, input_len, precision))
 
 
 @torch.inference_mode()

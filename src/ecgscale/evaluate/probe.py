@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.optimize import minimize
 from scipy.special import expit
 
@@ -33,10 +34,25 @@ def extract_features(
     (bf16 autocast on a GPU under ``precision`` bf16; see :mod:`ecgscale.evaluate.inference`),
     ``batch_size`` records at a time (default: chosen from the device)."""
     encoder.eval()
-    device = device_of(encoder)
     if batch_size is None:
         batch_size = batch_size_for(encoder, read(rows[:1]).shape[-1], precision)
-    out = [pooled(encoder, x, precision) for x in batches(read, rows, batch_size, device)]
+    while (out := _features_or_none(encoder, read, rows, batch_size, precision)) is None:
+        batch_size //= 2  # the GPU ran out of memory (runs sharing it): smaller batches
+        torch.cuda.empty_cache()
+    return out
+
+
+def _features_or_none(
+    encoder: Encoder, read: ReadFn, rows: np.ndarray, batch_size: int, precision: str
+) -> np.ndarray | None:
+    """:func:`extract_features` at ``batch_size``; None if a GPU batch ran out of memory."""
+    device = device_of(encoder)
+    try:
+        out = [pooled(encoder, x, precision) for x in batches(read, rows, batch_size, device)]
+    except torch.cuda.OutOfMemoryError:
+        if batch_size == 1:
+            raise
+        return None
     return np.concatenate(out).astype(np.float64)
 
 

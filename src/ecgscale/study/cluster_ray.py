@@ -65,7 +65,13 @@ def run_ray(
     for job in jobs:
         options, threads = task_options(spec, job)
         ref = task.options(**options).remote(
-            study_dir, store_dir, job, job_id(job) in redo, spec_ref, threads
+            study_dir,
+            store_dir,
+            job,
+            job_id(job) in redo,
+            spec_ref,
+            threads,
+            runs_per_gpu(spec, job),
         )
         refs[ref] = job
     pending = list(refs)
@@ -195,11 +201,20 @@ def _result(ray, ref, job: Job, claimed: Callable[[], bool]) -> JobResult:
 
 
 def _ray_task(
-    study_dir: Path, store_dir: Path, job: Job, redo: bool, spec: StudySpec, threads: int
+    study_dir: Path,
+    store_dir: Path,
+    job: Job,
+    redo: bool,
+    spec: StudySpec,
+    threads: int,
+    runs: int,
 ) -> JobResult:
-    """One job on a Ray worker, with ``threads`` torch threads."""
+    """One job on a Ray worker, with ``threads`` torch threads, sharing its GPU with ``runs``
+    - 1 others."""
+    from ecgscale.evaluate.inference import RUNS_PER_GPU
     from ecgscale.study.executors import init_torch_threads
 
+    os.environ[RUNS_PER_GPU] = str(runs)
     init_torch_threads(threads)
     try:
         result = run_job(study_dir, store_dir, job, redo=redo, spec=spec)

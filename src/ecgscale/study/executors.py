@@ -25,6 +25,7 @@ from fractions import Fraction
 from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 
+from ecgscale.evaluate.inference import RUNS_PER_GPU
 from ecgscale.study.lifecycle import Claim
 from ecgscale.study.packing import GpuBoard, runs_per_gpu, threads_per_run
 from ecgscale.study.spec import ExecutorSpec, StudySpec
@@ -53,8 +54,9 @@ def default_workers(threads_per_worker: int) -> int:
     return max(1, (cores or 1) // threads_per_worker)
 
 
-def _init_gpu_worker(devices: str, threads: int, parent: int) -> None:
+def _init_gpu_worker(devices: str, runs: int, threads: int, parent: int) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = devices  # before this process initialises CUDA
+    os.environ[RUNS_PER_GPU] = str(runs)  # evaluation batches take their share of the GPU
     _init_worker(threads, parent)
 
 
@@ -152,7 +154,7 @@ def run_local_gpus(
                 queue.remove(job)
                 devices = ",".join(names[i] for i in placed)
                 args = (study_dir, store_dir, job, job_id(job) in redo, spec, on_claim)
-                proc = JobProcess(devices, threads_per_run(spec, k), args)
+                proc = JobProcess(devices, k, threads_per_run(spec, k), args)
                 running[proc.sentinel] = (proc, placed, Fraction(1, k))
             for sentinel in wait_for(list(running)):
                 proc, placed, share = running.pop(sentinel)
@@ -165,16 +167,17 @@ def run_local_gpus(
 
 class JobProcess:
     """One job in a fresh process (spawned, daemonic: it ends with this one), started at once:
-    ``CUDA_VISIBLE_DEVICES`` and its threads set first, then :func:`run_job`; its
+    ``CUDA_VISIBLE_DEVICES``, the runs sharing its GPU and its threads set first, then
+    :func:`run_job`; its
     :class:`JobResult` comes back through a pipe."""
 
-    def __init__(self, devices: str, threads: int, args: tuple) -> None:
+    def __init__(self, devices: str, runs: int, threads: int, args: tuple) -> None:
         ctx = mp.get_context("spawn")
         self.job_id = job_id(args[2])
         self._results, send = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
             target=_job_process,
-            args=(send, devices, threads, os.getpid(), *args),
+            args=(send, devices, runs, threads, os.getpid(), *args),
             name=f"ecgscale-{self.job_id}",
             daemon=True,
         )
@@ -196,12 +199,12 @@ class JobProcess:
         self._process.join()
 
 
-def _job_process(send, devices: str, threads: int, parent: int, *args) -> None:
+def _job_process(send, devices: str, runs: int, threads: int, parent: int, *args) -> None:
     """The body of a :class:`JobProcess`. SLURM's USR2 (time-out, pre-emption) is for the
     process that started it, which gives the job back and requeues its task."""
     if hasattr(signal, "SIGUSR2"):
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    _init_gpu_worker(devices, threads, parent)
+    _init_gpu_worker(devices, runs, threads, parent)
     study_dir, store_dir, job, redo, spec, on_claim = args
     result = run_job(study_dir, store_dir, job, redo=redo, spec=spec, on_claim=on_claim)
     send.send(result)
