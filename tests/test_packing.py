@@ -4,7 +4,10 @@ machine, where ``executor.gpus`` stands in for the GPUs (each job's process gets
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -197,3 +200,32 @@ def test_a_pre_empted_pack_gives_back_its_claims(store, tmp_path):
     assert set(released["detail"]) == {"pre-empted or timed out; requeued"} and len(released) == 2
     requeue.dump(tmp_path / "requeue.pkl")
     assert DelayedSubmission.load(tmp_path / "requeue.pkl").function._released is False
+
+
+def test_a_job_process_that_dies_is_lost_after_its_claim_and_failed_before(store, tmp_path):
+    """A job's process killed once it has claimed its job comes back ``lost`` (its run resumes
+    on another attempt); one that dies before claiming it (here: no results store can be made)
+    ``failed``, so that it is not submitted again and again."""
+    executor = {"gpus_per_run": 1, "gpus": 1, "heartbeat_s": 0.5, "stale_after_s": 5}
+    spec = parse_spec(
+        {**SMALL, "data": {**SMALL["data"], "store": str(store)}, "executor": executor}
+    )
+    prepare_data(spec, tmp_path, progress=False)
+    run = expand(spec)[0]
+    proc = executors.JobProcess("0", 1, 1, (tmp_path, store, run, False, spec, None))
+    jobs = Jobs(tmp_path / "results.sqlite")
+    deadline = time.time() + 120
+    while jobs.state(run.run_id) != "running":
+        assert time.time() < deadline, "the job was never claimed"
+        time.sleep(0.1)
+    owner = jobs.table().set_index("job_id").at[run.run_id, "owner"]
+    os.kill(int(owner.split(":")[1]), signal.SIGKILL)
+    lost = proc.result()
+    assert (lost.status, lost.retry) == ("lost", True) and "exit code -9" in lost.error
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    proc = executors.JobProcess("0", 1, 1, (blocked / "study", store, run, False, spec, None))
+    failed = proc.result()
+    assert (failed.status, failed.retry) == ("failed", False)
+    assert failed.error.endswith("before it claimed its job")

@@ -165,11 +165,15 @@ def run_local_gpus(
             proc.end()
 
 
+CLAIMED = "claimed"
+"""What a :class:`JobProcess` says once it has claimed its job."""
+
+
 class JobProcess:
     """One job in a fresh process (spawned, daemonic: it ends with this one), started at once:
     ``CUDA_VISIBLE_DEVICES``, the runs sharing its GPU and its threads set first, then
-    :func:`run_job`; its
-    :class:`JobResult` comes back through a pipe."""
+    :func:`run_job`; that it claimed its job, then its :class:`JobResult`, come back through a
+    pipe."""
 
     def __init__(self, devices: str, runs: int, threads: int, args: tuple) -> None:
         ctx = mp.get_context("spawn")
@@ -186,12 +190,22 @@ class JobProcess:
         self.sentinel = self._process.sentinel
 
     def result(self) -> JobResult:
-        """The job's result once the process has ended (``lost`` if it died without one)."""
+        """The job's result once the process has ended: ``lost`` (worth another attempt) if it
+        died after claiming its job, ``failed`` if before (it would again)."""
         self._process.join()
-        if self._results.poll():
-            return self._results.recv()
-        code = self._process.exitcode
-        return JobResult(self.job_id, "lost", f"its process died (exit code {code})", retry=True)
+        messages = []
+        try:
+            while self._results.poll():
+                messages.append(self._results.recv())
+        except EOFError:  # nothing more: the process is gone
+            pass
+        results = [m for m in messages if isinstance(m, JobResult)]
+        if results:
+            return results[0]
+        died = f"its process died (exit code {self._process.exitcode})"
+        if CLAIMED in messages:
+            return JobResult(self.job_id, "lost", died, retry=True)
+        return JobResult(self.job_id, "failed", f"{died} before it claimed its job")
 
     def end(self) -> None:
         """End the process if it still runs."""
@@ -206,5 +220,10 @@ def _job_process(send, devices: str, runs: int, threads: int, parent: int, *args
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     _init_gpu_worker(devices, runs, threads, parent)
     study_dir, store_dir, job, redo, spec, on_claim = args
-    result = run_job(study_dir, store_dir, job, redo=redo, spec=spec, on_claim=on_claim)
-    send.send(result)
+
+    def claimed(claim: Claim) -> None:
+        send.send(CLAIMED)
+        if on_claim is not None:
+            on_claim(claim)
+
+    send.send(run_job(study_dir, store_dir, job, redo=redo, spec=spec, on_claim=claimed))
