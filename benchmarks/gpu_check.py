@@ -195,7 +195,7 @@ def mfu_section(report: Report, sizes: Sizes, device: torch.device, mm: float, p
         f"{'family':<12} {'rung':>5} {'batch':>5} {'samples/s':>10} {'ms/step':>8} "
         f"{'TFLOP/s':>8} {'MFU':>6} {'of mm':>6} {'peak GB':>8}"
     )
-    rows = []
+    rows = report.figures["mfu"] = []  # what was measured stays if a later rung fails
     for family in ("resnet", "transformer"):
         for target in sizes.rungs:
             row = _mfu_row(family, target, sizes, device, mm, peak)
@@ -206,7 +206,6 @@ def mfu_section(report: Report, sizes: Sizes, device: torch.device, mm: float, p
                 f" {row['ms_per_step']:>8.1f} {row['tflops']:>8.2f} {mfu:>6} "
                 f"{row['of_mm']:>6.1%} {row['peak_memory_gb']:>8.1f}"
             )
-    report.figures["mfu"] = rows
 
 
 def _mfu_row(family, target, sizes: Sizes, device, mm: float, peak: float | None) -> dict:
@@ -483,14 +482,24 @@ def main(argv: list[str] | None = None) -> int:
     kind = "bf16" if device.type == "cuda" else "fp32"
     nominal = f"; nominal peak {peak:g} TFLOP/s" if peak else "; nominal peak unknown"
     report.say(f"baseline: {kind} torch.mm ({sizes.mm_size}^2) {mm:.3g} TFLOP/s{nominal}")
-    mfu_section(report, sizes, device, mm, peak)
-    eval_section(report, sizes, device, seconds)
-    pack_section(report, sizes, device, seconds)
+    failed = []
+    for section, run in (
+        ("mfu", lambda: mfu_section(report, sizes, device, mm, peak)),
+        ("evaluation", lambda: eval_section(report, sizes, device, seconds)),
+        ("packing", lambda: pack_section(report, sizes, device, seconds)),
+    ):
+        try:
+            run()
+        except Exception as err:  # unattended: the other sections still run and are written
+            failed.append(section)
+            report.figures.setdefault("errors", {})[section] = f"{type(err).__name__}: {err}"
+            report.say(f"{section}: FAILED: {type(err).__name__}: {err}")
     report.figures["wall_s"] = time.perf_counter() - started
     report.say("")
-    report.say(f"gpu_check done in {report.figures['wall_s']:.0f} s")
+    outcome = f"with {', '.join(failed)} failed" if failed else "done"
+    report.say(f"gpu_check {outcome} in {report.figures['wall_s']:.0f} s")
     report.write()
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

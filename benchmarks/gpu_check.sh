@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What a GPU gives ecgscale, each figure against a baseline measured in the same run: MFU of the
 # 5M/50M/200M rungs (12 x 4096 @ 400 Hz, bf16), evaluation on the GPU vs the CPU (records/s),
-# packed vs one-run-per-GPU training of the 500K rung. About 3-5 minutes on an H200 (8 at most).
+# packed vs one-run-per-GPU training of the 500K rung. Sized for 3-5 minutes on an H200 (an
+# estimate from the step times measured there: not yet run on a GPU); a section that fails is
+# reported and the others still run (exit status 1).
 #
 #   benchmarks/gpu_check.sh                 # on a machine with a CUDA GPU
 #   benchmarks/gpu_check.sh --dry           # or GPU_CHECK_DRY=1: tiny sizes on the CPU, seconds

@@ -26,6 +26,7 @@ def test_dry_run_measures_every_section(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads((tmp_path / "gpu_check.json").read_text())
     assert figures["device"]["dry"] and figures["device"]["name"] == "CPU"
+    assert "errors" not in figures and "gpu_check done in" in done.stdout
     assert figures["baseline"]["mm_tflops"] > 0
     mfu = figures["mfu"]
     assert {(r["family"], r["rung"]) for r in mfu} == {
