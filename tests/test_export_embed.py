@@ -488,6 +488,23 @@ def test_embed_outputs_agree(exported, tmp_path):
     assert np.array_equal(csv.iloc[:, 1:].to_numpy(np.float32), npy)
 
 
+def test_embed_on_a_device_under_a_precision(exported, tmp_path):
+    """``--device cpu --precision bf16`` is the fp32 CPU embedding (bf16 autocasts on GPUs);
+    a device this machine lacks is one line."""
+    path = tmp_path / "mine.h5"
+    write_hdf5(path, leads_first=True)
+    enc = exported["resnet-sl"]
+    plain = embed(enc, path)
+    on_cpu = embed(enc, path, device="cpu", precision="bf16")
+    assert np.array_equal(plain.iloc[:, 1:].to_numpy(), on_cpu.iloc[:, 1:].to_numpy())
+    small = embed(load_encoder(enc), path, device="cpu", batch_size=2)
+    assert np.allclose(plain.iloc[:, 1:].to_numpy(), small.iloc[:, 1:].to_numpy(), atol=1e-6)
+    out = tmp_path / "f.csv"
+    assert invoke("embed", enc, path, "--out", out, "--device", "cpu").exit_code == 0
+    line = one_line_error(invoke("embed", enc, path, "--out", out, "--device", "cuda:99"), 1)
+    assert "device 'cuda:99'" in line and "CUDA GPU(s) here" in line
+
+
 def test_embed_reports_a_too_short_record(shared_data, exported, tmp_path):
     folder = tmp_path / "ecgs"
     folder.mkdir()

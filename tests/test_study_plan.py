@@ -7,25 +7,35 @@ import time
 from io import StringIO
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from tiny import TINY_DEMO
 
 from ecgscale.cli import main
+from ecgscale.data.store import Store
+from ecgscale.evaluate.roles import assign_roles
 from ecgscale.models import build, measure
-from ecgscale.study.plan import GPU_TFLOPS, lpt_makespan, plan_study
+from ecgscale.study.plan import GPU_STEP_FLOOR_S, GPU_TFLOPS, lpt_makespan, pack_hours, plan_study
+from ecgscale.study.runner import prepare_data
 from ecgscale.study.runs import expand, expand_scratch
 from ecgscale.study.spec import load_spec
 
+STUDIES = Path(__file__).resolve().parents[1] / "configs" / "studies"
 LADDER_200M = "models.sizes=[20000,200000,2000000,20000000,200000000]"
 
 
-def _flops_per_sample(family: str, target: int, spec) -> int:
+def _stats(family: str, target: int, spec):
     with torch.device("meta"):
         encoder = build(family, target, input_len=spec.data.n_samples, fs=spec.data.fs)
-    return measure(encoder, spec.data.n_samples).flops_per_sample
+    return measure(encoder, spec.data.n_samples)
+
+
+def _flops_per_sample(family: str, target: int, spec) -> int:
+    return _stats(family, target, spec).flops_per_sample
 
 
 def test_demo_plan_lists_the_grid_with_flops_by_hand():
@@ -39,9 +49,18 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
 
     run_id = "resnet-ssl-n200k-d500-s0-" + spec.fingerprint("data", "train", "ssl")
     run = runs.set_index("job_id").loc[run_id]
-    by_hand = _flops_per_sample("resnet", 200_000, spec) * 64 * 200  # batch 64, 200 steps
+    stats = _stats("resnet", 200_000, spec)
+    by_hand = stats.flops_per_sample * 64 * 200  # batch 64, 200 steps
     assert run["flops"] == by_hand
-    assert run["hours"] == pytest.approx(by_hand / 1e12 / 3600)
+    assert run["train_hours"] == pytest.approx(by_hand / 1e12 / 3600)
+    # evaluation: one forward pass over each record of the run's roles (probe set, probe
+    # validation, ID test, the three OOD sites, both tasks' sets), estimated without a store
+    # (demo.yaml: the tasks' largest D_F is their from-scratch ladder's, 4 x 200)
+    records = 800 + 280 + 1000 + 3 * 800 + 2 * (800 + 150 + 300)
+    assert run["eval_records"] == plan.eval_records.per_run == records
+    assert not plan.eval_records.exact
+    assert run["eval_flops"] == stats.forward_flops_per_sample * run["eval_records"]
+    assert run["hours"] == pytest.approx(run["train_hours"] + run["eval_flops"] / 1e12 / 3600)
     assert run["n_params"] == 201_815  # the ladder's 200K ResNet at 100 Hz x 1000
 
     # From-scratch models train with spec.scratch_train (150 steps), at most D_F records a step.
@@ -135,7 +154,8 @@ def test_cpu_rate_is_calibrated_on_finished_runs(tmp_path):
     )
     plan = plan_study(spec, tmp_path / "s")
     assert plan.throughput.source == "calibrated"
-    assert plan.throughput.flops_per_s == pytest.approx((6.4e10 + 3.2e10) / 20)
+    evaluated = plan.jobs.set_index("job_id").loc[[first.run_id, second.run_id], "eval_flops"]
+    assert plan.throughput.flops_per_s == pytest.approx((6.4e10 + 3.2e10 + evaluated.sum()) / 20)
     assert "calibrated on the 2 finished run(s)" in plan.format()
     status = plan.jobs.set_index("job_id")["status"]
     assert status[first.run_id] == "done" and (status == "done").sum() == 2
@@ -211,3 +231,75 @@ def test_study_help_lists_subcommands():
     result = CliRunner().invoke(main, ["study", "--help"])
     assert result.exit_code == 0
     assert "run (default)" in result.output and "plan" in result.output
+
+
+def test_evaluation_records_are_counted_in_the_store(tmp_path):
+    """With the study's store the records are counted: every role's rows, each once."""
+    spec = load_spec(None, TINY_DEMO)
+    prepare_data(spec, tmp_path, progress=False)
+    plan = plan_study(spec, tmp_path, tflops=1.0)
+    counted = plan.eval_records
+    roles = assign_roles(spec, Store(tmp_path / "store").meta)
+    every = [roles.probe_train, roles.probe_val, *(r for *_, r in roles.eval_sets())]
+    every += [tr.all_rows for tr in roles.tasks.values()]
+    assert counted.exact and counted.per_run == len(np.unique(np.concatenate(every)))
+    assert counted.roles["OOD sets"] == 3 * 60  # three synthetic sites of data.n_ood_records
+    assert counted.scratch == {  # a task model's test set, and its validation set's thresholds
+        name: len(tr.test) + (len(tr.val) if tr.task.kind != "regression" else 0)
+        for name, tr in roles.tasks.items()
+    }
+    assert "counted in the store" in plan.format()
+    assert not plan_study(spec, tmp_path / "elsewhere", tflops=1.0).eval_records.exact
+
+
+def test_estimates_of_real_data_use_published_sizes():
+    """code15.yaml without its store: PTB-XL and CinC 2021 at their published sizes, CinC's
+    hospitals within CinC, PTB-XL's tasks within PTB-XL, the mortality task on its own."""
+    spec = load_spec(STUDIES / "code15.yaml")
+    records = plan_study(spec).eval_records
+    assert records.roles == {
+        "probe set": 10_000,
+        "probe validation": 5_000,
+        "ID test": 20_000,
+        "OOD sets": 21_799 + 88_253,
+        "tasks": 4 * 7_500 + 5_000 + 10_000,  # code15_death: ladder to 4x its largest D_F
+    }
+    lone = load_spec(STUDIES / "code15.yaml", ["data.ood_sites=[Georgia, CPSC]"])
+    assert plan_study(lone).eval_records.roles["OOD sets"] == 10_344 + 6_877
+
+
+def test_gpu_steps_have_a_floor_and_packing_shares_the_gpu():
+    """Tiny models on GPUs take the measured least step time; four to a GPU they hold it for
+    the longest of the four (their compute fits easily), so a quarter of the GPU-hours."""
+    gpu = ["executor.kind=slurm", "executor.gpus_per_run=1"]
+    alone = plan_study(load_spec(None, gpu))
+    packed = plan_study(load_spec(None, [*gpu, "executor.runs_per_gpu=4"]))
+    jobs = alone.jobs
+    assert (jobs["train_hours"] == jobs["max_steps"] * GPU_STEP_FLOOR_S / 3600).all()
+    assert alone.totals["device_hours"] == pytest.approx(jobs["hours"].sum())
+    assert not alone.packing and alone.totals["packs"] == len(jobs)
+    t, p = packed.totals, packed.jobs
+    assert (p["runs_per_gpu"] == 4).all() and t["packs"] == len(p) // 4 == 24
+    by_pack = p.groupby("pack")["hours"].max()  # each group holds its GPU for its longest job
+    assert t["device_hours"] == pytest.approx(by_pack.sum())
+    assert t["device_hours_unpacked"] == pytest.approx(alone.totals["device_hours"])
+    assert 3.5 < t["device_hours_unpacked"] / t["device_hours"] <= 4
+    assert t["wall_hours"] <= t["wall_hours_unpacked"] == pytest.approx(alone.wall_hours)
+    assert "packing: runs_per_gpu 4: 96 jobs as 24 GPU allocations" in packed.format()
+    assert pack_hours([1.0, 2.0], [0.5, 0.5]) == 2.0 and pack_hours([1.0, 1.0], [0.9, 0.9]) == 1.8
+
+
+def test_paper_plan_shows_evaluation_and_packing():
+    result = CliRunner().invoke(main, ["study", "plan", str(STUDIES / "paper.yaml")])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "evaluation FLOPs: " in text and "190,052 records per run" in text
+    assert "estimated from the spec" in text
+    packing = next(line for line in text.splitlines() if "packing:" in line)
+    assert "runs_per_gpu auto (4 runs to a GPU up to 2M parameters, 2 up to 20M" in packing
+    assert "GPU-hours instead of" in packing
+    args = ["study", "plan", str(STUDIES / "paper.yaml"), "--format", "json"]
+    content = json.loads(CliRunner().invoke(main, args).output)
+    t = content["totals"]
+    assert t["device_hours"] < t["device_hours_unpacked"] and t["eval_device_hours"] > 0
+    assert content["eval_records"]["per_run"]["ID test"] == 50_000

@@ -135,8 +135,9 @@ def study_run(spec, overrides, out, retry_failed, quiet) -> None:
 @click.option(
     "--slots",
     type=click.IntRange(min=1),
-    help="Jobs that run at once (default: the executor's workers, cores / threads_per_worker, "
-    "or slurm.array_parallelism; ray: 1).",
+    help="Jobs (groups sharing a GPU, with executor.runs_per_gpu) that run at once (default: "
+    "the executor's workers, GPUs or cores / threads_per_worker, or slurm.array_parallelism; "
+    "ray: 1).",
 )
 @click.option(
     "--format",
@@ -148,8 +149,9 @@ def study_run(spec, overrides, out, retry_failed, quiet) -> None:
 )
 @friendly_errors
 def study_plan(spec, overrides, out, tflops, slots, fmt) -> None:
-    """Before anything runs: every run's size, training FLOPs and device-hours, and the
-    study's totals and wall time on its executor. Trains nothing, writes nothing."""
+    """Before anything runs: every run's size, training and evaluation FLOPs and times,
+    device-hours (packing included), and the study's totals and wall time on its executor.
+    Trains nothing, writes nothing."""
     from ecgscale.study.plan import plan_study
 
     parsed = _spec(spec, overrides)
@@ -693,11 +695,32 @@ def export_command(run, out, license_, force) -> None:
     metavar="KEY=VALUE",
     help="Reader option, e.g. -o fs=400, -o ids=exam_id (repeatable).",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where the encoder runs: auto (the GPU if there is one, else the CPU), cpu, cuda, "
+    "cuda:1, ...",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: autocast the forward pass on a GPU (on a CPU it stays fp32).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Records per forward pass (default: 64 on a CPU; on a GPU as many as half its free "
+    "memory holds, up to 4096).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
 @encoder_errors
-def embed_command(encoder_dir, recordings, out, kind, opts, batch_size, quiet) -> None:
+def embed_command(
+    encoder_dir, recordings, out, kind, opts, device, precision, batch_size, quiet
+) -> None:
     """Features of RECORDINGS (a folder or file of ECGs) from the exported encoder in DIR."""
     from ecgscale.evaluate.embed import check_features_path, embed, ids_path, write_features
 
@@ -708,6 +731,8 @@ def embed_command(encoder_dir, recordings, out, kind, opts, batch_size, quiet) -
         kind=kind,
         options=_options(opts),
         batch_size=batch_size,
+        device=device,
+        precision=precision,
         progress=not quiet,
     )
     _report_rejected(frame.attrs["rejected"])

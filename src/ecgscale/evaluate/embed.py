@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ecgscale.data.harmonize import Target, harmonize
 from ecgscale.data.sources.base import Rejection, create_source
+from ecgscale.evaluate.inference import batch_size_for, device_of, pooled, resolve_device
 from ecgscale.export import ECGModel, EncoderError, load_encoder
 from ecgscale.models import Encoder
 
@@ -28,6 +29,9 @@ FEATURE_FORMATS = (".parquet", ".csv", ".npy")
 """Extensions :func:`write_features` writes."""
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
+
+CPU_BATCH = 64
+"""Records per forward pass on a CPU (on a GPU: as many as its free memory holds)."""
 
 
 def detect_kind(recordings: Path | str) -> str:
@@ -118,11 +122,11 @@ def none_left(recordings: Path | str, rejected: list[Rejection], what: str) -> E
     return EncoderError(f"{recordings}: no record could be {what} ({reasons})")
 
 
-@torch.inference_mode()
-def features(encoder: Encoder, signals: list[np.ndarray]) -> np.ndarray:
-    """Pooled features ``(n, dim)`` float32 of harmonised signals, as one batch."""
-    device = next(encoder.parameters()).device
-    return encoder.features(torch.from_numpy(np.stack(signals)).to(device)).float().cpu().numpy()
+def features(encoder: Encoder, signals: list[np.ndarray], precision: str = "fp32") -> np.ndarray:
+    """Pooled features ``(n, dim)`` float32 of harmonised signals, as one batch on the encoder's
+    device (bf16 autocast on a GPU under ``precision`` bf16)."""
+    x = torch.from_numpy(np.stack(signals)).to(device_of(encoder))
+    return pooled(encoder, x, precision)
 
 
 def embed(
@@ -131,22 +135,33 @@ def embed(
     *,
     kind: str | None = None,
     options: dict[str, Any] | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
     progress: bool = False,
 ) -> pd.DataFrame:
     """One row per embedded record: ``record_id``, then its features ``f0..f{dim-1}`` (float32).
 
     ``encoder_or_dir`` is an exported encoder's folder or :func:`load_encoder`'s result (put in
     eval mode); ``kind`` a source kind (default: told by :func:`detect_kind`), ``options`` its
-    reader options. Records that cannot be harmonised are left out and listed in
-    ``frame.attrs["rejected"]`` (Rejection objects: record_id, file, reason, detail);
-    EncoderError if none is left.
+    reader options. ``device`` runs the encoder there (``auto``: the GPU if there is one; None:
+    a folder's encoder on the CPU, a given encoder where it is); ``precision`` bf16 autocasts
+    on a GPU; ``batch_size`` records go through at once (default: :data:`CPU_BATCH` on a CPU,
+    as many as the GPU's free memory holds on a GPU). Records that cannot be harmonised are
+    left out and listed in ``frame.attrs["rejected"]`` (Rejection objects: record_id, file,
+    reason, detail); EncoderError if none is left.
     """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     encoder = encoder_or_dir
     if not isinstance(encoder, Encoder):
         encoder = load_encoder(encoder_or_dir)
+    if device is not None:
+        encoder.to(resolve_device(device))
     encoder.eval()
     target = input_target(encoder)
+    if batch_size is None:
+        batch_size = batch_size_for(encoder, target.n_samples, precision, CPU_BATCH)
     ids: list[str] = []
     rows: list[np.ndarray] = []
     rejected: list[Rejection] = []
@@ -155,7 +170,7 @@ def embed(
         recordings, target, rejected, batch_size=batch_size, **reader
     ):
         ids += batch_ids
-        rows.append(features(encoder, signals))
+        rows.append(features(encoder, signals, precision))
     if not ids:
         raise none_left(recordings, rejected, "embedded")
     frame = feature_frame(ids, np.concatenate(rows))

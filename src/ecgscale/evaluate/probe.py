@@ -24,27 +24,60 @@ from safetensors.numpy import save_file
 from scipy.optimize import minimize
 from scipy.special import expit
 
+from ecgscale.evaluate.inference import ReadFn, batch_size_for, batches, device_of, pooled
 from ecgscale.evaluate.metrics import best_threshold, classification_scores, regression_scores
 from ecgscale.models import Encoder
 
 
-@torch.no_grad()
-def extract_features(encoder: Encoder, read, rows: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Pooled features (n, D) of the records at ``rows``, encoder in eval mode."""
+def extract_features(
+    encoder: Encoder,
+    read: ReadFn,
+    rows: np.ndarray,
+    batch_size: int | None = None,
+    *,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """Pooled features (n, D) of the records at ``rows``, encoder in eval mode on its own device
+    (bf16 autocast on a GPU under ``precision`` bf16; see :mod:`ecgscale.evaluate.inference`),
+    ``batch_size`` records at a time (default: chosen from the device)."""
     encoder.eval()
-    out = [
-        encoder.features(torch.from_numpy(read(rows[i : i + batch_size]))).float().numpy()
-        for i in range(0, len(rows), batch_size)
-    ]
+    if batch_size is None:
+        batch_size = batch_size_for(encoder, read(rows[:1]).shape[-1], precision)
+    while (out := _features_or_none(encoder, read, rows, batch_size, precision)) is None:
+        batch_size //= 2  # the GPU ran out of memory (runs sharing it): smaller batches
+        torch.cuda.empty_cache()
+    return out
+
+
+def _features_or_none(
+    encoder: Encoder, read: ReadFn, rows: np.ndarray, batch_size: int, precision: str
+) -> np.ndarray | None:
+    """:func:`extract_features` at ``batch_size``; None if a GPU batch ran out of memory."""
+    device = device_of(encoder)
+    try:
+        out = [pooled(encoder, x, precision) for x in batches(read, rows, batch_size, device)]
+    except torch.cuda.OutOfMemoryError:
+        if batch_size == 1:
+            raise
+        return None
     return np.concatenate(out).astype(np.float64)
 
 
 class FeatureCache:
     """Pooled features of store rows, each computed once: a run's evaluation sets, probe sets
-    and task sets overlap, and the encoder's forward pass is most of an evaluation's cost."""
+    and task sets overlap, and the encoder's forward pass is most of an evaluation's cost.
+    Computed by :func:`extract_features` on the encoder's device under ``precision``."""
 
-    def __init__(self, encoder: Encoder, read) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        read: ReadFn,
+        *,
+        precision: str = "fp32",
+        batch_size: int | None = None,
+    ) -> None:
         self.encoder, self.read = encoder, read
+        self.precision, self.batch_size = precision, batch_size
         self.rows = np.empty(0, dtype=np.int64)
         self.values = np.empty((0, encoder.dim))
 
@@ -52,10 +85,12 @@ class FeatureCache:
         """Compute the features of every row of ``row_sets`` not cached yet, in one pass."""
         new = np.setdiff1d(np.concatenate([np.asarray(r, np.int64) for r in row_sets]), self.rows)
         if len(new):
+            values = extract_features(
+                self.encoder, self.read, new, self.batch_size, precision=self.precision
+            )
             rows = np.concatenate([self.rows, new])
-            values = np.concatenate([self.values, extract_features(self.encoder, self.read, new)])
             order = np.argsort(rows)
-            self.rows, self.values = rows[order], values[order]
+            self.rows, self.values = rows[order], np.concatenate([self.values, values])[order]
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         """Features (n, D) of ``rows``, in their order."""

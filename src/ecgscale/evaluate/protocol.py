@@ -17,6 +17,7 @@ import torch
 
 from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store
+from ecgscale.evaluate.inference import device_of
 from ecgscale.evaluate.metrics import classification_scores
 from ecgscale.evaluate.probe import FeatureCache, SavedProbe, score, train_probe
 from ecgscale.evaluate.roles import Roles, TaskRows, patients_of
@@ -60,8 +61,10 @@ def evaluate_encoder(
     spec: StudySpec, objective: Objective, store: Store, roles: Roles, seed: int
 ) -> Evaluation:
     """The whole protocol for one pre-trained model (its ``objective`` holds the encoder and,
-    for SL, the head): six-label rows on every set, then every unseen task at every D_F."""
-    feats = FeatureCache(objective.encoder, store.read)
+    for SL, the head): six-label rows on every set, then every unseen task at every D_F. The
+    forward passes run on the objective's device under the run's precision (``train.precision``:
+    bf16 autocast on a GPU)."""
+    feats = FeatureCache(objective.encoder, store.read, precision=spec.train.precision)
     feats.add(roles.probe_train, roles.probe_val, *(r for _, _, r in roles.eval_sets()))
     probe, evals = _six_labels(spec, objective, store, roles, feats, seed)
     if roles.tasks:
@@ -134,9 +137,9 @@ def _six_labels(
 
 @torch.no_grad()
 def _head(objective: Objective, features: np.ndarray) -> np.ndarray:
-    """An SL model's own label probabilities from its pooled features."""
-    logits = objective.head(torch.from_numpy(features).float())
-    return torch.sigmoid(logits).double().numpy()
+    """An SL model's own label probabilities from its pooled features (on the head's device)."""
+    logits = objective.head(torch.from_numpy(features).float().to(device_of(objective.head)))
+    return torch.sigmoid(logits).double().cpu().numpy()
 
 
 def _evaluate_task(

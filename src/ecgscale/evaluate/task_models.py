@@ -45,8 +45,9 @@ def train_task_model(
     log: TrainLog | None = None,
 ) -> tuple[TaskModel, TrainResult]:
     """Train ``encoder`` (a copy of it with ``copy_encoder``) and a new linear head on a task;
-    returns the model at its best validation step and the training result. ``callbacks`` are
-    :func:`~ecgscale.train.pretrain`'s ``on_start`` and ``on_eval``, ``log`` its metrics."""
+    returns the model at its best validation step, on the training device (its predictions run
+    there too), and the training result. ``callbacks`` are :func:`~ecgscale.train.pretrain`'s
+    ``on_start`` and ``on_eval``, ``log`` its metrics."""
     if copy_encoder:
         encoder = copy.deepcopy(encoder)
     torch.manual_seed(seed)
@@ -64,7 +65,7 @@ def train_task_model(
         log=log,
         **(callbacks or {}),
     )
-    return model.cpu(), result
+    return model, result
 
 
 def train_on_task(

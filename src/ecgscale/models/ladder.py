@@ -259,15 +259,18 @@ class ModelStats:
     """Training FLOPs (forward + backward) per sample, as FlopCounterMode counts them."""
     input_len: int
     """Samples per lead of the input that flops_per_sample refers to."""
+    forward_flops_per_sample: int
+    """Forward-pass FLOPs per sample (what evaluating one record costs), counted alike."""
 
 
 def measure(encoder: Encoder, input_len: int) -> ModelStats:
     """Parameter counts and training FLOPs per sample of ``encoder`` at ``input_len`` samples.
 
     FLOPs are counted by FlopCounterMode on a batch of 2 (forward, then the gradients of every
-    parameter), halved. The model runs in eval mode on meta-device stand-ins for its parameters
-    and buffers, so nothing is computed, its state (mode, BatchNorm statistics, ``.grad``, RNG)
-    is left untouched, and the count does not depend on its device. Counted: matmuls,
+    parameter), halved; the forward pass's alone too. The model runs in eval mode on
+    meta-device stand-ins for its parameters and buffers, so nothing is computed, its state
+    (mode, BatchNorm statistics, ``.grad``, RNG) is left untouched, and the count does not
+    depend on its device. Counted: matmuls,
     convolutions and attention (as the meta device's math path: two matmuls forward, four
     backward, i.e. no flash-attention recomputation); not counted: elementwise ops and norms.
     """
@@ -280,6 +283,7 @@ def measure(encoder: Encoder, input_len: int) -> ModelStats:
     try:
         with FlopCounterMode(display=False) as counter:
             tokens = torch.func.functional_call(encoder, meta, (x,))
+            forward = counter.get_total_flops()
             torch.autograd.grad(tokens.sum(), params)
     finally:
         encoder.train(was_training)
@@ -289,4 +293,5 @@ def measure(encoder: Encoder, input_len: int) -> ModelStats:
         n_params_nonembedding=n_params - sum(p.numel() for p in encoder.embedding_parameters()),
         flops_per_sample=counter.get_total_flops() // 2,
         input_len=input_len,
+        forward_flops_per_sample=forward // 2,
     )

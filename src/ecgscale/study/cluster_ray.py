@@ -4,8 +4,9 @@ The driver (``ecgscale study`` / ``ecgscale train`` with ``executor.kind: ray``)
 cluster at ``executor.address`` (default ``auto``: ``$RAY_ADDRESS`` or the cluster started on
 this machine), submits one task per job and hands back each job's
 :class:`~ecgscale.study.worker.JobResult` as its task completes. A task asks for
-``threads_per_worker`` CPUs and ``gpus_per_run`` GPUs, runs with that many torch/BLAS threads (as
-the ``local`` executor's workers do, so results equal theirs) and calls
+``threads_per_worker`` CPUs and ``gpus_per_run`` GPUs (a packed run 1/``runs_per_gpu`` of each:
+:func:`task_options`), runs with that many torch/BLAS threads (as the ``local`` executor's
+workers do, so results equal theirs) and calls
 :func:`~ecgscale.study.worker.run_job`, which claims the job, writes its result to
 ``results.sqlite`` and resumes from its checkpoint after an earlier attempt died.
 
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ecgscale.study.lifecycle import Claim, Jobs, closing, this_process
+from ecgscale.study.packing import runs_per_gpu, threads_per_run
 from ecgscale.study.spec import StudySpec
 from ecgscale.study.worker import Job, JobResult, job_id, run_job
 
@@ -53,22 +55,25 @@ def run_ray(
     connect(ex.address)
     study_dir, store_dir = Path(study_dir).resolve(), Path(store_dir).resolve()
     _warn_if_unschedulable(ray, ex.threads_per_worker, ex.gpus_per_run, ex.address)
-    task = ray.remote(_ray_task)
-    options = {
-        "num_cpus": ex.threads_per_worker,
-        "num_gpus": ex.gpus_per_run,
-        "max_retries": ex.max_attempts - 1,
-        "retry_exceptions": False,
-    }
+    # a GPU task in a fresh worker process: Ray names its GPUs in CUDA_VISIBLE_DEVICES, which
+    # a worker that has initialised CUDA for an earlier task would not see (0: reuse workers)
+    task = ray.remote(max_calls=1 if ex.gpus_per_run else 0)(_ray_task)
     table = Jobs(study_dir / "results.sqlite", stale_after_s=ex.stale_after_s)
     before = table.attempts()
     spec_ref = ray.put(spec)
-    refs = {
-        task.options(**options, name=f"ecgscale:{job_id(job)}").remote(
-            study_dir, store_dir, job, job_id(job) in redo, spec_ref
-        ): job
-        for job in jobs
-    }
+    refs = {}
+    for job in jobs:
+        options, threads = task_options(spec, job)
+        ref = task.options(**options).remote(
+            study_dir,
+            store_dir,
+            job,
+            job_id(job) in redo,
+            spec_ref,
+            threads,
+            runs_per_gpu(spec, job),
+        )
+        refs[ref] = job
     pending = list(refs)
     try:
         while pending:
@@ -84,6 +89,21 @@ def run_ray(
         for ref in pending:
             with contextlib.suppress(Exception):  # Ray ends them with the driver anyway
                 ray.cancel(ref)
+
+
+def task_options(spec: StudySpec, job: Job) -> tuple[dict, int]:
+    """Ray options of ``job``'s task and its torch threads: ``threads_per_worker`` CPUs and
+    ``gpus_per_run`` GPUs, or 1/k of each for runs packed k to a GPU (fractional GPUs: Ray puts
+    k such tasks on one GPU; see :mod:`ecgscale.study.packing`)."""
+    ex, k = spec.executor, runs_per_gpu(spec, job)
+    options = {
+        "num_cpus": ex.threads_per_worker / k,
+        "num_gpus": ex.gpus_per_run / k,
+        "max_retries": ex.max_attempts - 1,
+        "retry_exceptions": False,
+        "name": f"ecgscale:{job_id(job)}",
+    }
+    return options, threads_per_run(spec, k)
 
 
 def connect(address: str | None) -> None:
@@ -180,11 +200,22 @@ def _result(ray, ref, job: Job, claimed: Callable[[], bool]) -> JobResult:
         return JobResult(job_id(job), "failed", reason)
 
 
-def _ray_task(study_dir: Path, store_dir: Path, job: Job, redo: bool, spec: StudySpec) -> JobResult:
-    """One job on a Ray worker."""
+def _ray_task(
+    study_dir: Path,
+    store_dir: Path,
+    job: Job,
+    redo: bool,
+    spec: StudySpec,
+    threads: int,
+    runs: int,
+) -> JobResult:
+    """One job on a Ray worker, with ``threads`` torch threads, sharing its GPU with ``runs``
+    - 1 others."""
+    from ecgscale.evaluate.inference import RUNS_PER_GPU
     from ecgscale.study.executors import init_torch_threads
 
-    init_torch_threads(spec.executor.threads_per_worker)
+    os.environ[RUNS_PER_GPU] = str(runs)
+    init_torch_threads(threads)
     try:
         result = run_job(study_dir, store_dir, job, redo=redo, spec=spec)
         if result.status == "skipped" and _wait_for_dead_node_owner(study_dir, spec, job):

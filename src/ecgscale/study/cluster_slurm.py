@@ -26,6 +26,12 @@ Under this executor ``results.sqlite`` uses a rollback journal (``executor.journ
 default ``delete`` here): SQLite's WAL mode does not work for processes on different hosts
 sharing the file (its shared-memory index is per host).
 
+Packing (``executor.runs_per_gpu``, see :mod:`ecgscale.study.packing`): jobs that share a GPU go
+k to an array task (:class:`SlurmPack`), which asks for the same one GPU and
+``threads_per_worker`` CPUs as any other and runs its jobs side by side, each in a process of
+its own with its share of the CPUs; on pre-emption or time-out it gives back the claims its
+processes hold and is requeued like a single job's task.
+
 ``slurm.backend`` picks submitit's executor: ``slurm`` (``sbatch``), ``local`` (a process per
 task on this machine, through the same pickles, signals and requeues) or ``debug`` (each task
 in the driver's process), so the same spec runs on a laptop and in tests.
@@ -33,6 +39,7 @@ in the driver's process), so the same spec runs on a laptop and in tests.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 import time
@@ -44,8 +51,9 @@ import submitit
 from submitit.core.utils import DelayedSubmission
 from submitit.slurm.slurm import SlurmExecutor
 
-from ecgscale.study.executors import default_workers, init_torch_threads
+from ecgscale.study.executors import default_workers, init_torch_threads, run_local_gpus
 from ecgscale.study.lifecycle import Claim, Jobs, closing, this_process
+from ecgscale.study.packing import packs
 from ecgscale.study.runs import expand, expand_scratch
 from ecgscale.study.spec import StudySpec
 from ecgscale.study.worker import Job, JobResult, job_id, run_job
@@ -98,6 +106,10 @@ class SlurmTask(submitit.helpers.Checkpointable):
             )
         return result
 
+    @property
+    def jobs(self) -> list[Job]:
+        return [self.job]
+
     def _claimed(self, claim: Claim) -> None:
         self._claim = claim
 
@@ -118,6 +130,71 @@ class SlurmTask(submitit.helpers.Checkpointable):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _claim=None, _released=False)
+
+
+class SlurmPack(submitit.helpers.Checkpointable):
+    """Jobs that share one GPU (:func:`~ecgscale.study.packing.packs`) as one array task: run
+    side by side on its GPU by :func:`~ecgscale.study.executors.run_local_gpus`, each in a
+    process of its own, which records its claim's owner in the job's owner file. Returns their
+    :class:`JobResult` list. On pre-emption or time-out, :meth:`checkpoint` gives back the
+    claims those processes hold and requeues the task (the processes end with it)."""
+
+    def __init__(
+        self, spec: StudySpec, jobs: list[Job], store_dir: Path, study_dir: Path, redo: set[str]
+    ) -> None:
+        self.spec, self.jobs, self.redo = spec, list(jobs), set(redo)
+        self.store_dir, self.study_dir = Path(store_dir), Path(study_dir)
+        self._released = False
+
+    def __call__(self) -> list[JobResult]:
+        self._released = False
+        self._release_held("its task was requeued")  # processes of an earlier start are gone
+        results = list(
+            run_local_gpus(
+                self.spec,
+                self.jobs,
+                self.store_dir,
+                self.study_dir,
+                self.redo,
+                1,
+                on_claim=functools.partial(_record_owner, self.study_dir),
+            )
+        )
+        if self._released:  # told to stop, not requeued
+            return [
+                r
+                if r.status == "done"
+                else JobResult(
+                    r.job_id, "lost", "pre-empted or timed out too often", r.attempt, True
+                )
+                for r in results
+            ]
+        return results
+
+    def _release_held(self, reason: str) -> None:
+        """Give back each job whose owner file names a process that still holds it."""
+        jobs = Jobs(self.study_dir / "results.sqlite")
+        for job in self.jobs:
+            owner = _owner_file(self.study_dir, job_id(job))
+            if owner.exists():
+                _release_if_held(jobs, job_id(job), owner.read_text(), reason)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
+        """Give the jobs' claims back (pending again) and requeue this task."""
+        self._release_held("pre-empted or timed out; requeued")
+        self._released = True
+        return DelayedSubmission(self, *args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_released"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _released=False)
+
+
+def _record_owner(study_dir: Path, claim: Claim) -> None:
+    """Write the owner of ``claim`` into its job's owner file (``run_job``'s ``on_claim``)."""
+    _owner_file(study_dir, claim.job_id).write_text(claim.owner)
 
 
 def _owner_file(study_dir: Path, job_id_: str) -> Path:
@@ -171,10 +248,10 @@ class _ScriptOnly(SlurmExecutor):
 
 
 def job_script(spec: StudySpec, study_dir: Path, n_tasks: int | None = None) -> str:
-    """The sbatch script the slurm executor submits for an array of ``n_tasks`` jobs (default:
-    every job of the spec's grid), rendered by submitit without submitting anything."""
+    """The sbatch script the slurm executor submits for an array of ``n_tasks`` tasks (default:
+    every job of the spec's grid, packed), rendered by submitit without submitting anything."""
     if n_tasks is None:
-        n_tasks = len(expand(spec)) + len(expand_scratch(spec))
+        n_tasks = len(packs(spec, expand(spec) + expand_scratch(spec)))
     folder = Path(study_dir).absolute() / "slurm"
     executor = _ScriptOnly(folder, max_num_timeout=spec.executor.slurm.max_requeues)
     executor.update_parameters(**_slurm_parameters(spec))
@@ -219,9 +296,10 @@ def make_executor(spec: StudySpec, study_dir: Path) -> submitit.Executor:
 def run_slurm(
     spec: StudySpec, jobs: list[Job], store_dir: Path, study_dir: Path, redo: set[str]
 ) -> Iterator[JobResult]:
-    """Run ``jobs`` as one SLURM job array (through submitit; ``executor.slurm``) and yield
-    each task's result as it finishes. With ``backend: local`` the tasks are processes of
-    this machine, submitted as slots free up; with ``debug`` they run here, one by one."""
+    """Run ``jobs`` as one SLURM job array (through submitit; ``executor.slurm``; jobs that
+    share a GPU k to a task) and yield each job's result as its task finishes. With ``backend:
+    local`` the tasks are processes of this machine, submitted as slots free up; with
+    ``debug`` they run here, one by one."""
     if not jobs:
         return
     study_dir = Path(study_dir).absolute()
@@ -230,7 +308,12 @@ def run_slurm(
     store = Jobs(study_dir / "results.sqlite", stale_after_s=spec.executor.stale_after_s)
     for job in jobs:
         _owner_file(study_dir, job_id(job)).unlink(missing_ok=True)
-    tasks = [SlurmTask(spec, job, store_dir, study_dir, job_id(job) in redo) for job in jobs]
+    tasks = [
+        SlurmTask(spec, pack[0], store_dir, study_dir, job_id(pack[0]) in redo)
+        if len(pack) == 1
+        else SlurmPack(spec, pack, store_dir, study_dir, redo & {job_id(j) for j in pack})
+        for pack in packs(spec, jobs)
+    ]
     if backend == "local":
         window = min(
             spec.executor.slurm.array_parallelism,
@@ -259,7 +342,7 @@ def run_slurm(
             still = []
             for task, sjob in running:
                 if backend == "debug" or sjob.done():  # a debug job runs when asked
-                    yield _result(task, sjob, store)
+                    yield from _results(task, sjob, store)
                 else:
                     still.append((task, sjob))
             running = still
@@ -278,24 +361,29 @@ def run_slurm(
             )
 
 
-def _result(task: SlurmTask, sjob: submitit.Job, store: Jobs) -> JobResult:
-    """The task's JobResult, or ``lost`` (to submit again) when it failed at the SLURM level;
-    then the job's claim, if the dead task still holds it, is given back."""
-    jid = job_id(task.job)
+def _results(task: SlurmTask | SlurmPack, sjob: submitit.Job, store: Jobs) -> list[JobResult]:
+    """The JobResult of each of the task's jobs, or ``lost`` (to submit again) when the task
+    failed at the SLURM level; then each job's claim, if the dead task still holds it, is
+    given back."""
     try:
         error = sjob.exception()  # a debug job runs here
         if error is None:
             result = sjob.result()
-            if isinstance(result, JobResult):
-                return result
-            error = TypeError(f"task returned {type(result).__name__}, not a JobResult")
+            results = result if isinstance(result, list) else [result]
+            if all(isinstance(r, JobResult) for r in results):
+                return results
+            error = TypeError(f"task returned {type(result).__name__}, not JobResults")
     except Exception as err:
         error = err
     reason = f"SLURM task {sjob.job_id} failed: {_one_line(error)}"
-    owner = _owner_file(task.study_dir, jid)
-    if owner.exists():
-        _release_if_held(store, jid, owner.read_text(), reason)
-    return JobResult(jid, "lost", reason, retry=True)
+    out = []
+    for job in task.jobs:
+        jid = job_id(job)
+        owner = _owner_file(task.study_dir, jid)
+        if owner.exists():
+            _release_if_held(store, jid, owner.read_text(), reason)
+        out.append(JobResult(jid, "lost", reason, retry=True))
+    return out
 
 
 def _release_if_held(jobs: Jobs, jid: str, owner: str, reason: str) -> None:
@@ -330,4 +418,4 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0]}"
 
 
-__all__ = ["SlurmError", "SlurmTask", "job_script", "make_executor", "run_slurm"]
+__all__ = ["SlurmError", "SlurmPack", "SlurmTask", "job_script", "make_executor", "run_slurm"]

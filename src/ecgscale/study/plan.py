@@ -1,26 +1,37 @@
-"""What a study will cost, before anything runs: its grid, training FLOPs, device-hours, wall time.
+"""What a study will cost, before anything runs: its grid, FLOPs, device-hours, wall time.
 
 :func:`plan_study` lists every job of a spec (the pre-training runs of
 :func:`~ecgscale.study.runs.expand` and the from-scratch task models of
-:func:`~ecgscale.study.runs.expand_scratch`) with the actual parameter count and training FLOPs
-per sample of its encoder, measured on the ``meta`` device (no memory, no compute, so a 200M
-model costs nothing to plan). A job's training FLOPs are
+:func:`~ecgscale.study.runs.expand_scratch`) with the actual parameter count and FLOPs per
+sample of its encoder, measured on the ``meta`` device (no memory, no compute, so a 200M model
+costs nothing to plan). A job's training FLOPs are
 
     flops_per_sample x min(batch_size, D) x max_steps
 
 with the pre-training settings (``train``) for runs and ``spec.scratch_train`` (``train`` with
 ``transfer.train``'s overrides) for from-scratch models, D being the run's data size or the
 model's D_F (a step never takes more records than there are). It is an upper bound: early
-stopping may stop a job sooner. Not counted: the SL/SSL heads, validation, evaluation (probes,
-bootstrap), elementwise ops and norms (see :func:`~ecgscale.models.ladder.measure`).
+stopping may stop a job sooner. Its evaluation FLOPs are the forward FLOPs per sample times the
+records it evaluates (:mod:`ecgscale.study.eval_records`: a run's probe set, probe validation,
+ID test, OOD and task sets, each record once; a from-scratch model's task validation and test
+sets), counted in the study's store when there is one, else estimated from the spec. Not
+counted: the SL/SSL heads, validation during training, the probes' fits and bootstrap (on the
+CPU), elementwise ops and norms (see :func:`~ecgscale.models.ladder.measure`).
 
 Times divide FLOPs by one sustained rate per job, in order of precedence: ``tflops`` (given);
 for CPU runs, the rate of the finished runs in the study folder's ``results.sqlite`` (their
-FLOPs over their wall time, evaluation included); for GPU runs (``executor.gpus_per_run`` > 0)
-:data:`GPU_TFLOPS` per GPU; else a brief ``torch.mm`` benchmark of this machine with
-``executor.threads_per_worker`` threads times :data:`CPU_EFFICIENCY`. The wall time spreads the
-jobs not yet done over the executor's slots, longest first (LPT), each to the slot that frees
-first.
+training and evaluation FLOPs over their wall time); for GPU runs (``executor.gpus_per_run`` >
+0) :data:`GPU_TFLOPS` per GPU; else a brief ``torch.mm`` benchmark of this machine with
+``executor.threads_per_worker`` threads times :data:`CPU_EFFICIENCY`. On GPUs a training step
+takes at least :data:`GPU_STEP_FLOOR_S`, whatever its FLOPs: what small models cost.
+
+Packing (``executor.runs_per_gpu``, :mod:`ecgscale.study.packing`): jobs that share a GPU are
+grouped as the executors group them (:func:`~ecgscale.study.packing.packs`); a group holds its
+GPU for :func:`pack_hours`, each job keeping its own speed while the GPU has compute to spare,
+and each job's device-hours are its share of its group's. The wall time spreads the groups
+(single jobs without packing) of the jobs not yet done over the executor's slots, longest
+first (LPT), each to the slot that frees first; GPU-hours and wall time without packing are
+given beside.
 """
 
 from __future__ import annotations
@@ -39,12 +50,22 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
-from ecgscale.models import build, measure
-from ecgscale.study.runs import expand, expand_scratch
+from ecgscale.models import ModelStats, build, measure
+from ecgscale.study.eval_records import EvalRecords, evaluation_records
+from ecgscale.study.executors import local_gpus
+from ecgscale.study.packing import AUTO_RUNS_PER_GPU, packs, runs_per_gpu
+from ecgscale.study.runs import RunSpec, ScratchSpec, expand, expand_scratch
 from ecgscale.study.spec import StudySpec
+from ecgscale.study.worker import Job
 
 GPU_TFLOPS = 0.40 * 312
 """Default sustained TFLOP/s per GPU: 40% MFU of an A100's 312 dense bf16 TFLOP/s (~125)."""
+
+GPU_STEP_FLOOR_S = 0.011
+"""Least time of a training step on a GPU, whatever its FLOPs: measured on an H200 at 12 x 4096
+samples, bf16 (``benchmarks/gpu_hours.py --measure``), the 500K rungs of both families at batch
+256 and the Transformer 5M rung at batch 512 took 10-12 ms a step (kernel launches), at 0.3-5%
+MFU."""
 
 CPU_EFFICIENCY = 0.35
 """Share of a ``torch.mm`` benchmark's FLOP rate that CPU training sustains: ResNets reach
@@ -69,23 +90,31 @@ COLUMNS = [
     "max_steps",
     "flops_per_sample",
     "flops",
+    "eval_records",
+    "eval_flops",
+    "train_hours",
+    "eval_hours",
     "hours",
+    "runs_per_gpu",
+    "pack",
     "device_hours",
     "status",
 ]
 """Columns of :attr:`Plan.jobs`. ``kind``: run or scratch; ``paradigm``: sl/ssl, or scratch;
-``task``: a from-scratch model's task (empty for runs); ``data_size``: D, or D_F; ``hours``:
-the job's wall time on one slot; ``status``: from the study's results (pending without)."""
+``task``: a from-scratch model's task (empty for runs); ``data_size``: D, or D_F; ``flops``:
+training FLOPs; ``eval_records``, ``eval_flops``: what its evaluation passes forward;
+``train_hours``, ``eval_hours``, ``hours``: its time on a slot of its own; ``runs_per_gpu``:
+jobs sharing its GPU; ``pack``: the group it shares it with (numbered from 0); ``device_hours``:
+its share of its group's device time; ``status``: from the study's results (pending without)."""
 
 
 @functools.cache
-def rung_stats(family: str, target_params: int, input_len: int, fs: float) -> tuple[int, int]:
-    """(actual parameters, training FLOPs per sample) of the ladder's encoder, built on the meta
-    device (cached: a 200M model takes well under a second)."""
+def rung_stats(family: str, target_params: int, input_len: int, fs: float) -> ModelStats:
+    """Parameter counts and FLOPs per sample (training, forward) of the ladder's encoder, built
+    on the meta device (cached: a 200M model takes well under a second)."""
     with torch.device("meta"):
         encoder = build(family, target_params, input_len=input_len, fs=fs)
-    stats = measure(encoder, input_len)
-    return stats.n_params, stats.flops_per_sample
+    return measure(encoder, input_len)
 
 
 @dataclass
@@ -110,7 +139,15 @@ class Plan:
     device: str
     """``GPU`` or ``CPU core``: what the device-hours count."""
     wall_hours: float
-    """LPT schedule of the jobs not yet done over ``slots``."""
+    """LPT schedule of the jobs not yet done (their packs) over ``slots``."""
+    eval_records: EvalRecords
+    """What a run's (and a from-scratch model's) evaluation passes forward."""
+    unpacked: tuple[float, float] = (0.0, 0.0)
+    """(device-hours, wall hours) with one job per GPU, where packing groups several."""
+    packing: str = ""
+    """The packing setting in words (empty where no job shares a GPU)."""
+    step_floor_s: float = 0.0
+    """Least time of a training step assumed (:data:`GPU_STEP_FLOOR_S` on GPUs, else 0)."""
     scratch_train: tuple[int, int] = (0, 0)
     """(batch_size, max_steps) of the from-scratch models: ``spec.scratch_train``'s."""
     notes: list[str] = field(default_factory=list)
@@ -119,6 +156,8 @@ class Plan:
     def totals(self) -> dict[str, Any]:
         jobs, runs = self.jobs, self.jobs[self.jobs["kind"] == "run"]
         pending = jobs[jobs["status"] != "done"]
+        eval_share = (jobs["eval_hours"] / jobs["hours"]).fillna(0)
+        eval_device = float((jobs["device_hours"] * eval_share).sum())
         return {
             "runs": int(len(runs)),
             "scratch": int(len(jobs) - len(runs)),
@@ -129,21 +168,38 @@ class Plan:
             "params_max": int(jobs["n_params"].max()),
             "flops": float(jobs["flops"].sum()),
             "flops_runs": float(runs["flops"].sum()),
+            "eval_flops": float(jobs["eval_flops"].sum()),
+            "eval_records_per_run": self.eval_records.per_run,
+            "eval_records_exact": self.eval_records.exact,
             "device": self.device,
             "device_hours": float(jobs["device_hours"].sum()),
+            "eval_device_hours": eval_device,
+            "packs": int(jobs["pack"].nunique()),
+            "device_hours_unpacked": self.unpacked[0],
             "longest_job_hours": float(pending["hours"].max()) if len(pending) else 0.0,
             "slots": self.slots,
             "wall_hours": self.wall_hours,
+            "wall_hours_unpacked": self.unpacked[1],
             "flops_per_s_per_job": self.throughput.flops_per_s,
         }
 
     def assumptions(self) -> dict[str, str]:
+        floor = (
+            f"; a training step takes at least {self.step_floor_s * 1e3:g} ms (kernel launches, "
+            "measured on an H200)"
+            if self.step_floor_s
+            else ""
+        )
         return {
             "flops": "encoder training FLOPs per sample (forward + backward, measured on the meta "
             "device) x min(batch, D) x max_steps: an upper bound, as early stopping may stop a "
-            "job sooner; heads, validation and evaluation not counted",
-            "throughput": self.throughput.note,
+            "job sooner; heads and validation during training not counted",
+            "evaluation": "forward FLOPs per sample x the records evaluated: "
+            f"{self.eval_records.describe()}; a from-scratch model its task's validation and "
+            "test sets; the probes' fits and bootstrap (CPU) not counted",
+            "throughput": self.throughput.note + floor,
             "throughput_source": self.throughput.source,
+            "packing": self.packing or "one job per GPU (or per slot)",
             "slots": self.slots_note,
             "wall": "longest-processing-time-first over the slots, jobs not yet done only",
         }
@@ -157,6 +213,11 @@ class Plan:
                 "study": self.study,
                 "totals": self.totals,
                 "assumptions": self.assumptions(),
+                "eval_records": {
+                    "per_run": self.eval_records.roles,
+                    "scratch": self.eval_records.scratch,
+                    "exact": self.eval_records.exact,
+                },
                 "notes": self.notes,
                 "jobs": json.loads(self.jobs.to_json(orient="records")),
             }
@@ -170,19 +231,22 @@ class Plan:
         runs, scratch = jobs[jobs["kind"] == "run"], jobs[jobs["kind"] == "scratch"]
         unit = "GPU-h" if self.device == "GPU" else "core-h"
         width = max([len("run_id"), *runs["job_id"].str.len()])
+        per_gpu = self.device == "GPU"
         out = [
             f"plan of study {self.study!r}: {t['runs']} pre-training runs, {t['scratch']} "
             "from-scratch task models",
             f"{'run_id':<{width}}  {'family':<11} {'par':<3} {'target':>6} {'params':>12} "
-            f"{'D':>9} {'seed':>4} {'batch':>5} {'steps':>5} {'FLOPs':>7} {'time':>8} "
-            f"{unit:>8}{'  status' if t['jobs_done'] else ''}",
+            f"{'D':>9} {'seed':>4} {'batch':>5} {'steps':>5} {'FLOPs':>7} {'train':>8} "
+            f"{'eval':>8}{' /GPU' if per_gpu else ''} {unit:>8}"
+            f"{'  status' if t['jobs_done'] else ''}",
         ]
         for r in runs.itertuples():
             out.append(
                 f"{r.job_id:<{width}}  {r.family:<11} {r.paradigm:<3} "
                 f"{human(r.target_params):>6} {r.n_params:>12,} {r.data_size:>9,} {r.seed:>4} "
                 f"{r.batch_size:>5} {r.max_steps:>5} {human(r.flops):>7} "
-                f"{duration(r.hours):>8} {r.device_hours:>8.3g}"
+                f"{duration(r.train_hours):>8} {duration(r.eval_hours):>8}"
+                f"{f' {r.runs_per_gpu:>4}' if per_gpu else ''} {r.device_hours:>8.3g}"
                 + (f"  {r.status}" if t["jobs_done"] else "")
             )
         if len(scratch):
@@ -214,6 +278,7 @@ class Plan:
         pending = t["runs"] + t["scratch"] - t["jobs_done"]
         done = f" ({t['jobs_done']} done, {pending} to run)" if t["jobs_done"] else ""
         device = "GPU-hours" if self.device == "GPU" else "CPU core-hours"
+        train_device = t["device_hours"] - t["eval_device_hours"]
         out = [
             "totals:",
             f"  jobs: {t['runs']} runs + {t['scratch']} from-scratch = "
@@ -222,15 +287,27 @@ class Plan:
             f"(actual {t['params_min']:,}..{t['params_max']:,})",
             f"  training FLOPs: {human(t['flops'])} ({human(t['flops_runs'])} in pre-training); "
             "an upper bound: max_steps each, early stopping may stop sooner",
-            f"  device time: {amount(t['device_hours'])} {device} ("
-            f"{duration(t['device_hours'])} of one {self.device})",
-            f"  assumption: {self.throughput.note}",
+            f"  evaluation FLOPs: {human(t['eval_flops'])}: forward passes over "
+            f"{self.eval_records.describe()}",
+            f"  device time: {amount(t['device_hours'])} {device}: training "
+            f"{amount(train_device)} + evaluation {amount(t['eval_device_hours'])} "
+            f"({duration(t['device_hours'])} of one {self.device})",
+        ]
+        if self.packing:
+            out.append(
+                f"  packing: {self.packing}: {t['runs'] + t['scratch']} jobs as {t['packs']} "
+                f"GPU allocations; {amount(t['device_hours'])} GPU-hours instead of "
+                f"{amount(t['device_hours_unpacked'])} with one job per GPU, wall time "
+                f"~{duration(t['wall_hours'])} instead of ~{duration(t['wall_hours_unpacked'])}"
+            )
+        out += [
+            f"  assumption: {self.assumptions()['throughput']}",
             f"  slots: {self.slots} ({self.slots_note})",
             f"  wall time: ~{duration(t['wall_hours'])} (longest job "
             f"{duration(t['longest_job_hours'])}; longest-first over {self.slots} slot"
             f"{'s' if self.slots != 1 else ''}{', jobs not done only' if done else ''})",
         ]
-        out += [f"  note: {n}" for n in self.notes]
+        out += [f"  note: {n}" for n in [*self.notes, *self.eval_records.notes]]
         return out
 
 
@@ -282,7 +359,8 @@ def cores() -> int:
 
 
 def executor_slots(spec: StudySpec, slots: int | None) -> tuple[int, str]:
-    """Jobs that run at once on the spec's executor (``slots`` overrides), and why."""
+    """Jobs (groups of jobs sharing a GPU, with packing) that run at once on the spec's
+    executor (``slots`` overrides), and why."""
     ex = spec.executor
     if slots is not None:
         if slots < 1:
@@ -295,30 +373,33 @@ def executor_slots(spec: StudySpec, slots: int | None) -> tuple[int, str]:
     if ex.workers is not None:
         return ex.workers, "local executor: executor.workers"
     if ex.gpus_per_run > 0:
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        gpus = local_gpus(ex)
         n = max(1, gpus // ex.gpus_per_run)
         return n, f"local executor: {gpus} GPUs here / {ex.gpus_per_run} per run"
     n = max(1, cores() // ex.threads_per_worker)
     return n, f"local executor: {cores()} cores here / {ex.threads_per_worker} thread(s) per worker"
 
 
-def calibrated_rate(study_dir: Path, batch_size: int) -> tuple[float, int] | None:
+def calibrated_rate(
+    study_dir: Path, batch_size: int, eval_flops: dict[str, float]
+) -> tuple[float, int] | None:
     """(FLOP/s per run, runs) of the finished runs in ``study_dir/results.sqlite``: their
-    training FLOPs over their wall time (evaluation included); None without any."""
+    training FLOPs and evaluation FLOPs (``eval_flops`` by run id; 0 for runs not in it) over
+    their wall time; None without any."""
     path = Path(study_dir) / "results.sqlite"
     if not path.is_file():
         return None
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
             rows = con.execute(
-                "SELECT flops_per_sample, data_size, steps, wall_s FROM runs WHERE status = 'done'"
-                " AND flops_per_sample > 0 AND steps > 0 AND wall_s > 0"
+                "SELECT run_id, flops_per_sample, data_size, steps, wall_s FROM runs WHERE"
+                " status = 'done' AND flops_per_sample > 0 AND steps > 0 AND wall_s > 0"
             ).fetchall()
     except sqlite3.Error:
         return None
     if not rows:
         return None
-    flops = sum(f * min(batch_size, d) * s for f, d, s, _ in rows)
+    flops = sum(f * min(batch_size, d) * s + eval_flops.get(r, 0.0) for r, f, d, s, _ in rows)
     return flops / sum(w for *_, w in rows), len(rows)
 
 
@@ -338,9 +419,14 @@ def mm_rate(threads: int, seconds: float = 0.2, n: int = 512) -> float:
     return count * 2 * n**3 / elapsed
 
 
-def throughput(spec: StudySpec, study_dir: Path | None, tflops: float | None) -> Throughput:
-    """The sustained FLOP/s of one job, by the first of: given, calibrated, GPU default, CPU
-    benchmark."""
+def throughput(
+    spec: StudySpec,
+    study_dir: Path | None,
+    tflops: float | None,
+    eval_flops: dict[str, float] | None = None,
+) -> Throughput:
+    """The sustained FLOP/s of one job, by the first of: given, calibrated (``eval_flops``: the
+    evaluation FLOPs of each run, by id), GPU default, CPU benchmark."""
     ex = spec.executor
     if tflops is not None:
         if tflops <= 0:
@@ -354,15 +440,17 @@ def throughput(spec: StudySpec, study_dir: Path | None, tflops: float | None) ->
             f"{rate:.4g} TFLOP/s per run: 40% MFU of an A100's 312 bf16 TFLOP/s x "
             f"{ex.gpus_per_run} GPU(s) (a default; small models reach far less; --tflops X)",
         )
-    calibrated = calibrated_rate(study_dir, spec.train.batch_size) if study_dir else None
+    calibrated = (
+        calibrated_rate(study_dir, spec.train.batch_size, eval_flops or {}) if study_dir else None
+    )
     if calibrated is not None:
         rate, n = calibrated
         return Throughput(
             rate,
             "calibrated",
             f"{rate / 1e9:.3g} GFLOP/s per run, calibrated on the {n} finished run(s) in "
-            f"{Path(study_dir) / 'results.sqlite'} (training FLOPs / wall time, evaluation "
-            "included)",
+            f"{Path(study_dir) / 'results.sqlite'} (training and evaluation FLOPs / wall "
+            "time)",
         )
     threads = ex.threads_per_worker
     peak = mm_rate(threads)
@@ -394,6 +482,74 @@ def _statuses(study_dir: Path | None) -> dict[str, str]:
     return out
 
 
+def pack_hours(hours: list[float], compute_hours: list[float]) -> float:
+    """Hours a group of jobs holds its GPU: each job keeps its own time (``hours``) while the
+    GPU has compute to spare; together they take at least their summed compute time."""
+    return max(max(hours), sum(compute_hours))
+
+
+def _store_dir(spec: StudySpec, study_dir: Path | None) -> Path | None:
+    """The study's store folder (``data.store``, else ``<study>/store``); None if unknown."""
+    if spec.data.store:
+        return Path(spec.data.store)
+    return study_dir / "store" if study_dir is not None else None
+
+
+def _submission_order(jobs: list[Job]) -> list[Job]:
+    """Jobs as ``train_runs`` submits them: runs, then from-scratch models, largest first."""
+
+    def key(job: Job) -> tuple[int, str]:
+        size = job.data_size if isinstance(job, RunSpec) else job.d_f
+        return job.target_params * size, _job_id(job)
+
+    runs = [j for j in jobs if isinstance(j, RunSpec)]
+    scratch = [j for j in jobs if isinstance(j, ScratchSpec)]
+    return sorted(runs, key=key, reverse=True) + sorted(scratch, key=key, reverse=True)
+
+
+def _job_id(job: Job) -> str:
+    return job.run_id if isinstance(job, RunSpec) else job.scratch_id
+
+
+def _row(spec: StudySpec, job: Job, records: EvalRecords, status: dict[str, str]) -> dict:
+    """A job's row of sizes and FLOPs (times are added later)."""
+    run = isinstance(job, RunSpec)
+    cfg = spec.train if run else spec.scratch_train
+    stats = rung_stats(job.family, job.target_params, spec.data.n_samples, spec.data.fs)
+    d = job.data_size if run else job.d_f
+    evaluated = records.per_run if run else records.scratch[job.task]
+    return {
+        "kind": "run" if run else "scratch",
+        "job_id": _job_id(job),
+        "family": job.family,
+        "paradigm": job.paradigm if run else "scratch",
+        "task": "" if run else job.task,
+        "target_params": job.target_params,
+        "n_params": stats.n_params,
+        "data_size": d,
+        "seed": job.seed,
+        "batch_size": min(cfg.batch_size, d),
+        "max_steps": cfg.max_steps,
+        "flops_per_sample": stats.flops_per_sample,
+        "flops": float(stats.flops_per_sample) * min(cfg.batch_size, d) * cfg.max_steps,
+        "eval_records": evaluated,
+        "eval_flops": float(stats.forward_flops_per_sample) * evaluated,
+        "runs_per_gpu": runs_per_gpu(spec, job),
+        "status": status.get(_job_id(job), "pending"),
+    }
+
+
+def _packing_words(spec: StudySpec) -> str:
+    """The packing setting in words."""
+    setting = spec.executor.runs_per_gpu
+    if setting != "auto":
+        return f"runs_per_gpu {setting}"
+    (first, k), *rest = AUTO_RUNS_PER_GPU
+    rule = [f"{k} runs to a GPU up to {human(first)} parameters"]
+    rule += [f"{k} up to {human(size)}" for size, k in rest]
+    return f"runs_per_gpu auto ({', '.join(rule)}, else 1)"
+
+
 def plan_study(
     spec: StudySpec,
     study_dir: str | Path | None = None,
@@ -401,49 +557,45 @@ def plan_study(
     slots: int | None = None,
 ) -> Plan:
     """Plan ``spec``: every job's size, FLOPs and time, the totals and the wall time on its
-    executor. ``study_dir`` (if given) supplies finished runs to calibrate a CPU's rate on and
-    the jobs already done; ``tflops`` (sustained TFLOP/s per job) and ``slots`` (jobs at once)
-    override the assumptions."""
+    executor. ``study_dir`` (if given) supplies finished runs to calibrate a CPU's rate on, the
+    jobs already done and (``<study>/store``, unless ``data.store``) the store the evaluation's
+    records are counted in; ``tflops`` (sustained TFLOP/s per job) and ``slots`` (jobs, or
+    groups sharing a GPU, at once) override the assumptions."""
     study_dir = Path(study_dir) if study_dir is not None else None
-    input_len, fs = spec.data.n_samples, spec.data.fs
+    records = evaluation_records(spec, _store_dir(spec, study_dir))
     status = _statuses(study_dir)
-    rows = []
-    for kind, jobs, cfg in (
-        ("run", expand(spec), spec.train),
-        ("scratch", expand_scratch(spec), spec.scratch_train),
-    ):
-        for job in jobs:
-            n_params, per_sample = rung_stats(job.family, job.target_params, input_len, fs)
-            d = job.data_size if kind == "run" else job.d_f
-            job_id = job.run_id if kind == "run" else job.scratch_id
-            rows.append(
-                {
-                    "kind": kind,
-                    "job_id": job_id,
-                    "family": job.family,
-                    "paradigm": job.paradigm if kind == "run" else "scratch",
-                    "task": "" if kind == "run" else job.task,
-                    "target_params": job.target_params,
-                    "n_params": n_params,
-                    "data_size": d,
-                    "seed": job.seed,
-                    "batch_size": min(cfg.batch_size, d),
-                    "max_steps": cfg.max_steps,
-                    "flops_per_sample": per_sample,
-                    "flops": float(per_sample) * min(cfg.batch_size, d) * cfg.max_steps,
-                    "status": status.get(job_id, "pending"),
-                }
-            )
-    if not rows:
+    jobs = _submission_order(expand(spec) + expand_scratch(spec))
+    if not jobs:
         raise ValueError(f"study {spec.name!r} has no jobs")
-    rate = throughput(spec, study_dir, tflops)
+    frame = pd.DataFrame([_row(spec, job, records, status) for job in jobs]).set_index("job_id")
+    runs = frame[frame["kind"] == "run"]
+    rate = throughput(spec, study_dir, tflops, runs["eval_flops"].to_dict())
+    floor = GPU_STEP_FLOOR_S if spec.executor.gpus_per_run > 0 else 0.0
+    per_step = (frame["flops"] / frame["max_steps"] / rate.flops_per_s).clip(lower=floor)
+    frame["train_hours"] = frame["max_steps"] * per_step / 3600
+    frame["eval_hours"] = frame["eval_flops"] / rate.flops_per_s / 3600
+    frame["hours"] = frame["train_hours"] + frame["eval_hours"]
+    compute = (frame["flops"] + frame["eval_flops"]) / rate.flops_per_s / 3600
     per_device = spec.executor.gpus_per_run or spec.executor.threads_per_worker
-    frame = pd.DataFrame(rows)
-    frame["hours"] = frame["flops"] / rate.flops_per_s / 3600
-    frame["device_hours"] = frame["hours"] * per_device
-    frame = frame[COLUMNS]
+
+    def grouped(members: list[Job]) -> list[tuple[list[str], float]]:
+        """The packs of ``members`` with the hours each holds its device."""
+        out = []
+        for pack in packs(spec, members):
+            ids = [_job_id(j) for j in pack]
+            out.append((ids, pack_hours(frame.loc[ids, "hours"], compute[ids])))
+        return out
+
+    frame["pack"], frame["device_hours"] = 0, 0.0
+    for number, (ids, hours) in enumerate(grouped(jobs)):
+        frame.loc[ids, "pack"] = number
+        frame.loc[ids, "device_hours"] = hours * per_device / len(ids)
+    pending = [j for j in jobs if frame.at[_job_id(j), "status"] != "done"]
     n_slots, slots_note = executor_slots(spec, slots)
-    pending = frame.loc[frame["status"] != "done", "hours"].tolist()
+    wall = lpt_makespan([h for _, h in grouped(pending)], n_slots) if pending else 0.0
+    unpacked_wall = lpt_makespan(frame.loc[[_job_id(j) for j in pending], "hours"], n_slots)
+    order = [_job_id(j) for j in expand(spec) + expand_scratch(spec)]
+    frame = frame.loc[order].reset_index()[COLUMNS]
     notes = []
     if min(spec.data_sizes) < spec.train.batch_size:
         notes.append("runs whose D is below train.batch_size take D records a step")
@@ -454,7 +606,11 @@ def plan_study(
         slots=n_slots,
         slots_note=slots_note,
         device="GPU" if spec.executor.gpus_per_run > 0 else "CPU core",
-        wall_hours=lpt_makespan(pending, n_slots) if pending else 0.0,
+        wall_hours=wall,
+        eval_records=records,
+        unpacked=(float((frame["hours"] * per_device).sum()), unpacked_wall if pending else 0.0),
+        packing=_packing_words(spec) if (frame["runs_per_gpu"] > 1).any() else "",
+        step_floor_s=floor,
         scratch_train=(spec.scratch_train.batch_size, spec.scratch_train.max_steps),
         notes=notes,
     )

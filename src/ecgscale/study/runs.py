@@ -244,8 +244,9 @@ def execute_run(
     A run whose weights were saved by an earlier attempt (e.g. one evaluated under other
     settings, or one whose evaluation failed) is evaluated again without training. Training
     resumes from the checkpoints in ``run_dir/checkpoints`` when an earlier attempt was
-    interrupted. Under ``torchrun`` every process calls this; process 0 alone writes files
-    and evaluates, the others only train."""
+    interrupted. Evaluation runs on the training device (:func:`distributed.device`), under
+    the run's precision. Under ``torchrun`` every process calls this; process 0 alone writes
+    files and evaluates, the others only train."""
     t0 = time.perf_counter()
     row: dict = {**asdict(run), "status": "running", "error": None, "eval_tag": spec.eval_tag()}
     out = Outcome(row)
@@ -270,7 +271,8 @@ def execute_run(
             log = train_log(spec, run_dir, stats.flops_per_sample)
             summary = _pretrain(spec, run, objective, store, roles, run_dir, hooks or Hooks(), log)
         row.update(summary)
-        if distributed.is_main():
+        if distributed.is_main():  # on the training device (saved weights load on the CPU)
+            objective.to(distributed.device())
             result = evaluate_encoder(spec, objective, store, roles, run.seed)
             save_probe(run_dir / PROBE_FILE, result.probe)
             row["probe_l2"] = result.probe.probe.l2
@@ -313,7 +315,8 @@ def _pretrain(
     hooks: Hooks,
     log: TrainLog,
 ) -> dict:
-    """Pre-train; process 0 saves the weights and ``train.json``. Returns the row's summary."""
+    """Pre-train on this process's device, where the model stays; process 0 saves the weights
+    and ``train.json``. Returns the row's summary."""
     train_rows = roles.subsets[run.data_size]
     cfg = run_settings(spec, run)
     result = pretrain(
@@ -330,7 +333,6 @@ def _pretrain(
         **hooks.trainer_callbacks(cfg.max_steps),
     )
     objective.settle(store.read, train_rows)
-    objective.cpu()
     summary = {
         "precision": result.precision,
         "steps": result.steps,

@@ -385,8 +385,18 @@ class ExecutorSpec(_Strict):
     workers: int | None = Field(
         None, ge=1, description="local: worker processes; default: one per core"
     )
-    threads_per_worker: int = Field(1, ge=1, description="CPU threads of each run")
+    threads_per_worker: int = Field(
+        1, ge=1, description="CPU threads of each run (runs sharing a GPU split them)"
+    )
     gpus_per_run: int = Field(0, ge=0, description="GPUs of each run; more than one: torchrun")
+    runs_per_gpu: int | Literal["auto"] = Field(
+        1,
+        description="runs sharing one GPU, each in a process of its own (gpus_per_run 1 only); "
+        "auto: by the rung's size (ecgscale.study.packing.AUTO_RUNS_PER_GPU)",
+    )
+    gpus: int | None = Field(
+        None, ge=1, description="local: GPUs to run on (default: every GPU torch sees)"
+    )
     address: str | None = Field(None, description="ray: cluster address (default: auto)")
     max_attempts: int = Field(3, ge=1, description="tries of a job that fails or loses its worker")
     heartbeat_s: float = Field(30.0, gt=0, description="seconds between a running job's heartbeats")
@@ -404,6 +414,22 @@ class ExecutorSpec(_Strict):
     def journal(self) -> str:
         """The results store's journal mode for this executor."""
         return self.journal_mode or ("wal" if self.kind == "local" else "delete")
+
+    @field_validator("runs_per_gpu", mode="before")
+    @classmethod
+    def _runs_or_auto(cls, value: Any) -> Any:
+        if value != "auto" and (type(value) is not int or value < 1):
+            raise ValueError(f"{value!r}: give a number of runs (1 or more) or auto")
+        return value
+
+    @model_validator(mode="after")
+    def _packing_needs_one_gpu_per_run(self) -> ExecutorSpec:
+        if self.runs_per_gpu not in (1, "auto") and self.gpus_per_run != 1:
+            raise ValueError(
+                f"runs_per_gpu: {self.runs_per_gpu} runs share a GPU only with gpus_per_run: 1 "
+                f"(got {self.gpus_per_run})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stale_after_heartbeats(self) -> ExecutorSpec:
