@@ -120,7 +120,7 @@ def _six_labels(
             labels_of(meta, roles.probe_train),
             roles.probe_val,
             y_val,
-            spec.scratch_train,
+            spec.scratch_for(objective.encoder.family),
             seed,
             copy_encoder=True,
         )
@@ -176,7 +176,13 @@ def _evaluate_task(
         )
         if spec.eval.finetune:
             model, _ = train_on_task(
-                tr, objective.encoder, store, d_f, spec.scratch_train, seed, copy_encoder=True
+                tr,
+                objective.encoder,
+                store,
+                d_f,
+                spec.scratch_for(objective.encoder.family),
+                seed,
+                copy_encoder=True,
             )
             out.append(trained_task_row(tr, model, store, "finetune", d_f, n_boot, seed))
     return out

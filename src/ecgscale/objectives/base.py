@@ -61,28 +61,38 @@ def create_objective(
     encoder: Encoder,
     *,
     fs: float,
+    objective: str = "masked",
     mask_ratio: float = 0.5,
     mask_patch_s: float = 0.25,
     mask: str = "time",
     norm_target: bool = True,
+    crop_s: float = 5.0,
+    temperature: float = 0.1,
 ) -> Objective:
-    """The objective of a paradigm: 'sl' (multi-label BCE) or 'ssl' (masked reconstruction of
-    ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden across all leads (``mask``
-    "time") or per lead ("lead"), targets standardised per patch with ``norm_target``)."""
+    """The objective of a paradigm: 'sl' (multi-label BCE) or 'ssl', whose ``objective`` is
+    ``masked`` (reconstruction of ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden
+    across all leads (``mask`` "time") or per lead ("lead"), targets standardised per patch with
+    ``norm_target``) or ``contrastive`` (NT-Xent between two ``crop_s``-second segments of a
+    record, at ``temperature``)."""
+    from ecgscale.objectives.contrastive import Contrastive
     from ecgscale.objectives.masked import MaskedReconstruction
     from ecgscale.objectives.supervised import Supervised
 
     if paradigm == "sl":
         return Supervised(encoder)
-    if paradigm == "ssl":
-        return MaskedReconstruction(
-            encoder,
-            patch=max(1, round(mask_patch_s * fs)),
-            mask_ratio=mask_ratio,
-            mask=mask,
-            norm_target=norm_target,
-        )
-    raise ValueError(f"unknown paradigm {paradigm!r} (known: sl, ssl)")
+    if paradigm != "ssl":
+        raise ValueError(f"unknown paradigm {paradigm!r} (known: sl, ssl)")
+    if objective == "contrastive":
+        return Contrastive(encoder, crop=max(1, round(crop_s * fs)), temperature=temperature)
+    if objective != "masked":
+        raise ValueError(f"unknown SSL objective {objective!r} (known: masked, contrastive)")
+    return MaskedReconstruction(
+        encoder,
+        patch=max(1, round(mask_patch_s * fs)),
+        mask_ratio=mask_ratio,
+        mask=mask,
+        norm_target=norm_target,
+    )
 
 
 ReadFn = Callable[[np.ndarray], np.ndarray]

@@ -514,7 +514,7 @@ def _job_id(job: Job) -> str:
 def _row(spec: StudySpec, job: Job, records: EvalRecords, status: dict[str, str]) -> dict:
     """A job's row of sizes and FLOPs (times are added later)."""
     run = isinstance(job, RunSpec)
-    cfg = spec.train if run else spec.scratch_train
+    cfg = spec.train.for_family(job.family) if run else spec.scratch_for(job.family)
     stats = rung_stats(job.family, job.target_params, spec.data.n_samples, spec.data.fs)
     d = job.data_size if run else job.d_f
     evaluated = records.per_run if run else records.scratch[job.task]

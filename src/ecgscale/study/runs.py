@@ -183,26 +183,26 @@ def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
     sizes = spec.transfer.sizes or spec.models.sizes
     jobs = []
     for task in spec.tasks:
-        blob = {
-            "data": spec.data.identity(),
-            "task": task.model_dump(mode="json"),
-            "train": spec.scratch_train.identity(),
-        }
-        tag = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:8]
-        jobs += [
-            ScratchSpec(
-                f"{task.name}-{fam}-n{_short(n)}-df{_short(d)}-s{seed}-{tag}",
-                task.name,
-                fam,
-                n,
-                d,
-                seed,
-            )
-            for fam in spec.models.families
-            for n in sizes
-            for d in task.scratch_ladder
-            for seed in spec.seeds
-        ]
+        for fam in spec.models.families:
+            blob = {
+                "data": spec.data.identity(),
+                "task": task.model_dump(mode="json"),
+                "train": spec.scratch_for(fam).identity(),
+            }
+            tag = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:8]
+            jobs += [
+                ScratchSpec(
+                    f"{task.name}-{fam}-n{_short(n)}-df{_short(d)}-s{seed}-{tag}",
+                    task.name,
+                    fam,
+                    n,
+                    d,
+                    seed,
+                )
+                for n in sizes
+                for d in task.scratch_ladder
+                for seed in spec.seeds
+            ]
     return jobs
 
 
@@ -298,8 +298,9 @@ def _record_error(run_dir: Path, err: Exception) -> None:
 
 
 def run_settings(spec: StudySpec, run: RunSpec) -> TrainSpec:
-    """The training settings of ``run``: the spec's, at the run's learning rate."""
-    cfg = spec.train.at_lr(run.lr) if run.lr is not None else spec.train
+    """The training settings of ``run``: the spec's for its family, at its learning rate."""
+    cfg = spec.train.for_family(run.family)
+    cfg = cfg.at_lr(run.lr) if run.lr is not None else cfg
     if len(cfg.lrs) > 1:
         raise ValueError(f"run {run.run_id} has no learning rate yet: its rung's sweep chooses it")
     return cfg
@@ -369,15 +370,16 @@ def execute_scratch(
         encoder = build(job.family, job.target_params, input_len=store.n_samples, fs=store.fs)
         stats = measure(encoder, store.n_samples)
         row["n_params"] = stats.n_params
+        cfg = spec.scratch_for(job.family)
         model, result = train_on_task(
             tr,
             encoder,
             store,
             job.d_f,
-            spec.scratch_train,
+            cfg,
             job.seed,
             checkpoint_dir=run_dir / "checkpoints",
-            callbacks=(hooks or Hooks()).trainer_callbacks(spec.scratch_train.max_steps),
+            callbacks=(hooks or Hooks()).trainer_callbacks(cfg.max_steps),
             log=train_log(spec, run_dir, stats.flops_per_sample),
         )
         task_row = trained_task_row(

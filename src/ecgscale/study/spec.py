@@ -164,6 +164,11 @@ class TrainSpec(_Strict):
     lr_sweep_d: int | None = Field(
         None, ge=1, description="data size the learning-rate sweep runs at (default: the largest)"
     )
+    families: dict[str, dict[str, Any]] = Field(
+        {},
+        description="per model family, fields that override these (e.g. {transformer: "
+        "{max_steps: 600, warmup_steps: 60}}); learning rates stay in lr",
+    )
     weight_decay: float = Field(0.05, ge=0)
     warmup_steps: int = Field(30, ge=0)
     max_steps: int = Field(400, ge=1)
@@ -197,6 +202,17 @@ class TrainSpec(_Strict):
     )
     """Fields that change how a run is computed but not its result beyond floating-point noise."""
 
+    @field_validator("families")
+    @classmethod
+    def _family_overrides(cls, families: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for family, overrides in families.items():
+            for name in overrides:
+                if name in ("lr", "lr_sweep_d", "families"):
+                    raise ValueError(f"{family}.{name}: set it for every family, not per family")
+                if name not in cls.model_fields:
+                    raise ValueError(f"{family}.{name}: unknown train field")
+        return families
+
     @field_validator("lr")
     @classmethod
     def _rates(cls, lr: float | list[float]) -> float | list[float]:
@@ -214,6 +230,13 @@ class TrainSpec(_Strict):
         """These settings with one learning rate."""
         return self.model_copy(update={"lr": lr})
 
+    def for_family(self, family: str) -> TrainSpec:
+        """These settings with ``families[family]``'s overrides applied."""
+        overrides = self.families.get(family)
+        if not overrides:
+            return self
+        return TrainSpec.model_validate(self.model_dump(exclude={"families"}) | overrides)
+
     def identity(self) -> dict[str, Any]:
         """The fields that shape a run's result. fp32 is what every run did before ``precision``
         existed, so it is left out too and older run ids stay valid."""
@@ -224,20 +247,31 @@ class TrainSpec(_Strict):
 
 
 class SSLSpec(_Strict):
-    """How SSL pre-trains (see :mod:`ecgscale.objectives.masked`): masked reconstruction of
-    ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden in every lead at once
-    (``mask: time``) or in each lead independently (``lead``), each hidden patch's target
-    standardised (``norm_target``, MAE's normalised-pixel loss)."""
+    """How SSL pre-trains. ``objective: masked`` (:mod:`ecgscale.objectives.masked`): masked
+    reconstruction of ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden in every
+    lead at once (``mask: time``) or in each lead independently (``lead``), each hidden patch's
+    target standardised (``norm_target``, MAE's normalised-pixel loss). ``objective:
+    contrastive`` (:mod:`ecgscale.objectives.contrastive`): NT-Xent between two random
+    ``crop_s``-second segments of each record at ``temperature``. Only the chosen objective's
+    settings shape a run (and its id)."""
 
-    objective: Literal["masked"] = "masked"
+    objective: Literal["masked", "contrastive"] = "masked"
     mask: Literal["time", "lead"] = "time"
     mask_ratio: float = Field(0.5, gt=0, lt=1)
     mask_patch_s: float = Field(0.25, gt=0, description="length of a masked patch, seconds")
     norm_target: bool = True
+    crop_s: float = Field(5.0, gt=0, description="length of a contrastive view, seconds")
+    temperature: float = Field(0.1, gt=0)
+
+    MASKED: ClassVar[frozenset[str]] = frozenset(
+        {"mask", "mask_ratio", "mask_patch_s", "norm_target"}
+    )
+    CONTRASTIVE: ClassVar[frozenset[str]] = frozenset({"crop_s", "temperature"})
 
     def objective_kwargs(self) -> dict[str, Any]:
-        """Keywords of :func:`ecgscale.objectives.create_objective`."""
-        return self.model_dump(exclude={"objective"})
+        """Keywords of :func:`ecgscale.objectives.create_objective`: the chosen objective's."""
+        fields = self.MASKED if self.objective == "masked" else self.CONTRASTIVE
+        return {"objective": self.objective, **self.model_dump(include=set(fields))}
 
 
 class EvalSpec(_Strict):
@@ -503,6 +537,16 @@ class StudySpec(_Strict):
         if len(set(names)) < len(names):
             raise ValueError(f"tasks: task names must be distinct, got {names}")
         scratch = self.scratch_train  # validates transfer.train against the train section
+        for family in self.train.families:
+            if family not in self.models.families:
+                raise ValueError(f"train.families: {family!r} is not one of models.families")
+            try:
+                self.train.for_family(family)
+            except ValidationError as err:
+                first = err.errors()[0]
+                raise ValueError(
+                    f"train.families.{family}.{first['loc'][0]}: {first['msg']}"
+                ) from None
         if self.tasks and self.transfer.scratch and len(scratch.lrs) > 1:
             raise ValueError(
                 "transfer.train.lr: from-scratch models train at one learning rate; train.lr "
@@ -534,13 +578,20 @@ class StudySpec(_Strict):
 
     @property
     def scratch_train(self) -> TrainSpec:
-        """Training settings of the from-scratch task models."""
+        """Training settings of the from-scratch task models (before per-family overrides)."""
+        return self.scratch_for(None)
+
+    def scratch_for(self, family: str | None) -> TrainSpec:
+        """Training settings of ``family``'s from-scratch task models (and fine-tuned copies):
+        the train section, its overrides for the family, then ``transfer.train``'s."""
+        base = self.train if family is None else self.train.for_family(family)
         try:
-            cfg = TrainSpec.model_validate(self.train.model_dump() | self.transfer.train)
+            return TrainSpec.model_validate(
+                base.model_dump(exclude={"families"}) | self.transfer.train
+            )
         except ValidationError as err:
             first = err.errors()[0]
             raise ValueError(f"transfer.train.{first['loc'][0]}: {first['msg']}") from None
-        return cfg
 
     @property
     def lr_sweep_d(self) -> int | None:
@@ -550,11 +601,12 @@ class StudySpec(_Strict):
         return self.train.lr_sweep_d or max(self.data_sizes)
 
     def fingerprint(self, *parts: str) -> str:
-        """Short hash of the named top-level sections (``data`` and ``train`` as their
+        """Short hash of the named top-level sections (``data``, ``train`` and ``ssl`` as their
         identities: the fields that shape pre-training)."""
         dump = self.model_dump(mode="json") | {
             "train": self.train.identity(),
             "data": self.data.identity(),
+            "ssl": self.ssl.objective_kwargs(),
         }
         blob = json.dumps({p: dump[p] for p in parts}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
