@@ -6,12 +6,16 @@ yields is for progress and retries, and nothing is lost when the driver dies.
 ``local`` (default) is a pool of worker processes on this machine; a worker that dies takes
 the pool down and every job not finished comes back as ``lost``, for the caller to submit
 again. Workers exit when the driver process dies, so their jobs are free to be taken over.
+Workers ignore SIGINT (see :mod:`ecgscale.interrupts`): when the caller is interrupted, the
+pool is stopped, and each worker told to stop (SIGTERM) gives its job back (pending; a run's
+checkpoints are kept for the next attempt) and exits.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from ecgscale.interrupts import sigint_ignored, stop_pool
 from ecgscale.study.spec import StudySpec
 from ecgscale.study.worker import Job, JobResult, job_id, run_job
 
@@ -34,9 +39,38 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
+_in_job = False
+"""Whether this worker process runs a job now (read by its SIGTERM handler)."""
+
+
+def _stop_worker(signum: int, frame: object) -> None:
+    """SIGTERM in a worker: stop its job (:func:`run_job` gives it back), then exit; an idle
+    worker exits at once. Once: a second SIGTERM is ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not _in_job:
+        os._exit(0)
+    raise KeyboardInterrupt
+
+
 def _init_worker(threads: int, parent: int) -> None:
     init_torch_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _worker_job(
+    study_dir: Path, store_dir: Path, job: Job, redo: bool, spec: StudySpec
+) -> JobResult:
+    """:func:`run_job` in a pool worker; a worker told to stop exits after giving the job back."""
+    global _in_job
+    try:
+        _in_job = True
+        return run_job(study_dir, store_dir, job, redo=redo, spec=spec)
+    except KeyboardInterrupt:
+        os._exit(0)
+    finally:
+        _in_job = False
 
 
 def default_workers(threads_per_worker: int) -> int:
@@ -57,23 +91,27 @@ def run_local(
         for job in jobs:
             yield run_job(study_dir, store_dir, job, redo=job_id(job) in redo, spec=spec)
         return
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         workers,
         mp_context=mp.get_context("spawn"),
         initializer=_init_worker,
         initargs=(ex.threads_per_worker, os.getpid()),
-    ) as pool:
-        futures = {
-            pool.submit(
-                run_job, study_dir, store_dir, job, redo=job_id(job) in redo, spec=spec
-            ): job
-            for job in jobs
-        }
+    )
+    try:
+        with sigint_ignored():  # workers ignore SIGINT from their start
+            futures = {
+                pool.submit(_worker_job, study_dir, store_dir, job, job_id(job) in redo, spec): job
+                for job in jobs
+            }
         for fut in as_completed(futures):
             try:
                 yield fut.result()
             except BrokenProcessPool:  # a worker died: every job not finished is lost
                 yield JobResult(job_id(futures[fut]), "lost", "its worker process died", retry=True)
+    except BaseException:  # interrupted, or the caller stopped early: workers stop now
+        stop_pool(pool)
+        raise
+    pool.shutdown()
 
 
 def init_torch_threads(threads: int) -> None:

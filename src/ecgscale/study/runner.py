@@ -14,9 +14,11 @@ Study folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
 from ecgscale.study.runs import expand, expand_scratch
 from ecgscale.study.spec import DataSpec, StudySpec, load_spec
-from ecgscale.study.worker import Job, job_id, job_kind
+from ecgscale.study.worker import Job, JobResult, job_id, job_kind
 
 
 @dataclass
@@ -167,7 +169,9 @@ def train_runs(
     train every from-scratch task model likewise, on the spec's executor. A done run evaluated
     under other evaluation settings (sets, tasks, probe) is evaluated again from its saved
     weights. A job that fails (other than by diverging) or loses its worker is submitted again
-    until it has had ``executor.max_attempts`` attempts in this call."""
+    until it has had ``executor.max_attempts`` attempts in this call. Interrupted
+    (``KeyboardInterrupt``), it stops the executor's workers, gives back (pending) the jobs
+    they left running, and raises; finished jobs are kept."""
     study_dir = Path(study_dir)
     results = Results(study_dir / "results.sqlite")
     runs, scratch = expand(spec), expand_scratch(spec)
@@ -199,42 +203,69 @@ def train_runs(
     by_id = {job_id(j): j for j in todo}
     redo = {r.run_id for r in stale}
     run = _executor(spec.executor.kind)
-    bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress)
-    batch = todo
-    while batch:
-        again: list[Job] = []
-        for res in run(spec, batch, store_dir(spec, study_dir), study_dir, redo):
-            job = by_id[res.job_id]
-            tries = jobs.attempts().get(res.job_id, 0) - start.get(res.job_id, 0)
-            if res.status == "lost" and tries == 0:  # never started: held back by a broken pool
-                again.append(job)
-                continue
-            if (
-                res.status in ("failed", "lost")
-                and res.retry
-                and tries < spec.executor.max_attempts
-            ):
-                bar.write(
-                    f"{job.folder} {res.status} (attempt {tries} of "
-                    f"{spec.executor.max_attempts}): {res.error}; submitting it again"
-                )
-                again.append(job)
-                continue
-            if res.status == "done":
-                summary.done += 1
-            elif res.status == "skipped":
-                summary.skipped += 1
-                if jobs.state(res.job_id) == "running":
-                    summary.elsewhere += 1
-                    bar.write(f"{job.folder} is running under another live worker; left to it")
-            else:
-                summary.failed += 1
-                bar.write(f"{job.folder} failed: {res.error}")
-            bar.set_postfix(failed=summary.failed)
-            bar.update()
-        batch = again
-    bar.close()
+    with tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress) as bar:
+        try:
+            batch = todo
+            while batch:
+                with contextlib.closing(
+                    run(spec, batch, store_dir(spec, study_dir), study_dir, redo)
+                ) as stream:
+                    batch = _take_results(stream, jobs, start, by_id, spec, summary, bar)
+        except KeyboardInterrupt:  # the executor stopped its workers: give back what they left
+            jobs.release_left(by_id, "interrupted")
+            raise
     return summary
+
+
+def _take_results(
+    stream: Iterator[JobResult],
+    jobs: Jobs,
+    start: dict[str, int],
+    by_id: dict[str, Job],
+    spec: StudySpec,
+    summary: TrainSummary,
+    bar: tqdm,
+) -> list[Job]:
+    """Count the results of ``stream`` into ``summary`` as they come; returns the jobs to
+    submit again."""
+    again: list[Job] = []
+    for res in stream:
+        job = by_id[res.job_id]
+        tries = jobs.attempts().get(res.job_id, 0) - start.get(res.job_id, 0)
+        if res.status == "lost" and tries == 0:  # never started: held back by a broken pool
+            again.append(job)
+            continue
+        if res.status in ("failed", "lost") and res.retry and tries < spec.executor.max_attempts:
+            bar.write(
+                f"{job.folder} {res.status} (attempt {tries} of "
+                f"{spec.executor.max_attempts}): {res.error}; submitting it again"
+            )
+            again.append(job)
+            continue
+        if res.status == "done":
+            summary.done += 1
+        elif res.status == "skipped":
+            summary.skipped += 1
+            if jobs.state(res.job_id) == "running":
+                summary.elsewhere += 1
+                bar.write(f"{job.folder} is running under another live worker; left to it")
+        else:
+            summary.failed += 1
+            bar.write(f"{job.folder} failed: {res.error}")
+        bar.set_postfix(failed=summary.failed)
+        bar.update()
+    return again
+
+
+def jobs_done(spec: StudySpec, study_dir: Path) -> tuple[int, int]:
+    """``(done, total)``: jobs of ``spec``'s grid (runs and from-scratch models) that are
+    done in the study's job table, and all of them."""
+    ids = {job_id(j) for j in [*expand(spec), *expand_scratch(spec)]}
+    path = Path(study_dir) / "results.sqlite"
+    if not path.is_file():
+        return 0, len(ids)
+    table = Jobs(path).table()
+    return int((table["job_id"].isin(ids) & (table["state"] == "done")).sum()), len(ids)
 
 
 def _study_runs(study_dir: Path):

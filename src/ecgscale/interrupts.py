@@ -1,0 +1,113 @@
+"""Ctrl-C in commands that run worker processes.
+
+A terminal's Ctrl-C sends SIGINT to the whole process group: the driver and its workers. Worker
+processes ignore it (they are started while the driver ignores SIGINT, and an ignored signal
+stays ignored in the new process); the driver alone reacts, and stops its workers with SIGTERM,
+so that a worker stops in one way whether the group or the driver alone was signalled. A worker
+that has not stopped ``GRACE_S`` seconds after SIGTERM is killed, with every process it started.
+
+In the driver, the first SIGINT raises ``KeyboardInterrupt`` (the work stops cleanly); a second
+one kills every process the driver started and exits at once with status 130
+(:func:`interruptible`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+import psutil
+
+GRACE_S = 3.0
+"""Seconds a worker has, after SIGTERM, to stop before it is killed."""
+
+INTERRUPTED = 130
+"""Exit status of a command stopped by SIGINT (128 + 2)."""
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes are started, so that they ignore it from their
+    first instruction (Python installs no ``KeyboardInterrupt`` handler for an ignored SIGINT).
+    A SIGINT sent in these few milliseconds is lost. Outside the main thread, does nothing."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _family(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """``processes`` and every process they started (those still running)."""
+    found = list(processes)
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            found += proc.children(recursive=True)
+    return found
+
+
+def stop_processes(processes: list[psutil.Process], grace_s: float = GRACE_S) -> None:
+    """Send SIGTERM to ``processes``; after ``grace_s`` seconds kill those still running, and
+    every process any of them started."""
+    family = _family(processes)
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    family += _family(alive)
+    for proc in family:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(family, timeout=grace_s)
+
+
+def stop_pool(pool: ProcessPoolExecutor, grace_s: float = GRACE_S) -> None:
+    """Stop ``pool`` now: drop the work not started, and stop its worker processes
+    (:func:`stop_processes`)."""
+    workers = []
+    # ProcessPoolExecutor names its processes only here (Python 3.14 adds terminate_workers)
+    for process in list((pool._processes or {}).values()):
+        with contextlib.suppress(psutil.Error):
+            workers.append(psutil.Process(process.pid))
+    pool.shutdown(wait=False, cancel_futures=True)
+    stop_processes(workers, grace_s)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    """The second SIGINT: kill every process this one started, and exit."""
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    os.write(2, b"Interrupted again: stopped at once; run the same command again to continue.\n")
+    os._exit(INTERRUPTED)
+
+
+def _first_interrupt(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, _exit_now)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Inside: the first SIGINT raises ``KeyboardInterrupt``; a second one kills every process
+    this one started and exits at once with status 130. Outside the main thread, does
+    nothing."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _first_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
