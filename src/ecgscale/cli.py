@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +55,9 @@ def friendly_errors(func):
 @contextlib.contextmanager
 def _stops_on_ctrl_c(spec: StudySpec, study_dir: Path) -> Iterator[None]:
     """Ctrl-C stops the work inside cleanly, says how far the study got and exits with status
-    130; a second Ctrl-C exits at once (:func:`ecgscale.interrupts.interruptible`)."""
+    130; a second Ctrl-C exits at once (:func:`ecgscale.interrupts.interruptible`). The exit
+    skips the interpreter's teardown (seconds, with torch loaded): by then every result is
+    committed and every worker is gone."""
     from ecgscale.interrupts import INTERRUPTED, interruptible
     from ecgscale.study.runner import jobs_done
 
@@ -68,7 +71,9 @@ def _stops_on_ctrl_c(spec: StudySpec, study_dir: Path) -> Iterator[None]:
                 "continue.",
                 err=True,
             )
-            sys.exit(INTERRUPTED)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(INTERRUPTED)
 
 
 def _spec(spec: Path | None, overrides: tuple[str, ...]) -> StudySpec:

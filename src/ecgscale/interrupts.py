@@ -5,6 +5,8 @@ processes ignore it (they are started while the driver ignores SIGINT, and an ig
 stays ignored in the new process); the driver alone reacts, and stops its workers with SIGTERM,
 so that a worker stops in one way whether the group or the driver alone was signalled. A worker
 that has not stopped ``GRACE_S`` seconds after SIGTERM is killed, with every process it started.
+A driver waiting on its workers wakes every ``POLL_S`` seconds (:func:`as_completed`): a signal
+that one of its other threads receives would not end the main thread's wait.
 
 In the driver, the first SIGINT raises ``KeyboardInterrupt`` (the work stops cleanly); a second
 one kills every process the driver started and exits at once with status 130
@@ -17,13 +19,17 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 import psutil
 
 GRACE_S = 3.0
 """Seconds a worker has, after SIGTERM, to stop before it is killed."""
+
+POLL_S = 0.25
+"""Seconds a driver waits on its workers at most before it looks for a Ctrl-C: a signal that
+another of its threads receives does not end the main thread's wait (only its next look)."""
 
 INTERRUPTED = 130
 """Exit status of a command stopped by SIGINT (128 + 2)."""
@@ -46,6 +52,15 @@ def sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def as_completed(futures: Iterable[Future]) -> Iterator[Future]:
+    """:func:`concurrent.futures.as_completed`, waking every ``POLL_S`` seconds so that a
+    Ctrl-C is seen at once."""
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+        yield from finished
 
 
 def _family(processes: list[psutil.Process]) -> list[psutil.Process]:
@@ -82,6 +97,23 @@ def stop_pool(pool: ProcessPoolExecutor, grace_s: float = GRACE_S) -> None:
             workers.append(psutil.Process(process.pid))
     pool.shutdown(wait=False, cancel_futures=True)
     stop_processes(workers, grace_s)
+
+
+class WorkerPool(ProcessPoolExecutor):
+    """A :class:`~concurrent.futures.ProcessPoolExecutor` whose workers ignore SIGINT from
+    their start. Its ``with`` block left by an interrupt (``KeyboardInterrupt``, or
+    ``GeneratorExit`` when a generator is closed) stops it at once (:func:`stop_pool`) instead
+    of waiting for the work submitted."""
+
+    def _spawn_process(self) -> None:  # the one place ProcessPoolExecutor starts a worker
+        with sigint_ignored():
+            super()._spawn_process()
+
+    def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            stop_pool(self)
+            return False
+        return super().__exit__(exc_type, exc_val, exc_tb)
 
 
 def _exit_now(signum: int, frame: object) -> None:

@@ -19,11 +19,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from ecgscale.interrupts import sigint_ignored, stop_pool
+from ecgscale.interrupts import WorkerPool, as_completed
 from ecgscale.study.spec import StudySpec
 from ecgscale.study.worker import Job, JobResult, job_id, run_job
 
@@ -54,7 +53,6 @@ def _stop_worker(signum: int, frame: object) -> None:
 
 def _init_worker(threads: int, parent: int) -> None:
     init_torch_threads(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
@@ -91,27 +89,21 @@ def run_local(
         for job in jobs:
             yield run_job(study_dir, store_dir, job, redo=job_id(job) in redo, spec=spec)
         return
-    pool = ProcessPoolExecutor(
+    with WorkerPool(
         workers,
         mp_context=mp.get_context("spawn"),
         initializer=_init_worker,
         initargs=(ex.threads_per_worker, os.getpid()),
-    )
-    try:
-        with sigint_ignored():  # workers ignore SIGINT from their start
-            futures = {
-                pool.submit(_worker_job, study_dir, store_dir, job, job_id(job) in redo, spec): job
-                for job in jobs
-            }
-        for fut in as_completed(futures):
+    ) as pool:
+        futures = {
+            pool.submit(_worker_job, study_dir, store_dir, job, job_id(job) in redo, spec): job
+            for job in jobs
+        }
+        for fut in as_completed(futures):  # waking up often, to see a Ctrl-C at once
             try:
                 yield fut.result()
             except BrokenProcessPool:  # a worker died: every job not finished is lost
                 yield JobResult(job_id(futures[fut]), "lost", "its worker process died", retry=True)
-    except BaseException:  # interrupted, or the caller stopped early: workers stop now
-        stop_pool(pool)
-        raise
-    pool.shutdown()
 
 
 def init_torch_threads(threads: int) -> None:
