@@ -19,6 +19,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
@@ -72,6 +73,28 @@ def _family(processes: list[psutil.Process]) -> list[psutil.Process]:
     return found
 
 
+def _running(proc: psutil.Process) -> bool:
+    """Whether ``proc`` still runs (a zombie has ended: no one may be left to reap it)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_ended(processes: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Wait up to ``timeout_s`` seconds for ``processes`` to end; returns those still running."""
+    deadline = time.monotonic() + timeout_s
+    while (alive := [p for p in processes if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return alive
+
+
+def _kill(processes: list[psutil.Process]) -> None:
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
 def stop_processes(processes: list[psutil.Process], grace_s: float = GRACE_S) -> None:
     """Send SIGTERM to ``processes``; after ``grace_s`` seconds kill those still running, and
     every process any of them started."""
@@ -79,12 +102,9 @@ def stop_processes(processes: list[psutil.Process], grace_s: float = GRACE_S) ->
     for proc in processes:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
-    _, alive = psutil.wait_procs(processes, timeout=grace_s)
-    family += _family(alive)
-    for proc in family:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(family, timeout=grace_s)
+    family += _family(_wait_ended(processes, grace_s))
+    _kill(family)
+    _wait_ended(family, grace_s)
 
 
 def stop_pool(pool: ProcessPoolExecutor, grace_s: float = GRACE_S) -> None:
@@ -118,9 +138,9 @@ class WorkerPool(ProcessPoolExecutor):
 
 def _exit_now(signum: int, frame: object) -> None:
     """The second SIGINT: kill every process this one started, and exit."""
-    for proc in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    started = psutil.Process().children(recursive=True)
+    _kill(started)
+    _wait_ended(started, 1.0)
     os.write(2, b"Interrupted again: stopped at once; run the same command again to continue.\n")
     os._exit(INTERRUPTED)
 
