@@ -261,56 +261,23 @@ def test_a_study_killed_five_times_ends_as_an_uninterrupted_one(
     assert (Jobs(tmp_path / "results.sqlite").table()["state"] == "done").all()
 
 
-def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
-    spec_file: Path, reference: tuple[Path, float], tmp_path: Path
-) -> None:
-    """While the study runs, ``study status`` shows running jobs with their progress; then a
-    worker is killed mid-run: its run is taken over and resumed from its checkpoint, and the
-    study ends with the uninterrupted study's results."""
-    proc = _study(spec_file, tmp_path)
-    victim = None
-    deadline = time.time() + 120
-    while victim is None and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.3)
-        if not (tmp_path / "results.sqlite").exists():
-            continue
-        status = study_status(tmp_path)
-        running = status.jobs[(status.jobs["shown"] == "running") & (status.jobs["step"] >= 10)]
-        if len(running):
-            text = status.format()
-            victim = running.iloc[0]
-    assert victim is not None, "no run reached step 10 while the study ran"
-    steps = SPEC["train"]["max_steps"]
-    assert "running:" in text and f"step {int(victim.step)}/{steps}" in text, text
-    assert "jobs —" in text and "heartbeat" in text
-    os.kill(int(victim.owner.split(":")[1]), signal.SIGKILL)
-    log = proc.communicate(timeout=600)[0]
-    assert proc.returncode == 0, log
-
-    events = Jobs(tmp_path / "results.sqlite").events()
-    mine = events[events["job_id"] == victim.job_id]
-    assert list(mine[mine["event"] == "lost"]["detail"]) == ["its process is gone"]
-    after_loss = mine.index > mine[mine["event"] == "lost"].index[0]
-    resumed = mine[(mine["event"] == "trained") & after_loss]
-    step = int(resumed["detail"].iloc[0].removeprefix("from step "))
-    assert step >= 10, resumed
-    runs, evals = _tables(tmp_path)
-    ref_runs, ref_evals = _tables(reference[0])
-    pd.testing.assert_frame_equal(runs, ref_runs)
-    pd.testing.assert_frame_equal(evals, ref_evals)
-    shown = CliRunner().invoke(main, ["study", "status", str(tmp_path)])
-    assert shown.exit_code == 0 and "8 jobs — 8 done" in shown.output, shown.output
-    missing = CliRunner().invoke(main, ["study", "status", str(tmp_path / "nothing")])
-    assert missing.exit_code == 1 and "no spec.yaml here" in missing.output
+def _read(out: Path, query: str) -> dict:
+    """A two-column query of ``results.sqlite`` as a dict, read without writing (a process of
+    the study may be frozen mid-transaction)."""
+    con = sqlite3.connect(f"file:{out / 'results.sqlite'}?mode=ro", uri=True, timeout=60)
+    try:
+        return dict(con.execute(query).fetchall())
+    finally:
+        con.close()
 
 
 def _states(out: Path) -> dict[str, str]:
-    """Every job's state, read without writing (the study may be frozen mid-transaction)."""
-    con = sqlite3.connect(f"file:{out / 'results.sqlite'}?mode=ro", uri=True, timeout=60)
-    try:
-        return dict(con.execute("SELECT job_id, state FROM jobs").fetchall())
-    finally:
-        con.close()
+    return _read(out, "SELECT job_id, state FROM jobs")
+
+
+def _owners(out: Path) -> dict[str, str]:
+    """The owner of each running job."""
+    return _read(out, "SELECT job_id, owner FROM jobs WHERE state = 'running'")
 
 
 def _checkpoint_steps(out: Path, *, training: bool = False) -> dict[str, int]:
@@ -337,15 +304,20 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
+def _wait_stopped(procs: list[psutil.Process]) -> None:
+    """Until every one of ``procs`` still alive is stopped (SIGSTOP takes a moment)."""
+    while any(p.status() != psutil.STATUS_STOPPED for p in procs if _alive(p)):
+        time.sleep(0.01)
+
+
 def _freeze_while_training(proc: subprocess.Popen, out: Path) -> dict[str, int]:
     """Stop (SIGSTOP) the study's process group at a moment when a run is training with a
     checkpoint on disk; returns those runs with their checkpoint's step."""
-    deadline = time.time() + 300
+    deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if _checkpoint_steps(out, training=True):
             os.killpg(proc.pid, signal.SIGSTOP)
-            while any(p.status() != psutil.STATUS_STOPPED for p in _group(proc.pid) if _alive(p)):
-                time.sleep(0.01)
+            _wait_stopped(_group(proc.pid))
             states = _states(out)
             steps = _checkpoint_steps(out, training=True)
             training = {job: step for job, step in steps.items() if states.get(job) == "running"}
@@ -354,6 +326,60 @@ def _freeze_while_training(proc: subprocess.Popen, out: Path) -> dict[str, int]:
             os.killpg(proc.pid, signal.SIGCONT)
         time.sleep(0.1)
     raise AssertionError("no run saved a checkpoint while the study ran")
+
+
+def _pick_victim(proc: subprocess.Popen, out: Path, min_step: int) -> tuple[pd.Series, str, int]:
+    """Wait until ``study status`` shows a run at step ``min_step`` or later, then freeze its
+    worker (SIGSTOP) and keep it if it is still training with a checkpoint of step
+    ``min_step`` or later on disk (else let it go on and look again). Returns the run's row in
+    ``study status``, the status text and its checkpoint's step; the worker stays frozen."""
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if not (out / "results.sqlite").exists():
+            continue
+        status = study_status(out)
+        jobs = status.jobs
+        for _, victim in jobs[(jobs["shown"] == "running") & (jobs["step"] >= min_step)].iterrows():
+            worker = psutil.Process(int(victim.owner.split(":")[1]))
+            worker.send_signal(signal.SIGSTOP)
+            _wait_stopped([worker])
+            step = _checkpoint_steps(out, training=True).get(victim.job_id, 0)
+            if _owners(out).get(victim.job_id) == victim.owner and step >= min_step:
+                return victim, status.format(), step
+            worker.send_signal(signal.SIGCONT)
+    raise AssertionError(f"no run was caught training past step {min_step} while the study ran")
+
+
+def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
+    spec_file: Path, reference: tuple[Path, float], tmp_path: Path
+) -> None:
+    """While the study runs, ``study status`` shows running jobs with their progress; then a
+    worker is killed mid-run: its run is taken over and resumed from its checkpoint, and the
+    study ends with the uninterrupted study's results."""
+    proc = _study(spec_file, tmp_path)
+    victim, text, checkpoint = _pick_victim(proc, tmp_path, min_step=10)
+    steps = SPEC["train"]["max_steps"]
+    assert "running:" in text and f"step {int(victim.step)}/{steps}" in text, text
+    assert "jobs —" in text and "heartbeat" in text
+    os.kill(int(victim.owner.split(":")[1]), signal.SIGKILL)  # frozen mid-training
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log
+
+    events = Jobs(tmp_path / "results.sqlite").events()
+    mine = events[events["job_id"] == victim.job_id]
+    assert list(mine[mine["event"] == "lost"]["detail"]) == ["its process is gone"]
+    after_loss = mine.index > mine[mine["event"] == "lost"].index[0]
+    resumed = mine[(mine["event"] == "trained") & after_loss]
+    assert list(resumed["detail"]) == [f"from step {checkpoint}"], mine
+    runs, evals = _tables(tmp_path)
+    ref_runs, ref_evals = _tables(reference[0])
+    pd.testing.assert_frame_equal(runs, ref_runs)
+    pd.testing.assert_frame_equal(evals, ref_evals)
+    shown = CliRunner().invoke(main, ["study", "status", str(tmp_path)])
+    assert shown.exit_code == 0 and "8 jobs — 8 done" in shown.output, shown.output
+    missing = CliRunner().invoke(main, ["study", "status", str(tmp_path / "nothing")])
+    assert missing.exit_code == 1 and "no spec.yaml here" in missing.output
 
 
 def test_ctrl_c_stops_the_study_at_once_and_the_same_command_continues_it(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,9 +54,7 @@ def friendly_errors(func):
 @contextlib.contextmanager
 def _stops_on_ctrl_c(spec: StudySpec, study_dir: Path) -> Iterator[None]:
     """Ctrl-C stops the work inside cleanly, says how far the study got and exits with status
-    130; a second Ctrl-C exits at once (:func:`ecgscale.interrupts.interruptible`). The exit
-    skips the interpreter's teardown (seconds, with torch loaded): by then every result is
-    committed and every worker is gone."""
+    130; a second Ctrl-C exits at once (:func:`ecgscale.interrupts.interruptible`)."""
     from ecgscale.interrupts import INTERRUPTED, interruptible
     from ecgscale.study.runner import jobs_done
 
@@ -71,9 +68,7 @@ def _stops_on_ctrl_c(spec: StudySpec, study_dir: Path) -> Iterator[None]:
                 "continue.",
                 err=True,
             )
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(INTERRUPTED)
+            sys.exit(INTERRUPTED)
 
 
 def _spec(spec: Path | None, overrides: tuple[str, ...]) -> StudySpec:
