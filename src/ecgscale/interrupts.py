@@ -64,6 +64,13 @@ def as_completed(futures: Iterable[Future]) -> Iterator[Future]:
         yield from finished
 
 
+def sleep(seconds: float) -> None:
+    """:func:`time.sleep` in steps of ``POLL_S`` seconds, so that a Ctrl-C is seen at once."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, POLL_S))
+
+
 def _family(processes: list[psutil.Process]) -> list[psutil.Process]:
     """``processes`` and every process they started (those still running)."""
     found = list(processes)
@@ -96,18 +103,19 @@ def _kill(processes: list[psutil.Process]) -> None:
 
 
 def stop_processes(processes: list[psutil.Process], grace_s: float = GRACE_S) -> None:
-    """Send SIGTERM to ``processes``; after ``grace_s`` seconds kill those still running, and
-    every process any of them started."""
+    """Send SIGTERM to ``processes``; after ``grace_s`` seconds (0: at once) kill those still
+    running, and every process any of them started; wait (``GRACE_S`` at most) until they
+    have ended."""
     family = _family(processes)
     for proc in processes:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
     family += _family(_wait_ended(processes, grace_s))
     _kill(family)
-    _wait_ended(family, grace_s)
+    _wait_ended(family, GRACE_S)
 
 
-def stop_pool(pool: ProcessPoolExecutor, grace_s: float = GRACE_S) -> None:
+def stop_pool(pool: ProcessPoolExecutor) -> None:
     """Stop ``pool`` now: drop the work not started, and stop its worker processes
     (:func:`stop_processes`)."""
     workers = []
@@ -116,7 +124,7 @@ def stop_pool(pool: ProcessPoolExecutor, grace_s: float = GRACE_S) -> None:
         with contextlib.suppress(psutil.Error):
             workers.append(psutil.Process(process.pid))
     pool.shutdown(wait=False, cancel_futures=True)
-    stop_processes(workers, grace_s)
+    stop_processes(workers)
 
 
 class WorkerPool(ProcessPoolExecutor):

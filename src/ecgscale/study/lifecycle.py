@@ -67,11 +67,13 @@ def this_process() -> str:
 
 def owner_alive(owner: str, heartbeat_at: float | None, stale_after_s: float, now: float) -> bool:
     """Whether the process ``owner`` still runs its job: on this host, by its pid and start
-    time; elsewhere, by a heartbeat younger than ``stale_after_s``."""
+    time (a zombie has ended); elsewhere, by a heartbeat younger than ``stale_after_s``."""
     host, pid, start = owner.rsplit(":", 2)
     if host == socket.gethostname():
         try:
-            return int(psutil.Process(int(pid)).create_time() * 1000) == int(start)
+            proc = psutil.Process(int(pid))
+            same = int(proc.create_time() * 1000) == int(start)
+            return same and proc.status() != psutil.STATUS_ZOMBIE
         except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
             return False
     return heartbeat_at is not None and now - heartbeat_at < stale_after_s
