@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from submitit.core.utils import DelayedSubmission
 from tiny import TINY_DATA, TINY_EVAL, TINY_TRAIN
@@ -178,6 +179,34 @@ def test_task_killed_is_lost_and_released(shared_store, tmp_path):
     # the dead task's claim is given back, so a resubmission claims it at once
     assert jobs.state(run.run_id) == "pending"
     assert jobs.events()["event"].iloc[-1] == "released"
+
+
+def test_ctrl_c_kills_the_local_tasks_and_gives_their_jobs_back(shared_store, tmp_path):
+    """SIGINT to the driver and its task (a terminal's Ctrl-C) mid-run: the task, which ignores
+    SIGINT, is killed at once; its job is pending again with its checkpoint, and the next run
+    resumes from it."""
+    spec, run, jobs = one_run(shared_store, tmp_path, max_steps=100)
+    sent: list[int] = []
+    watcher = signal_when_training(jobs, tmp_path, signal.SIGINT, sent)
+
+    def interrupt_driver() -> None:
+        watcher.join()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_driver, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        train_runs(spec, tmp_path, progress=False, only=[run.run_id])
+    assert sent, "the task never started training"
+    assert not psutil.pid_exists(sent[0]) or psutil.Process(sent[0]).status() == "zombie"
+    assert jobs.state(run.run_id) == "pending"
+    last = jobs.events().iloc[-1]
+    assert (last["event"], last["detail"]) == ("released", "interrupted")
+    (checkpoint,) = tmp_path.glob("runs/*/checkpoints/ckpt-*.safetensors")
+    step = int(checkpoint.stem.rsplit("-", 1)[1])
+
+    assert train_runs(spec, tmp_path, progress=False, only=[run.run_id]).done == 1
+    trained = jobs.events().query("event == 'trained'")["detail"]
+    assert list(trained) == ["from the start", f"from step {step}"]
 
 
 def test_checkpoint_releases_claim_and_requeues_itself(shared_store, tmp_path):

@@ -47,8 +47,10 @@ class _Server(ThreadingHTTPServer):
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self.ignore_range = False
         self.drops: Counter[str] = Counter()  # path -> connections to cut halfway
-        self.served: Counter[str] = Counter()  # path -> body bytes sent
         self.log: list[tuple[str, str | None, int]] = []  # (path, Range, status)
+        self._sent: Counter[str] = Counter()  # path -> body bytes sent
+        self._counted = threading.Condition()  # notified when a reply's bytes are counted
+        self._replies = 0  # replies whose bytes are counted
 
     def put(self, path: str, data: bytes) -> str:
         """Serve ``data`` at URL path ``path`` (leading slash optional); return the path."""
@@ -62,6 +64,20 @@ class _Server(ThreadingHTTPServer):
 
     def hits(self, path: str) -> list[tuple[str | None, int]]:
         return [(rng, status) for p, rng, status in self.log if p == path]
+
+    def served(self, path: str) -> int:
+        """Body bytes sent at ``path``, once every reply logged so far has been counted (a
+        handler thread counts its bytes after the client may have read them all)."""
+        with self._counted:
+            assert self._counted.wait_for(lambda: self._replies == len(self.log), timeout=60)
+            return self._sent[path]
+
+    def count(self, path: str, sent: int) -> None:
+        """Count the ``sent`` body bytes of one reply at ``path`` (a handler thread)."""
+        with self._counted:
+            self._sent[path] += sent
+            self._replies += 1
+            self._counted.notify_all()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -104,14 +120,17 @@ class _Handler(BaseHTTPRequestHandler):
         send: int | None = None,
     ) -> None:
         self.server.log.append((path, rng, status))
-        self.send_response(status)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        chunk = body if send is None else body[:send]
-        self.wfile.write(chunk)
-        self.server.served[path] += len(chunk)
+        chunk, sent = body if send is None else body[:send], 0
+        try:
+            self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(chunk)
+            sent = len(chunk)
+        finally:  # counted even when the client hung up, so that served() never waits for it
+            self.server.count(path, sent)
 
 
 @pytest.fixture
@@ -336,10 +355,10 @@ def test_interrupted_transfer_resumes_from_the_part_file(server, tmp_path):
     part = tmp_path / "out" / "data.zip.part"
     have = part.stat().st_size
     assert 0 < have <= len(data) // 2
-    served_before = server.served[path]
+    served_before = server.served(path)
 
     download("code-test", tmp_path / "out", base_url=server.url, retries=0, **FAST)
-    assert server.served[path] - served_before == len(data) - have  # only the rest
+    assert server.served(path) - served_before == len(data) - have  # only the rest
     assert server.hits(path)[-1] == (f"bytes={have}-", 206)
     assert (tmp_path / "out" / "data.zip").read_bytes() == data and not part.exists()
 
@@ -364,7 +383,7 @@ def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     (tmp_path / "out" / "data.zip.part").write_bytes(stale)
     download("code-test", tmp_path / "out", base_url=server.url, **FAST)
     assert server.hits(path) == [(f"bytes={len(stale)}-", 200)]
-    assert server.served[path] == len(data)
+    assert server.served(path) == len(data)
     assert (tmp_path / "out" / "data.zip").read_bytes() == data
 
 

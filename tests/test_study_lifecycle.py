@@ -87,6 +87,39 @@ def test_an_owner_elsewhere_is_lost_only_when_its_heartbeat_is_stale(tmp_path: P
     assert Results(jobs.path).runs().empty
 
 
+def test_jobs_left_by_stopped_workers_are_given_back(tmp_path: Path) -> None:
+    """After an interrupt, the jobs running under this process or a lost owner go back to
+    pending (the next claim takes them at once); a live worker's job stays with it."""
+    jobs = _jobs(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    host = this_process().rsplit(":", 2)[0]
+    jobs.claim("dead", "run", owner=f"{host}:{proc.pid}:1")
+    jobs.claim("mine", "run")
+    jobs.claim("alive", "run", owner="node-7:1234:1")  # fresh heartbeat
+    jobs.claim("other", "run", owner=f"{host}:{proc.pid}:1")  # not one of ours
+    done = jobs.claim("done", "run")
+    with jobs.finishing(done, "done", None):
+        pass
+    ours = ["dead", "mine", "alive", "done"]
+    assert sorted(jobs.release_left(ours, "interrupted")) == ["dead", "mine"]
+    states = dict(jobs.table()[["job_id", "state"]].itertuples(index=False, name=None))
+    assert states == {
+        "alive": "running",
+        "dead": "pending",
+        "done": "done",
+        "mine": "pending",
+        "other": "running",
+    }
+    released = jobs.events().query("event == 'released'")
+    assert sorted(released["job_id"]) == ["dead", "mine"]
+    assert set(released["detail"]) == {"interrupted"}
+    assert jobs.claim("dead", "run").attempt == 2  # taken at once, no "lost" event
+    assert "lost" not in set(jobs.events()["event"])
+    assert not jobs.release(done, "too late")  # not running: nothing given back, nothing logged
+    assert len(jobs.events().query("event == 'released'")) == 2
+
+
 def test_results_of_schema_2_gain_jobs_from_their_recorded_runs(tmp_path: Path) -> None:
     path = tmp_path / "results.sqlite"
     results = Results(path)
@@ -231,6 +264,96 @@ def test_a_study_killed_five_times_ends_as_an_uninterrupted_one(
     assert (Jobs(tmp_path / "results.sqlite").table()["state"] == "done").all()
 
 
+def _read(out: Path, query: str) -> dict:
+    """A two-column query of ``results.sqlite`` as a dict, read without writing (a process of
+    the study may be frozen mid-transaction)."""
+    con = sqlite3.connect(f"file:{out / 'results.sqlite'}?mode=ro", uri=True, timeout=60)
+    try:
+        return dict(con.execute(query).fetchall())
+    finally:
+        con.close()
+
+
+def _states(out: Path) -> dict[str, str]:
+    return _read(out, "SELECT job_id, state FROM jobs")
+
+
+def _owners(out: Path) -> dict[str, str]:
+    """The owner of each running job."""
+    return _read(out, "SELECT job_id, owner FROM jobs WHERE state = 'running'")
+
+
+def _checkpoint_steps(out: Path, *, training: bool = False) -> dict[str, int]:
+    """The latest checkpoint step on disk of each run (``training``: of runs whose weights
+    are not saved yet)."""
+    steps: dict[str, int] = {}
+    for path in out.glob("runs/*/checkpoints/ckpt-*.safetensors"):
+        run_dir = path.parents[1]
+        if training and (run_dir / "model.safetensors").exists():
+            continue
+        step = int(path.stem.rsplit("-", 1)[1])
+        steps[run_dir.name] = max(step, steps.get(run_dir.name, 0))
+    return steps
+
+
+def _group(pgid: int) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["pid"]) if _pgid(p.pid) == pgid]
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_stopped(procs: list[psutil.Process]) -> None:
+    """Until every one of ``procs`` still alive is stopped (SIGSTOP takes a moment)."""
+    while any(p.status() != psutil.STATUS_STOPPED for p in procs if _alive(p)):
+        time.sleep(0.01)
+
+
+def _freeze_while_training(proc: subprocess.Popen, out: Path) -> dict[str, int]:
+    """Stop (SIGSTOP) the study's process group at a moment when a run is training with a
+    checkpoint on disk; returns those runs with their checkpoint's step."""
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if _checkpoint_steps(out, training=True):
+            os.killpg(proc.pid, signal.SIGSTOP)
+            _wait_stopped(_group(proc.pid))
+            states = _states(out)
+            steps = _checkpoint_steps(out, training=True)
+            training = {job: step for job, step in steps.items() if states.get(job) == "running"}
+            if training:
+                return training
+            os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.1)
+    raise AssertionError("no run saved a checkpoint while the study ran")
+
+
+def _pick_victim(proc: subprocess.Popen, out: Path, min_step: int) -> tuple[pd.Series, str, int]:
+    """Wait until ``study status`` shows a run at step ``min_step`` or later, then freeze its
+    worker (SIGSTOP) and keep it if it is still training with a checkpoint of step
+    ``min_step`` or later on disk (else let it go on and look again). Returns the run's row in
+    ``study status``, the status text and its checkpoint's step; the worker stays frozen."""
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if not (out / "results.sqlite").exists():
+            continue
+        status = study_status(out)
+        jobs = status.jobs
+        for _, victim in jobs[(jobs["shown"] == "running") & (jobs["step"] >= min_step)].iterrows():
+            worker = psutil.Process(int(victim.owner.split(":")[1]))
+            worker.send_signal(signal.SIGSTOP)
+            _wait_stopped([worker])
+            step = _checkpoint_steps(out, training=True).get(victim.job_id, 0)
+            if _owners(out).get(victim.job_id) == victim.owner and step >= min_step:
+                return victim, status.format(), step
+            worker.send_signal(signal.SIGCONT)
+    raise AssertionError(f"no run was caught training past step {min_step} while the study ran")
+
+
 def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     spec_file: Path, reference: tuple[Path, float], tmp_path: Path
 ) -> None:
@@ -239,24 +362,13 @@ def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     checkpoint, its metrics.csv holds each step once, and the study ends with the
     uninterrupted study's results (metrics included)."""
     proc = _study(spec_file, tmp_path)
-    victim = None
-    deadline = time.time() + 120
-    while victim is None and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.3)
-        if not (tmp_path / "results.sqlite").exists():
-            continue
-        status = study_status(tmp_path)
-        running = status.jobs[(status.jobs["shown"] == "running") & (status.jobs["step"] >= 10)]
-        if len(running):
-            text = status.format()
-            victim = running.iloc[0]
-    assert victim is not None, "no run reached step 10 while the study ran"
+    victim, text, checkpoint = _pick_victim(proc, tmp_path, min_step=10)
     steps = SPEC["train"]["max_steps"]
     assert "running:" in text and f"step {int(victim.step)}/{steps}" in text, text
     assert "jobs —" in text and "heartbeat" in text
     losses = r"\n    step \d+: train loss [\d.e-]+, val loss [\d.e-]+ \(step \d+\)"
     assert re.search(re.escape(victim.job_id) + r"  step [^\n]*" + losses, text), text
-    os.kill(int(victim.owner.split(":")[1]), signal.SIGKILL)
+    os.kill(int(victim.owner.split(":")[1]), signal.SIGKILL)  # frozen mid-training
     log = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, log
 
@@ -265,8 +377,7 @@ def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     assert list(mine[mine["event"] == "lost"]["detail"]) == ["its process is gone"]
     after_loss = mine.index > mine[mine["event"] == "lost"].index[0]
     resumed = mine[(mine["event"] == "trained") & after_loss]
-    step = int(resumed["detail"].iloc[0].removeprefix("from step "))
-    assert step >= 10, resumed
+    assert list(resumed["detail"]) == [f"from step {checkpoint}"], mine
     runs, evals = _tables(tmp_path)
     ref_runs, ref_evals = _tables(reference[0])
     pd.testing.assert_frame_equal(runs, ref_runs)
@@ -282,6 +393,60 @@ def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     assert shown.exit_code == 0 and "8 jobs — 8 done" in shown.output, shown.output
     missing = CliRunner().invoke(main, ["study", "status", str(tmp_path / "nothing")])
     assert missing.exit_code == 1 and "nothing: not a study folder (no spec.yaml" in missing.output
+
+
+def test_ctrl_c_stops_the_study_at_once_and_the_same_command_continues_it(
+    spec_file: Path, reference: tuple[Path, float], tmp_path: Path
+) -> None:
+    """SIGINT to the study's process group (a terminal's Ctrl-C) while runs train: within 5 s
+    one line says how far it got and the study exits 130, with no traceback and no process
+    left; finished jobs are kept, interrupted ones are pending with their checkpoints, and
+    the same command then finishes the study from them, training nothing twice."""
+    proc = _study(spec_file, tmp_path)
+    training = _freeze_while_training(proc, tmp_path)
+    family = [p for p in _group(proc.pid) if _alive(p)]
+    done_before = {job for job, state in _states(tmp_path).items() if state == "done"}
+    os.killpg(proc.pid, signal.SIGINT)  # pending until the group runs again
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGCONT)
+    log = proc.communicate(timeout=60)[0]
+    while [p for p in family if _alive(p)] and time.monotonic() < t0 + 5.0:
+        time.sleep(0.05)  # multiprocessing's resource tracker ends when it sees the driver gone
+    took = time.monotonic() - t0
+    assert proc.returncode == 130, log
+    left = [p for p in family if _alive(p)]
+    assert took < 5.0 and not left, f"{took:.1f} s to stop, {left} left:\n{log}"
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+    assert len(family) >= 3  # the driver and its two workers
+
+    states = _states(tmp_path)
+    done = {job for job, state in states.items() if state == "done"}
+    line = f"Interrupted: {len(done)} of 8 jobs done; run the same command again to continue."
+    assert log.strip().splitlines()[-1] == line, log
+    assert set(states.values()) <= {"done", "pending"}, states
+    assert done_before <= done
+    runs = Results(tmp_path / "results.sqlite").runs()
+    assert set(runs.loc[runs["status"] == "done", "run_id"]) == done  # results of every one
+    kept = {job: step for job, step in _checkpoint_steps(tmp_path).items() if job in training}
+    assert kept and all(kept[job] >= training[job] for job in kept), (training, kept)
+    assert all(states[job] == "pending" for job in kept)
+    events = Jobs(tmp_path / "results.sqlite").events()
+    released = events[events["event"] == "released"]
+    assert set(kept) <= set(released["job_id"])
+
+    proc = _study(spec_file, tmp_path)
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, log
+    runs, evals = _tables(tmp_path)
+    ref_runs, ref_evals = _tables(reference[0])
+    pd.testing.assert_frame_equal(runs, ref_runs)
+    pd.testing.assert_frame_equal(evals, ref_evals)
+    events = Jobs(tmp_path / "results.sqlite").events()
+    assert _trained_after_done(events) == 0
+    for job, step in kept.items():  # resumed from the checkpoint the interrupt left
+        trained = events[(events["job_id"] == job) & (events["event"] == "trained")]
+        assert trained["detail"].iloc[-1] == f"from step {step}", trained
+    assert (Jobs(tmp_path / "results.sqlite").table()["state"] == "done").all()
 
 
 def test_a_run_of_several_processes_starts_under_torchrun(tmp_path: Path) -> None:

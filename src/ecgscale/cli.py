@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -48,6 +50,26 @@ def friendly_errors(func):
             _fail(str(err).strip("'\""), 1)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _stops_on_ctrl_c(spec: StudySpec, study_dir: Path) -> Iterator[None]:
+    """Ctrl-C stops the work inside cleanly, says how far the study got and exits with status
+    130; a second Ctrl-C exits at once (:func:`ecgscale.interrupts.interruptible`)."""
+    from ecgscale.interrupts import INTERRUPTED, interruptible
+    from ecgscale.study.runner import jobs_done
+
+    with interruptible():
+        try:
+            yield
+        except KeyboardInterrupt:
+            done, total = jobs_done(spec, study_dir)
+            click.echo(
+                f"Interrupted: {done} of {total} jobs done; run the same command again to "
+                "continue.",
+                err=True,
+            )
+            sys.exit(INTERRUPTED)
 
 
 def _spec(spec: Path | None, overrides: tuple[str, ...]) -> StudySpec:
@@ -118,7 +140,8 @@ def study_run(spec, overrides, out, retry_failed, quiet) -> None:
 
     parsed = _spec(spec, overrides)
     study_dir = _study_dir(parsed, out)
-    report = run_study(parsed, study_dir, progress=not quiet, retry_failed=retry_failed)
+    with _stops_on_ctrl_c(parsed, study_dir):
+        report = run_study(parsed, study_dir, progress=not quiet, retry_failed=retry_failed)
     click.echo(f"report: {report}")
 
 
@@ -388,8 +411,9 @@ def train(spec, overrides, out, only, list_runs, retry_failed) -> None:
             click.echo(f"scratch {job.scratch_id}")
         return
     study_dir = _study_dir(parsed, out)
-    prepare_data(parsed, study_dir)
-    s = train_runs(parsed, study_dir, retry_failed=retry_failed, only=list(only) or None)
+    with _stops_on_ctrl_c(parsed, study_dir):
+        prepare_data(parsed, study_dir)
+        s = train_runs(parsed, study_dir, retry_failed=retry_failed, only=list(only) or None)
     click.echo(
         f"{s.total} jobs: {s.skipped} already recorded, {s.done} done, {s.failed} failed"
         + (f", {s.reevaluated} runs evaluated again" if s.reevaluated else "")

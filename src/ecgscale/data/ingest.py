@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +44,7 @@ from ecgscale.data.store import (
     atomic_write,
     locked_info,
 )
+from ecgscale.interrupts import POLL_S, WorkerPool
 
 SMALL_INGEST = 2000
 """records below which ingest runs in the calling process by default."""
@@ -274,11 +275,11 @@ def _run_units(jobs: list[_Job], workers: int, bar: tqdm, max_reject: float) -> 
             record(_run_unit(job))
         return results
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with WorkerPool(max_workers=workers, mp_context=ctx) as pool:  # stopped at once by Ctrl-C
         pending = {pool.submit(_run_unit, job): job for job in jobs}
         try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            while pending:  # waking up often, to see a Ctrl-C at once
+                finished, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     job = pending.pop(fut)
                     try:

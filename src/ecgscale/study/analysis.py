@@ -12,7 +12,6 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +20,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from ecgscale.interrupts import WorkerPool, as_completed
 from ecgscale.laws import (
     FitError,
     FitResult,
@@ -117,7 +117,7 @@ def analyse_study(
             bar.update()
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with WorkerPool(workers, mp_context=context) as pool:  # stopped at once by a Ctrl-C
             futures = [pool.submit(_analyse_loss, *task) for task in tasks]
             for _ in as_completed(futures):
                 bar.update()

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ecgscale.interrupts import GRACE_S, POLL_S
 from ecgscale.study.lifecycle import Claim, Jobs, closing, this_process
 from ecgscale.study.packing import runs_per_gpu, threads_per_run
 from ecgscale.study.spec import StudySpec
@@ -76,8 +77,8 @@ def run_ray(
         refs[ref] = job
     pending = list(refs)
     try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+        while pending:  # waking up often, to see a Ctrl-C at once
+            ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
             for ref in ready:
                 job = refs[ref]
 
@@ -85,10 +86,32 @@ def run_ray(
                     return table.attempts().get(name, 0) > before.get(name, 0)
 
                 yield _result(ray, ref, job, claimed)
-    finally:  # the caller stopped early: what has not finished is cancelled (and given back)
-        for ref in pending:
-            with contextlib.suppress(Exception):  # Ray ends them with the driver anyway
-                ray.cancel(ref)
+    finally:  # interrupted, or the caller stopped early: nothing more runs
+        if pending:
+            _cancel(ray, pending, ex.stale_after_s)
+
+
+def _cancel(ray, pending: list, stale_after_s: float) -> None:
+    """Cancel the unfinished tasks ``pending``: those not started never run, a running one
+    stops (``KeyboardInterrupt`` in the task) and gives its job back; wait ``GRACE_S`` seconds
+    at most for them, and say what became of them."""
+    for ref in pending:
+        with contextlib.suppress(Exception):  # Ray ends them with the driver anyway
+            ray.cancel(ref)
+    left = pending
+    with contextlib.suppress(Exception):
+        _, left = ray.wait(pending, num_returns=len(pending), timeout=GRACE_S)
+    note = (
+        f"ray: {len(pending)} unfinished task(s) cancelled (a running one gives its job back "
+        "as it stops)"
+    )
+    if left:
+        note += (
+            f"; {len(left)} still running after {GRACE_S:g} s end with this driver: their jobs "
+            f"are taken over at once on this host, elsewhere after executor.stale_after_s="
+            f"{stale_after_s:g} s"
+        )
+    print(note, file=sys.stderr)
 
 
 def task_options(spec: StudySpec, job: Job) -> tuple[dict, int]:

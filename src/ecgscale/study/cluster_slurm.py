@@ -39,18 +39,20 @@ in the driver's process), so the same spec runs on a laptop and in tests.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import submitit
 from submitit.core.utils import DelayedSubmission
 from submitit.slurm.slurm import SlurmExecutor
 
+from ecgscale.interrupts import sigint_ignored, sleep, stop_processes
 from ecgscale.study.executors import default_workers, init_torch_threads, run_local_gpus
 from ecgscale.study.lifecycle import Claim, Jobs, closing, this_process
 from ecgscale.study.packing import packs
@@ -327,7 +329,8 @@ def run_slurm(
         while queued or running:
             if queued and len(running) < window:
                 batch = [queued.pop() for _ in range(min(window - len(running), len(queued)))]
-                submitted = executor.submit_array(batch)
+                with sigint_ignored():  # local tasks: stopped by the driver, not by a Ctrl-C
+                    submitted = executor.submit_array(batch)
                 if backend == "local":  # no network filesystem to wait for: a dead task's
                     for sjob in submitted:  # missing result is final at once
                         sjob._results_timeout_s = 2
@@ -347,18 +350,31 @@ def run_slurm(
                     still.append((task, sjob))
             running = still
             if running:
-                time.sleep(POLL_S[backend])
-    finally:
-        if running and backend == "local":
-            for _, sjob in running:
-                sjob.cancel(check=False)
-        elif running and backend == "slurm":
-            ids = sorted({sjob.job_id.split("_")[0] for _, sjob in running})
-            print(
-                f"SLURM array {' '.join(ids)} keeps running (scancel to stop it); its results "
-                "go into results.sqlite",
-                file=sys.stderr,
-            )
+                sleep(POLL_S[backend])
+    finally:  # interrupted, or the caller stopped early: nothing more is submitted
+        if running:
+            _leave(spec, [sjob for _, sjob in running], backend)
+
+
+def _leave(spec: StudySpec, running: list[submitit.Job], backend: str) -> None:
+    """The driver stops before ``running`` finished. Tasks of this machine (``local``) are
+    killed at once (submitit's tasks ignore SIGTERM; their claims are given back by the caller,
+    their runs' checkpoints stay); a cluster's keep running, and the driver says so."""
+    if backend == "local":
+        controllers = []
+        for sjob in running:  # a LocalJob keeps the process that controls its task here
+            with contextlib.suppress(psutil.Error, AttributeError):
+                controllers.append(psutil.Process(sjob._process.pid))
+        stop_processes(controllers, grace_s=0)
+    elif backend == "slurm":
+        ids = " ".join(sorted({sjob.job_id.split("_")[0] for sjob in running}))
+        print(
+            f"SLURM array {ids}: its {len(running)} unfinished task(s) keep running and write "
+            "their results into results.sqlite; run the same command again once they are done "
+            f"(`scancel {ids}` stops them: their jobs are then taken over after "
+            f"executor.stale_after_s={spec.executor.stale_after_s:g} s)",
+            file=sys.stderr,
+        )
 
 
 def _results(task: SlurmTask | SlurmPack, sjob: submitit.Job, store: Jobs) -> list[JobResult]:

@@ -9,6 +9,9 @@ again. Workers exit when the driver process dies, so their jobs are free to be t
 With GPUs (``gpus_per_run`` > 0 and GPUs here, or ``executor.gpus`` set), each job instead
 starts in a process of its own on GPUs with room for it, several small runs to a GPU with
 ``runs_per_gpu`` (see :mod:`ecgscale.study.packing`).
+Workers ignore SIGINT (see :mod:`ecgscale.interrupts`): when the caller is interrupted, the
+pool is stopped, and each worker told to stop (SIGTERM) gives its job back (pending; a run's
+checkpoints are kept for the next attempt) and exits.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
 from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 
+import psutil
+
 from ecgscale.evaluate.inference import RUNS_PER_GPU
+from ecgscale.interrupts import WorkerPool, as_completed, sigint_ignored, stop_processes
 from ecgscale.study.lifecycle import Claim
 from ecgscale.study.packing import GpuBoard, runs_per_gpu, threads_per_run
 from ecgscale.study.spec import ExecutorSpec, StudySpec
@@ -43,9 +48,37 @@ def _exit_with(parent: int) -> None:
     os._exit(1)
 
 
+_in_job = False
+"""Whether this worker process runs a job now (read by its SIGTERM handler)."""
+
+
+def _stop_worker(signum: int, frame: object) -> None:
+    """SIGTERM in a worker: stop its job (:func:`run_job` gives it back), then exit; an idle
+    worker exits at once. Once: a second SIGTERM is ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not _in_job:
+        os._exit(0)
+    raise KeyboardInterrupt
+
+
 def _init_worker(threads: int, parent: int) -> None:
     init_torch_threads(threads)
+    signal.signal(signal.SIGTERM, _stop_worker)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _worker_job(
+    study_dir: Path, store_dir: Path, job: Job, redo: bool, spec: StudySpec
+) -> JobResult:
+    """:func:`run_job` in a pool worker; a worker told to stop exits after giving the job back."""
+    global _in_job
+    try:
+        _in_job = True
+        return run_job(study_dir, store_dir, job, redo=redo, spec=spec)
+    except KeyboardInterrupt:
+        os._exit(0)
+    finally:
+        _in_job = False
 
 
 def default_workers(threads_per_worker: int) -> int:
@@ -91,19 +124,17 @@ def run_local(
         for job in jobs:
             yield run_job(study_dir, store_dir, job, redo=job_id(job) in redo, spec=spec)
         return
-    with ProcessPoolExecutor(
+    with WorkerPool(
         workers,
         mp_context=mp.get_context("spawn"),
         initializer=_init_worker,
         initargs=(ex.threads_per_worker, os.getpid()),
     ) as pool:
         futures = {
-            pool.submit(
-                run_job, study_dir, store_dir, job, redo=job_id(job) in redo, spec=spec
-            ): job
+            pool.submit(_worker_job, study_dir, store_dir, job, job_id(job) in redo, spec): job
             for job in jobs
         }
-        for fut in as_completed(futures):
+        for fut in as_completed(futures):  # waking up often, to see a Ctrl-C at once
             try:
                 yield fut.result()
             except BrokenProcessPool:  # a worker died: every job not finished is lost
@@ -185,7 +216,8 @@ class JobProcess:
             name=f"ecgscale-{self.job_id}",
             daemon=True,
         )
-        self._process.start()
+        with sigint_ignored():  # a terminal's Ctrl-C is for the driver, which stops this
+            self._process.start()
         send.close()
         self.sentinel = self._process.sentinel
 
@@ -208,8 +240,10 @@ class JobProcess:
         return JobResult(self.job_id, "failed", f"{died} before it claimed its job")
 
     def end(self) -> None:
-        """End the process if it still runs."""
-        self._process.terminate()
+        """Stop the process if it still runs (SIGTERM: it gives its job back; killed, with
+        what it started, if it has not stopped in time)."""
+        if self._process.is_alive():
+            stop_processes([psutil.Process(self._process.pid)])
         self._process.join()
 
 
@@ -226,4 +260,10 @@ def _job_process(send, devices: str, runs: int, threads: int, parent: int, *args
         if on_claim is not None:
             on_claim(claim)
 
-    send.send(run_job(study_dir, store_dir, job, redo=redo, spec=spec, on_claim=claimed))
+    global _in_job
+    try:  # told to stop (SIGTERM), run_job gives the job back; then the process exits
+        _in_job = True
+        result = run_job(study_dir, store_dir, job, redo=redo, spec=spec, on_claim=claimed)
+    except KeyboardInterrupt:
+        os._exit(0)
+    send.send(result)

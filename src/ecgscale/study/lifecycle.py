@@ -8,8 +8,10 @@ job is done (unless it is claimed for re-evaluation) or running under a live own
 workers never run one job and a finished job never runs again. A running job's owner is
 *lost* when it is a process of this host that no longer exists, or when its heartbeat is older
 than ``stale_after_s``; the next claim takes the job over and the run resumes from its last
-checkpoint. The worker's result rows and its job's final state are written in one transaction,
-and only while the worker still owns the job.
+checkpoint. A worker told to stop gives its job back (``released``: pending again), and so
+does a driver for the jobs its stopped workers left running, so that the next claim takes
+them at once. The worker's result rows and its job's final state are written in one
+transaction, and only while the worker still owns the job.
 """
 
 from __future__ import annotations
@@ -65,11 +67,13 @@ def this_process() -> str:
 
 def owner_alive(owner: str, heartbeat_at: float | None, stale_after_s: float, now: float) -> bool:
     """Whether the process ``owner`` still runs its job: on this host, by its pid and start
-    time; elsewhere, by a heartbeat younger than ``stale_after_s``."""
+    time (a zombie has ended); elsewhere, by a heartbeat younger than ``stale_after_s``."""
     host, pid, start = owner.rsplit(":", 2)
     if host == socket.gethostname():
         try:
-            return int(psutil.Process(int(pid)).create_time() * 1000) == int(start)
+            proc = psutil.Process(int(pid))
+            same = int(proc.create_time() * 1000) == int(start)
+            return same and proc.status() != psutil.STATUS_ZOMBIE
         except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
             return False
     return heartbeat_at is not None and now - heartbeat_at < stale_after_s
@@ -225,15 +229,28 @@ class Jobs:
             yield con
             _event(con, claim.job_id, state, now, claim.owner, error)
 
-    def release(self, claim: Claim, reason: str) -> None:
-        """Give a claimed job back (pending again), e.g. when its worker is told to stop."""
+    def release(self, claim: Claim, reason: str) -> bool:
+        """Give a claimed job back (pending again), e.g. when its worker is told to stop; False
+        (and nothing logged) when it is no longer running under ``claim``'s owner."""
         with self._transaction() as con:
-            con.execute(
-                "UPDATE jobs SET state = 'pending', owner = NULL WHERE job_id = ? AND owner = ?"
-                " AND state = 'running'",
-                (claim.job_id, claim.owner),
-            )
-            _event(con, claim.job_id, "released", time.time(), claim.owner, reason)
+            return _release(con, claim.job_id, claim.owner, reason, time.time())
+
+    def release_left(self, job_ids: Iterable[str], reason: str) -> list[str]:
+        """Give back (pending) those of ``job_ids`` left running by this process or by an owner
+        that is lost (see :func:`owner_alive`), e.g. once stopped workers are gone, so that the
+        next claim takes them at once; returns their ids."""
+        me, now, wanted = this_process(), time.time(), set(job_ids)
+        with self._transaction() as con:
+            rows = con.execute(
+                "SELECT job_id, owner, heartbeat_at FROM jobs WHERE state = 'running'"
+            ).fetchall()
+            return [
+                job_id
+                for job_id, owner, beat in rows
+                if job_id in wanted
+                and (owner == me or not owner_alive(owner, beat, self.stale_after_s, now))
+                and _release(con, job_id, owner, reason, now)
+            ]
 
     def attempts(self) -> dict[str, int]:
         """Attempts so far of every job, by id."""
@@ -275,6 +292,18 @@ def closing(path: Path) -> Iterator[sqlite3.Connection]:
         yield con
     finally:
         con.close()
+
+
+def _release(con: sqlite3.Connection, job_id: str, owner: str, reason: str, now: float) -> bool:
+    """Set ``job_id`` pending if it runs under ``owner``, with a ``released`` event."""
+    released = con.execute(
+        "UPDATE jobs SET state = 'pending', owner = NULL WHERE job_id = ? AND owner = ?"
+        " AND state = 'running'",
+        (job_id, owner),
+    ).rowcount
+    if released:
+        _event(con, job_id, "released", now, owner, reason)
+    return bool(released)
 
 
 def _event(

@@ -17,9 +17,11 @@ Study folder::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
 from ecgscale.study.runs import RunSpec, expand, expand_scratch, resolve_lr, sweep_choices
 from ecgscale.study.spec import DataSpec, StudySpec, load_study_spec
-from ecgscale.study.worker import Job, job_id, job_kind
+from ecgscale.study.worker import Job, JobResult, job_id, job_kind
 from ecgscale.train.metrics import read_metrics, tensorboard_wanted
 
 CURVE_COLUMNS = ["run_id", "step", "train_loss", "val_loss"]
@@ -175,9 +177,12 @@ def train_runs(
     """Train and evaluate every run not yet recorded (or failed, with ``retry_failed``), and
     train every from-scratch task model likewise, on the spec's executor. A done run evaluated
     under other evaluation settings (sets, tasks, probe) is evaluated again from its saved
-    weights, and so is one without its saved probe (evaluated by an older ecgscale). A job that
-    fails (other than by diverging) or loses its worker is submitted again until it has had
-    ``executor.max_attempts`` attempts in this call."""
+    weights, and so is one without its saved probe (evaluated by an older ecgscale). In a
+    learning-rate sweep, a rung's other runs train once its sweep has chosen their rate. A job
+    that fails (other than by diverging) or loses its worker is submitted again until it has
+    had ``executor.max_attempts`` attempts in this call. Interrupted (``KeyboardInterrupt``),
+    it stops the executor's workers, gives back (pending) the jobs they left running, and
+    raises; finished jobs are kept."""
     study_dir = Path(study_dir)
     results = Results(study_dir / "results.sqlite")
     runs, scratch = expand(spec), expand_scratch(spec)
@@ -214,47 +219,22 @@ def train_runs(
     by_id = {job_id(j): j for j in todo}
     redo = {r.run_id for r in stale}
     run = _executor(spec.executor.kind)
-    bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress)
-    # in a learning-rate sweep, a rung's other runs train once its sweep has chosen their rate
     waiting = [j for j in todo if isinstance(j, RunSpec) and j.lr is None and spec.lr_sweep_d]
-    batch = [j for j in todo if j not in waiting]
-    while batch or waiting:
-        if not batch:
-            batch = _after_sweep(spec, results, waiting, summary, bar)
-            by_id |= {job_id(j): j for j in batch}
-            waiting = []
-        again: list[Job] = []
-        for res in run(spec, batch, store_dir(spec, study_dir), study_dir, redo):
-            job = by_id[res.job_id]
-            tries = jobs.attempts().get(res.job_id, 0) - start.get(res.job_id, 0)
-            if res.status == "lost" and tries == 0:  # never started: held back by a broken pool
-                again.append(job)
-                continue
-            if (
-                res.status in ("failed", "lost")
-                and res.retry
-                and tries < spec.executor.max_attempts
-            ):
-                bar.write(
-                    f"{job.folder} {res.status} (attempt {tries} of "
-                    f"{spec.executor.max_attempts}): {res.error}; submitting it again"
-                )
-                again.append(job)
-                continue
-            if res.status == "done":
-                summary.done += 1
-            elif res.status == "skipped":
-                summary.skipped += 1
-                if jobs.state(res.job_id) == "running":
-                    summary.elsewhere += 1
-                    bar.write(f"{job.folder} is running under another live worker; left to it")
-            else:
-                summary.failed += 1
-                bar.write(f"{job.folder} failed: {res.error}")
-            bar.set_postfix(failed=summary.failed)
-            bar.update()
-        batch = again
-    bar.close()
+    with tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress) as bar:
+        try:
+            batch = [j for j in todo if j not in waiting]
+            while batch or waiting:
+                if not batch:
+                    batch = _after_sweep(spec, results, waiting, summary, bar)
+                    by_id |= {job_id(j): j for j in batch}
+                    waiting = []
+                with contextlib.closing(
+                    run(spec, batch, store_dir(spec, study_dir), study_dir, redo)
+                ) as stream:
+                    batch = _take_results(stream, jobs, start, by_id, spec, summary, bar)
+        except KeyboardInterrupt:  # the executor stopped its workers: give back what they left
+            jobs.release_left(by_id, "interrupted")
+            raise
     return summary
 
 
@@ -273,6 +253,57 @@ def _after_sweep(
             bar.write(f"{job.folder} not trained: {str(err).strip(chr(39))}")
             bar.update()
     return ready
+
+
+def _take_results(
+    stream: Iterator[JobResult],
+    jobs: Jobs,
+    start: dict[str, int],
+    by_id: dict[str, Job],
+    spec: StudySpec,
+    summary: TrainSummary,
+    bar: tqdm,
+) -> list[Job]:
+    """Count the results of ``stream`` into ``summary`` as they come; returns the jobs to
+    submit again."""
+    again: list[Job] = []
+    for res in stream:
+        job = by_id[res.job_id]
+        tries = jobs.attempts().get(res.job_id, 0) - start.get(res.job_id, 0)
+        if res.status == "lost" and tries == 0:  # never started: held back by a broken pool
+            again.append(job)
+            continue
+        if res.status in ("failed", "lost") and res.retry and tries < spec.executor.max_attempts:
+            bar.write(
+                f"{job.folder} {res.status} (attempt {tries} of "
+                f"{spec.executor.max_attempts}): {res.error}; submitting it again"
+            )
+            again.append(job)
+            continue
+        if res.status == "done":
+            summary.done += 1
+        elif res.status == "skipped":
+            summary.skipped += 1
+            if jobs.state(res.job_id) == "running":
+                summary.elsewhere += 1
+                bar.write(f"{job.folder} is running under another live worker; left to it")
+        else:
+            summary.failed += 1
+            bar.write(f"{job.folder} failed: {res.error}")
+        bar.set_postfix(failed=summary.failed)
+        bar.update()
+    return again
+
+
+def jobs_done(spec: StudySpec, study_dir: Path) -> tuple[int, int]:
+    """``(done, total)``: jobs of ``spec``'s grid (runs and from-scratch models) that are
+    done in the study's job table, and all of them."""
+    ids = {job_id(j) for j in [*expand(spec), *expand_scratch(spec)]}
+    path = Path(study_dir) / "results.sqlite"
+    if not path.is_file():
+        return 0, len(ids)
+    table = Jobs(path).table()
+    return int((table["job_id"].isin(ids) & (table["state"] == "done")).sum()), len(ids)
 
 
 def _study_runs(study_dir: Path):

@@ -8,8 +8,10 @@ SLURM task or a ``torchrun`` child calls); the study folder's ``spec.yaml`` says
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ecgscale.interrupts import GRACE_S
 from ecgscale.study.lifecycle import Claim, Jobs, NotOwner
 from ecgscale.study.results import write_run, write_scratch
 from ecgscale.study.runs import (
@@ -98,15 +101,28 @@ def run_job(
     """Claim ``job`` in the study's results store, run it, write its result; never raises for
     a failure of the job itself. ``redo`` claims a finished run to evaluate it again (its
     saved weights are reused, nothing is trained). ``on_claim`` is told the claim once taken
-    (e.g. to give it back when the process is told to stop)."""
+    (e.g. to give it back when the process is told to stop). Stopped by an exception from
+    outside the job (``KeyboardInterrupt``, ``SystemExit``), it gives the job back (pending;
+    a run's checkpoints stay for the next attempt) and raises it."""
     study_dir = Path(study_dir)
     spec = spec or load_spec(study_dir / "spec.yaml")
     jobs = Jobs(study_dir / "results.sqlite", stale_after_s=spec.executor.stale_after_s)
     claim = jobs.claim(job_id(job), job_kind(job), redo=redo)
     if claim is None:
         return JobResult(job_id(job), "skipped")
-    if on_claim is not None:
-        on_claim(claim)
+    try:
+        if on_claim is not None:
+            on_claim(claim)
+        return _run_claimed(jobs, claim, spec, study_dir, store_dir, job)
+    except BaseException as err:  # stopped from outside (Ctrl-C, SIGTERM): give the job back
+        jobs.release(claim, f"stopped: {type(err).__name__}")
+        raise
+
+
+def _run_claimed(
+    jobs: Jobs, claim: Claim, spec: StudySpec, study_dir: Path, store_dir: Path, job: Job
+) -> JobResult:
+    """Run the claimed ``job`` (with its heartbeat) and write its result."""
     trained: list[int] = []
     with Heartbeat(jobs, claim, spec.executor.heartbeat_s) as beat:
 
@@ -156,17 +172,42 @@ def _run_under_torchrun(study_dir: Path, job: Job, processes: int) -> Outcome:
             str(outcome),
         ]
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        # its own process group: a terminal's Ctrl-C reaches this worker's driver, not torchrun
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:  # this worker is stopped: so are torchrun and its processes
+            _stop_group(proc)
+            raise
         if outcome.exists():
             data = json.loads(outcome.read_text())
             return Outcome(data["row"], data["evals"], data["tasks"])
-    tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+    tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
     row = {
         **asdict(job),
         "status": "failed",
-        "error": f"torchrun exited {done.returncode}: {tail[0]}",
+        "error": f"torchrun exited {proc.returncode}: {tail[0]}",
     }
     return Outcome(row)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the process group that ``proc`` leads: SIGTERM, then SIGKILL after the grace."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def find_job(spec: StudySpec, job_id_: str) -> Job:
