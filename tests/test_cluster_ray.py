@@ -41,7 +41,7 @@ from ecgscale.study.runs import expand, expand_scratch  # noqa: E402
 from ecgscale.study.spec import parse_spec  # noqa: E402
 from ecgscale.study.worker import job_id  # noqa: E402
 
-DATA = {**TINY_DATA, "ood_sites": ["noisy"]}
+DATA = {**TINY_DATA, "ood_sites": ["noisy"], "n_records": 600, "holdout": 0.6}
 EVAL = {**TINY_EVAL, "n_boot": 20}
 SMALL = {
     "name": "ray-small",
@@ -57,7 +57,7 @@ SMALL = {
             "source": "code",
             "target": "age",
             "kind": "regression",
-            "d_f": [20],
+            "d_f": [10],
             "val_records": 20,
             "test_records": 30,
         }
@@ -65,7 +65,7 @@ SMALL = {
     "transfer": {"sizes": [20000], "train": {"max_steps": 4, "eval_every": 2}},
     "laws": {"n_bootstrap": 0},
 }
-"""4 runs (2 sizes x SL/SSL) and 1 from-scratch model; ~15 s on 2 cores."""
+"""4 runs (2 sizes x SL/SSL) and 5 from-scratch models (D_F 2..40); ~20 s on 2 cores."""
 
 KILL = {
     **SMALL,
