@@ -72,6 +72,7 @@ def _study(tmp_path, name: str, launcher: list[str]) -> dict:
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "metrics.csv",
         "model.safetensors",
+        "probe.safetensors",
         "train.json",
     ]
     assert read_metrics(run_dir / "metrics.csv")["step"].tolist() == list(range(1, 21))

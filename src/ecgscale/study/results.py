@@ -261,6 +261,7 @@ def create_table(
     have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
     for name, kind in columns.items():  # a column added since the file was made: NULL there
         if name not in have:
+            kind = kind.split()[0]  # NULL in the rows already there: no NOT NULL, no key
             try:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
             except sqlite3.OperationalError as err:  # another process added it a moment ago
