@@ -144,9 +144,10 @@ def test_rules() -> None:
     assert resnet_downsample(1000) == [4, 4, 2, 2]
     assert resnet_downsample(250) == [2, 2, 2, 2]
     assert resnet_downsample(40) == [2, 1, 1, 1]
-    assert transformer_patch(100, 1000) == 25
-    assert transformer_patch(400, 4096) == 100
-    assert transformer_patch(500, 1000) == 62
+    assert transformer_patch(100, 1000) == 10
+    assert transformer_patch(400, 4096) == 40
+    assert transformer_patch(500, 1000) == 50
+    assert transformer_patch(100, 100) == 6  # 16 tokens at least
 
 
 # input lengths and rates a study may choose: CODE, PTB-XL, CinC, a short crop, low rates
@@ -186,7 +187,7 @@ def test_ladder_shapes_at_100hz() -> None:
     }
     assert [s["blocks"] for s in shapes["resnet"]] == [1, 1, 4]
     assert [s["kernel_size"] for s in shapes["resnet"]] == [5, 5, 5]
-    assert [(s["depth"], s["heads"]) for s in shapes["transformer"]] == [(2, 1), (6, 7), (20, 14)]
+    assert [(s["depth"], s["heads"]) for s in shapes["transformer"]] == [(2, 2), (6, 7), (20, 14)]
     assert shapes["transformer"][-1]["dim"] == 14 * 64
 
 
@@ -222,7 +223,7 @@ def test_build_applies_overrides() -> None:
     model = tiny("transformer", dropout=0.25)
     assert model.dropout.p == 0.25
     shape = shape_for("transformer", 20_000, input_len=1000, fs=100)
-    assert model.dim == shape["dim"] and model.token_span == shape["patch"] == 25
+    assert model.dim == shape["dim"] and model.token_span == shape["patch"] == 10
 
 
 # --- stats -------------------------------------------------------------------------------------
@@ -390,7 +391,7 @@ def test_models_show() -> None:
     assert result.exit_code == 0, result.output
     shape = shape_for("transformer", 2_000_000, input_len=4096, fs=400)
     assert f"kwargs: {json.dumps(shape)}" in result.output
-    assert "tokens: 41 x" in result.output and "Transformer(" in result.output
+    assert "tokens: 103 x" in result.output and "Transformer(" in result.output
     result = CliRunner().invoke(main, ["models", "show", "resnet", "50K", "--step"])
     assert result.exit_code == 0, result.output
     assert "ResNet1d(" in result.output and "one SL step (batch 2" in result.output

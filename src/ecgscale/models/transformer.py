@@ -101,7 +101,7 @@ class Transformer(Encoder):
         dim: token width ``D`` (a multiple of ``heads``).
         depth: number of blocks.
         heads: attention heads per block.
-        patch: samples per patch (= token_span); ~0.25 s of signal, e.g. 25 at 100 Hz.
+        patch: samples per patch (= token_span); the ladder's is 0.1 s of signal, 10 at 100 Hz.
         dropout: dropout on attention weights, residual branches and embedded tokens.
         n_leads: input channels.
         pos_scale: amplitude of the fixed sine-cosine position code. Embedded millivolt
