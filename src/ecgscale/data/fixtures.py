@@ -54,6 +54,10 @@ class _Synth:
     durations_s: tuple[float, ...]
     chunk: int
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fs", float(self.fs))
+        object.__setattr__(self, "durations_s", tuple(float(d) for d in self.durations_s))
+
 
 def write_code15(
     folder: Path | str,
@@ -80,7 +84,7 @@ def write_code15(
         raise ValueError(f"need 1 <= n_parts <= n_records, got {n_parts} and {n_records}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    synth = _Synth(site, float(fs), n_samples, tuple(float(d) for d in durations_s), chunk)
+    synth = _Synth(site, fs, n_samples, tuple(durations_s), chunk)
     rng = np.random.default_rng([seed, 15])
     exam_ids = rng.choice(_MAX_EXAM_ID, n_records, replace=False).astype(np.int64) + 1
     bounds = np.linspace(0, n_records, n_parts + 1).round().astype(int)
@@ -114,16 +118,12 @@ def write_code_test_tracings(
     Returns the generator's metadata of the rows written (with ``duration_s``).
     """
     n = len(pd.read_csv(Path(labels_dir) / "annotations" / "gold_standard.csv"))
-    synth = _Synth(site, float(fs), n_samples, tuple(float(d) for d in durations_s), chunk)
+    synth = _Synth(site, fs, n_samples, tuple(durations_s), chunk)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as file:
         tracings = file.create_dataset("tracings", (n, n_samples, 12), np.float32)
-        frames = []
-        for start, signals, meta in _chunks(n, synth, [seed, 827], 0):
-            tracings[start : start + len(meta)] = signals
-            frames.append(meta)
-    return pd.concat(frames, ignore_index=True)
+        return _fill(tracings, n, synth, [seed, 827], 0)
 
 
 def _write_part(
@@ -134,11 +134,20 @@ def _write_part(
     with h5py.File(path, "w") as file:
         tracings = file.create_dataset("tracings", (n + 1, synth.n_samples, 12), np.float32)
         file.create_dataset("exam_id", data=np.append(exam_ids, 0).astype(np.int64))
-        frames = []
-        for start, signals, meta in _chunks(n, synth, seed, first_patient):
-            tracings[start : start + len(meta)] = signals
-            frames.append(meta)
+        meta = _fill(tracings, n, synth, seed, first_patient)
         tracings[n] = 0.0
+    return meta
+
+
+def _fill(
+    tracings: h5py.Dataset, n: int, synth: _Synth, seed: list[int], first_patient: int
+) -> pd.DataFrame:
+    """Write ``n`` synthetic records into the first rows of ``tracings``, a chunk at a time;
+    return their metadata."""
+    frames = []
+    for start, signals, meta in _chunks(n, synth, seed, first_patient):
+        tracings[start : start + len(meta)] = signals
+        frames.append(meta)
     return pd.concat(frames, ignore_index=True)
 
 

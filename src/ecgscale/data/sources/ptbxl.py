@@ -38,7 +38,7 @@ from ecgscale.data.sources.base import (
     Unit,
     register_source,
 )
-from ecgscale.data.sources.wfdb_common import batches, read_wfdb
+from ecgscale.data.sources.wfdb_common import batches, read_wfdb_record
 
 SCP_TO_LABEL = {
     "1AVB": "1dAVb",
@@ -84,17 +84,10 @@ class PtbxlSource(Source):
 
     def read(self, unit: Unit) -> Iterator[RawRecord | Rejection]:
         for row in unit.payload:
-            signals = read_wfdb(self.path, row["file"])
-            if isinstance(signals, Rejection):
-                yield signals
-                continue
-            yield RawRecord(
-                record_id=row["record_id"],
-                signal=signals.signal,
-                fs=signals.fs,
-                leads=signals.leads,
-                file=row["file"],
-                units=signals.units,
+            yield read_wfdb_record(
+                self.path,
+                row["file"],
+                row["record_id"],
                 patient_id=row["patient_id"],
                 age=row["age"],
                 is_male=row["is_male"],

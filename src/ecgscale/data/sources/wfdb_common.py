@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import wfdb
 
-from ecgscale.data.sources.base import Rejection, SourceError, Unit
+from ecgscale.data.sources.base import RawRecord, Rejection, SourceError, Unit
 
 BATCH = 64
 """Records per unit."""
@@ -184,6 +184,25 @@ def read_wfdb(root: Path, rel_header: str) -> Signals | Rejection:
     except Exception as e:  # a reader yields rejections, never raises
         detail = f"{type(e).__name__}: {e}"
         return Rejection(Path(rel_header).stem, rel_header, "unreadable", detail)
+
+
+def read_wfdb_record(
+    root: Path, rel_header: str, record_id: str, **meta: Any
+) -> RawRecord | Rejection:
+    """One WFDB record as a :class:`RawRecord` that carries ``meta`` (the reader's patient,
+    labels, site, extras ...), or the :class:`Rejection` of :func:`read_wfdb`."""
+    signals = read_wfdb(root, rel_header)
+    if isinstance(signals, Rejection):
+        return signals
+    return RawRecord(
+        record_id=record_id,
+        signal=signals.signal,
+        fs=signals.fs,
+        leads=signals.leads,
+        file=rel_header,
+        units=signals.units,
+        **meta,
+    )
 
 
 def _read(header: Path, rel: str) -> Signals | Rejection:

@@ -41,7 +41,12 @@ from ecgscale.data.sources.base import (
     patient_from_record,
     register_source,
 )
-from ecgscale.data.sources.wfdb_common import batches, find_headers, parse_sex, read_wfdb
+from ecgscale.data.sources.wfdb_common import (
+    batches,
+    find_headers,
+    parse_sex,
+    read_wfdb_record,
+)
 
 _TRUE = {"1", "1.0", "true", "t", "yes", "y"}
 _FALSE = {"0", "0.0", "false", "f", "no", "n"}
@@ -99,19 +104,7 @@ class WfdbFolderSource(Source):
 
     def read(self, unit: Unit) -> Iterator[RawRecord | Rejection]:
         for rel, meta in unit.payload:
-            signals = read_wfdb(self.path, rel)
-            if isinstance(signals, Rejection):
-                yield signals
-                continue
-            yield RawRecord(
-                record_id=Path(rel).stem,
-                signal=signals.signal,
-                fs=signals.fs,
-                leads=signals.leads,
-                file=rel,
-                units=signals.units,
-                **meta,
-            )
+            yield read_wfdb_record(self.path, rel, Path(rel).stem, **meta)
 
     @cached_property
     def _scan(self) -> tuple[list[tuple[str, dict[str, Any]]], list[Rejection]]:
