@@ -495,7 +495,7 @@ def _ratio_bounds(lo_a: Array, hi_a: Array, lo_b: Array, hi_b: Array) -> tuple[A
     x / inf = 0 and x / 0 = inf; 0 / 0 and inf / inf leave the bound open (0 below, inf
     above); NaN where a bound is NaN."""
     missing = np.isnan(lo_a) | np.isnan(hi_a) | np.isnan(lo_b) | np.isnan(hi_b)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         lower, upper = lo_a / hi_b, hi_a / lo_b
     lower = np.where(np.isnan(lower), 0.0, lower)
     upper = np.where(np.isnan(upper), np.inf, upper)
