@@ -27,6 +27,8 @@ from ecgscale.laws.forms import Form
 
 # the module, not the function ``ecgscale.laws.fit`` that the package exports
 FIT = importlib.import_module("ecgscale.laws.fit")
+REFINE = importlib.import_module("ecgscale.laws.refine")
+LBFGSB = importlib.import_module("ecgscale.laws.lbfgsb")
 
 POWER = {"E": 1.7, "A": 400.0, "alpha": 0.34}
 JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
@@ -399,14 +401,14 @@ def test_exactly_as_many_points_as_parameters_interpolates() -> None:
 def _count_lbfgsb_iterations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the iterations of every L-BFGS-B run from here on."""
     runs: list[int] = []
-    run_lbfgsb = FIT._lbfgsb
+    run_lbfgsb = REFINE._lbfgsb
 
     def counting(*args, **kwargs):
         run = run_lbfgsb(*args, **kwargs)
         runs.append(run.nit)
         return run
 
-    monkeypatch.setattr(FIT, "_lbfgsb", counting)
+    monkeypatch.setattr(REFINE, "_lbfgsb", counting)
     return runs
 
 
@@ -441,14 +443,14 @@ def test_awkward_power_fits_are_converged_or_flagged(y: list[float]) -> None:
     x = np.logspace(4, 6, len(y))
     result = fit("power", np.array(y), x=x)
     iterations = int(re.search(r"after (\d+) iterations", result.message).group(1))
-    assert iterations <= FIT.MAX_RUNS * FIT.MAXITER * 2, result.message
+    assert iterations <= REFINE.MAX_RUNS * REFINE.MAXITER * 2, result.message
     assert result.converged or "iteration limit" in result.message, result.message
     assert np.all(np.isfinite(list(result.params.values())))
 
 
 def test_iteration_limit_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(FIT, "MAXITER", 3)
-    monkeypatch.setattr(FIT, "MAX_RUNS", 1)
+    monkeypatch.setattr(REFINE, "MAXITER", 3)
+    monkeypatch.setattr(REFINE, "MAX_RUNS", 1)
     y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=5)
     result = fit("power", y, x=X)
     assert not result.converged
@@ -460,7 +462,7 @@ def test_convergence_is_reported_with_its_numbers() -> None:
     y = _noisy(evaluate_form("joint", JOINT, **JOINT_INPUTS), 0.01, seed=5)
     result = fit("joint", y, **JOINT_INPUTS)
     assert result.converged, result.message
-    assert result.relative_gradient is not None and result.relative_gradient <= FIT.GRAD_RTOL
+    assert result.relative_gradient is not None and result.relative_gradient <= REFINE.GRAD_RTOL
     assert result.n_iterations > 0
     assert f"after {result.n_iterations} iterations" in result.message
     assert f"relative gradient {result.relative_gradient:.2g}" in result.message
@@ -472,8 +474,8 @@ def test_bootstrap_counts_refits_that_did_not_converge(monkeypatch: pytest.Monke
     y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=5)
     full = fit("power", y, x=X)
     assert bootstrap("power", y, x=X, n_boot=20, full_fit=full).n_boot_unconverged == 0
-    monkeypatch.setattr(FIT, "MAXITER", 2)
-    monkeypatch.setattr(FIT, "MAX_RUNS", 1)
+    monkeypatch.setattr(REFINE, "MAXITER", 2)
+    monkeypatch.setattr(REFINE, "MAX_RUNS", 1)
     starved = bootstrap("power", y, x=X, n_boot=20, full_fit=full, seed=1)
     used = starved.n_boot - starved.n_boot_skipped
     assert 0 < starved.n_boot_unconverged <= used
@@ -499,18 +501,18 @@ def test_stopping_once_refinements_agree_keeps_the_optimum(
         assert _rel(quick.params[p], value) < 1e-6, (p, quick.params[p], value)
 
 
-@pytest.mark.skipif(not FIT._DIRECT, reason="this scipy goes through scipy.optimize.minimize")
+@pytest.mark.skipif(not LBFGSB._DIRECT, reason="this scipy goes through scipy.optimize.minimize")
 def test_direct_lbfgsb_follows_scipy_minimize(monkeypatch: pytest.MonkeyPatch) -> None:
     """Driving scipy's L-BFGS-B routine directly gives exactly the iterates of minimize()."""
     y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=10)
     problem = make_problem("power", y, x=X)
-    fitter = FIT._Fitter(problem)
+    fitter = REFINE._Fitter(problem)
     for theta in problem.form.start_grid(problem.data)[::97]:
         for maxiter in (5, 300):
-            direct = FIT._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
-            monkeypatch.setattr(FIT, "_DIRECT", False)
-            reference = FIT._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
-            monkeypatch.setattr(FIT, "_DIRECT", True)
+            direct = LBFGSB._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
+            monkeypatch.setattr(LBFGSB, "_DIRECT", False)
+            reference = LBFGSB._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
+            monkeypatch.setattr(LBFGSB, "_DIRECT", True)
             np.testing.assert_array_equal(direct.x, reference.x)
             assert (direct.nit, direct.status) == (reference.nit, reference.status)
             assert direct.message == reference.message

@@ -1,0 +1,137 @@
+"""L-BFGS-B runs, driven through scipy's private reverse-communication routine when it can."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy
+from numpy.typing import NDArray
+from scipy.optimize import minimize
+
+try:  # the C L-BFGS-B of scipy >= 1.15; older versions go through scipy.optimize.minimize
+    from scipy.optimize import _lbfgsb as _LBFGSB_MODULE
+except ImportError:  # pragma: no cover - depends on the installed scipy
+    _LBFGSB_MODULE = None
+
+FTOL = 1e-12
+"""L-BFGS-B's relative-reduction test, on the objective in units of δ²."""
+GTOL = 1e-9
+"""L-BFGS-B's projected-gradient test, on the gradient of the objective in units of δ²."""
+_SUCCESS, _ITERATION_LIMIT, _STOPPED = 0, 1, 2
+"""How an L-BFGS-B run ended: converged by its own tests, on the iteration limit, otherwise."""
+
+Array = NDArray[np.float64]
+Objective = Callable[[Array], tuple[float, Array]]
+"""``theta (P,) -> (objective, gradient (P,))``."""
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The outcome of one L-BFGS-B run."""
+
+    x: Array
+    nit: int
+    status: int
+    message: str
+
+
+def _scipy_at_least(major: int, minor: int) -> bool:
+    """Whether the installed scipy is at least ``major.minor``."""
+    parts = [int(p) for p in re.findall(r"\d+", scipy.__version__)[:2]]
+    return tuple(parts) >= (major, minor)
+
+
+_DIRECT = _LBFGSB_MODULE is not None and _scipy_at_least(1, 15)
+"""Drive scipy's L-BFGS-B routine directly; set to False to go through ``minimize``."""
+_TASKS = {
+    4: "CONVERGENCE",
+    5: "STOP",
+    6: "WARNING",
+    7: "ERROR",
+    8: "ABNORMAL",
+    401: "NORM OF PROJECTED GRADIENT <= PGTOL",
+    402: "RELATIVE REDUCTION OF F <= FACTR*EPSMCH",
+    504: "TOTAL NO. OF ITERATIONS REACHED LIMIT",
+    601: "ROUNDING ERRORS PREVENT PROGRESS",
+    602: "STP = STPMAX",
+    603: "STP = STPMIN",
+    604: "XTOL TEST SATISFIED",
+}
+"""scipy's L-BFGS-B task codes (``scipy/optimize/_lbfgsb_py.py``), for messages."""
+_TASK_FG, _TASK_NEW_X, _TASK_CONVERGED, _TASK_STOP, _STOP_ITERATIONS = 3, 1, 4, 5, 504
+
+
+class _DirectUnavailable(RuntimeError):
+    """scipy's L-BFGS-B routine does not speak the calling convention :func:`_lbfgsb_direct`
+    expects."""
+
+
+def _lbfgsb_direct(fun: Objective, x0: Array, lo: Array, hi: Array, maxiter: int) -> _Run:
+    """L-BFGS-B through scipy's reverse-communication routine ``setulb`` (scipy >= 1.15).
+
+    The same loop as ``scipy.optimize.minimize(method="L-BFGS-B")`` with ``maxcor=10`` and
+    ``maxls=20``, hence the same iterates, without its per-evaluation bookkeeping (copies,
+    caches, result objects), which costs more than the objective of a 3-point power law.
+    """
+    m, maxls, n = 10, 20, x0.size
+    lower, upper = np.isfinite(lo), np.isfinite(hi)
+    nbd = np.where(lower & upper, 2, np.where(lower, 1, np.where(upper, 3, 0))).astype(np.int32)
+    low_bnd = np.where(lower, lo, 0.0)
+    upper_bnd = np.where(upper, hi, 0.0)
+    x = np.array(x0, dtype=np.float64)
+    f: Any = np.array(0.0)
+    g = np.zeros(n)
+    wa = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m)
+    iwa = np.zeros(3 * n, dtype=np.int32)
+    task = np.zeros(2, dtype=np.int32)
+    ln_task = np.zeros(2, dtype=np.int32)
+    lsave = np.zeros(4, dtype=np.int32)
+    isave = np.zeros(44, dtype=np.int32)
+    dsave = np.zeros(29)
+    factr = FTOL / np.finfo(float).eps
+    setulb = _LBFGSB_MODULE.setulb  # type: ignore[union-attr]
+    args = (factr, GTOL, wa, iwa, task, lsave, isave, dsave, maxls, ln_task)
+    try:
+        setulb(m, x, low_bnd, upper_bnd, nbd, f, g, *args)
+    except Exception as err:  # a different calling convention
+        raise _DirectUnavailable(str(err)) from err
+    if task[0] != _TASK_FG:
+        raise _DirectUnavailable(f"unexpected first task {task.tolist()}")
+    nit = 0
+    while True:
+        if task[0] == _TASK_FG:
+            f, g = fun(x)
+        elif task[0] == _TASK_NEW_X:
+            nit += 1
+            if nit >= maxiter:
+                task[0], task[1] = _TASK_STOP, _STOP_ITERATIONS
+        else:
+            break
+        setulb(m, x, low_bnd, upper_bnd, nbd, f, g, *args)
+    if task[0] == _TASK_CONVERGED:
+        status = _SUCCESS
+    elif nit >= maxiter:
+        status = _ITERATION_LIMIT
+    else:
+        status = _STOPPED
+    head, tail = _TASKS.get(int(task[0]), f"task {task[0]}"), _TASKS.get(int(task[1]), "")
+    return _Run(x, nit, status, f"{head}: {tail}".rstrip(": "))
+
+
+def _lbfgsb(fun: Objective, x0: Array, lo: Array, hi: Array, maxiter: int) -> _Run:
+    """One L-BFGS-B run from ``x0`` within ``[lo, hi]``."""
+    global _DIRECT
+    if _DIRECT:
+        try:
+            return _lbfgsb_direct(fun, x0, lo, hi, maxiter)
+        except _DirectUnavailable:  # pragma: no cover - depends on the installed scipy
+            _DIRECT = False
+    options = {"maxiter": maxiter, "ftol": FTOL, "gtol": GTOL}
+    bounds = list(zip(lo, hi, strict=True))
+    res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+    status = _SUCCESS if res.success else _ITERATION_LIMIT if res.nit >= maxiter else _STOPPED
+    return _Run(res.x, int(res.nit), status, str(res.message).rstrip(": "))
