@@ -29,6 +29,7 @@ from ecgscale.laws.forms import Form
 FIT = importlib.import_module("ecgscale.laws.fit")
 REFINE = importlib.import_module("ecgscale.laws.refine")
 LBFGSB = importlib.import_module("ecgscale.laws.lbfgsb")
+PROBLEM = importlib.import_module("ecgscale.laws.problem")
 
 POWER = {"E": 1.7, "A": 400.0, "alpha": 0.34}
 JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
@@ -148,10 +149,10 @@ def test_grid_scores_match_the_objective(name: str) -> None:
     weights = np.random.default_rng(3).uniform(0.5, 2.0, y.size)
     problem = make_problem(name, y, weights=weights, **inputs)
     starts = FIT._starts(problem.form, problem.data, None, seed=0)
-    scores = FIT._grid_objectives(problem, starts)
+    scores = PROBLEM.grid_objectives(problem, starts)
     exact = np.array([objective(problem, theta)[0] for theta in starts[::7]])
     np.testing.assert_allclose(scores[::7], exact, rtol=1e-4, atol=1e-9)
-    losses = FIT._grid_losses(problem, starts)
+    losses = PROBLEM.grid_losses(problem, starts)
     assert losses.dtype == np.float32 and losses.shape == (len(starts), y.size)
     np.testing.assert_allclose(losses @ weights, scores, rtol=1e-6)
 
@@ -401,14 +402,14 @@ def test_exactly_as_many_points_as_parameters_interpolates() -> None:
 def _count_lbfgsb_iterations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the iterations of every L-BFGS-B run from here on."""
     runs: list[int] = []
-    run_lbfgsb = REFINE._lbfgsb
+    run_lbfgsb = REFINE.lbfgsb
 
     def counting(*args, **kwargs):
         run = run_lbfgsb(*args, **kwargs)
         runs.append(run.nit)
         return run
 
-    monkeypatch.setattr(REFINE, "_lbfgsb", counting)
+    monkeypatch.setattr(REFINE, "lbfgsb", counting)
     return runs
 
 
@@ -506,12 +507,12 @@ def test_direct_lbfgsb_follows_scipy_minimize(monkeypatch: pytest.MonkeyPatch) -
     """Driving scipy's L-BFGS-B routine directly gives exactly the iterates of minimize()."""
     y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=10)
     problem = make_problem("power", y, x=X)
-    fitter = REFINE._Fitter(problem)
+    fitter = REFINE.Fitter(problem)
     for theta in problem.form.start_grid(problem.data)[::97]:
         for maxiter in (5, 300):
-            direct = LBFGSB._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
+            direct = LBFGSB.lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
             monkeypatch.setattr(LBFGSB, "_DIRECT", False)
-            reference = LBFGSB._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
+            reference = LBFGSB.lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
             monkeypatch.setattr(LBFGSB, "_DIRECT", True)
             np.testing.assert_array_equal(direct.x, reference.x)
             assert (direct.nit, direct.status) == (reference.nit, reference.status)
@@ -599,7 +600,7 @@ def test_resample_check_agrees_with_validation() -> None:
                 counts = np.bincount(idx, minlength=8)
                 resampled = {k: v[idx] for k, v in inputs.items()}
                 try:
-                    FIT._validate(form, y[idx], resampled, weights[idx])
+                    PROBLEM.validate(form, y[idx], resampled, weights[idx])
                     valid = True
                 except FitError:
                     valid = False

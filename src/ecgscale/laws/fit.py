@@ -27,16 +27,16 @@ from numpy.typing import ArrayLike
 from ecgscale.laws.forms import Array, FitData, Form, get_form
 from ecgscale.laws.problem import (
     Problem,
-    _form,
-    _grid_losses,
-    _grid_objectives,
-    _problem,
-    _validate,
+    grid_losses,
+    grid_objectives,
     huber,
+    lookup_form,
     make_problem,
     objective,
+    problem_from_arrays,
+    validate,
 )
-from ecgscale.laws.refine import _multistart, _one_blas_thread
+from ecgscale.laws.refine import multistart, one_blas_thread
 from ecgscale.laws.result import DEFAULT_DELTA, FitError, FitResult
 
 MIN_STARTS = 1024
@@ -80,7 +80,7 @@ def _distinct_codes(arrays: Mapping[str, Array]) -> list[Array]:
 
 
 def _fittable(counts: Array, codes: list[Array], w: Array, n_params: int) -> bool:
-    """Whether a resample (draw ``counts`` of validated points) passes :func:`_validate`."""
+    """Whether a resample (draw ``counts`` of validated points) passes :func:`validate`."""
     drawn = counts > 0
     if not (w[drawn] > 0).any():
         return False
@@ -102,10 +102,10 @@ def _outliers(residuals: Array, z: float, delta: float) -> Array:
 def _fit_problem(problem: Problem, n_starts: int | None, n_refine: int, seed: int) -> FitResult:
     """Multistart fit of a prepared problem."""
     f = problem.form
-    with _one_blas_thread():
+    with one_blas_thread():
         starts = _starts(f, problem.data, n_starts, seed)
-        scores = _grid_objectives(problem, starts)
-        best = _multistart(problem, starts, scores, n_refine, None, N_AGREE)
+        scores = grid_objectives(problem, starts)
+        best = multistart(problem, starts, scores, n_refine, None, N_AGREE)
     lo, hi = np.array(problem.bounds, dtype=float).T
     held = tuple(getattr(f, "held", ()))
     on_bound = (best.theta <= lo) | (best.theta >= hi)
@@ -162,9 +162,9 @@ def fit(
         raise FitError(f"n_refine must be >= 1, got {n_refine}")
     if outlier_z is not None and not outlier_z > 0:
         raise FitError(f"outlier_z must be > 0, got {outlier_z}")
-    f = _form(form)
-    y_arr, arrays, w = _validate(f, y, inputs, weights)
-    result = _fit_problem(_problem(f, y_arr, arrays, w, delta), n_starts, n_refine, seed)
+    f = lookup_form(form)
+    y_arr, arrays, w = validate(f, y, inputs, weights)
+    result = _fit_problem(problem_from_arrays(f, y_arr, arrays, w, delta), n_starts, n_refine, seed)
     if outlier_z is None:
         return result
     residuals = np.log(result.predict(**arrays)) - np.log(y_arr)
@@ -173,13 +173,13 @@ def fit(
         return replace(result, outlier_z=outlier_z)
     keep = ~out
     try:
-        kept = _validate(f, y_arr[keep], {k: v[keep] for k, v in arrays.items()}, w[keep])
+        kept = validate(f, y_arr[keep], {k: v[keep] for k, v in arrays.items()}, w[keep])
     except FitError as err:
         raise FitError(
             f"excluding {int(out.sum())} outlier(s) (outlier_z={outlier_z:g}) leaves too little"
             f" to fit: {err}"
         ) from None
-    refit = _fit_problem(_problem(f, *kept, delta), n_starts, n_refine, seed)
+    refit = _fit_problem(problem_from_arrays(f, *kept, delta), n_starts, n_refine, seed)
     return replace(refit, outlier_z=outlier_z, excluded=tuple(int(i) for i in np.flatnonzero(out)))
 
 
@@ -229,8 +229,8 @@ def bootstrap(
         raise FitError(f"n_boot must be >= 1, got {n_boot}")
     if scheme not in BOOT_SCHEMES:
         raise FitError(f"scheme must be one of {list(BOOT_SCHEMES)}, got {scheme!r}")
-    f = _form(form)
-    y_arr, arrays, w = _validate(f, y, inputs, weights)
+    f = lookup_form(form)
+    y_arr, arrays, w = validate(f, y, inputs, weights)
     base = full_fit or fit(
         f, y_arr, weights=w, delta=delta, seed=seed, outlier_z=outlier_z, **arrays
     )
@@ -238,13 +238,13 @@ def bootstrap(
         keep = np.ones(y_arr.size, dtype=bool)
         keep[list(base.excluded)] = False
         y_arr, w, arrays = y_arr[keep], w[keep], {k: v[keep] for k, v in arrays.items()}
-    problem = _problem(f, y_arr, arrays, w, delta)
+    problem = problem_from_arrays(f, y_arr, arrays, w, delta)
     n = y_arr.size
     rng = np.random.default_rng(seed)
     samples, skipped, unconverged = [], 0, 0
-    with _one_blas_thread():
+    with one_blas_thread():
         starts = _starts(f, problem.data, None, seed)
-        losses = _grid_losses(problem, starts) if len(starts) * n <= BOOT_CACHE else None
+        losses = grid_losses(problem, starts) if len(starts) * n <= BOOT_CACHE else None
         kernel = f.kernel(problem.data)
         warm = f.from_params(base.params, problem.data)
         codes = _distinct_codes(arrays)
@@ -258,10 +258,10 @@ def bootstrap(
                     continue
             resample = replace(problem, weights=w * counts)
             if losses is None:
-                scores = _grid_objectives(resample, starts)
+                scores = grid_objectives(resample, starts)
             else:
                 scores = losses @ resample.weights
-            best = _multistart(resample, starts, scores, N_REFINE_BOOT, warm, N_AGREE_BOOT, kernel)
+            best = multistart(resample, starts, scores, N_REFINE_BOOT, warm, N_AGREE_BOOT, kernel)
             unconverged += not best.converged
             fitted = f.to_params(best.theta, problem.data)
             samples.append([fitted[p] for p in f.param_names])

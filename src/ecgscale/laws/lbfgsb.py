@@ -21,7 +21,7 @@ FTOL = 1e-12
 """L-BFGS-B's relative-reduction test, on the objective in units of δ²."""
 GTOL = 1e-9
 """L-BFGS-B's projected-gradient test, on the gradient of the objective in units of δ²."""
-_SUCCESS, _ITERATION_LIMIT, _STOPPED = 0, 1, 2
+SUCCESS, ITERATION_LIMIT, STOPPED = 0, 1, 2
 """How an L-BFGS-B run ended: converged by its own tests, on the iteration limit, otherwise."""
 
 Array = NDArray[np.float64]
@@ -30,7 +30,7 @@ Objective = Callable[[Array], tuple[float, Array]]
 
 
 @dataclass(frozen=True)
-class _Run:
+class Run:
     """The outcome of one L-BFGS-B run."""
 
     x: Array
@@ -70,7 +70,7 @@ class _DirectUnavailable(RuntimeError):
     expects."""
 
 
-def _lbfgsb_direct(fun: Objective, x0: Array, lo: Array, hi: Array, maxiter: int) -> _Run:
+def _lbfgsb_direct(fun: Objective, x0: Array, lo: Array, hi: Array, maxiter: int) -> Run:
     """L-BFGS-B through scipy's reverse-communication routine ``setulb`` (scipy >= 1.15).
 
     The same loop as ``scipy.optimize.minimize(method="L-BFGS-B")`` with ``maxcor=10`` and
@@ -113,16 +113,16 @@ def _lbfgsb_direct(fun: Objective, x0: Array, lo: Array, hi: Array, maxiter: int
             break
         setulb(m, x, low_bnd, upper_bnd, nbd, f, g, *args)
     if task[0] == _TASK_CONVERGED:
-        status = _SUCCESS
+        status = SUCCESS
     elif nit >= maxiter:
-        status = _ITERATION_LIMIT
+        status = ITERATION_LIMIT
     else:
-        status = _STOPPED
+        status = STOPPED
     head, tail = _TASKS.get(int(task[0]), f"task {task[0]}"), _TASKS.get(int(task[1]), "")
-    return _Run(x, nit, status, f"{head}: {tail}".rstrip(": "))
+    return Run(x, nit, status, f"{head}: {tail}".rstrip(": "))
 
 
-def _lbfgsb(fun: Objective, x0: Array, lo: Array, hi: Array, maxiter: int) -> _Run:
+def lbfgsb(fun: Objective, x0: Array, lo: Array, hi: Array, maxiter: int) -> Run:
     """One L-BFGS-B run from ``x0`` within ``[lo, hi]``."""
     global _DIRECT
     if _DIRECT:
@@ -133,5 +133,5 @@ def _lbfgsb(fun: Objective, x0: Array, lo: Array, hi: Array, maxiter: int) -> _R
     options = {"maxiter": maxiter, "ftol": FTOL, "gtol": GTOL}
     bounds = list(zip(lo, hi, strict=True))
     res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
-    status = _SUCCESS if res.success else _ITERATION_LIMIT if res.nit >= maxiter else _STOPPED
-    return _Run(res.x, int(res.nit), status, str(res.message).rstrip(": "))
+    status = SUCCESS if res.success else ITERATION_LIMIT if res.nit >= maxiter else STOPPED
+    return Run(res.x, int(res.nit), status, str(res.message).rstrip(": "))

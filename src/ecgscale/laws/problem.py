@@ -32,7 +32,7 @@ class Problem:
         return self.form.bounds(self.data)
 
 
-def _form(form: str | Form) -> Form:
+def lookup_form(form: str | Form) -> Form:
     """Look up a form, reporting an unknown name as a :class:`FitError`."""
     try:
         return get_form(form)
@@ -63,7 +63,7 @@ def _check_positive_finite(name: str, arr: Array, what: str) -> None:
         )
 
 
-def _validate(
+def validate(
     form: Form, y: ArrayLike, inputs: Mapping[str, ArrayLike], weights: ArrayLike | None
 ) -> tuple[Array, dict[str, Array], Array]:
     """Checked float arrays ``(y, inputs, weights)``, or a one-line FitError."""
@@ -111,7 +111,7 @@ def huber(r: Array, delta: float) -> tuple[Array, Array]:
     return slope * (r - 0.5 * slope), slope
 
 
-def _objective_fn(problem: Problem, kernel: Kernel, scale: float = 1.0) -> Objective:
+def objective_fn(problem: Problem, kernel: Kernel, scale: float = 1.0) -> Objective:
     """``scale`` × the summed weighted Huber loss at one ``theta``, and its gradient.
 
     Built once per problem: the optimiser calls it for every evaluation, so it only does the
@@ -134,10 +134,10 @@ def _objective_fn(problem: Problem, kernel: Kernel, scale: float = 1.0) -> Objec
 def objective(problem: Problem, theta: Array) -> tuple[float, Array]:
     """Summed weighted Huber loss of log-space residuals at ``theta`` (P,), and its gradient."""
     kernel = problem.form.kernel(problem.data)
-    return _objective_fn(problem, kernel)(np.asarray(theta, dtype=float))
+    return objective_fn(problem, kernel)(np.asarray(theta, dtype=float))
 
 
-def _grid_losses(problem: Problem, thetas: Array) -> NDArray[np.float32]:
+def grid_losses(problem: Problem, thetas: Array) -> NDArray[np.float32]:
     """Unweighted Huber loss of every point (S, n) at every row of ``thetas`` (S, P).
 
     In single precision: the scores only rank the starts, and numpy's float32 ``exp`` and
@@ -165,18 +165,20 @@ def _grid_losses(problem: Problem, thetas: Array) -> NDArray[np.float32]:
     return out
 
 
-def _grid_objectives(problem: Problem, thetas: Array) -> Array:
+def grid_objectives(problem: Problem, thetas: Array) -> Array:
     """Objective at every row of ``thetas`` (S, P), all at once (in chunks of starts), in
-    single precision (:func:`_grid_losses`)."""
+    single precision (:func:`grid_losses`)."""
     chunk = max(1, GRID_CHUNK // problem.data.n_points)
     parts = [
-        _grid_losses(problem, thetas[i : i + chunk]) @ problem.weights
+        grid_losses(problem, thetas[i : i + chunk]) @ problem.weights
         for i in range(0, len(thetas), chunk)
     ]
     return np.concatenate(parts)
 
 
-def _problem(form: Form, y: Array, arrays: Mapping[str, Array], w: Array, delta: float) -> Problem:
+def problem_from_arrays(
+    form: Form, y: Array, arrays: Mapping[str, Array], w: Array, delta: float
+) -> Problem:
     """A problem from validated arrays."""
     if not delta > 0:
         raise FitError(f"delta must be > 0, got {delta}")
@@ -192,6 +194,6 @@ def make_problem(
     **inputs: ArrayLike,
 ) -> Problem:
     """Validate observations and prepare them for fitting ``form``."""
-    f = _form(form)
-    y_arr, arrays, w = _validate(f, y, inputs, weights)
-    return _problem(f, y_arr, arrays, w, delta)
+    f = lookup_form(form)
+    y_arr, arrays, w = validate(f, y, inputs, weights)
+    return problem_from_arrays(f, y_arr, arrays, w, delta)

@@ -12,8 +12,8 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from ecgscale.laws.forms import Array, Kernel
-from ecgscale.laws.lbfgsb import _ITERATION_LIMIT, _SUCCESS, _lbfgsb, _Run
-from ecgscale.laws.problem import Problem, _objective_fn
+from ecgscale.laws.lbfgsb import ITERATION_LIMIT, SUCCESS, Run, lbfgsb
+from ecgscale.laws.problem import Problem, objective_fn
 from ecgscale.laws.result import FitError
 
 AGREE_RTOL = 1e-7
@@ -30,7 +30,7 @@ when it falls short (:func:`_faces`, which always run); restarts make up the res
 
 
 @dataclass(frozen=True)
-class _Optimum:
+class Optimum:
     """The outcome of one local refinement."""
 
     theta: Array
@@ -48,7 +48,7 @@ def _blas_controller() -> ThreadpoolController:
 
 
 @contextmanager
-def _one_blas_thread() -> Iterator[None]:
+def one_blas_thread() -> Iterator[None]:
     """Run with one BLAS thread (restored afterwards).
 
     L-BFGS-B calls LAPACK on matrices of a few rows every iteration; on a busy machine the
@@ -72,7 +72,7 @@ def _gradient_scale(problem: Problem, kernel: Kernel, theta: Array) -> float:
     return problem.delta * float(problem.weights @ np.abs(jac).max(axis=1))
 
 
-def _snap_to_bounds(fitter: _Fitter, theta: Array, projected: Array) -> Array:
+def _snap_to_bounds(fitter: Fitter, theta: Array, projected: Array) -> Array:
     """``theta`` with coordinates that are still being pushed towards a bound moved onto it.
 
     A coordinate whose term fades away (an irreducible loss going to zero, an exponent going
@@ -99,7 +99,7 @@ def _snap_to_bounds(fitter: _Fitter, theta: Array, projected: Array) -> Array:
 class _State:
     """Where an L-BFGS-B run ended, and how it stands against the convergence test."""
 
-    run: _Run
+    run: Run
     value: float
     relative: float
     projected: Array
@@ -107,21 +107,21 @@ class _State:
     @property
     def converged(self) -> bool:
         """Stopped on its own, not on the iteration limit, with a small projected gradient."""
-        return self.run.status != _ITERATION_LIMIT and self.relative <= GRAD_RTOL
+        return self.run.status != ITERATION_LIMIT and self.relative <= GRAD_RTOL
 
     @property
     def done(self) -> bool:
         """Converged, and L-BFGS-B's own tests agree."""
-        return self.converged and self.run.status == _SUCCESS
+        return self.converged and self.run.status == SUCCESS
 
 
-def _run(problem: Problem, fitter: _Fitter, theta: Array) -> _State:
+def _run(problem: Problem, fitter: Fitter, theta: Array) -> _State:
     """One L-BFGS-B run from ``theta``, checked."""
-    run = _lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, MAXITER)
+    run = lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, MAXITER)
     return _State(run, *_check(problem, fitter, run.x))
 
 
-def _faces(problem: Problem, fitter: _Fitter, start: Array, end: _State) -> tuple[_State, int, int]:
+def _faces(problem: Problem, fitter: Fitter, start: Array, end: _State) -> tuple[_State, int, int]:
     """The best of ``end`` and re-runs with a coordinate it was creeping towards a bound on.
 
     When L-BFGS-B runs out of iterations in a long curved valley that leads to a bound (an
@@ -152,7 +152,7 @@ def _faces(problem: Problem, fitter: _Fitter, start: Array, end: _State) -> tupl
     return best, runs, nit
 
 
-def _refine(problem: Problem, theta0: Array, fitter: _Fitter | None = None) -> _Optimum:
+def _refine(problem: Problem, theta0: Array, fitter: Fitter | None = None) -> Optimum:
     """L-BFGS-B from ``theta0``, convergence-checked, restarted while it falls short.
 
     The optimiser sees the objective divided by δ², so residuals are measured in units of δ
@@ -169,7 +169,7 @@ def _refine(problem: Problem, theta0: Array, fitter: _Fitter | None = None) -> _
     iterations what the first run was creeping through. A converged result gets the same
     treatment of creeping coordinates when they stay converged on the bound.
     """
-    fitter = fitter or _Fitter(problem)
+    fitter = fitter or Fitter(problem)
     lo, hi = fitter.lo, fitter.hi
     theta = np.clip(theta0, lo, hi)
     state = _run(problem, fitter, theta)
@@ -192,16 +192,16 @@ def _refine(problem: Problem, theta0: Array, fitter: _Fitter | None = None) -> _
     message = f"L-BFGS-B: {run.message or f'status {run.status}'} after {nit} iterations"
     if runs > 1:
         message += f" in {runs} runs"
-    if run.status == _ITERATION_LIMIT:
+    if run.status == ITERATION_LIMIT:
         message += f"; stopped at the iteration limit ({MAXITER} per run)"
     message += f"; relative gradient {relative:.2g}"
     at_bound = [problem.form.theta_names[i] for i in np.flatnonzero((theta <= lo) | (theta >= hi))]
     if at_bound:
         message += f"; at a bound: {', '.join(at_bound)}"
-    return _Optimum(theta, value, state.converged, message, nit, relative)
+    return Optimum(theta, value, state.converged, message, nit, relative)
 
 
-def _check(problem: Problem, fitter: _Fitter, theta: Array) -> tuple[float, float, Array]:
+def _check(problem: Problem, fitter: Fitter, theta: Array) -> tuple[float, float, Array]:
     """Objective, relative projected gradient and projected gradient at ``theta``."""
     value, grad = fitter.plain(theta)
     projected = _projected_gradient(theta, grad, fitter.lo, fitter.hi)
@@ -209,18 +209,18 @@ def _check(problem: Problem, fitter: _Fitter, theta: Array) -> tuple[float, floa
     return value, float(np.abs(projected).max()) / scale, projected
 
 
-class _Fitter:
+class Fitter:
     """What refinements of one problem share: the bound objective closures and the box."""
 
     def __init__(self, problem: Problem, kernel: Kernel | None = None) -> None:
         self.kernel = kernel or problem.form.kernel(problem.data)
-        self.plain = _objective_fn(problem, self.kernel)
-        self.scaled = _objective_fn(problem, self.kernel, problem.delta**-2)
+        self.plain = objective_fn(problem, self.kernel)
+        self.scaled = objective_fn(problem, self.kernel, problem.delta**-2)
         lo, hi = np.array(problem.bounds, dtype=float).T
         self.lo, self.hi = np.ascontiguousarray(lo), np.ascontiguousarray(hi)
 
 
-def _multistart(
+def multistart(
     problem: Problem,
     starts: Array,
     scores: Array,
@@ -228,7 +228,7 @@ def _multistart(
     pinned: Array | None,
     n_agree: int,
     kernel: Kernel | None = None,
-) -> _Optimum:
+) -> Optimum:
     """Refine ``pinned`` and the ``n_refine`` ``starts`` of lowest ``scores``; keep the best.
 
     Refinement goes down the ranking and stops early once ``n_agree`` refinements have reached
@@ -242,9 +242,9 @@ def _multistart(
         chosen.insert(0, pinned)
     if not chosen:
         raise FitError("no starting point has a finite objective")
-    fitter = _Fitter(problem, kernel)
+    fitter = Fitter(problem, kernel)
     tol = AGREE_ATOL * problem.delta**2
-    best: _Optimum | None = None
+    best: Optimum | None = None
     agree = 0
     for theta in chosen:
         opt = _refine(problem, theta, fitter)

@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 Array = NDArray[np.float64]
 Kernel = Callable[[Array], tuple[Array, Array]]
 """``theta (P,) -> (log L̂ (n,), ∂ log L̂/∂theta (n, P))`` for one point, bound to one data set."""
-_LOG_RANGE_BELOW = 20.0
+LOG_RANGE_BELOW = 20.0
 """How far (in log units) below the smallest observed loss a positive scale may go."""
 
 
@@ -43,7 +43,7 @@ class FitData:
         return int(self.log_y.size)
 
 
-def _loss_scales(y: Array) -> dict[str, float]:
+def loss_scales(y: Array) -> dict[str, float]:
     """Reference constants of the observed losses used by bounds and start grids."""
     return {
         "log_ymin": float(np.log(y.min())),
@@ -53,7 +53,7 @@ def _loss_scales(y: Array) -> dict[str, float]:
     }
 
 
-def _centred_log(x: Array) -> tuple[Array, float]:
+def centred_log(x: Array) -> tuple[Array, float]:
     """``log(x / x0)`` and ``log x0`` with ``x0`` the geometric mean of ``x``."""
     lx = np.log(x)
     log_x0 = float(lx.mean())
@@ -75,7 +75,7 @@ def log_sum_exp(terms: Array, jac: Array | None = None) -> tuple[Array, Array | 
     return value, np.einsum("snk,snkp->snp", expd / total, jac)
 
 
-def _cartesian(*levels: ArrayLike) -> Array:
+def cartesian(*levels: ArrayLike) -> Array:
     """All combinations of the given per-coordinate levels, one per row."""
     return np.array(list(itertools.product(*levels)), dtype=float)
 

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from ecgscale.laws.forms.base import (
-    _LOG_RANGE_BELOW,
+    LOG_RANGE_BELOW,
     Array,
     FitData,
     Form,
     Kernel,
-    _cartesian,
-    _loss_scales,
+    cartesian,
+    loss_scales,
 )
 
 
@@ -44,7 +44,7 @@ class LossToLossForm(Form):
     def prepare(self, y: Array, inputs: Mapping[str, Array]) -> FitData:
         x = inputs["x"]
         xmin = float(x.min())
-        return FitData(np.log(y), {"x_excess": x - xmin}, {**_loss_scales(y), "xmin": xmin})
+        return FitData(np.log(y), {"x_excess": x - xmin}, {**loss_scales(y), "xmin": xmin})
 
     def terms(self, theta: Array, data: FitData, grad: bool) -> tuple[Array, Array | None]:
         excess, xmin = data.features["x_excess"], data.scales["xmin"]
@@ -101,12 +101,12 @@ class LossToLossForm(Form):
             (-50.0, 50.0),
             (0.0, 10.0),
             (self.min_log_gap, 0.0),
-            (s["log_ymin"] - _LOG_RANGE_BELOW, s["log_ymax"]),
+            (s["log_ymin"] - LOG_RANGE_BELOW, s["log_ymax"]),
         ]
 
     def start_grid(self, data: FitData) -> Array:
         s, excess = data.scales, data.features["x_excess"]
-        grid = _cartesian(self.ex_fractions, self.kappas, self.ey_fractions, self.log_k_offsets)
+        grid = cartesian(self.ex_fractions, self.kappas, self.ey_fractions, self.log_k_offsets)
         u = np.log1p(-grid[:, 0])
         e_y = s["ymin"] * grid[:, 2]
         # profile log K: the median log-ratio of (y − E_y) to (x − E_x)^κ, plus an offset
@@ -188,7 +188,7 @@ class HeldLossToLossForm(LossToLossForm):
         held = self._held_theta(data)
         us = [held[2]] if 2 in held else np.log1p(-np.array(self.ex_fractions))
         log_eys = [held[3]] if 3 in held else np.log(s["ymin"] * np.array(self.ey_fractions))
-        grid = _cartesian(us, self.kappas_held, log_eys, self.log_k_offsets)
+        grid = cartesian(us, self.kappas_held, log_eys, self.log_k_offsets)
         u, kappa, log_e_y = grid[:, 0], grid[:, 1], grid[:, 2]
         # profile log K as in LossToLossForm.start_grid
         log_gap = np.log(excess[None, :] + s["xmin"] * np.exp(u)[:, None])

@@ -8,14 +8,14 @@ from collections.abc import Mapping
 import numpy as np
 
 from ecgscale.laws.forms.base import (
-    _LOG_RANGE_BELOW,
+    LOG_RANGE_BELOW,
     Array,
     FitData,
     Form,
     Kernel,
-    _cartesian,
-    _centred_log,
-    _loss_scales,
+    cartesian,
+    centred_log,
+    loss_scales,
 )
 
 _E_FRACTIONS = (1e-3, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
@@ -37,8 +37,8 @@ class PowerForm(Form):
         return params["E"] + params["A"] * inputs["x"] ** -params["alpha"]
 
     def prepare(self, y: Array, inputs: Mapping[str, Array]) -> FitData:
-        lx, log_x0 = _centred_log(inputs["x"])
-        return FitData(np.log(y), {"lx": lx}, {**_loss_scales(y), "log_x0": log_x0})
+        lx, log_x0 = centred_log(inputs["x"])
+        return FitData(np.log(y), {"lx": lx}, {**loss_scales(y), "log_x0": log_x0})
 
     def terms(self, theta: Array, data: FitData, grad: bool) -> tuple[Array, Array | None]:
         lx = data.features["lx"]
@@ -82,14 +82,14 @@ class PowerForm(Form):
     def bounds(self, data: FitData) -> list[tuple[float, float]]:
         s = data.scales
         return [
-            (s["log_ymin"] - _LOG_RANGE_BELOW, s["log_ymax"]),
-            (s["log_ymax"] - 2 * _LOG_RANGE_BELOW, s["log_ymax"] + 5.0),
+            (s["log_ymin"] - LOG_RANGE_BELOW, s["log_ymax"]),
+            (s["log_ymax"] - 2 * LOG_RANGE_BELOW, s["log_ymax"] + 5.0),
             (0.0, 5.0),
         ]
 
     def start_grid(self, data: FitData) -> Array:
         s = data.scales
-        grid = _cartesian(_E_FRACTIONS, np.log(self.amplitude_factors), self.alphas)
+        grid = cartesian(_E_FRACTIONS, np.log(self.amplitude_factors), self.alphas)
         e = s["ymin"] * grid[:, 0]
         # amplitude at x0 ≈ (median loss − E) times a factor
         return np.column_stack([np.log(e), np.log(s["ymed"] - e) + grid[:, 1], grid[:, 2]])
@@ -116,9 +116,9 @@ class JointForm(Form):
         )
 
     def prepare(self, y: Array, inputs: Mapping[str, Array]) -> FitData:
-        ln, log_n0 = _centred_log(inputs["n"])
-        ld, log_d0 = _centred_log(inputs["d"])
-        scales = {**_loss_scales(y), "log_n0": log_n0, "log_d0": log_d0}
+        ln, log_n0 = centred_log(inputs["n"])
+        ld, log_d0 = centred_log(inputs["d"])
+        scales = {**loss_scales(y), "log_n0": log_n0, "log_d0": log_d0}
         return FitData(np.log(y), {"ln": ln, "ld": ld}, scales)
 
     def terms(self, theta: Array, data: FitData, grad: bool) -> tuple[Array, Array | None]:
@@ -182,9 +182,9 @@ class JointForm(Form):
 
     def bounds(self, data: FitData) -> list[tuple[float, float]]:
         s = data.scales
-        amplitude = (s["log_ymax"] - 2 * _LOG_RANGE_BELOW, s["log_ymax"] + 5.0)
+        amplitude = (s["log_ymax"] - 2 * LOG_RANGE_BELOW, s["log_ymax"] + 5.0)
         return [
-            (s["log_ymin"] - _LOG_RANGE_BELOW, s["log_ymax"]),
+            (s["log_ymin"] - LOG_RANGE_BELOW, s["log_ymax"]),
             amplitude,
             (0.0, 5.0),
             amplitude,
@@ -193,7 +193,7 @@ class JointForm(Form):
 
     def start_grid(self, data: FitData) -> Array:
         s = data.scales
-        grid = _cartesian(
+        grid = cartesian(
             self.e_fractions,
             self.amplitude_factors,
             self.shares_of_a,
@@ -233,9 +233,9 @@ class KaplanForm(Form):
         return inner ** params["alpha_D"]
 
     def prepare(self, y: Array, inputs: Mapping[str, Array]) -> FitData:
-        ln, log_n0 = _centred_log(inputs["n"])
-        ld, log_d0 = _centred_log(inputs["d"])
-        scales = {**_loss_scales(y), "log_n0": log_n0, "log_d0": log_d0}
+        ln, log_n0 = centred_log(inputs["n"])
+        ld, log_d0 = centred_log(inputs["d"])
+        scales = {**loss_scales(y), "log_n0": log_n0, "log_d0": log_d0}
         return FitData(np.log(y), {"ln": ln, "ld": ld}, scales)
 
     def terms(self, theta: Array, data: FitData, grad: bool) -> tuple[Array, Array | None]:
@@ -295,12 +295,12 @@ class KaplanForm(Form):
 
     def bounds(self, data: FitData) -> list[tuple[float, float]]:
         s = data.scales
-        log_loss = (s["log_ymin"] - _LOG_RANGE_BELOW, s["log_ymax"] + 5.0)
+        log_loss = (s["log_ymin"] - LOG_RANGE_BELOW, s["log_ymax"] + 5.0)
         exponent = (self.min_exponent, 5.0)
         return [log_loss, exponent, log_loss, exponent]
 
     def start_grid(self, data: FitData) -> Array:
-        grid = _cartesian(self.log_loss_offsets, self.shares_of_n, self.exponents, self.exponents)
+        grid = cartesian(self.log_loss_offsets, self.shares_of_n, self.exponents, self.exponents)
         # the loss at (n0, d0) ≈ the median loss; the N law's share of the inner sum there
         log_l0 = np.log(data.scales["ymed"]) + grid[:, 0]
         a_d = grid[:, 3]

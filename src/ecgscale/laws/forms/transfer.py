@@ -8,14 +8,14 @@ from collections.abc import Mapping
 import numpy as np
 
 from ecgscale.laws.forms.base import (
-    _LOG_RANGE_BELOW,
+    LOG_RANGE_BELOW,
     Array,
     FitData,
     Form,
     Kernel,
-    _cartesian,
-    _centred_log,
-    _loss_scales,
+    cartesian,
+    centred_log,
+    loss_scales,
 )
 
 
@@ -40,9 +40,9 @@ class TransferForm(Form):
         return params["k"] * inputs["d_f"] ** params["alpha"] * inputs["n"] ** params["beta"]
 
     def prepare(self, y: Array, inputs: Mapping[str, Array]) -> FitData:
-        lf, log_f0 = _centred_log(inputs["d_f"])
-        ln, log_n0 = _centred_log(inputs["n"])
-        scales = {**_loss_scales(y), "log_f0": log_f0, "log_n0": log_n0}
+        lf, log_f0 = centred_log(inputs["d_f"])
+        ln, log_n0 = centred_log(inputs["n"])
+        scales = {**loss_scales(y), "log_f0": log_f0, "log_n0": log_n0}
         return FitData(np.log(y), {"lf": lf, "ln": ln}, scales)
 
     def terms(self, theta: Array, data: FitData, grad: bool) -> tuple[Array, Array | None]:
@@ -85,11 +85,11 @@ class TransferForm(Form):
 
     def bounds(self, data: FitData) -> list[tuple[float, float]]:
         s = data.scales
-        log_range = (s["log_ymin"] - _LOG_RANGE_BELOW, s["log_ymax"] + _LOG_RANGE_BELOW)
+        log_range = (s["log_ymin"] - LOG_RANGE_BELOW, s["log_ymax"] + LOG_RANGE_BELOW)
         exponent = (-self.max_exponent, self.max_exponent)
         return [log_range, exponent, exponent]
 
     def start_grid(self, data: FitData) -> Array:
-        grid = _cartesian(self.log_offsets, self.exponents, self.exponents)
+        grid = cartesian(self.log_offsets, self.exponents, self.exponents)
         c = float(np.median(data.log_y)) + grid[:, 0]
         return np.column_stack([c, grid[:, 1], grid[:, 2]])
