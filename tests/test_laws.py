@@ -19,6 +19,7 @@ from ecgscale.laws import (
     bootstrap,
     evaluate_form,
     fit,
+    fit_with_intervals,
     get_form,
     predict_interval,
 )
@@ -673,3 +674,18 @@ def test_summary_lists_every_parameter() -> None:
     assert len(lines) == 1 + len(JOINT)
     assert "converged" in lines[0] and "dof 31" in lines[0]
     assert result.dof == 31 and result.n_params == 5
+
+
+def test_fit_with_intervals_is_fit_then_bootstrap_when_there_is_room() -> None:
+    """One helper for "fit, then bootstrap with at least two degrees of freedom"."""
+    y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=21)
+    full = fit("power", y, seed=3, x=X)
+    expected = bootstrap("power", y, n_boot=15, seed=3, ci=0.9, full_fit=full, x=X)
+    result = fit_with_intervals("power", y, n_boot=15, seed=3, ci=0.9, x=X)
+    assert result == expected
+    np.testing.assert_array_equal(result.samples, expected.samples)
+    assert fit_with_intervals("power", y, n_boot=0, seed=3, x=X) == full
+    few = X[:4]  # 4 points, 3 parameters: one degree of freedom
+    alone = fit_with_intervals("power", y[:4], n_boot=15, x=few)
+    assert alone.dof == 1 and alone.intervals is None and alone.samples is None
+    assert alone == fit("power", y[:4], x=few)

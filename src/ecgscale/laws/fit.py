@@ -11,9 +11,15 @@ far out (:func:`_outliers`) and refits without them, recording which.
 
 Speed matters because a study fits a hundred small slices, each with a bootstrap: the objective
 is a closure over precomputed arrays (a dozen numpy operations per call, see
-:meth:`Form.kernel`), L-BFGS-B is driven directly (:func:`_lbfgsb_direct`) with one BLAS
+:meth:`Form.kernel`), L-BFGS-B is driven directly (:mod:`ecgscale.laws.lbfgsb`) with one BLAS
 thread, and refinement of further starts stops once :data:`N_AGREE` of them have reached the
-same optimum. Parameters creeping towards a bound are put on it (:func:`_snap_to_bounds`).
+same optimum. Parameters creeping towards a bound are put on it (:mod:`ecgscale.laws.refine`).
+
+The parts: :mod:`~ecgscale.laws.result` (:class:`FitResult`, :class:`FitError`),
+:mod:`~ecgscale.laws.problem` (validation, the objective, scoring a grid of starts),
+:mod:`~ecgscale.laws.lbfgsb` (one L-BFGS-B run), :mod:`~ecgscale.laws.refine` (a checked
+refinement, the multistart) and here the fits: :func:`fit`, :func:`bootstrap`,
+:func:`fit_with_intervals` and :func:`predict_interval`.
 """
 
 from __future__ import annotations
@@ -39,6 +45,22 @@ from ecgscale.laws.problem import (
 from ecgscale.laws.refine import multistart, one_blas_thread
 from ecgscale.laws.result import DEFAULT_DELTA, FitError, FitResult
 
+__all__ = [
+    "BOOT_SCHEMES",
+    "DEFAULT_DELTA",
+    "FitError",
+    "FitResult",
+    "MIN_BOOT_DOF",
+    "Problem",
+    "bootstrap",
+    "fit",
+    "fit_with_intervals",
+    "huber",
+    "make_problem",
+    "objective",
+    "predict_interval",
+]
+
 MIN_STARTS = 1024
 """A form's default start grid is topped up to at least this many starts (:func:`_starts`)."""
 N_REFINE = 10
@@ -56,6 +78,8 @@ BOOT_CACHE = 1 << 23
 many, and scores each resample's grid with one matrix-vector product."""
 BOOT_SCHEMES = ("bayesian", "pairs")
 """How :func:`bootstrap` resamples: Exp(1) weights on every point, or draws with replacement."""
+MIN_BOOT_DOF = 2
+""":func:`fit_with_intervals` bootstraps fits with at least this many degrees of freedom."""
 
 
 def _starts(form: Form, data: FitData, n_starts: int | None, seed: int) -> Array:
@@ -298,16 +322,26 @@ def predict_interval(
     return lo.reshape(arrays[0].shape), hi.reshape(arrays[0].shape)
 
 
-__all__ = [
-    "BOOT_SCHEMES",
-    "DEFAULT_DELTA",
-    "FitError",
-    "FitResult",
-    "Problem",
-    "bootstrap",
-    "fit",
-    "huber",
-    "make_problem",
-    "objective",
-    "predict_interval",
-]
+def fit_with_intervals(
+    form: str | Form,
+    y: ArrayLike,
+    *,
+    n_boot: int,
+    seed: int = 0,
+    delta: float = DEFAULT_DELTA,
+    ci: float = 0.95,
+    **inputs: ArrayLike,
+) -> FitResult:
+    """Fit ``form``, then, with ``n_boot`` > 0 and at least :data:`MIN_BOOT_DOF` degrees of
+    freedom, add percentile bootstrap intervals at level ``ci`` and the samples
+    (:func:`bootstrap` of ``n_boot`` resamples, reusing the fit as its full-data fit).
+
+    With fewer degrees of freedom (or ``n_boot=0``) the fit comes back alone, ``intervals``
+    None: a bootstrap of an interpolating fit says nothing.
+    """
+    result = fit(form, y, delta=delta, seed=seed, **inputs)
+    if n_boot and result.dof >= MIN_BOOT_DOF:
+        result = bootstrap(
+            form, y, n_boot=n_boot, seed=seed, ci=ci, delta=delta, full_fit=result, **inputs
+        )
+    return result
