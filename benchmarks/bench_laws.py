@@ -11,12 +11,16 @@ the best time of ``--repeat`` runs of ``ecgscale.laws`` (bootstraps run once; th
 runs once), the target, the speed-up, and the relative difference of the full-data
 objectives reached (negative: ``ecgscale.laws`` is lower). The baseline of the big bootstrap
 times its first ``--naive-refits`` refits and scales that up to ``--big-boot`` (marked *).
-Everything runs in one process with one BLAS thread.
+Everything runs in one process with one BLAS thread. Last, a few fits are timed twice
+(``--driver-only``: only these): with L-BFGS-B driven through scipy's ``setulb`` directly
+(:mod:`ecgscale.laws.lbfgsb`) and through ``scipy.optimize.minimize``, the fallback, which
+gives the same iterates.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -239,6 +243,45 @@ def cases(n_boot: int, big_boot: int, naive_refits: int) -> list[Case]:
     return out
 
 
+def driver_cases(n_boot: int) -> dict[str, Callable[[], Any]]:
+    """Fits whose time is mostly L-BFGS-B's: small problems, many refinements."""
+    x9 = np.logspace(4, 8, 9)
+    y9 = _noisy(evaluate_form("power", POWER, x=x9), 0.01, seed=99)
+    n_grid, d_grid = np.meshgrid(np.logspace(5, 8, 6), np.logspace(6, 9, 6))
+    joint36 = {"n": n_grid.ravel(), "d": d_grid.ravel()}
+    y36 = _noisy(evaluate_form("joint", JOINT, **joint36), 0.01, seed=36)
+    return {
+        "power, 9 noisy points": lambda: fit("power", y9, x=x9),
+        "joint, 6×6 grid": lambda: fit("joint", y36, **joint36),
+        f"power bootstrap, {n_boot} resamples": lambda: bootstrap("power", y9, x=x9, n_boot=n_boot),
+        f"joint 6×6 bootstrap, {n_boot} resamples": lambda: bootstrap(
+            "joint", y36, n_boot=n_boot, **joint36
+        ),
+    }
+
+
+def compare_drivers(n_boot: int, repeat: int) -> None:
+    """Each :func:`driver_cases` fit with ``setulb`` driven directly and through ``minimize``."""
+    driver = importlib.import_module("ecgscale.laws.lbfgsb")
+    if not driver._DIRECT:
+        print("this scipy has no direct L-BFGS-B driver: every fit goes through minimize()")
+        return
+    header = f"{'case':<44} {'direct':>9} {'minimize':>9} {'speed-up':>9}"
+    print("\nL-BFGS-B driven directly vs through scipy.optimize.minimize (the same iterates)")
+    print(header)
+    print("-" * len(header))
+    for label, call in driver_cases(n_boot).items():
+        times = {}
+        for direct in (True, False):
+            driver._DIRECT = direct
+            times[direct], _ = _best_time(call, repeat)
+        driver._DIRECT = True
+        print(
+            f"{label:<44} {_ms(times[True]):>9} {_ms(times[False]):>9}"
+            f" {times[False] / times[True]:>8.1f}×"
+        )
+
+
 def _best_time(func: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     times, result = [], None
     for _ in range(repeat):
@@ -258,9 +301,17 @@ def main() -> None:
         "--naive-refits", type=int, default=20, help="baseline refits timed for the big one"
     )
     parser.add_argument("--repeat", type=int, default=5, help="runs of ecgscale.laws per case")
+    parser.add_argument(
+        "--driver-only",
+        action="store_true",
+        help="only compare the direct L-BFGS-B driver with scipy.optimize.minimize",
+    )
     args = parser.parse_args()
     threadpool_limits(1)  # after scipy is imported, so that its own OpenBLAS is limited too
     fit("power", np.array([0.5, 0.45, 0.43]), x=np.array([2e4, 4e4, 8e4]))  # warm up
+    if args.driver_only:
+        compare_drivers(args.boot, args.repeat)
+        return
     header = (
         f"{'case':<44} {'n':>4} {'starts':>6} {'ours':>9} {'target':>8} {'baseline':>11}"
         f" {'speed-up':>9} {'Δobjective':>11}  converged"
@@ -293,6 +344,7 @@ def main() -> None:
             f" refits scaled up to {args.big_boot:,}"
         )
     print("all targets met" if all_met else "SOME TARGETS MISSED")
+    compare_drivers(args.boot, 3)
 
 
 def _ms(seconds: float) -> str:

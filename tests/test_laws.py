@@ -19,6 +19,7 @@ from ecgscale.laws import (
     bootstrap,
     evaluate_form,
     fit,
+    fit_with_intervals,
     get_form,
     predict_interval,
 )
@@ -27,6 +28,9 @@ from ecgscale.laws.forms import Form
 
 # the module, not the function ``ecgscale.laws.fit`` that the package exports
 FIT = importlib.import_module("ecgscale.laws.fit")
+REFINE = importlib.import_module("ecgscale.laws.refine")
+LBFGSB = importlib.import_module("ecgscale.laws.lbfgsb")
+PROBLEM = importlib.import_module("ecgscale.laws.problem")
 
 POWER = {"E": 1.7, "A": 400.0, "alpha": 0.34}
 JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
@@ -146,10 +150,10 @@ def test_grid_scores_match_the_objective(name: str) -> None:
     weights = np.random.default_rng(3).uniform(0.5, 2.0, y.size)
     problem = make_problem(name, y, weights=weights, **inputs)
     starts = FIT._starts(problem.form, problem.data, None, seed=0)
-    scores = FIT._grid_objectives(problem, starts)
+    scores = PROBLEM.grid_objectives(problem, starts)
     exact = np.array([objective(problem, theta)[0] for theta in starts[::7]])
     np.testing.assert_allclose(scores[::7], exact, rtol=1e-4, atol=1e-9)
-    losses = FIT._grid_losses(problem, starts)
+    losses = PROBLEM.grid_losses(problem, starts)
     assert losses.dtype == np.float32 and losses.shape == (len(starts), y.size)
     np.testing.assert_allclose(losses @ weights, scores, rtol=1e-6)
 
@@ -399,14 +403,14 @@ def test_exactly_as_many_points_as_parameters_interpolates() -> None:
 def _count_lbfgsb_iterations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Record the iterations of every L-BFGS-B run from here on."""
     runs: list[int] = []
-    run_lbfgsb = FIT._lbfgsb
+    run_lbfgsb = REFINE.lbfgsb
 
     def counting(*args, **kwargs):
         run = run_lbfgsb(*args, **kwargs)
         runs.append(run.nit)
         return run
 
-    monkeypatch.setattr(FIT, "_lbfgsb", counting)
+    monkeypatch.setattr(REFINE, "lbfgsb", counting)
     return runs
 
 
@@ -441,14 +445,14 @@ def test_awkward_power_fits_are_converged_or_flagged(y: list[float]) -> None:
     x = np.logspace(4, 6, len(y))
     result = fit("power", np.array(y), x=x)
     iterations = int(re.search(r"after (\d+) iterations", result.message).group(1))
-    assert iterations <= FIT.MAX_RUNS * FIT.MAXITER * 2, result.message
+    assert iterations <= REFINE.MAX_RUNS * REFINE.MAXITER * 2, result.message
     assert result.converged or "iteration limit" in result.message, result.message
     assert np.all(np.isfinite(list(result.params.values())))
 
 
 def test_iteration_limit_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(FIT, "MAXITER", 3)
-    monkeypatch.setattr(FIT, "MAX_RUNS", 1)
+    monkeypatch.setattr(REFINE, "MAXITER", 3)
+    monkeypatch.setattr(REFINE, "MAX_RUNS", 1)
     y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=5)
     result = fit("power", y, x=X)
     assert not result.converged
@@ -460,7 +464,7 @@ def test_convergence_is_reported_with_its_numbers() -> None:
     y = _noisy(evaluate_form("joint", JOINT, **JOINT_INPUTS), 0.01, seed=5)
     result = fit("joint", y, **JOINT_INPUTS)
     assert result.converged, result.message
-    assert result.relative_gradient is not None and result.relative_gradient <= FIT.GRAD_RTOL
+    assert result.relative_gradient is not None and result.relative_gradient <= REFINE.GRAD_RTOL
     assert result.n_iterations > 0
     assert f"after {result.n_iterations} iterations" in result.message
     assert f"relative gradient {result.relative_gradient:.2g}" in result.message
@@ -472,8 +476,8 @@ def test_bootstrap_counts_refits_that_did_not_converge(monkeypatch: pytest.Monke
     y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=5)
     full = fit("power", y, x=X)
     assert bootstrap("power", y, x=X, n_boot=20, full_fit=full).n_boot_unconverged == 0
-    monkeypatch.setattr(FIT, "MAXITER", 2)
-    monkeypatch.setattr(FIT, "MAX_RUNS", 1)
+    monkeypatch.setattr(REFINE, "MAXITER", 2)
+    monkeypatch.setattr(REFINE, "MAX_RUNS", 1)
     starved = bootstrap("power", y, x=X, n_boot=20, full_fit=full, seed=1)
     used = starved.n_boot - starved.n_boot_skipped
     assert 0 < starved.n_boot_unconverged <= used
@@ -499,18 +503,18 @@ def test_stopping_once_refinements_agree_keeps_the_optimum(
         assert _rel(quick.params[p], value) < 1e-6, (p, quick.params[p], value)
 
 
-@pytest.mark.skipif(not FIT._DIRECT, reason="this scipy goes through scipy.optimize.minimize")
+@pytest.mark.skipif(not LBFGSB._DIRECT, reason="this scipy goes through scipy.optimize.minimize")
 def test_direct_lbfgsb_follows_scipy_minimize(monkeypatch: pytest.MonkeyPatch) -> None:
     """Driving scipy's L-BFGS-B routine directly gives exactly the iterates of minimize()."""
     y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=10)
     problem = make_problem("power", y, x=X)
-    fitter = FIT._Fitter(problem)
+    fitter = REFINE.Fitter(problem)
     for theta in problem.form.start_grid(problem.data)[::97]:
         for maxiter in (5, 300):
-            direct = FIT._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
-            monkeypatch.setattr(FIT, "_DIRECT", False)
-            reference = FIT._lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
-            monkeypatch.setattr(FIT, "_DIRECT", True)
+            direct = LBFGSB.lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
+            monkeypatch.setattr(LBFGSB, "_DIRECT", False)
+            reference = LBFGSB.lbfgsb(fitter.scaled, theta, fitter.lo, fitter.hi, maxiter)
+            monkeypatch.setattr(LBFGSB, "_DIRECT", True)
             np.testing.assert_array_equal(direct.x, reference.x)
             assert (direct.nit, direct.status) == (reference.nit, reference.status)
             assert direct.message == reference.message
@@ -597,7 +601,7 @@ def test_resample_check_agrees_with_validation() -> None:
                 counts = np.bincount(idx, minlength=8)
                 resampled = {k: v[idx] for k, v in inputs.items()}
                 try:
-                    FIT._validate(form, y[idx], resampled, weights[idx])
+                    PROBLEM.validate(form, y[idx], resampled, weights[idx])
                     valid = True
                 except FitError:
                     valid = False
@@ -670,3 +674,18 @@ def test_summary_lists_every_parameter() -> None:
     assert len(lines) == 1 + len(JOINT)
     assert "converged" in lines[0] and "dof 31" in lines[0]
     assert result.dof == 31 and result.n_params == 5
+
+
+def test_fit_with_intervals_is_fit_then_bootstrap_when_there_is_room() -> None:
+    """One helper for "fit, then bootstrap with at least two degrees of freedom"."""
+    y = _noisy(evaluate_form("power", POWER, x=X), 0.01, seed=21)
+    full = fit("power", y, seed=3, x=X)
+    expected = bootstrap("power", y, n_boot=15, seed=3, ci=0.9, full_fit=full, x=X)
+    result = fit_with_intervals("power", y, n_boot=15, seed=3, ci=0.9, x=X)
+    assert result == expected
+    np.testing.assert_array_equal(result.samples, expected.samples)
+    assert fit_with_intervals("power", y, n_boot=0, seed=3, x=X) == full
+    few = X[:4]  # 4 points, 3 parameters: one degree of freedom
+    alone = fit_with_intervals("power", y[:4], n_boot=15, x=few)
+    assert alone.dof == 1 and alone.intervals is None and alone.samples is None
+    assert alone == fit("power", y[:4], x=few)

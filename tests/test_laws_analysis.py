@@ -14,10 +14,10 @@ from ecgscale.laws import FitResult, bootstrap, fit
 from ecgscale.laws.backtest import backtest
 from ecgscale.laws.compute import compute, compute_optimal
 from ecgscale.laws.efficiency import (
-    _band,
     data_efficiency,
     efficiency_ratio,
     parameter_efficiency,
+    percentile_band,
     size_for_loss,
 )
 from ecgscale.laws.verdicts import ratio_verdict
@@ -86,9 +86,9 @@ def test_size_for_loss_edges() -> None:
 
 
 def test_band_keeps_infinity() -> None:
-    lo, hi = _band(np.array([1.0, 2.0, np.inf, np.nan]), 0.9)
+    lo, hi = percentile_band(np.array([1.0, 2.0, np.inf, np.nan]), 0.9)
     assert lo == pytest.approx(1.1) and np.isinf(hi)
-    lo, hi = _band(np.array([[1.0, np.nan], [3.0, np.nan]]), 0.5)
+    lo, hi = percentile_band(np.array([[1.0, np.nan], [3.0, np.nan]]), 0.5)
     assert lo[0] == pytest.approx(1.5) and hi[0] == pytest.approx(2.5)
     assert np.isnan(lo[1]) and np.isnan(hi[1])
 

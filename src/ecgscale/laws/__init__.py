@@ -9,7 +9,14 @@ from ecgscale.laws.efficiency import (
     parameter_efficiency,
     size_for_loss,
 )
-from ecgscale.laws.fit import FitError, FitResult, bootstrap, fit, predict_interval
+from ecgscale.laws.fit import (
+    FitError,
+    FitResult,
+    bootstrap,
+    fit,
+    fit_with_intervals,
+    predict_interval,
+)
 from ecgscale.laws.forms import FORMS, Form, HeldLossToLossForm, evaluate_form, get_form
 from ecgscale.laws.table import GroupFit, fit_table, format_fits
 from ecgscale.laws.verdicts import ratio_verdict
@@ -30,6 +37,7 @@ __all__ = [
     "evaluate_form",
     "fit",
     "fit_table",
+    "fit_with_intervals",
     "format_fits",
     "get_form",
     "parameter_efficiency",

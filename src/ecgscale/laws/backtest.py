@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ecgscale.laws.efficiency import _band, _floats
+from ecgscale.laws.efficiency import float_list, percentile_band
 from ecgscale.laws.fit import DEFAULT_DELTA, FitError, FitResult, bootstrap, predict_interval
 from ecgscale.laws.forms import Array, get_form
 
@@ -116,7 +116,7 @@ def backtest(
         "hold_out": hold_out,
         "k": int(k),
         "level": float(level),
-        "held_out_values": _floats(held_values),
+        "held_out_values": float_list(held_values),
         "n_train": int((~held).sum()),
         "n_held_out": int(held.sum()),
         "points": points,
@@ -149,6 +149,6 @@ def _prediction_interval(
     with np.errstate(invalid="ignore", divide="ignore"):
         log_curves = np.log(form.evaluate(params, **{k: v[None, :] for k, v in test.items()}))
     draws = log_curves[:, None, :] - resid[None, :, None]  # (S, m, H)
-    lo, hi = _band(draws.reshape(-1, draws.shape[-1]), level)
+    lo, hi = percentile_band(draws.reshape(-1, draws.shape[-1]), level)
     sd = float(np.sqrt(np.mean(resid**2)))
     return np.exp(lo), np.exp(hi), sd

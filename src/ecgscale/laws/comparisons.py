@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ecgscale.laws.compute import _positive
-from ecgscale.laws.efficiency import PAIRING, _band
+from ecgscale.laws.compute import positive_array
+from ecgscale.laws.efficiency import PAIRING, percentile_band
 from ecgscale.laws.fit import FitResult
 from ecgscale.laws.forms import Array, get_form
 
@@ -131,7 +131,7 @@ def bottleneck(
     without samples), ``label``, ``reason``), ``verdict`` and ``reason`` (None when determined).
     """
     point, samples = _joint(law, "law")
-    n_arr, d_arr = _positive("n_grid", n_grid), _positive("d_grid", d_grid)
+    n_arr, d_arr = positive_array("n_grid", n_grid), positive_array("d_grid", d_grid)
     lev = _level(level)
     n_c = np.array([n_arr.min() if a == "min" else n_arr.max() for a, _ in _CORNERS])
     d_c = np.array([d_arr.min() if b == "min" else d_arr.max() for _, b in _CORNERS])
@@ -144,7 +144,7 @@ def bottleneck(
         if samples is not None:
             g_n, g_d = _gains(_columns(samples), n_c[None, :], d_c[None, :])
             for name, draws in (("gain_n", g_n), ("gain_d", g_d), ("ratio", g_d / g_n)):
-                bands[name] = _band(draws, lev)
+                bands[name] = percentile_band(draws, lev)
     corners = []
     for i, (n_at, d_at) in enumerate(_CORNERS):
         c: dict[str, Any] = {
@@ -312,7 +312,7 @@ def crossover(
             log_x[found] = _bisect(
                 tuple(v[r, 0] for v in sca), tuple(v[r, 0] for v in scb), u[k], u[k + 1]
             )
-        x_lo, x_hi = np.exp(_band(log_x, lev))
+        x_lo, x_hi = np.exp(percentile_band(log_x, lev))
         share = float(((log_x >= u_lo) & (log_x <= u_hi)).mean())
         c.update(x_lo=float(x_lo), x_hi=float(x_hi), share_inside=share)
         c["determined"] = bool(share >= MIN_SHARE and x_lo > 0 and x_hi < np.inf)

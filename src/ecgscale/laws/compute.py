@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ecgscale.laws.efficiency import _band, _floats
+from ecgscale.laws.efficiency import float_list, percentile_band
 from ecgscale.laws.fit import FitResult
 from ecgscale.laws.forms import Array
 
@@ -23,7 +23,7 @@ DEFAULT_FLOPS_PER_PARAM_SAMPLE = 6.0
 """Training FLOPs per parameter and sample: 2 forward, 4 backward (Kaplan et al. 2020)."""
 
 
-def _positive(name: str, values: ArrayLike) -> Array:
+def positive_array(name: str, values: ArrayLike) -> Array:
     """A float array of finite values > 0, or a one-line ValueError."""
     arr = np.asarray(values, dtype=float)
     if arr.size == 0 or not (np.isfinite(arr).all() and (arr > 0).all()):
@@ -41,12 +41,12 @@ def compute(
 
     ``d`` counts training samples processed (steps × batch size); inputs broadcast.
     """
-    d_arr = _positive("d", d)
+    d_arr = positive_array("d", d)
     if flops_per_sample is not None:
-        return _positive("flops_per_sample", flops_per_sample) * d_arr
+        return positive_array("flops_per_sample", flops_per_sample) * d_arr
     if n is None:
         raise ValueError("give n (parameters) or flops_per_sample")
-    return DEFAULT_FLOPS_PER_PARAM_SAMPLE * _positive("n", n) * d_arr
+    return DEFAULT_FLOPS_PER_PARAM_SAMPLE * positive_array("n", n) * d_arr
 
 
 def _optimum(params: dict[str, Array], budget: Array) -> tuple[dict[str, Array], dict[str, Array]]:
@@ -85,7 +85,7 @@ def compute_optimal(
     if not isinstance(joint_fit, FitResult) or joint_fit.form != "joint":
         got = joint_fit.form if isinstance(joint_fit, FitResult) else type(joint_fit).__name__
         raise ValueError(f"compute_optimal needs a joint-law FitResult, got {got!r}")
-    c_arr = _positive("c", c)
+    c_arr = positive_array("c", c)
     if c_arr.ndim > 1:
         raise ValueError(f"c must be a scalar or 1-D, got shape {c_arr.shape}")
     c_arr = np.atleast_1d(c_arr)
@@ -100,10 +100,10 @@ def compute_optimal(
     with np.errstate(divide="ignore", invalid="ignore"):
         d_per_n = curves["d_opt"] / curves["n_opt"]
     out: dict[str, Any] = {
-        "c": _floats(c_arr),
+        "c": float_list(c_arr),
         "k": k,
-        **{name: _floats(v) for name, v in curves.items()},
-        "d_per_n": _floats(d_per_n),
+        **{name: float_list(v) for name, v in curves.items()},
+        "d_per_n": float_list(d_per_n),
         **{name: float(v) for name, v in scalars.items()},
     }
     samples = joint_fit.samples
@@ -118,10 +118,10 @@ def compute_optimal(
     with np.errstate(divide="ignore", invalid="ignore"):
         s_curves["d_per_n"] = s_curves["d_opt"] / s_curves["n_opt"]
     for name, values in s_curves.items():
-        lo, hi = _band(values, lev)
-        out[f"{name}_lo"], out[f"{name}_hi"] = _floats(lo), _floats(hi)
+        lo, hi = percentile_band(values, lev)
+        out[f"{name}_lo"], out[f"{name}_hi"] = float_list(lo), float_list(hi)
     for name, values in s_scalars.items():
-        lo, hi = _band(values[:, 0], lev)
+        lo, hi = percentile_band(values[:, 0], lev)
         out[f"{name}_lo"], out[f"{name}_hi"] = float(lo), float(hi)
     out.update(level=float(lev), n_samples=len(samples))
     return out

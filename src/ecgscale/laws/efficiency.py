@@ -32,7 +32,7 @@ RANGE_RTOL = 1e-9
 """Relative slack when checking that given losses lie inside the observed overlap."""
 
 
-def _band(values: ArrayLike, level: float, axis: int = 0) -> tuple[Array, Array]:
+def percentile_band(values: ArrayLike, level: float, axis: int = 0) -> tuple[Array, Array]:
     """Percentile interval ``(lo, hi)`` at ``level`` along ``axis``, NaN draws left out.
 
     Between two finite neighbouring draws the percentile is interpolated linearly (numpy's
@@ -51,7 +51,7 @@ def _band(values: ArrayLike, level: float, axis: int = 0) -> tuple[Array, Array]
     return lo, hi
 
 
-def _floats(values: ArrayLike) -> list[float]:
+def float_list(values: ArrayLike) -> list[float]:
     """A flat list of Python floats (NaN and inf kept)."""
     return [float(v) for v in np.ravel(np.asarray(values, dtype=float))]
 
@@ -190,8 +190,8 @@ def efficiency_ratio(
         "definition": f"{quantity}_B(L) / {quantity}_A(L), {quantity}(L) = (A / (L - E))^(1/alpha)",
         "loss_range": list(loss_range),
         "range_source": source,
-        "losses": _floats(grid),
-        "ratio": _floats(ratio),
+        "losses": float_list(grid),
+        "ratio": float_list(ratio),
         "level": float(level),
         "pairing": PAIRING,
         "params_a": pa,
@@ -208,13 +208,13 @@ def efficiency_ratio(
         draw_b = {p: sb[:n_samples, j, None] for j, p in enumerate(names)}
         draws = log_ratio(draw_a, draw_b)  # (S, G)
         with np.errstate(over="ignore"):
-            bands["ratio"] = _band(np.exp(draws), level)
+            bands["ratio"] = percentile_band(np.exp(draws), level)
         for name, values in _summaries(draws).items():
-            bands[name] = _band(values, level)
+            bands[name] = percentile_band(values, level)
     for name in ("ratio", *SUMMARIES):
         lo, hi = bands.get(name, (None, None))
-        out[f"{name}_lo"] = None if lo is None else _floats(lo) if name == "ratio" else float(lo)
-        out[f"{name}_hi"] = None if hi is None else _floats(hi) if name == "ratio" else float(hi)
+        out[f"{name}_lo"] = None if lo is None else float_list(lo) if name == "ratio" else float(lo)
+        out[f"{name}_hi"] = None if hi is None else float_list(hi) if name == "ratio" else float(hi)
     for name in SUMMARIES:
         out[name] = float(summary[name])
     finite = ~np.isnan(point)

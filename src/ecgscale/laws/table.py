@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecgscale.laws.fit import DEFAULT_DELTA, FitError, FitResult, bootstrap, fit
+from ecgscale.laws.fit import (
+    DEFAULT_DELTA,
+    MIN_BOOT_DOF,
+    FitError,
+    FitResult,
+    fit,
+    fit_with_intervals,
+)
 from ecgscale.laws.forms import Array, Form, HeldLossToLossForm, get_form
 
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -43,8 +50,6 @@ ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
 """Target role and input roles of each form; input roles are the form's input names."""
 IRREDUCIBLE = ("fit", "power")
 """How a loss-to-loss fit gets E_x and E_y: fitted with it, or held at power-law fits' E."""
-MIN_BOOT_DOF = 2
-"""Bootstrap intervals need at least this many degrees of freedom (as the study's fits)."""
 _WHAT = {"loss": "losses", "y": "losses", "x": "sizes and losses", "d_t": "D_T values"}
 
 
@@ -309,23 +314,12 @@ def _fit_group(
                 "E_x and E_y are held at the power fits' E: their uncertainty is not in the"
                 " intervals"
             )
-        result = fit(law, data[target], delta=delta, seed=seed, **inputs)
-        n_free = get_form(law).n_params
-        dof = result.n_points - n_free
-        if n_boot and dof >= MIN_BOOT_DOF:
-            result = bootstrap(
-                law,
-                data[target],
-                n_boot=n_boot,
-                seed=seed,
-                ci=ci,
-                delta=delta,
-                full_fit=result,
-                **inputs,
-            )
-        elif n_boot:
+        result = fit_with_intervals(
+            law, data[target], n_boot=n_boot, seed=seed, ci=ci, delta=delta, **inputs
+        )
+        if n_boot and result.intervals is None:
             notes.append(
-                f"no intervals: {dof} degree(s) of freedom, bootstrap needs {MIN_BOOT_DOF}"
+                f"no intervals: {result.dof} degree(s) of freedom, bootstrap needs {MIN_BOOT_DOF}"
             )
     except FitError as err:
         raise FitError(f"{where}{err}") from None

@@ -25,9 +25,8 @@ from ecgscale.laws import (
     FitError,
     FitResult,
     backtest,
-    bootstrap,
     data_efficiency,
-    fit,
+    fit_with_intervals,
     parameter_efficiency,
     predict_interval,
 )
@@ -275,15 +274,10 @@ def _analyse_loss(g: Group, metric: str, has_id: bool) -> dict[str, Any]:
     }
 
 
-def fit_with_intervals(form: str, y: np.ndarray, g: Group, **inputs: np.ndarray) -> FitResult:
-    """Fit ``form``; with ``g.n_bootstrap`` > 0 and at least two degrees of freedom, add its
-    bootstrap intervals and samples."""
-    result = fit(form, y, delta=g.delta, seed=g.seed, **inputs)
-    if g.n_bootstrap and result.dof >= 2:
-        result = bootstrap(
-            form, y, n_boot=g.n_bootstrap, seed=g.seed, delta=g.delta, full_fit=result, **inputs
-        )
-    return result
+def fit_group(form: str, y: np.ndarray, g: Group, **inputs: np.ndarray) -> FitResult:
+    """:func:`~ecgscale.laws.fit_with_intervals` under the group's bootstrap count, seed and
+    Huber delta."""
+    return fit_with_intervals(form, y, n_boot=g.n_bootstrap, seed=g.seed, delta=g.delta, **inputs)
 
 
 def fit_entry(result: FitResult) -> dict[str, Any]:
@@ -328,7 +322,7 @@ def _slice_fits(
                 try:
                     x = part[x_col].to_numpy(float)
                     y = part[metric].to_numpy(float)
-                    result = fit_with_intervals("power", y, g, x=x)
+                    result = fit_group("power", y, g, x=x)
                 except FitError as err:
                     gaps.append({**key, "reason": str(err)})
                     continue
@@ -350,7 +344,7 @@ def _joint_fits(
         try:
             y = part[metric].to_numpy(float)
             n, d = part[g.n_col].to_numpy(float), part["data_size"].to_numpy(float)
-            result = fit_with_intervals("joint", y, g, n=n, d=d)
+            result = fit_group("joint", y, g, n=n, d=d)
         except FitError as err:
             gaps.append({"what": f"joint law {family}/{paradigm}/{metric}", "reason": str(err)})
             continue
@@ -374,7 +368,7 @@ def _loss_to_loss_fits(g: Group, metrics: list[str], gaps: list[dict]) -> list[d
         key = {"family": family, "paradigm": paradigm, "eval_set": name, "metric": metric}
         x, y = values["loss:id"].to_numpy(), values[metric].to_numpy()
         try:
-            result = fit_with_intervals("loss_to_loss", y, g, x=x)
+            result = fit_group("loss_to_loss", y, g, x=x)
         except FitError as err:
             what = f"loss-to-loss law {family}/{paradigm}/{name}"
             gaps.append({"what": what, "reason": str(err)})
