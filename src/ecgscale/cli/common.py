@@ -28,6 +28,20 @@ OUT_OPT = click.option(
     help="Study folder (default: studies/<name>).",
 )
 RETRY_OPT = click.option("--retry-failed", is_flag=True, help="Train failed runs again.")
+QUIET_OPT = click.option("--quiet", is_flag=True, help="No progress bar.")
+
+
+def reader_options(example: str):
+    """``-o/--option KEY=VALUE`` (repeatable, into the parameter ``opts``): options of a
+    dataset reader, read by :func:`parse_options`; ``example`` in its help."""
+    return click.option(
+        "-o",
+        "--option",
+        "opts",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help=f"Reader option, e.g. {example} (repeatable).",
+    )
 
 
 def fail(message: str, code: int) -> None:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from ecgscale.cli.common import SET_OPT, SPEC_ARG, friendly_errors, load_study, parse_options
+from ecgscale.cli.common import (
+    QUIET_OPT,
+    SET_OPT,
+    SPEC_ARG,
+    friendly_errors,
+    load_study,
+    parse_options,
+    reader_options,
+)
 
 
 @click.group()
@@ -35,14 +43,7 @@ def data_synth(spec, overrides, store) -> None:
 @click.option("--name", help="Name of the source in the store (default: KIND).")
 @click.option("--fs", type=float, help="Sampling rate of a new store (default 400 Hz).")
 @click.option("--n-samples", type=int, help="Samples per record of a new store (default 4096).")
-@click.option(
-    "-o",
-    "--option",
-    "opts",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Reader option, e.g. -o rate=100, -o labels=table.csv (repeatable).",
-)
+@reader_options("-o rate=100, -o labels=table.csv")
 @click.option("--workers", type=int, help="Worker processes (default: CPU count).")
 @click.option(
     "--max-reject",
@@ -81,7 +82,7 @@ def data_synth(spec, overrides, store) -> None:
     help="Reject records with a flat or saturated lead (default: keep, flag them).",
 )
 @click.option("--restart", is_flag=True, help="Discard an unfinished ingest of this source.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@QUIET_OPT
 @friendly_errors
 def data_ingest(
     kind,

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from ecgscale.cli.common import fail, friendly_errors, parse_options
+from ecgscale.cli.common import QUIET_OPT, fail, friendly_errors, parse_options, reader_options
+
+RECORDINGS_ARG = click.argument("recordings", type=click.Path(exists=True, path_type=Path))
+KIND_OPT = click.option(
+    "--kind",
+    help="Reader of RECORDINGS (`ecgscale data sources`; default: wfdb for a folder of *.hea "
+    "files, hdf5 for a .h5/.hdf5 file).",
+)
+READER_OPT = reader_options("-o fs=400, -o ids=exam_id")
 
 
 def encoder_errors(func):
@@ -58,26 +66,15 @@ def export_command(run, out, license_, force) -> None:
 
 @click.command("embed")
 @click.argument("encoder_dir", metavar="DIR", type=click.Path(exists=True, path_type=Path))
-@click.argument("recordings", type=click.Path(exists=True, path_type=Path))
+@RECORDINGS_ARG
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
     help="Features file: .parquet, .csv or .npy (record ids in <name>.ids.txt beside it).",
 )
-@click.option(
-    "--kind",
-    help="Reader of RECORDINGS (`ecgscale data sources`; default: wfdb for a folder of *.hea "
-    "files, hdf5 for a .h5/.hdf5 file).",
-)
-@click.option(
-    "-o",
-    "--option",
-    "opts",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Reader option, e.g. -o fs=400, -o ids=exam_id (repeatable).",
-)
+@KIND_OPT
+@READER_OPT
 @click.option(
     "--device",
     default="auto",
@@ -98,7 +95,7 @@ def export_command(run, out, license_, force) -> None:
     help="Records per forward pass (default: 64 on a CPU; on a GPU as many as half its free "
     "memory holds, up to 4096).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@QUIET_OPT
 @friendly_errors
 @encoder_errors
 def embed_command(
@@ -126,7 +123,7 @@ def embed_command(
 
 @click.command("predict")
 @click.argument("export_dir", metavar="EXPORT", type=click.Path(exists=True, path_type=Path))
-@click.argument("recordings", type=click.Path(exists=True, path_type=Path))
+@RECORDINGS_ARG
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -139,21 +136,10 @@ def embed_command(
     type=click.Choice(["head", "probe"]),
     help="What predicts the labels (default: an SL export's own head, else the study's probe).",
 )
-@click.option(
-    "--kind",
-    help="Reader of RECORDINGS (`ecgscale data sources`; default: wfdb for a folder of *.hea "
-    "files, hdf5 for a .h5/.hdf5 file).",
-)
-@click.option(
-    "-o",
-    "--option",
-    "opts",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Reader option, e.g. -o fs=400, -o ids=exam_id (repeatable).",
-)
+@KIND_OPT
+@READER_OPT
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@QUIET_OPT
 @friendly_errors
 @encoder_errors
 def predict_command(export_dir, recordings, out, predictor, kind, opts, batch_size, quiet) -> None:
