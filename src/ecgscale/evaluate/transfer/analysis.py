@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from ecgscale.evaluate.transfer.curves import curve_name, curves_and_gaps
+from ecgscale.evaluate.transfer.curves import curve_key, curve_name, curves_and_gaps
 from ecgscale.evaluate.transfer.effective import effective_data
 from ecgscale.evaluate.transfer.law import fit_transfer_law
 from ecgscale.evaluate.transfer.ratios import transfer_ratios, transfer_summary
@@ -33,8 +33,7 @@ def transfer_analysis(
     """
     curves, gaps = curves_and_gaps(scratch, curve=curve, delta=delta, n_boot=n_boot, seed=seed)
     needed = tasks.groupby(["task", "family", "target_params"], sort=True).size().index
-    for task, family, n in needed:
-        key = (str(task), str(family), int(n))
+    for key in map(curve_key, needed):
         if key not in curves and not any(g["what"] == curve_name(key) for g in gaps):
             gaps.append({"what": curve_name(key), "reason": "no done from-scratch runs"})
     eff = effective_data(tasks, curves)

@@ -289,8 +289,8 @@ def curves_and_gaps(
     done = done[done["loss"].astype(float) > 0].assign(loss=lambda f: f["loss"].astype(float))
     curves: dict[CurveKey, Curve] = {}
     gaps: list[dict[str, str]] = []
-    for (task, family, n), runs in done.groupby(["task", "family", "target_params"], sort=True):
-        key = (str(task), str(family), int(n))
+    for group, runs in done.groupby(["task", "family", "target_params"], sort=True):
+        key = curve_key(group)
         try:
             c = _make_curve(key, runs, curve=curve, delta=delta, n_boot=n_boot, seed=seed)
         except ValueError as err:
@@ -300,6 +300,12 @@ def curves_and_gaps(
         if c.reason:
             gaps.append({"what": curve_name(key), "reason": c.reason})
     return curves, gaps
+
+
+def curve_key(group: tuple) -> CurveKey:
+    """The key of a group of rows by (task, family, target_params), as plain str, str, int."""
+    task, family, n = group
+    return str(task), str(family), int(n)
 
 
 def curve_name(key: CurveKey) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ecgscale.evaluate.transfer.curves import Curve, CurveKey, curve_name
+from ecgscale.evaluate.transfer.curves import Curve, CurveKey, curve_key, curve_name
 
 
 def effective_data(tasks: pd.DataFrame, curves: Mapping[CurveKey, Curve]) -> pd.DataFrame:
@@ -24,8 +24,8 @@ def effective_data(tasks: pd.DataFrame, curves: Mapping[CurveKey, Curve]) -> pd.
     out = tasks.reset_index(drop=True).copy()
     d_e, lower, upper = (np.full(len(out), np.nan) for _ in range(3))
     reason = np.full(len(out), "", dtype=object)
-    for (task, family, n), idx in out.groupby(["task", "family", "target_params"]).indices.items():
-        key = (str(task), str(family), int(n))
+    for group, idx in out.groupby(["task", "family", "target_params"]).indices.items():
+        key = curve_key(group)
         c = curves.get(key)
         if c is None:
             reason[idx] = f"no {curve_name(key)}"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ecgscale.evaluate.transfer.curves import Array, Curve, CurveKey
+from ecgscale.evaluate.transfer.curves import Array, Curve, CurveKey, curve_key
 from ecgscale.laws.verdicts import MAX_SPREAD, ratio_verdict
 
 RATIO_KEYS = ["task", "family", "target_params", "data_size", "d_f", "method", "seed"]
@@ -181,7 +181,7 @@ def _row_draws(
     curves (draws × rows); None when ``n_boot`` is 0 or a curve has fewer draws."""
     part = eff.iloc[rows].reset_index(drop=True)
     groups = part.groupby(["task", "family", "target_params"]).indices
-    at = {(str(t), str(f), int(n)): idx for (t, f, n), idx in groups.items()}
+    at = {curve_key(group): idx for group, idx in groups.items()}
     draws = [curves[key].draws for key in at]
     if n_boot < 1 or any(d is None or len(d) < n_boot for d in draws):
         return None
