@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ecgscale.cli.common import friendly_errors
+from ecgscale.numformat import compact_caps
 from ecgscale.study.spec import load_spec
 
 
@@ -45,14 +46,6 @@ def _parse_rung(text: str) -> int:
     return round(value)
 
 
-def _rung_label(n: int) -> str:
-    """200000 -> 200K."""
-    for unit, size in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
-        if n >= size:
-            return f"{n / size:g}{unit}"
-    return str(n)
-
-
 def _measured(family: str, target: int, input_len: int, fs: float) -> tuple:
     """(shape, model on the meta device, ModelStats) of a rung."""
     import torch
@@ -82,7 +75,7 @@ def models_list(input_len, fs, spec) -> None:
         for target in default_ladder(family):
             shape, _, stats = _measured(family, target, input_len, fs)
             click.echo(
-                f"{family:<12} {_rung_label(target):>6} {stats.n_params:>12,} "
+                f"{family:<12} {compact_caps(target):>6} {stats.n_params:>12,} "
                 f"{stats.n_params_nonembedding:>12,} {stats.n_params / target - 1:>+6.1%} "
                 f"{stats.flops_per_sample / 1e9:>9.4g}  {shape_summary(family, shape)}"
             )
@@ -131,7 +124,7 @@ def models_show(family, rung, input_len, fs, spec, step, batch) -> None:
     target = _parse_rung(rung)
     input_len, fs = _input(spec, input_len, fs)
     shape, model, stats = _measured(family, target, input_len, fs)
-    click.echo(f"{family} {_rung_label(target)} at 12 leads x {input_len} samples @ {fs:g} Hz")
+    click.echo(f"{family} {compact_caps(target)} at 12 leads x {input_len} samples @ {fs:g} Hz")
     click.echo(f"shape: {shape_summary(family, shape)}")
     click.echo(f"kwargs: {json.dumps(shape)}")
     click.echo(

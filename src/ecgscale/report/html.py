@@ -12,8 +12,9 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from ecgscale.numformat import MISSING, compact, significant
 from ecgscale.report import figures, findings, tasks
-from ecgscale.report.figures import ReportFigure, compact_count
+from ecgscale.report.figures import ReportFigure
 from ecgscale.study.spec import N_COLUMNS, N_WORDS
 
 PARADIGMS: tuple[str, ...] = ("sl", "ssl")
@@ -33,7 +34,6 @@ EVAL_COLUMNS: tuple[str, ...] = (
 probe's)."""
 
 ID_SET = "id"
-MISSING = "—"
 
 
 def render_report(
@@ -244,7 +244,8 @@ def run_table(runs: pd.DataFrame, evals: pd.DataFrame, ood_sets: Sequence[str]) 
 
 
 def format_value(value: object) -> str:
-    """Human-readable text for a table value: 3–4 significant digits, thousands separators."""
+    """Human-readable text for a table value: yes or no, whole numbers in full, other numbers
+    to 4 significant digits (:func:`~ecgscale.numformat.significant`), text as it is."""
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return MISSING
     if isinstance(value, (bool, np.bool_)):
@@ -252,7 +253,7 @@ def format_value(value: object) -> str:
     if isinstance(value, numbers.Integral):
         return f"{int(value):,}"
     if isinstance(value, numbers.Real):
-        return f"{float(value):.4g}"
+        return significant(value, 4)
     return str(value)
 
 
@@ -411,7 +412,7 @@ def _roles_section(roles: pd.DataFrame | None) -> dict:
 
 def _sweep_section(sweep: pd.DataFrame) -> dict:
     """The learning-rate sweep: each rung's validation loss per rate and the rate it chose."""
-    d = ", ".join(compact_count(v) for v in sorted(sweep["data_size"].unique()))
+    d = ", ".join(compact(v) for v in sorted(sweep["data_size"].unique()))
     intro = (
         f"Every rung (family × paradigm × N × seed) trained at each learning rate at D = {d}; "
         "the rate with the lowest validation pre-training loss there trained the rung's other "
@@ -424,7 +425,7 @@ def _sweep_section(sweep: pd.DataFrame) -> dict:
     section = _section("Learning-rate sweep", [figure], intro)
     chosen = sweep[sweep["chosen"]].sort_values(["family", "paradigm", "target_params", "seed"])
     rows = [
-        [f"{r.family} / {r.paradigm}", compact_count(r.target_params), str(r.seed), f"{r.lr:g}"]
+        [f"{r.family} / {r.paradigm}", compact(r.target_params), str(r.seed), f"{r.lr:g}"]
         for r in chosen.itertuples(index=False)
     ]
     headers = ["cell", "target N", "seed", "chosen learning rate"]
@@ -591,8 +592,8 @@ def _best_sentence(runs: pd.DataFrame, evals: pd.DataFrame, eval_set: str, label
     return (
         f"The lowest {label} ({format_value(best['loss'])}, AUROC {format_value(best['auroc'])}) "
         f"was reached by {best['family']} / {best['paradigm']} at "
-        f"N = {compact_count(best['n_params'])} (total parameters), "
-        f"D = {compact_count(best['data_size'])}."
+        f"N = {compact(best['n_params'])} (total parameters), "
+        f"D = {compact(best['data_size'])}."
     )
 
 
