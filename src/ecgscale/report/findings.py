@@ -48,12 +48,7 @@ def _with_ci(entry: Mapping, stat: str) -> str:
     """``"0.55× [0.41, 0.66]"`` for the table."""
     text = _times(entry.get(stat))
     lo, hi = entry.get(f"{stat}_lo"), entry.get(f"{stat}_hi")
-    if (
-        lo is not None
-        and hi is not None
-        and significant(lo) != MISSING
-        and significant(hi) != MISSING
-    ):
+    if significant(lo) != MISSING and significant(hi) != MISSING:
         text += f" [{significant(lo)}, {significant(hi)}]"
     return text
 
@@ -201,7 +196,7 @@ def efficiency_table(efficiency: Mapping) -> dict:
                     str(condition),
                     set_name(e.get("metric")),
                     _slice_words(e),
-                    _n_words(e) if kind == "parameter" else "—",
+                    _n_words(e) if kind == "parameter" else MISSING,
                     _loss_range(e),
                     _with_ci(e, "min"),
                     _with_ci(e, "max"),
@@ -218,8 +213,8 @@ def efficiency_table(efficiency: Mapping) -> dict:
                 "D_E(SSL) / D_E(SL), median",
                 f"{e.get('task')} / {e.get('method')}",
                 str(e.get("task")),
-                f"D_F = {significant(d_f[0])}–{significant(d_f[1])}" if d_f else "—",
-                "—",
+                f"D_F = {significant(d_f[0])}–{significant(d_f[1])}" if d_f else MISSING,
+                MISSING,
                 _loss_range(e),
                 bounded_ratio(e.get("min_bounds")),
                 bounded_ratio(e.get("max_bounds")),

@@ -45,7 +45,7 @@ def bounded_ratio(bounds: Sequence[object] | None) -> str:
     ``"≤ 0.5×"``, ``"2.9–3.4×"``, ``"undefined (0 to ∞)"``, or a dash."""
     lower, upper = (as_float(v) for v in (bounds or [None, None])[:2])
     if np.isnan(lower) or np.isnan(upper):
-        return "—"
+        return MISSING
     if lower == upper:
         return f"{significant(lower)}×"
     if lower == 0 and upper == np.inf:
@@ -91,7 +91,7 @@ def eval_set_table(evals: pd.DataFrame) -> dict:
                 str(name),
                 "OOD" if bool(first["is_ood"]) else "ID test",
                 significant(first["n"]),
-                positives or "—",
+                positives or MISSING,
                 ", ".join(omitted) or "none",
             ]
         )
@@ -288,10 +288,10 @@ def law_table(transfer: Mapping) -> dict:
                 *(
                     with_interval(law.get(k), law.get(f"{k}_lo"), law.get(f"{k}_hi"))
                     if fitted
-                    else "—"
+                    else MISSING
                     for k in ("k", "alpha", "beta")
                 ),
-                str(law.get("n_points", "—")),
+                str(law.get("n_points", MISSING)),
                 str(law.get("reason") or law.get("note") or ""),
             ]
         )
@@ -324,7 +324,7 @@ def _with_ci(entry: Mapping | None, stat: str) -> str:
     """``"≥ 2× [1.9, ∞]"``: a statistic's bounds and its interval."""
     entry = entry or {}
     if f"{stat}_bounds" not in entry:
-        return "—"
+        return MISSING
     return f"{bounded_ratio(entry[f'{stat}_bounds'])} {interval_text(entry.get(f'{stat}_ci'))}"
 
 
