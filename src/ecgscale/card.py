@@ -14,6 +14,7 @@ import pandas as pd
 from ecgscale import __version__
 from ecgscale.data.store import StoreError, StoreInfo
 from ecgscale.models.ladder import shape_summary
+from ecgscale.numformat import compact_caps
 from ecgscale.study.results import Results
 from ecgscale.study.spec import StudySpec
 
@@ -114,18 +115,11 @@ def model_card(config: dict[str, Any], spec: StudySpec, study_dir: Path, license
 def _title(config: dict[str, Any]) -> str:
     names = {"resnet": "ResNet", "transformer": "Transformer"}
     family = names.get(config["family"], config["family"])
+    n, d = config["n_params"], config["pretraining"]["records"]
     return (
-        f"{family} {config['paradigm'].upper()} ECG encoder, N = {_count(config['n_params'])}, "
-        f"D = {_count(config['pretraining']['records'])}"
+        f"{family} {config['paradigm'].upper()} ECG encoder, N = {compact_caps(n)}, "
+        f"D = {compact_caps(d)}"
     )
-
-
-def _count(n: int) -> str:
-    """20480 → 20.5K."""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return str(n)
 
 
 def _input_words(config: dict[str, Any]) -> str:
@@ -151,7 +145,7 @@ def _model_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "parameters N",
             f"{config['n_params']:,} ({config['n_params_nonembed']:,} non-embedding; "
-            f"ladder rung {_count(config['target_params'])})",
+            f"ladder rung {compact_caps(config['target_params'])})",
         ),
         ("features", f"{config['dim']} (mean-pooled tokens)"),
         ("paradigm", config["paradigm"].upper()),

@@ -9,8 +9,9 @@ left out and listed with its reason.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,31 @@ def batches(
         yield ids, signals
 
 
+def computed(
+    recordings: Path | str,
+    target: Target,
+    compute: Callable[[list[np.ndarray]], np.ndarray],
+    what: str,
+    batch_size: int,
+    reader: dict[str, Any],
+) -> tuple[list[str], np.ndarray, list[Rejection]]:
+    """``compute`` (rows of a batch of harmonised signals) over ``recordings``, ``batch_size``
+    records at a time, read with :func:`batches`' ``reader`` options (kind, options,
+    progress): the record ids, their rows stacked, and the records left out; :func:`none_left`'s
+    error (``what``: embedded, read) when no record is left."""
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    rejected: list[Rejection] = []
+    for batch_ids, signals in batches(
+        recordings, target, rejected, batch_size=batch_size, **reader
+    ):
+        ids += batch_ids
+        rows.append(compute(signals))
+    if not ids:
+        raise none_left(recordings, rejected, what)
+    return ids, np.concatenate(rows), rejected
+
+
 def none_left(recordings: Path | str, rejected: list[Rejection], what: str) -> EncoderError:
     """The error of a set of recordings none of which could be used (``what``: embedded...)."""
     reasons = "; ".join(describe_rejections(rejected)) if rejected else "none found"
@@ -162,18 +188,10 @@ def embed(
     target = input_target(encoder)
     if batch_size is None:
         batch_size = batch_size_for(encoder, target.n_samples, precision, CPU_BATCH)
-    ids: list[str] = []
-    rows: list[np.ndarray] = []
-    rejected: list[Rejection] = []
     reader = {"kind": kind, "options": options, "progress": progress}
-    for batch_ids, signals in batches(
-        recordings, target, rejected, batch_size=batch_size, **reader
-    ):
-        ids += batch_ids
-        rows.append(features(encoder, signals, precision))
-    if not ids:
-        raise none_left(recordings, rejected, "embedded")
-    frame = feature_frame(ids, np.concatenate(rows))
+    compute = functools.partial(features, encoder, precision=precision)
+    ids, rows, rejected = computed(recordings, target, compute, "embedded", batch_size, reader)
+    frame = feature_frame(ids, rows)
     frame.attrs["rejected"] = rejected
     return frame
 

@@ -8,6 +8,7 @@ threshold (chosen on the probe's validation set when the run was evaluated).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ecgscale.data.sources.base import Rejection
-from ecgscale.evaluate.embed import batches, input_target, none_left
+from ecgscale.evaluate.embed import computed, input_target
 from ecgscale.export import ECGModel, EncoderError, load_model
 
 PREDICTION_FORMATS = (".csv", ".parquet")
@@ -51,20 +51,12 @@ def predict(
     except EncoderError as error:
         raise EncoderError(f"{model_or_dir}: {error}") from None
     model.eval()
-    ids: list[str] = []
-    rows: list[np.ndarray] = []
-    rejected: list[Rejection] = []
     reader = {"kind": kind, "options": options, "progress": progress}
     target = input_target(model)
-    for batch_ids, signals in batches(
-        recordings, target, rejected, batch_size=batch_size, **reader
-    ):
-        ids += batch_ids
-        rows.append(probabilities(model, signals, predictor))
-    if not ids:
-        raise none_left(recordings, rejected, "read")
+    compute = functools.partial(probabilities, model, predictor=predictor)
+    ids, p, rejected = computed(recordings, target, compute, "read", batch_size, reader)
     thresholds = model.thresholds(predictor)
-    frame = prediction_frame(ids, np.concatenate(rows), model.config["labels"], thresholds)
+    frame = prediction_frame(ids, p, model.config["labels"], thresholds)
     frame.attrs.update(rejected=rejected, predictor=predictor, thresholds=thresholds)
     return frame
 

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from ecgscale.laws.fit import predict_interval
 from ecgscale.laws.forms import Array, get_form
 from ecgscale.laws.table import GroupFit
+from ecgscale.numformat import compact
 from ecgscale.report.figures import (
     FIGURE_DPI,
     _add_legend,
@@ -27,7 +28,6 @@ from ecgscale.report.figures import (
     _panels,
     _plain,
     _style_axes,
-    compact_count,
 )
 
 MAX_SLICES = 6
@@ -154,7 +154,7 @@ def _sliced_panel(ax: Axes, f: GroupFit, along: str, across: str) -> None:
     for i, level in enumerate(levels):
         color = cmap(0.9 * i / max(len(levels) - 1, 1))
         mine = member == i
-        label = f"{f.columns[across]} = {compact_count(level)}"
+        label = f"{f.columns[across]} = {compact(level)}"
         ax.scatter(f.inputs[along][mine], f.y[mine], s=14, color=color, label=_plain(label))
         _curve(ax, f, color, along, {along: grid, across: np.full_like(grid, level)})
     ax.legend(fontsize=7, frameon=False)

@@ -23,6 +23,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogFormatter
 
+from ecgscale.numformat import as_float, compact
+
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
 """Marker cycle for the data sizes D of a loss-vs-N figure."""
 
@@ -57,19 +59,8 @@ class ReportFigure:
 
 def power_law(params: Mapping[str, object], x: np.ndarray) -> np.ndarray:
     """Evaluate ``L(x) = E + A * x**(-alpha)``; missing or non-numeric parameters give NaN."""
-    e, a, alpha = (_as_float(params.get(key)) for key in ("E", "A", "alpha"))
+    e, a, alpha = (as_float(params.get(key)) for key in ("E", "A", "alpha"))
     return e + a * np.power(np.asarray(x, dtype=float), -alpha)
-
-
-def compact_count(value: object) -> str:
-    """Format a count compactly: ``1234567 -> '1.23M'``, ``30000 -> '30k'``."""
-    number = _as_float(value)
-    if not np.isfinite(number):
-        return "?"
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(number) >= scale:
-            return f"{number / scale:.3g}{suffix}"
-    return f"{number:.3g}"
 
 
 def slug(name: str) -> str:
@@ -147,7 +138,7 @@ def loss_vs_n(
         label = ylabel if isinstance(ylabel, str) else ylabel.get(paradigm, "pre-training loss")
         _style_axes(ax, paradigm, n_label, label)
     handles = _family_handles(colors, points["family"].unique())
-    handles += [_marker_handle(markers[s], f"D = {compact_count(s)}") for s in sizes]
+    handles += [_marker_handle(markers[s], f"D = {compact(s)}") for s in sizes]
     _add_legend(fig, handles + _fit_handles(curves))
     return ReportFigure(name, caption, fig, notes)
 
@@ -186,7 +177,7 @@ def loss_vs_d(
                 n = (fit.get("slice") or {}).get("target_params")
                 _draw_fit(ax, fit, panel, "data_size", "target_params", colors.get(n, "black"))
             _style_axes(ax, f"{family} / {paradigm}", "D (pre-training records)", quantity)
-    handles = [_line_handle(colors[n], f"N = {compact_count(n)}") for n in sizes]
+    handles = [_line_handle(colors[n], f"N = {compact(n)}") for n in sizes]
     _add_legend(fig, handles + _fit_handles(curves))
     return ReportFigure(name, caption, fig, notes)
 
@@ -263,7 +254,7 @@ def lr_sweep(sweep: pd.DataFrame, *, name: str, caption: str) -> ReportFigure:
             ax.scatter(best["lr"], best["pretrain_loss"], s=90, facecolors="none", color=colors[n])
         unit = PRETRAIN_UNITS.get(str(paradigm), "pre-training loss")
         _style_axes(ax, f"{family} / {paradigm}", "peak learning rate", f"validation {unit}")
-    handles = [_line_handle(colors[n], f"N = {compact_count(n)}") for n in sizes]
+    handles = [_line_handle(colors[n], f"N = {compact(n)}") for n in sizes]
     handles.append(_marker_handle("o", "chosen rate", "black"))
     _add_legend(fig, handles)
     return ReportFigure(name, caption, fig, notes)
@@ -273,14 +264,6 @@ def family_colors(families: Sequence[str]) -> dict[str, tuple]:
     """A stable colour per family (tab10, in sorted order) shared by every figure."""
     cmap = colormaps["tab10"]
     return {family: cmap(i % cmap.N) for i, family in enumerate(sorted(set(families)))}
-
-
-def _as_float(value: object) -> float:
-    """``float(value)``, or NaN when that is not possible."""
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def _log_safe(
@@ -363,7 +346,7 @@ def _style_axes(ax: Axes, title: str, xlabel: str, ylabel: str, *, plain_x: bool
         axis.set_major_formatter(PlainLogFormatter())
         axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
     if not plain_x:  # sizes: 20k, 50k, 100k, ... with labels on 1-2-5 ticks only
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: compact_count(v)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: compact(v)))
         ax.xaxis.set_minor_formatter(FuncFormatter(_size_minor_label))
     ax.set_title(_plain(title), fontsize=10)
     ax.set_xlabel(_plain(xlabel))
@@ -373,7 +356,7 @@ def _style_axes(ax: Axes, title: str, xlabel: str, ylabel: str, *, plain_x: bool
 
 def _size_minor_label(value: float, _pos: int) -> str:
     mantissa = value / 10 ** np.floor(np.log10(value))
-    return compact_count(value) if round(mantissa) in (2, 5) else ""
+    return compact(value) if round(mantissa) in (2, 5) else ""
 
 
 def _plain(text: str) -> str:
@@ -429,10 +412,10 @@ def backtest_figure(backtests: Sequence[Mapping], *, name: str, caption: str) ->
                 {
                     "metric": str(bt.get("metric")),
                     "combo": (str(bt.get("family")), str(bt.get("paradigm"))),
-                    "truth": _as_float(point.get("truth")),
-                    "prediction": _as_float(point.get("prediction")),
-                    "lo": _as_float(interval[0]),
-                    "hi": _as_float(interval[1]),
+                    "truth": as_float(point.get("truth")),
+                    "prediction": as_float(point.get("prediction")),
+                    "lo": as_float(interval[0]),
+                    "hi": as_float(interval[1]),
                 }
             )
     frame = pd.DataFrame(rows)
@@ -514,13 +497,13 @@ def training_curves(
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(PlainLogFormatter())
         ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
-        ax.set_title(_plain(f"D = {compact_count(size)}"), fontsize=10)
+        ax.set_title(_plain(f"D = {compact(size)}"), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(True, which="both", alpha=0.25)
     if dropped:
         notes.append(f"{dropped} loss value(s) not positive and finite are left out.")
     present = sorted(points["target_params"].unique())
-    handles = [_line_handle(colors[n], f"N = {compact_count(n)}") for n in present]
+    handles = [_line_handle(colors[n], f"N = {compact(n)}") for n in present]
     handles += [_line_handle("black", "training"), _line_handle("black", "validation", ls="--")]
     _add_legend(fig, handles)
     return ReportFigure(name, caption, fig, notes)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ecgscale.laws.verdicts import MAX_SPREAD
-from ecgscale.report.figures import compact_count
-from ecgscale.report.tasks import bounded_ratio, format_number, interval_text, transfer_sentence
+from ecgscale.numformat import MISSING, compact, significant
+from ecgscale.report.tasks import bounded_ratio, interval_text, transfer_sentence
 from ecgscale.study.spec import N_WORDS
 
 LEVEL_WORDS = "95%"
@@ -31,7 +31,7 @@ def set_name(metric: object) -> str:
 
 
 def _times(value: object) -> str:
-    return f"{format_number(value)}×"
+    return f"{significant(value)}×"
 
 
 def _ci(entry: Mapping, stat: str, level: float) -> str:
@@ -39,17 +39,17 @@ def _ci(entry: Mapping, stat: str, level: float) -> str:
     lo, hi = entry.get(f"{stat}_lo"), entry.get(f"{stat}_hi")
     if not entry.get("n_samples"):
         return "no interval: the fits have no bootstrap samples"
-    if format_number(lo) == "—" or format_number(hi) == "—":
+    if significant(lo) == MISSING or significant(hi) == MISSING:
         return "interval undefined: bootstrap curves that do not fall"
-    return f"{level:.0%} CI {format_number(lo)}–{format_number(hi)}"
+    return f"{level:.0%} CI {significant(lo)}–{significant(hi)}"
 
 
 def _with_ci(entry: Mapping, stat: str) -> str:
     """``"0.55× [0.41, 0.66]"`` for the table."""
     text = _times(entry.get(stat))
     lo, hi = entry.get(f"{stat}_lo"), entry.get(f"{stat}_hi")
-    if lo is not None and hi is not None and format_number(lo) != "—" and format_number(hi) != "—":
-        text += f" [{format_number(lo)}, {format_number(hi)}]"
+    if significant(lo) != MISSING and significant(hi) != MISSING:
+        text += f" [{significant(lo)}, {significant(hi)}]"
     return text
 
 
@@ -62,15 +62,15 @@ def _verdict(entry: Mapping) -> str:
 
 def _loss_range(entry: Mapping) -> str:
     lo, hi = (entry.get("loss_range") or [None, None])[:2]
-    return f"{format_number(lo)}–{format_number(hi)}"
+    return f"{significant(lo)}–{significant(hi)}"
 
 
 def _slice_words(entry: Mapping) -> str:
     fit_slice = entry.get("slice") or {}
     if "data_size" in fit_slice:
-        return f"D = {compact_count(fit_slice['data_size'])}"
+        return f"D = {compact(fit_slice['data_size'])}"
     if "target_params" in fit_slice:
-        return f"N = {compact_count(fit_slice['target_params'])}"
+        return f"N = {compact(fit_slice['target_params'])}"
     return ""
 
 
@@ -176,8 +176,8 @@ def ratio_gaps(efficiency: Mapping) -> list[tuple[str, str, str]]:
                     what += f", N = {_n_words(e)}"
                 lo, hi = e.get("geomean_lo"), e.get("geomean_hi")
             why = str(e.get("reason") or "") or (
-                f"the {LEVEL_WORDS} interval of the geometric mean, [{format_number(lo)}, "
-                f"{format_number(hi)}], is open-ended, undefined or wider than {MAX_SPREAD:g}×"
+                f"the {LEVEL_WORDS} interval of the geometric mean, [{significant(lo)}, "
+                f"{significant(hi)}], is open-ended, undefined or wider than {MAX_SPREAD:g}×"
             )
             rows.append((KIND_TITLES[kind], what, why))
     return rows
@@ -196,7 +196,7 @@ def efficiency_table(efficiency: Mapping) -> dict:
                     str(condition),
                     set_name(e.get("metric")),
                     _slice_words(e),
-                    _n_words(e) if kind == "parameter" else "—",
+                    _n_words(e) if kind == "parameter" else MISSING,
                     _loss_range(e),
                     _with_ci(e, "min"),
                     _with_ci(e, "max"),
@@ -213,8 +213,8 @@ def efficiency_table(efficiency: Mapping) -> dict:
                 "D_E(SSL) / D_E(SL), median",
                 f"{e.get('task')} / {e.get('method')}",
                 str(e.get("task")),
-                f"D_F = {format_number(d_f[0])}–{format_number(d_f[1])}" if d_f else "—",
-                "—",
+                f"D_F = {significant(d_f[0])}–{significant(d_f[1])}" if d_f else MISSING,
+                MISSING,
                 _loss_range(e),
                 bounded_ratio(e.get("min_bounds")),
                 bounded_ratio(e.get("max_bounds")),
@@ -247,8 +247,8 @@ def _exponent_text(entry: Mapping, name: str, n_convention: str = "") -> str:
     """``"α = 0.21 [0.13, 0.35]"`` for a determined exponent (N's convention after α)."""
     value = (entry.get("params") or {}).get(name)
     lo, hi = (entry.get("intervals") or {}).get(name) or (None, None)
-    text = f"{EXPONENT_SYMBOLS.get(name, name)} = {format_number(value)}"
-    text += f" [{format_number(lo)}, {format_number(hi)}]"
+    text = f"{EXPONENT_SYMBOLS.get(name, name)} = {significant(value)}"
+    text += f" [{significant(lo)}, {significant(hi)}]"
     if name == "alpha" and n_convention:
         text += f" (N = {N_WORDS.get(n_convention, n_convention)})"
     return text
@@ -335,9 +335,9 @@ BOTTLENECK_WORDS = {
 
 def _corner_words(corner: Mapping) -> str:
     return (
-        f"at N = {compact_count(corner.get('n'))}, D = {compact_count(corner.get('d'))}: "
-        f"g_D/g_N = {format_number(corner.get('ratio'))} "
-        f"[{format_number(corner.get('ratio_lo'))}, {format_number(corner.get('ratio_hi'))}]"
+        f"at N = {compact(corner.get('n'))}, D = {compact(corner.get('d'))}: "
+        f"g_D/g_N = {significant(corner.get('ratio'))} "
+        f"[{significant(corner.get('ratio_lo'))}, {significant(corner.get('ratio_hi'))}]"
     )
 
 
@@ -345,8 +345,8 @@ def _grid_words(entry: Mapping, n_convention: str) -> str:
     n_lo, n_hi = entry.get("n_range") or (None, None)
     d_lo, d_hi = entry.get("d_range") or (None, None)
     return (
-        f"N = {compact_count(n_lo)}–{compact_count(n_hi)} {N_WORDS.get(n_convention, '')}, "
-        f"D = {compact_count(d_lo)}–{compact_count(d_hi)}"
+        f"N = {compact(n_lo)}–{compact(n_hi)} {N_WORDS.get(n_convention, '')}, "
+        f"D = {compact(d_lo)}–{compact(d_hi)}"
     )
 
 
@@ -381,9 +381,9 @@ def crossover_findings(crossovers: Sequence[Mapping], n_convention: str) -> list
             continue
         axis = str(entry.get("axis"))
         fixed = (
-            f"D = {compact_count(entry.get('at'))}"
+            f"D = {compact(entry.get('at'))}"
             if axis == "n"
-            else (f"N = {compact_count(entry.get('at'))} {N_WORDS.get(n_convention, '')}")
+            else (f"N = {compact(entry.get('at'))} {N_WORDS.get(n_convention, '')}")
         )
         names = {"a": entry.get("a"), "b": entry.get("b")}
         lo, hi = entry.get("range") or (None, None)
@@ -395,9 +395,9 @@ def crossover_findings(crossovers: Sequence[Mapping], n_convention: str) -> list
             unit = "" if axis == "d" else f" {N_WORDS.get(n_convention, '')}"
             sentences.append(
                 f"On the {set_name(entry.get('metric'))} probe loss at {fixed}, {winner} "
-                f"overtakes {loser} at {axis.upper()} ≈ {compact_count(c.get('x'))}{unit} "
-                f"(95% CI {compact_count(c.get('x_lo'))}–{compact_count(c.get('x_hi'))}), inside "
-                f"the observed {compact_count(lo)}–{compact_count(hi)}."
+                f"overtakes {loser} at {axis.upper()} ≈ {compact(c.get('x'))}{unit} "
+                f"(95% CI {compact(c.get('x_lo'))}–{compact(c.get('x_hi'))}), inside "
+                f"the observed {compact(lo)}–{compact(hi)}."
             )
     return sentences
 
@@ -449,13 +449,13 @@ def crossover_table(crossovers: Sequence[Mapping]) -> dict:
         names = {"a": e.get("a"), "b": e.get("b"), "equal": "equal"}
         lo, hi = e.get("range") or (None, None)
         crossings = "; ".join(
-            f"{compact_count(c.get('x'))} [{compact_count(c.get('x_lo'))}, "
-            f"{compact_count(c.get('x_hi'))}] → {names.get(c.get('lower_after'))} lower"
+            f"{compact(c.get('x'))} [{compact(c.get('x_lo'))}, "
+            f"{compact(c.get('x_hi'))}] → {names.get(c.get('lower_after'))} lower"
             + ("" if c.get("determined") else " (not determined)")
             for c in e.get("crossings") or []
         )
         outside = "; ".join(
-            f"{compact_count(c.get('extrapolated_x'))} ({c.get('side')} the range)"
+            f"{compact(c.get('extrapolated_x'))} ({c.get('side')} the range)"
             for c in e.get("extrapolated") or []
         )
         fixed = "D" if e.get("axis") == "n" else "N"
@@ -463,8 +463,8 @@ def crossover_table(crossovers: Sequence[Mapping]) -> dict:
             [
                 set_name(e.get("metric")),
                 f"{e.get('a')} vs {e.get('b')}",
-                f"along {str(e.get('axis')).upper()} at {fixed} = {compact_count(e.get('at'))}",
-                f"{compact_count(lo)}–{compact_count(hi)}",
+                f"along {str(e.get('axis')).upper()} at {fixed} = {compact(e.get('at'))}",
+                f"{compact(lo)}–{compact(hi)}",
                 str(names.get(e.get("lower_at_lo"))),
                 str(names.get(e.get("lower_at_hi"))),
                 crossings or "none",
@@ -490,8 +490,8 @@ def bottleneck_table(bottlenecks: Sequence[Mapping]) -> dict:
         for key in (("min", "min"), ("min", "max"), ("max", "min"), ("max", "max")):
             c = corners.get(key) or {}
             cells.append(
-                f"{format_number(c.get('ratio'))} [{format_number(c.get('ratio_lo'))}, "
-                f"{format_number(c.get('ratio_hi'))}] {c.get('label', '')}"
+                f"{significant(c.get('ratio'))} [{significant(c.get('ratio_lo'))}, "
+                f"{significant(c.get('ratio_hi'))}] {c.get('label', '')}"
             )
         rows.append([_cell(e), set_name(e.get("metric")), *cells, str(e.get("verdict"))])
     headers = ["cell", "loss on", "small N, small D", "small N, large D", "large N, small D"]
@@ -515,11 +515,11 @@ def backtest_table(backtests: Sequence[Mapping]) -> dict:
                     f"{bt.get('family')} / {bt.get('paradigm')}",
                     set_name(bt.get("metric")),
                     f"{bt.get('form')} law, {bt.get('n_train')} points",
-                    compact_count(inputs.get("n")),
-                    compact_count(inputs.get("d")),
-                    format_number(point.get("truth")),
-                    format_number(point.get("prediction")),
-                    f"[{format_number(interval[0])}, {format_number(interval[1])}]",
+                    compact(inputs.get("n")),
+                    compact(inputs.get("d")),
+                    significant(point.get("truth")),
+                    significant(point.get("prediction")),
+                    f"[{significant(interval[0])}, {significant(interval[1])}]",
                     f"{100 * float(point.get('rel_error') or 0):+.1f}%",
                     "yes" if point.get("inside") else "no",
                 ]

@@ -9,11 +9,19 @@ from functools import cache
 from pathlib import Path
 
 import jinja2
-import numpy as np
 import pandas as pd
 
+from ecgscale.numformat import compact
 from ecgscale.report import figures, findings, tasks
-from ecgscale.report.figures import ReportFigure, compact_count
+from ecgscale.report.figures import ReportFigure
+from ecgscale.report.tables import (
+    ID_SET,
+    fit_table,
+    format_value,
+    param_text,
+    run_table,
+    undetermined_table,
+)
 from ecgscale.study.spec import N_COLUMNS, N_WORDS
 
 PARADIGMS: tuple[str, ...] = ("sl", "ssl")
@@ -31,9 +39,6 @@ EVAL_COLUMNS: tuple[str, ...] = (
 )
 """Columns of the evaluations table (missing ones are added empty; a missing method is the
 probe's)."""
-
-ID_SET = "id"
-MISSING = "—"
 
 
 def render_report(
@@ -206,56 +211,6 @@ def summarise(
     return " ".join(sentences)
 
 
-def fit_table(fits: Sequence[Mapping]) -> dict:
-    """Headers and formatted rows of the fitted-parameter table."""
-    headers = ["family", "paradigm", "metric", "x", "slice", "E", "A", "alpha"]
-    headers += ["n_points", "dof", "converged"]
-    rows = [
-        [
-            *(format_value(fit.get(key)) for key in ("family", "paradigm", "metric", "x")),
-            _slice_text(fit.get("slice")),
-            *(_param_text(fit, key) for key in ("E", "A", "alpha")),
-            *(format_value(fit.get(key)) for key in ("n_points", "dof", "converged")),
-        ]
-        for fit in fits
-    ]
-    return {"headers": headers, "rows": rows}
-
-
-def run_table(runs: pd.DataFrame, evals: pd.DataFrame, ood_sets: Sequence[str]) -> dict:
-    """Headers and rows (cells with ``text`` and a ``sort`` key) of the run table.
-
-    All run columns, then the ID probe loss and AUROC and the loss on each OOD set.
-    """
-    table = runs.copy()
-    extra = {f"{ID_SET} loss": (ID_SET, "loss"), f"{ID_SET} auroc": (ID_SET, "auroc")}
-    extra |= {f"{name} loss": (name, "loss") for name in ood_sets}
-    for column, (eval_set, value) in extra.items():
-        per_run = evals[evals["eval_set"] == eval_set].groupby("run_id")[value].mean()
-        table[column] = table["run_id"].map(per_run)
-    rows = [
-        {
-            "failed": row.get("status") == "failed",
-            "cells": [_cell(value) for value in row.values()],
-        }
-        for row in table.to_dict(orient="records")
-    ]
-    return {"headers": [str(column) for column in table.columns], "rows": rows}
-
-
-def format_value(value: object) -> str:
-    """Human-readable text for a table value: 3–4 significant digits, thousands separators."""
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return MISSING
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, numbers.Integral):
-        return f"{int(value):,}"
-    if isinstance(value, numbers.Real):
-        return f"{float(value):.4g}"
-    return str(value)
-
-
 def _section(title: str, report_figures: list[ReportFigure], intro: str = "") -> dict:
     """A section of the page: figures, then notes and tables (added by the caller)."""
     return {
@@ -411,7 +366,7 @@ def _roles_section(roles: pd.DataFrame | None) -> dict:
 
 def _sweep_section(sweep: pd.DataFrame) -> dict:
     """The learning-rate sweep: each rung's validation loss per rate and the rate it chose."""
-    d = ", ".join(compact_count(v) for v in sorted(sweep["data_size"].unique()))
+    d = ", ".join(compact(v) for v in sorted(sweep["data_size"].unique()))
     intro = (
         f"Every rung (family × paradigm × N × seed) trained at each learning rate at D = {d}; "
         "the rate with the lowest validation pre-training loss there trained the rung's other "
@@ -424,7 +379,7 @@ def _sweep_section(sweep: pd.DataFrame) -> dict:
     section = _section("Learning-rate sweep", [figure], intro)
     chosen = sweep[sweep["chosen"]].sort_values(["family", "paradigm", "target_params", "seed"])
     rows = [
-        [f"{r.family} / {r.paradigm}", compact_count(r.target_params), str(r.seed), f"{r.lr:g}"]
+        [f"{r.family} / {r.paradigm}", compact(r.target_params), str(r.seed), f"{r.lr:g}"]
         for r in chosen.itertuples(index=False)
     ]
     headers = ["cell", "target N", "seed", "chosen learning rate"]
@@ -480,40 +435,6 @@ def _backtest_section(analysis: Mapping) -> dict:
     )
     section["tables"] = [findings.backtest_table(backtests)] if backtests else []
     return section
-
-
-def undetermined_table(
-    fits: Sequence[Mapping], analysis: Mapping, transfer: Mapping | None
-) -> dict:
-    """One table of everything the runs could not determine, and why: undetermined exponents
-    and ratios, laws and slices not fitted, comparisons not made, transfer curves not usable."""
-    rows = findings.exponent_gaps(analysis.get("joint") or [], "joint law L(N, D)")
-    rows += findings.exponent_gaps(analysis.get("loss_to_loss") or [], "loss-to-loss law")
-    rows += findings.ratio_gaps(analysis.get("efficiency") or {})
-    rows += findings.comparison_gaps(analysis.get("comparisons") or {})
-    rows += [("Not made", str(g.get("what")), str(g.get("reason"))) for g in _gaps(analysis)]
-    for gap in analysis.get("gaps") or []:
-        where = f"{gap.get('family')} / {gap.get('paradigm')}, {gap.get('metric')}"
-        rows.append(
-            (
-                "Slice not fitted",
-                f"L({gap.get('x')}) at {gap.get('slice')}, {where}",
-                str(gap.get("reason")),
-            )
-        )
-    rows += [
-        ("Transfer", str(g.get("what")), str(g.get("reason")))
-        for g in (transfer or {}).get("gaps") or []
-    ]
-    return {
-        "caption": f"What these runs could not determine ({len(rows)})",
-        "headers": ["kind", "what", "why"],
-        "rows": [list(row) for row in rows],
-    }
-
-
-def _gaps(analysis: Mapping) -> list[Mapping]:
-    return list(analysis.get("analysis_gaps") or [])
 
 
 def _evaluation_section(runs: pd.DataFrame, evals: pd.DataFrame) -> dict:
@@ -591,8 +512,8 @@ def _best_sentence(runs: pd.DataFrame, evals: pd.DataFrame, eval_set: str, label
     return (
         f"The lowest {label} ({format_value(best['loss'])}, AUROC {format_value(best['auroc'])}) "
         f"was reached by {best['family']} / {best['paradigm']} at "
-        f"N = {compact_count(best['n_params'])} (total parameters), "
-        f"D = {compact_count(best['data_size'])}."
+        f"N = {compact(best['n_params'])} (total parameters), "
+        f"D = {compact(best['data_size'])}."
     )
 
 
@@ -607,7 +528,7 @@ def _exponent_sentences(fits: Sequence[Mapping], metric: str, label: str) -> lis
             chosen[key] = fit
     if not chosen:
         return [f"No L(N) fit of the {label} was supplied."]
-    parts = [f"{f} / {p} {_param_text(fit, 'alpha')}" for (f, p), fit in sorted(chosen.items())]
+    parts = [f"{f} / {p} {param_text(fit, 'alpha')}" for (f, p), fit in sorted(chosen.items())]
     return [f"Fitted exponents α of the {label} L(N) at the largest fitted D: {_join(parts)}."]
 
 
@@ -615,30 +536,6 @@ def _slice_size(fit: Mapping) -> float:
     """The data size a L(N) fit was made at (``-inf`` when unknown)."""
     value = (fit.get("slice") or {}).get("data_size")
     return float(value) if isinstance(value, numbers.Real) else float("-inf")
-
-
-def _slice_text(fit_slice: Mapping | None) -> str:
-    """``{"data_size": 10000} -> "D = 10,000"``; ``{"target_params": n} -> "N = …"``."""
-    symbols = {"data_size": "D", "target_params": "N"}
-    parts = [f"{symbols.get(k, k)} = {format_value(v)}" for k, v in (fit_slice or {}).items()]
-    return ", ".join(parts) or MISSING
-
-
-def _param_text(fit: Mapping, key: str) -> str:
-    """A fitted parameter with its interval when present: ``0.312 [0.28, 0.35]``."""
-    text = format_value((fit.get("params") or {}).get(key))
-    interval = (fit.get("intervals") or {}).get(key)
-    if interval is not None and len(interval) == 2:
-        text += f" [{format_value(interval[0])}, {format_value(interval[1])}]"
-    return text
-
-
-def _cell(value: object) -> dict:
-    """A run-table cell: displayed text and a key for the inline sort script."""
-    text = format_value(value)
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    sort = "" if text == MISSING else (repr(float(value)) if is_number else text)
-    return {"text": text, "sort": sort}
 
 
 def _join(items: Sequence[str]) -> str:

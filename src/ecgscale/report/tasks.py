@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
+from ecgscale.numformat import MISSING, as_float, compact, significant
 from ecgscale.report.figures import (
     MARKERS,
     ReportFigure,
@@ -20,7 +21,6 @@ from ecgscale.report.figures import (
     _marker_handle,
     _panels,
     _style_axes,
-    compact_count,
     slug,
 )
 
@@ -28,60 +28,41 @@ PARADIGM_COLORS = {"ssl": colormaps["tab10"](0), "sl": colormaps["tab10"](3)}
 SCRATCH_COLOR = "black"
 
 
-def format_number(value: object) -> str:
-    """A number with 3 significant digits (whole numbers up to 1e9 in full), or a dash."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "—"
-    if np.isnan(number):
-        return "—"
-    if np.isinf(number):
-        return "∞"
-    if number.is_integer() and 1000 <= abs(number) < 1e9:
-        return f"{int(number):,}"
-    return f"{number:.3g}"
+format_number = significant
+"""The old name of :func:`ecgscale.numformat.significant` (3 significant digits)."""
 
 
 def with_interval(value: object, lo: object, hi: object) -> str:
     """``0.812 [0.79, 0.83]``, or the value alone without a finite interval."""
-    text = format_number(value)
-    if format_number(lo) != "—" and format_number(hi) != "—":
-        text += f" [{format_number(lo)}, {format_number(hi)}]"
+    text = significant(value)
+    if significant(lo) != MISSING and significant(hi) != MISSING:
+        text += f" [{significant(lo)}, {significant(hi)}]"
     return text
-
-
-def _float(value: object) -> float:
-    """``value`` as a float (``"inf"`` as fits.json writes it included), NaN if it is none."""
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def bounded_ratio(bounds: Sequence[object] | None) -> str:
     """A ratio known within [lower, upper]: ``"3.1×"`` when they agree, ``"≥ 3.1×"``,
     ``"≤ 0.5×"``, ``"2.9–3.4×"``, ``"undefined (0 to ∞)"``, or a dash."""
-    lower, upper = (_float(v) for v in (bounds or [None, None])[:2])
+    lower, upper = (as_float(v) for v in (bounds or [None, None])[:2])
     if np.isnan(lower) or np.isnan(upper):
-        return "—"
+        return MISSING
     if lower == upper:
-        return f"{format_number(lower)}×"
+        return f"{significant(lower)}×"
     if lower == 0 and upper == np.inf:
         return "undefined (0 to ∞)"
     if upper == np.inf:
-        return f"≥ {format_number(lower)}×"
+        return f"≥ {significant(lower)}×"
     if lower == 0:
-        return f"≤ {format_number(upper)}×"
-    return f"{format_number(lower)}–{format_number(upper)}×"
+        return f"≤ {significant(upper)}×"
+    return f"{significant(lower)}–{significant(upper)}×"
 
 
 def interval_text(ci: Sequence[object] | None) -> str:
     """``"[1.4, 9.8]"`` (∞ for an open end), or ``"(no interval)"``."""
-    lo, hi = (_float(v) for v in (ci or [None, None])[:2])
+    lo, hi = (as_float(v) for v in (ci or [None, None])[:2])
     if np.isnan(lo) or np.isnan(hi):
         return "(no interval)"
-    return f"[{format_number(lo)}, {format_number(hi)}]"
+    return f"[{significant(lo)}, {significant(hi)}]"
 
 
 def censored_value(row: Mapping, quantity: str) -> str:
@@ -89,10 +70,10 @@ def censored_value(row: Mapping, quantity: str) -> str:
     ``"≥ 3,200"`` or ``"≤ 50"`` when it is censored, or a dash."""
     censored = str(row.get("censored") or "")
     if censored == ">=":
-        return f"≥ {format_number(row.get(f'{quantity}_lower'))}"
+        return f"≥ {significant(row.get(f'{quantity}_lower'))}"
     if censored == "<=":
-        return f"≤ {format_number(row.get(f'{quantity}_upper'))}"
-    return format_number(row.get(f"{quantity}_lower"))
+        return f"≤ {significant(row.get(f'{quantity}_upper'))}"
+    return significant(row.get(f"{quantity}_lower"))
 
 
 def eval_set_table(evals: pd.DataFrame) -> dict:
@@ -109,8 +90,8 @@ def eval_set_table(evals: pd.DataFrame) -> dict:
             [
                 str(name),
                 "OOD" if bool(first["is_ood"]) else "ID test",
-                format_number(first["n"]),
-                positives or "—",
+                significant(first["n"]),
+                positives or MISSING,
                 ", ".join(omitted) or "none",
             ]
         )
@@ -134,7 +115,7 @@ def auroc_table(runs: pd.DataFrame, evals: pd.DataFrame) -> dict:
                 str(ev.eval_set),
                 f"{ev.family} / {ev.paradigm}",
                 str(ev.method),
-                f"N={compact_count(ev.target_params)}, D={compact_count(ev.data_size)}",
+                f"N={compact(ev.target_params)}, D={compact(ev.data_size)}",
                 with_interval(ev.loss, ev.loss_lo, ev.loss_hi),
                 with_interval(ev.auroc, ev.auroc_lo, ev.auroc_hi),
                 with_interval(ev.f1, ev.f1_lo, ev.f1_hi),
@@ -223,10 +204,9 @@ def _loss_vs_df(task: str, part: pd.DataFrame, curves: Sequence[Mapping]) -> Rep
         for p in sorted(set(part["paradigm"]))
     ]
     handles += [
-        _line_handle(SCRATCH_COLOR, f"from scratch N={compact_count(n)}", ls=styles[n])
-        for n in sizes
+        _line_handle(SCRATCH_COLOR, f"from scratch N={compact(n)}", ls=styles[n]) for n in sizes
     ]
-    handles += [_marker_handle(markers[n], f"N = {compact_count(n)}") for n in sizes]
+    handles += [_marker_handle(markers[n], f"N = {compact(n)}") for n in sizes]
     _add_legend(fig, handles)
     return ReportFigure(name, caption, fig, [])
 
@@ -288,7 +268,7 @@ def _effective_vs_df(task: str, eff: pd.DataFrame) -> ReportFigure:
     handles = [
         _line_handle(PARADIGM_COLORS.get(p, "grey"), p) for p in sorted(finite["paradigm"].unique())
     ]
-    handles += [_marker_handle(markers[n], f"N = {compact_count(n)}") for n in sizes]
+    handles += [_marker_handle(markers[n], f"N = {compact(n)}") for n in sizes]
     handles.append(_line_handle("grey", "D_E = D_F", ls=":"))
     _add_legend(fig, handles)
     return ReportFigure(name, caption, fig, notes)
@@ -304,14 +284,14 @@ def law_table(transfer: Mapping) -> dict:
                 str(law["task"]),
                 f"{law['family']} / {law['paradigm']}",
                 str(law["method"]),
-                compact_count(law["data_size"]),
+                compact(law["data_size"]),
                 *(
                     with_interval(law.get(k), law.get(f"{k}_lo"), law.get(f"{k}_hi"))
                     if fitted
-                    else "—"
+                    else MISSING
                     for k in ("k", "alpha", "beta")
                 ),
-                str(law.get("n_points", "—")),
+                str(law.get("n_points", MISSING)),
                 str(law.get("reason") or law.get("note") or ""),
             ]
         )
@@ -344,7 +324,7 @@ def _with_ci(entry: Mapping | None, stat: str) -> str:
     """``"≥ 2× [1.9, ∞]"``: a statistic's bounds and its interval."""
     entry = entry or {}
     if f"{stat}_bounds" not in entry:
-        return "—"
+        return MISSING
     return f"{bounded_ratio(entry[f'{stat}_bounds'])} {interval_text(entry.get(f'{stat}_ci'))}"
 
 
@@ -427,8 +407,8 @@ def _scope_words(entry: Mapping) -> str:
     d_f = entry.get("d_f_range") or [None, None]
     losses = entry.get("loss_range") or [None, None]
     return (
-        f"over D_F = {format_number(d_f[0])}–{format_number(d_f[1])} and task losses "
-        f"{format_number(losses[0])}–{format_number(losses[1])}"
+        f"over D_F = {significant(d_f[0])}–{significant(d_f[1])} and task losses "
+        f"{significant(losses[0])}–{significant(losses[1])}"
     )
 
 
@@ -475,8 +455,8 @@ def task_result_table(transfer: Mapping, tasks: pd.DataFrame) -> dict:
                 str(r["task"]),
                 f"{r['family']} / {r['paradigm']}",
                 str(r["method"]),
-                compact_count(r["target_params"]),
-                compact_count(r["data_size"]),
+                compact(r["target_params"]),
+                compact(r["data_size"]),
                 str(int(r["d_f"])),
                 with_interval(r["loss"], r.get("loss_lo"), r.get("loss_hi")),
                 f"{r.get('metric_name', '')} "

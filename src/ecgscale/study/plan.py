@@ -51,6 +51,7 @@ import pandas as pd
 import torch
 
 from ecgscale.models import ModelStats, build, measure
+from ecgscale.numformat import amount, compact_caps, duration
 from ecgscale.study.eval_records import EvalRecords, evaluation_records
 from ecgscale.study.executors import local_gpus
 from ecgscale.study.packing import AUTO_RUNS_PER_GPU, packs, runs_per_gpu
@@ -243,8 +244,9 @@ class Plan:
         for r in runs.itertuples():
             out.append(
                 f"{r.job_id:<{width}}  {r.family:<11} {r.paradigm:<3} "
-                f"{human(r.target_params):>6} {r.n_params:>12,} {r.data_size:>9,} {r.seed:>4} "
-                f"{r.batch_size:>5} {r.max_steps:>5} {human(r.flops):>7} "
+                f"{compact_caps(r.target_params):>6} {r.n_params:>12,} {r.data_size:>9,} "
+                f"{r.seed:>4} "
+                f"{r.batch_size:>5} {r.max_steps:>5} {compact_caps(r.flops):>7} "
                 f"{duration(r.train_hours):>8} {duration(r.eval_hours):>8}"
                 f"{f' {r.runs_per_gpu:>4}' if per_gpu else ''} {r.device_hours:>8.3g}"
                 + (f"  {r.status}" if t["jobs_done"] else "")
@@ -267,8 +269,8 @@ class Plan:
             tasks = ",".join(dict.fromkeys(g["task"]))
             d_f = f"{g['data_size'].min():,}..{g['data_size'].max():,}"
             out.append(
-                f"{family:<11} {human(target):>6} {g['n_params'].iloc[0]:>12,} {len(g):>4} "
-                f"{tasks[:16]:<16} {d_f:<12} {human(g['flops'].sum()):>7} "
+                f"{family:<11} {compact_caps(target):>6} {g['n_params'].iloc[0]:>12,} {len(g):>4} "
+                f"{tasks[:16]:<16} {d_f:<12} {compact_caps(g['flops'].sum()):>7} "
                 f"{duration(g['hours'].max()):>8} {g['device_hours'].sum():>8.3g}"
             )
         return out
@@ -283,11 +285,13 @@ class Plan:
             "totals:",
             f"  jobs: {t['runs']} runs + {t['scratch']} from-scratch = "
             f"{t['runs'] + t['scratch']}{done}",
-            f"  parameters: {human(t['target_params_min'])}..{human(t['target_params_max'])} "
+            f"  parameters: {compact_caps(t['target_params_min'])}.."
+            f"{compact_caps(t['target_params_max'])} "
             f"(actual {t['params_min']:,}..{t['params_max']:,})",
-            f"  training FLOPs: {human(t['flops'])} ({human(t['flops_runs'])} in pre-training); "
+            f"  training FLOPs: {compact_caps(t['flops'])} "
+            f"({compact_caps(t['flops_runs'])} in pre-training); "
             "an upper bound: max_steps each, early stopping may stop sooner",
-            f"  evaluation FLOPs: {human(t['eval_flops'])}: forward passes over "
+            f"  evaluation FLOPs: {compact_caps(t['eval_flops'])}: forward passes over "
             f"{self.eval_records.describe()}",
             f"  device time: {amount(t['device_hours'])} {device}: training "
             f"{amount(train_device)} + evaluation {amount(t['eval_device_hours'])} "
@@ -309,35 +313,6 @@ class Plan:
         ]
         out += [f"  note: {n}" for n in [*self.notes, *self.eval_records.notes]]
         return out
-
-
-def human(x: float) -> str:
-    """A count in SI units: 20000 -> 20K, 2.5e14 -> 250T."""
-    for unit, size in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(x) >= size:
-            return f"{x / size:.3g}{unit}"
-    return f"{x:.3g}"
-
-
-def amount(x: float) -> str:
-    """A positive amount to about 3 figures, without exponents: 12,345, 12.3, 0.0123."""
-    if x >= 100:
-        return f"{x:,.0f}"
-    if x >= 0.001 or x == 0:
-        return f"{x:.3g}"
-    return "<0.001"
-
-
-def duration(hours: float) -> str:
-    """Hours as s, min, h or days."""
-    seconds = hours * 3600
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.1f} min"
-    if hours < 48:
-        return f"{hours:.1f} h"
-    return f"{hours / 24:.1f} days"
 
 
 def lpt_makespan(times: list[float], slots: int) -> float:
@@ -545,8 +520,8 @@ def _packing_words(spec: StudySpec) -> str:
     if setting != "auto":
         return f"runs_per_gpu {setting}"
     (first, k), *rest = AUTO_RUNS_PER_GPU
-    rule = [f"{k} runs to a GPU up to {human(first)} parameters"]
-    rule += [f"{k} up to {human(size)}" for size, k in rest]
+    rule = [f"{k} runs to a GPU up to {compact_caps(first)} parameters"]
+    rule += [f"{k} up to {compact_caps(size)}" for size, k in rest]
     return f"runs_per_gpu auto ({', '.join(rule)}, else 1)"
 
 

@@ -26,6 +26,7 @@ from ecgscale.evaluate.protocol import evaluate_encoder, labels_of
 from ecgscale.evaluate.roles import Roles, assign_roles
 from ecgscale.evaluate.task_models import train_on_task, trained_task_row
 from ecgscale.models import build, measure
+from ecgscale.numformat import run_size
 from ecgscale.objectives import Objective, create_objective
 from ecgscale.study.spec import StudySpec, TrainSpec
 from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
@@ -108,13 +109,6 @@ class Outcome:
     tasks: list[dict] = field(default_factory=list)
 
 
-def _short(n: int) -> str:
-    for unit, div in (("M", 1_000_000), ("k", 1_000)):
-        if n >= div and n % (div // 10) == 0:
-            return f"{n / div:g}{unit}"
-    return str(n)
-
-
 def expand(spec: StudySpec) -> list[RunSpec]:
     """Every run of the grid. The id names the coordinates plus a hash of the settings that
     shape pre-training (data, training, and for SSL the ``ssl`` section), so a changed setting
@@ -131,7 +125,7 @@ def expand(spec: StudySpec) -> list[RunSpec]:
             for n in spec.models.sizes:
                 for d in spec.data_sizes:
                     for seed in spec.seeds:
-                        stem = f"{fam}-{par}-n{_short(n)}-d{_short(d)}-s{seed}"
+                        stem = f"{fam}-{par}-n{run_size(n)}-d{run_size(d)}-s{seed}"
                         if sweep_d is None:
                             runs.append(RunSpec(f"{stem}-{tags[par]}", fam, par, n, d, seed))
                         elif d == sweep_d:
@@ -192,7 +186,7 @@ def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
             tag = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:8]
             jobs += [
                 ScratchSpec(
-                    f"{task.name}-{fam}-n{_short(n)}-df{_short(d)}-s{seed}-{tag}",
+                    f"{task.name}-{fam}-n{run_size(n)}-df{run_size(d)}-s{seed}-{tag}",
                     task.name,
                     fam,
                     n,

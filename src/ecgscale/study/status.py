@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ecgscale.numformat import duration
 from ecgscale.study.lifecycle import Jobs, owner_alive
 from ecgscale.study.runs import expand, expand_scratch
 from ecgscale.study.spec import load_study_spec
@@ -46,7 +47,10 @@ class Status:
             return None, "no job of this submission finished yet"
         elapsed = self.now - float(latest["started_at"].min())
         rate = len(finished) / elapsed
-        return left / rate, f"{len(finished)} jobs in {_duration(elapsed)}, {rate * 3600:.3g}/h"
+        return (
+            left / rate,
+            f"{len(finished)} jobs in {duration(elapsed / 3600)}, {rate * 3600:.3g}/h",
+        )
 
     def format(self) -> str:
         total = len(self.jobs)
@@ -61,7 +65,7 @@ class Status:
                     if pd.notna(r.step) and pd.notna(r.total_steps) and r.total_steps
                     else "starting"
                 )
-                beat = f"heartbeat {_duration(self.now - r.heartbeat_at)} ago"
+                beat = f"heartbeat {duration((self.now - r.heartbeat_at) / 3600)} ago"
                 state = "  LOST: worker gone, will be taken over" if r.shown == "lost" else ""
                 lines.append(
                     f"  {r.job_id}  {progress}  attempt {int(r.attempts)}  {r.owner}  {beat}{state}"
@@ -78,7 +82,7 @@ class Status:
         if eta is None:
             lines.append(f"ETA: unknown ({how})")
         elif eta > 0:
-            lines.append(f"ETA: ~{_duration(eta)} at the rate so far ({how})")
+            lines.append(f"ETA: ~{duration(eta / 3600)} at the rate so far ({how})")
         return "\n".join(lines)
 
 
@@ -94,15 +98,6 @@ def last_losses(metrics: pd.DataFrame) -> str | None:
         val = validated.iloc[-1]
         text += f", val loss {val['val_loss']:.4g} (step {int(val['step'])})"
     return text
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, float(seconds))
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def study_status(study_dir: Path) -> Status:
