@@ -16,15 +16,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from ecgscale.study.runner import grid_runs
+from ecgscale.study.spec import load_spec
 from ecgscale.train.hardware import cpu_summary
 
 
 def cell_table(study: Path, metric: str = "loss:id") -> pd.DataFrame:
-    """One row per family × paradigm."""
+    """One row per family × paradigm, from the runs the laws were fitted to."""
     fits = json.loads((study / "fits.json").read_text())
     with sqlite3.connect(study / "results.sqlite") as db:
         runs = pd.read_sql("select * from runs where status = 'done'", db)
         evals = pd.read_sql("select run_id, eval_set, loss from evals where method = 'probe'", db)
+    # in a learning-rate sweep, each rung's run at the rate it chose (as the laws use)
+    runs = grid_runs(load_spec(study / "spec.yaml"), runs)
     name = metric.removeprefix("loss:")
     loss = evals[evals["eval_set"] == name].set_index("run_id")["loss"]
     runs = runs.assign(loss=runs["run_id"].map(loss))
