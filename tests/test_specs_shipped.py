@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from ecgscale.cli import main
+from ecgscale.study.runs import expand
 from ecgscale.study.spec import load_spec
 
 STUDIES = Path(__file__).resolve().parents[1] / "configs" / "studies"
@@ -75,7 +76,12 @@ def test_code15_plan_is_a_gpu_cluster_grid() -> None:
     assert spec.data.source == "store" and spec.data.id_site == "code15"
     assert {"ptbxl", "cinc2021"} <= set(spec.data.ood_sites)
     assert {s.kind for s in spec.data.ingest} == {"code15", "ptbxl", "cinc2021"}
-    assert spec.tasks and spec.train.precision == "bf16"
+    assert spec.tasks and spec.train.precision == "auto"  # bf16 on the GPUs it plans for
+    # the demo's recipe rules: a per-rung learning-rate sweep (its runs counted in the plan)
+    # and SSL by time spans hidden in all leads with normalised targets
+    assert len(spec.train.lrs) == 3 and totals["runs"] == len(expand(spec))
+    assert len(expand(spec)) == 140 + 2 * 2 * 2 * len(spec.models.sizes)
+    assert spec.ssl.mask == "time" and spec.ssl.norm_target
     ex = spec.executor
     assert ex.kind == "slurm" and ex.gpus_per_run == 1 and ex.slurm.backend == "slurm"
     # the time limit covers the longest job at the plan's rate
