@@ -45,14 +45,17 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     runs, scratch = jobs[jobs["kind"] == "run"], jobs[jobs["kind"] == "scratch"]
     assert runs["job_id"].tolist() == [r.run_id for r in expand(spec)]
     assert scratch["job_id"].tolist() == [j.scratch_id for j in expand_scratch(spec)]
-    assert len(runs) == 36 and len(scratch) == 60
+    assert len(runs) == 48 and len(scratch) == 20  # the 3 x 3 grid of 4 cells + the sweep's 12
 
-    run_id = "resnet-ssl-n200k-d500-s0-" + spec.fingerprint("data", "train", "ssl")
+    # the demo sweeps two learning rates at D = 2000; D = 500 trains at the rung's best
+    run_id = "resnet-ssl-n200k-d500-s0-lrbest-" + spec.fingerprint("data", "train", "ssl")
     run = runs.set_index("job_id").loc[run_id]
     stats = _stats("resnet", 200_000, spec)
     by_hand = stats.flops_per_sample * 64 * 200  # batch 64, 200 steps
     assert run["flops"] == by_hand
     assert run["train_hours"] == pytest.approx(by_hand / 1e12 / 3600)
+    swept = runs[runs["job_id"].str.startswith("resnet-ssl-n200k-d2k-s0-lr")]
+    assert len(swept) == 2 and (swept["flops"] == by_hand).all()  # the plan counts the sweep
     # evaluation: one forward pass over each record of the run's roles (probe set, probe
     # validation, ID test, the three OOD sites, both tasks' sets), estimated without a store
     # (demo.yaml: the tasks' largest D_F is their from-scratch ladder's, 4 x 200)
@@ -63,9 +66,11 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     assert run["hours"] == pytest.approx(run["train_hours"] + run["eval_flops"] / 1e12 / 3600)
     assert run["n_params"] == 201_815  # the ladder's 200K ResNet at 100 Hz x 1000
 
-    # From-scratch models train with spec.scratch_train (150 steps), at most D_F records a step.
-    small = scratch[(scratch["family"] == "transformer") & (scratch["target_params"] == 60_000)]
-    per_sample = _flops_per_sample("transformer", 60_000, spec)
+    # From-scratch models (transfer.sizes: the 20K rungs) train with spec.scratch_train
+    # (150 steps), at most D_F records a step.
+    assert set(scratch["target_params"]) == {20_000}
+    small = scratch[scratch["family"] == "transformer"]
+    per_sample = _flops_per_sample("transformer", 20_000, spec)
     for d_f, batch in ((50, 50), (200, 64), (800, 64)):  # the from-scratch ladder 50..800
         row = small[small["data_size"] == d_f].iloc[0]
         assert row["flops"] == per_sample * batch * 150
@@ -162,7 +167,7 @@ def test_cpu_rate_is_calibrated_on_finished_runs(tmp_path):
     assert status[first.run_id] == "done" and (status == "done").sum() == 2
     pending = plan.jobs.loc[plan.jobs["status"] != "done", "hours"]
     assert plan.wall_hours == pytest.approx(lpt_makespan(pending.tolist(), plan.slots))
-    assert "2 done, 94 to run" in plan.format()
+    assert "2 done, 66 to run" in plan.format()
     # --tflops wins over the calibration
     assert plan_study(spec, tmp_path / "s", tflops=2.0).throughput.source == "given"
 
@@ -180,13 +185,13 @@ def test_cli_plan_table_json_csv(tmp_path, monkeypatch):
     result = runner.invoke(main, ["study", "plan", "--format", "json", "--tflops", "2"])
     assert result.exit_code == 0, result.output
     content = json.loads(result.output)
-    assert content["totals"]["runs"] == 36 and content["totals"]["scratch"] == 60
-    assert len(content["jobs"]) == 96
+    assert content["totals"]["runs"] == 48 and content["totals"]["scratch"] == 20
+    assert len(content["jobs"]) == 68
     assert content["assumptions"]["throughput_source"] == "given"
 
     csv = runner.invoke(main, ["study", "plan", "--format", "csv", "--tflops", "2"])
     frame = pd.read_csv(StringIO(csv.output))
-    assert len(frame) == 96 and set(frame["kind"]) == {"run", "scratch"}
+    assert len(frame) == 68 and set(frame["kind"]) == {"run", "scratch"}
     assert list(tmp_path.iterdir()) == []  # a plan writes nothing
 
 
@@ -280,13 +285,13 @@ def test_gpu_steps_have_a_floor_and_packing_shares_the_gpu():
     assert alone.totals["device_hours"] == pytest.approx(jobs["hours"].sum())
     assert not alone.packing and alone.totals["packs"] == len(jobs)
     t, p = packed.totals, packed.jobs
-    assert (p["runs_per_gpu"] == 4).all() and t["packs"] == len(p) // 4 == 24
+    assert (p["runs_per_gpu"] == 4).all() and t["packs"] == len(p) // 4 == 17
     by_pack = p.groupby("pack")["hours"].max()  # each group holds its GPU for its longest job
     assert t["device_hours"] == pytest.approx(by_pack.sum())
     assert t["device_hours_unpacked"] == pytest.approx(alone.totals["device_hours"])
     assert 3.5 < t["device_hours_unpacked"] / t["device_hours"] <= 4
     assert t["wall_hours"] <= t["wall_hours_unpacked"] == pytest.approx(alone.wall_hours)
-    assert "packing: runs_per_gpu 4: 96 jobs as 24 GPU allocations" in packed.format()
+    assert "packing: runs_per_gpu 4: 68 jobs as 17 GPU allocations" in packed.format()
     assert pack_hours([1.0, 2.0], [0.5, 0.5]) == 2.0 and pack_hours([1.0, 1.0], [0.9, 0.9]) == 1.8
 
 

@@ -45,6 +45,7 @@ TINY_DEMO = [
     "models.sizes=[20000, 40000, 80000]",
     "data_sizes=[75, 150, 300]",
     *overrides("train", TINY_TRAIN),
+    "train.lr=0.002",  # one rate: the sweep's path has its own tests (test_objectives_train)
     *overrides("eval", TINY_PROBE),
     "eval.n_boot=10",
     "laws.n_bootstrap=20",
