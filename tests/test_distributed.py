@@ -17,7 +17,7 @@ from ecgscale.data.schema import LABELS
 from ecgscale.data.synthetic import generate
 from ecgscale.models import build
 from ecgscale.objectives import create_objective
-from ecgscale.study.spec import TrainSpec
+from ecgscale.spec import TrainSpec
 from ecgscale.train import pretrain
 from ecgscale.train.metrics import read_metrics
 

@@ -37,7 +37,7 @@ from ecgscale.models import build
 from ecgscale.objectives import create_objective
 from ecgscale.study.results import Results
 from ecgscale.study.runner import prepare_data, train_runs
-from ecgscale.study.spec import load_spec, parse_spec
+from ecgscale.study.specfile import load_spec, parse_spec
 from ecgscale.train import load_weights
 
 FS, N_SAMPLES = 100, 250

@@ -18,10 +18,10 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "load_spec": "ecgscale.study.spec",
-    "parse_spec": "ecgscale.study.spec",
-    "StudySpec": "ecgscale.study.spec",
-    "SpecError": "ecgscale.study.spec",
+    "load_spec": "ecgscale.study.specfile",
+    "parse_spec": "ecgscale.study.specfile",
+    "StudySpec": "ecgscale.spec",
+    "SpecError": "ecgscale.spec",
     "run_study": "ecgscale.study.runner",
     "prepare_data": "ecgscale.study.runner",
     "train_runs": "ecgscale.study.runner",

@@ -15,8 +15,8 @@ from ecgscale import __version__
 from ecgscale.data.store import StoreError, StoreInfo
 from ecgscale.models.ladder import shape_summary
 from ecgscale.numformat import compact_caps
+from ecgscale.spec import StudySpec
 from ecgscale.study.results import Results
-from ecgscale.study.spec import StudySpec
 
 PAPER = "How Do Electrocardiogram Models Scale? (2026)"
 METHODS = {"probe": "frozen-encoder linear probe", "head": "the SL model's own head"}

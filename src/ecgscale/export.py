@@ -37,7 +37,8 @@ from ecgscale.card import model_card, pretraining_data
 from ecgscale.data.schema import LABELS, LEADS
 from ecgscale.evaluate.probe import PROBE_FILE, Probe, SavedProbe, load_probe
 from ecgscale.models import Encoder, create_model, measure, shape_for
-from ecgscale.study.spec import StudySpec, load_spec
+from ecgscale.spec import StudySpec
+from ecgscale.study.specfile import load_spec
 
 FORMAT = "ecgscale-encoder"
 VERSION = 2

@@ -36,12 +36,13 @@ from ecgscale.data.store import Store, StoreError, records_of
 from ecgscale.evaluate.probe import PROBE_FILE
 from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
 from ecgscale.evaluate.transfer import transfer_analysis
+from ecgscale.spec import DataSpec, StudySpec
 from ecgscale.study.analysis import analyse_study
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
 from ecgscale.study.runs import RunSpec, expand, expand_scratch, resolve_lr, sweep_choices
-from ecgscale.study.spec import DataSpec, StudySpec, load_study_spec
+from ecgscale.study.specfile import load_study_spec
 from ecgscale.study.worker import Job, JobResult, job_id, job_kind
 from ecgscale.train.metrics import read_metrics, tensorboard_wanted
 

@@ -28,7 +28,7 @@ from ecgscale.evaluate.task_models import train_on_task, trained_task_row
 from ecgscale.models import build, measure
 from ecgscale.numformat import run_size
 from ecgscale.objectives import Objective, create_objective
-from ecgscale.study.spec import StudySpec, TrainSpec
+from ecgscale.spec import StudySpec, TrainSpec
 from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
 from ecgscale.train.checkpoint import clear_checkpoints
 from ecgscale.train.metrics import (

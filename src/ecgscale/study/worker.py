@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ecgscale.interrupts import GRACE_S
+from ecgscale.spec import StudySpec
 from ecgscale.study.lifecycle import Claim, Jobs, NotOwner
 from ecgscale.study.results import write_run, write_scratch
 from ecgscale.study.runs import (
@@ -32,7 +33,7 @@ from ecgscale.study.runs import (
     expand,
     expand_scratch,
 )
-from ecgscale.study.spec import StudySpec, load_spec
+from ecgscale.study.specfile import load_spec
 
 Job = RunSpec | ScratchSpec
 

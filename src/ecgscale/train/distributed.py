@@ -135,11 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-failed", action="store_true", help="train failed runs again")
     args = parser.parse_args(argv)
 
+    from ecgscale.spec import SpecError
     from ecgscale.study.lifecycle import Jobs
     from ecgscale.study.results import Results, write_run
     from ecgscale.study.runner import prepare_data, store_dir
     from ecgscale.study.runs import execute_run, expand
-    from ecgscale.study.spec import SpecError, load_spec
+    from ecgscale.study.specfile import load_spec
     from ecgscale.study.worker import Heartbeat
 
     try:
