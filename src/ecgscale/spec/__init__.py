@@ -1,11 +1,13 @@
-"""Typed study specification: YAML in, validated dataclass-like models out.
+"""Typed study specification: validated, frozen pydantic models, at the top of the flow.
 
 Every field has a default except where a study must say what it wants; unknown fields are
-errors. ``SpecError`` carries a one-line message naming the field. Reading a spec file, with
-command-line overrides, is :mod:`ecgscale.study.specfile`.
+errors. ``SpecError`` carries a one-line message naming the field. Every stage imports these
+types and they import nothing of ecgscale: reading a spec file, with command-line overrides
+and the names of source readers, model families and synthetic sites checked against their
+registries, is :mod:`ecgscale.study.specfile`.
 """
 
-from ecgscale.spec.base import PARADIGMS, SpecError, Strict
+from ecgscale.spec.base import PARADIGMS, Registries, SpecError, Strict, registered
 from ecgscale.spec.execution import ExecutorSpec, MonitorSpec, SlurmSpec
 from ecgscale.spec.sections import (
     N_COLUMNS,
@@ -30,6 +32,7 @@ __all__ = [
     "N_COLUMNS",
     "N_WORDS",
     "PARADIGMS",
+    "Registries",
     "SCRATCH_POINTS",
     "SCRATCH_REACH",
     "DataSpec",
@@ -49,4 +52,5 @@ __all__ = [
     "TaskSpec",
     "TrainSpec",
     "TransferSpec",
+    "registered",
 ]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ecgscale.spec.base import Strict
+from ecgscale.spec.base import Strict, registered
 
 
 class SourceSpec(Strict):
@@ -27,11 +27,9 @@ class SourceSpec(Strict):
 
     @field_validator("kind")
     @classmethod
-    def _kind_known(cls, kind: str) -> str:
-        from ecgscale.data.sources import list_sources
-
-        known = list_sources()
-        if kind not in known:
+    def _kind_known(cls, kind: str, info: ValidationInfo) -> str:
+        known = registered(info, "sources")
+        if known is not None and kind not in known:
             raise ValueError(f"unknown source kind {kind!r} (known: {', '.join(known)})")
         return kind
 
@@ -87,9 +85,7 @@ class DataSpec(Strict):
         return self.model_dump(mode="json", exclude=set(self.EVALUATION))
 
     @model_validator(mode="after")
-    def _sites_known(self) -> DataSpec:
-        from ecgscale.data.synthetic import SITES
-
+    def _sites_known(self, info: ValidationInfo) -> DataSpec:
         if self.id_site in self.ood_sites:
             raise ValueError(f"ood_sites: {self.id_site!r} is the ID site")
         names = [src.store_name for src in self.ingest]
@@ -100,13 +96,16 @@ class DataSpec(Strict):
             if not self.store:
                 raise ValueError("store: source 'store' needs the folder of an ingested store")
             return self
+        sites = registered(info, "sites")
+        if sites is None:
+            return self
         for name, site in [("id_site", self.id_site)] + [
             (f"ood_sites[{i}]", s) for i, s in enumerate(self.ood_sites)
         ]:
             if name != "id_site" and (site in ingested or self.ingest):
                 continue  # an ingested source, or one of its sites (checked against the store)
-            if site not in SITES:
-                raise ValueError(f"{name}: unknown site {site!r} (known: {', '.join(SITES)})")
+            if site not in sites:
+                raise ValueError(f"{name}: unknown site {site!r} (known: {', '.join(sites)})")
         return self
 
 
@@ -116,12 +115,10 @@ class ModelsSpec(Strict):
 
     @field_validator("families")
     @classmethod
-    def _families_known(cls, families: list[str]) -> list[str]:
-        from ecgscale.models import list_families
-
-        known = list_families()
+    def _families_known(cls, families: list[str], info: ValidationInfo) -> list[str]:
+        known = registered(info, "families")
         for i, fam in enumerate(families):
-            if fam not in known:
+            if known is not None and fam not in known:
                 raise ValueError(f"[{i}]: unknown family {fam!r} (known: {', '.join(known)})")
         if not families:
             raise ValueError("at least one family is needed")

@@ -1,4 +1,6 @@
-"""Reading a study spec: a YAML file or tree, ``key=value`` overrides, one-line errors."""
+"""Reading a study spec: a YAML file or tree, ``key=value`` overrides, one-line errors, and
+the names of source readers, model families and synthetic sites checked against their
+registries (the spec types in :mod:`ecgscale.spec` import none)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ecgscale.spec import SpecError, StudySpec
+from ecgscale.spec import Registries, SpecError, StudySpec
 
 
 def _format_error(err: ValidationError, origin: str) -> str:
@@ -60,6 +62,30 @@ def _known_fields(dotted: str) -> set[str]:
     return set(model.model_fields)
 
 
+def registries() -> Registries:
+    """What :func:`parse_spec` checks a spec's names against: the source readers, the model
+    families and the synthetic sites (each imported only when a spec names one)."""
+    return {"sources": _source_kinds, "families": _families, "sites": _sites}
+
+
+def _source_kinds() -> list[str]:
+    from ecgscale.data.sources import list_sources
+
+    return list_sources()
+
+
+def _families() -> list[str]:
+    from ecgscale.models import list_families
+
+    return list_families()
+
+
+def _sites() -> list[str]:
+    from ecgscale.data.synthetic import SITES
+
+    return list(SITES)
+
+
 def parse_spec(tree: Any, *, origin: str = "spec", overrides: list[str] = ()) -> StudySpec:
     """Validate a spec tree (plus ``key=value`` overrides) into a ``StudySpec``."""
     if not isinstance(tree, dict):
@@ -68,7 +94,7 @@ def parse_spec(tree: Any, *, origin: str = "spec", overrides: list[str] = ()) ->
     for assignment in overrides:
         _apply_override(tree, assignment, origin)
     try:
-        return StudySpec.model_validate(tree)
+        return StudySpec.model_validate(tree, context=registries())
     except ValidationError as err:
         raise SpecError(_format_error(err, origin)) from None
 
