@@ -35,7 +35,7 @@ from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
 from ecgscale.evaluate.probe import PROBE_FILE
 from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
-from ecgscale.evaluate.transfer import transfer_analysis
+from ecgscale.laws.transfer import transfer_analysis
 from ecgscale.spec import DataSpec, StudySpec
 from ecgscale.study.analysis import analyse_study
 from ecgscale.study.executors import Executor, run_local
@@ -425,7 +425,7 @@ def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = Fa
 
 def _transfer_efficiency(transfer: dict, content: dict) -> list[dict]:
     """The transfer analysis's SSL/SL summaries (see
-    :func:`ecgscale.evaluate.transfer.transfer_summary`) as efficiency entries of kind
+    :func:`ecgscale.laws.transfer.transfer_summary`) as efficiency entries of kind
     ``"transfer"``; an analysis gap for each task and method without a matched pair that has
     effective data on both sides."""
     eff = pd.DataFrame(transfer.get("effective") or [])
