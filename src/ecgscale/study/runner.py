@@ -35,9 +35,9 @@ from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
 from ecgscale.evaluate.probe import PROBE_FILE
 from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
+from ecgscale.laws.analysis import analyse_study
 from ecgscale.laws.transfer import transfer_analysis
 from ecgscale.spec import DataSpec, StudySpec
-from ecgscale.study.analysis import analyse_study
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
@@ -389,7 +389,7 @@ def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = Fa
 
     Keys: ``fits``, ``gaps``, ``joint``, ``loss_to_loss``, ``efficiency`` (``parameter``,
     ``data`` and ``transfer`` lists), ``backtests``, ``analysis_gaps`` (see
-    :func:`ecgscale.study.analysis.analyse_study`) and ``transfer``.
+    :func:`ecgscale.laws.analysis.analyse_study`) and ``transfer``.
     """
     spec = load_study_spec(study_dir)
     tables = study_tables(study_dir)
