@@ -407,6 +407,9 @@ def execute(
     study_dir: Path,
     hooks: Hooks | None = None,
 ) -> Outcome:
-    """Run one job of either kind in its folder under ``study_dir``."""
+    """Run one job of either kind in its folder under ``study_dir``: what trains a job, for
+    ``ecgscale train`` and ``ecgscale study`` (through :func:`ecgscale.study.worker.run_job` on
+    every executor), for the ``torchrun`` processes of a job of several GPUs, and for
+    :mod:`ecgscale.study.torchrun`."""
     run = execute_run if isinstance(job, RunSpec) else execute_scratch
     return run(spec, job, store_dir, Path(study_dir) / job.folder, hooks)

@@ -5,11 +5,11 @@ those of ``ecgscale train``: ``--set KEY=VALUE``, ``--run RUN_ID``, ``--retry-fa
         -m ecgscale.study.torchrun SPEC.yaml --out DIR
 
 Every process takes part in every run, one after the other (see
-:mod:`ecgscale.train.distributed`). Process 0 builds the store, writes weights, checkpoints and
-the results table, and evaluates the probes; the others only train. Without ``torchrun`` (no
-``WORLD_SIZE``), ``python -m ecgscale.study.torchrun`` trains the runs in this one process, on
-its GPU if it has one. (``ecgscale train`` instead runs several runs side by side in worker
-processes.)
+:mod:`ecgscale.train.distributed`), through :func:`ecgscale.study.runs.execute` as every worker.
+Process 0 builds the store, writes weights, checkpoints and the results table, and evaluates the
+probes; the others only train. Without ``torchrun`` (no ``WORLD_SIZE``), ``python -m
+ecgscale.study.torchrun`` trains the runs in this one process, on its GPU if it has one.
+(``ecgscale train`` instead runs several runs side by side in worker processes.)
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ import argparse
 from contextlib import ExitStack
 from pathlib import Path
 
+from ecgscale.spec import SpecError, StudySpec
+from ecgscale.study.lifecycle import Jobs
+from ecgscale.study.results import Results
+from ecgscale.study.runner import prepare_data, store_dir
+from ecgscale.study.runs import execute, expand
+from ecgscale.study.specfile import load_spec
+from ecgscale.study.worker import Heartbeat, Job, JobResult, job_id, job_kind, record
 from ecgscale.train import distributed
 
 
@@ -30,14 +37,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", dest="only", action="append", help="train only this run id")
     parser.add_argument("--retry-failed", action="store_true", help="train failed runs again")
     args = parser.parse_args(argv)
-
-    from ecgscale.spec import SpecError
-    from ecgscale.study.lifecycle import Jobs
-    from ecgscale.study.results import Results, write_run
-    from ecgscale.study.runner import prepare_data, store_dir
-    from ecgscale.study.runs import execute_run, expand
-    from ecgscale.study.specfile import load_spec
-    from ecgscale.study.worker import Heartbeat
 
     try:
         spec = load_spec(args.spec, args.overrides)
@@ -61,19 +60,25 @@ def main(argv: list[str] | None = None) -> None:
     for run in grid:
         if run.run_id not in pending or (args.only and run.run_id not in args.only):
             continue
-        claim = jobs.claim(run.run_id, "run") if distributed.is_main() else None
-        if not distributed.broadcast(claim is not None):
-            continue  # done, or running under another live worker
-        with ExitStack() as stack:
-            if claim:
-                stack.enter_context(Heartbeat(jobs, claim, spec.executor.heartbeat_s))
-            out = execute_run(spec, run, store_dir(spec, study_dir), study_dir / run.folder)
-        row = out.row
-        if claim:
-            with jobs.finishing(claim, row["status"], row["error"]) as con:
-                write_run(con, row, out.evals, out.tasks)
-            print(f"{run.run_id}: {row['status']}" + (f" ({row['error']})" if row["error"] else ""))
+        res = run_in_group(jobs, spec, study_dir, run)
+        if res is not None:
+            print(f"{res.job_id}: {res.status}" + (f" ({res.error})" if res.error else ""))
     distributed.close()
+
+
+def run_in_group(jobs: Jobs, spec: StudySpec, study_dir: Path, job: Job) -> JobResult | None:
+    """``job`` trained by every process of the group, each calling this (what
+    :func:`ecgscale.study.worker.run_job` does in one process): process 0 claims it, keeps its
+    heartbeat and records its outcome, and returns its result. None on the other processes,
+    and when ``job`` is done or running under another live worker."""
+    claim = jobs.claim(job_id(job), job_kind(job)) if distributed.is_main() else None
+    if not distributed.broadcast(claim is not None):
+        return None
+    with ExitStack() as stack:
+        if claim:
+            stack.enter_context(Heartbeat(jobs, claim, spec.executor.heartbeat_s))
+        out = execute(spec, job, store_dir(spec, study_dir), study_dir)
+    return record(jobs, claim, job, out) if claim else None
 
 
 if __name__ == "__main__":

@@ -139,9 +139,15 @@ def _run_claimed(
             out = _run_under_torchrun(study_dir, job, processes_per_run(spec))
         else:
             out = execute(spec, job, store_dir, study_dir, Hooks(on_train, on_progress))
-    row = out.row
-    if row["status"] == "done" and not trained and processes_per_run(spec) == 1:
+    if out.row["status"] == "done" and not trained and processes_per_run(spec) == 1:
         jobs.log(claim, "evaluated", "from saved weights")
+    return record(jobs, claim, job, out)
+
+
+def record(jobs: Jobs, claim: Claim, job: Job, out: Outcome) -> JobResult:
+    """Write ``out``, what the claimed ``job`` made, to the results store and finish the claim
+    (skipped when the claim was taken over meanwhile)."""
+    row = out.row
     try:
         with jobs.finishing(claim, row["status"], row["error"]) as con:
             if isinstance(job, RunSpec):
