@@ -276,7 +276,7 @@ def _how_to_load(config: dict[str, Any]) -> list[str]:
         "",
         "```python",
         "import torch",
-        "from ecgscale.export import ECGModel, load_model",
+        "from ecgscale import ECGModel, load_model",
         "",
         'model = load_model("path/to/this/folder")  # or ECGModel.from_pretrained("owner/name")',
         f"x = torch.zeros(1, 12, {i['n_samples']})  # mV at {i['fs']:g} Hz, leads as above",
