@@ -25,7 +25,7 @@ METHODS = {"probe": "frozen-encoder linear probe", "head": "the SL model's own h
 def pretraining_data(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
     """The store source holding the ID site's records (name, kind, path, reader options) and
     the harmonisation its records went through (``store.json``'s target, less fs and length)."""
-    from ecgscale.study.runner import store_dir
+    from ecgscale.study.runs import store_dir
 
     root = store_dir(spec, study_dir)
     info_path = root / "store.json"

@@ -41,7 +41,14 @@ from ecgscale.spec import DataSpec, StudySpec
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
-from ecgscale.study.runs import RunSpec, expand, expand_scratch, resolve_lr, sweep_choices
+from ecgscale.study.runs import (
+    RunSpec,
+    expand,
+    expand_scratch,
+    resolve_lr,
+    store_dir,
+    sweep_choices,
+)
 from ecgscale.study.specfile import load_study_spec
 from ecgscale.study.worker import Job, JobResult, job_id, job_kind
 from ecgscale.train.metrics import read_metrics, tensorboard_wanted
@@ -60,10 +67,6 @@ class TrainSummary:
     reevaluated: int = 0
     elsewhere: int = 0
     """Jobs left to another live worker (counted in ``skipped``)."""
-
-
-def store_dir(spec: StudySpec, study_dir: Path) -> Path:
-    return Path(spec.data.store) if spec.data.store else Path(study_dir) / "store"
 
 
 def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> Store:

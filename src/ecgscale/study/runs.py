@@ -200,6 +200,10 @@ def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
     return jobs
 
 
+def store_dir(spec: StudySpec, study_dir: Path) -> Path:
+    return Path(spec.data.store) if spec.data.store else Path(study_dir) / "store"
+
+
 def tensorboard_dir(job_dir: Path) -> Path:
     """Where the TensorBoard events of the job in ``job_dir`` (``<study>/runs/<id>`` or
     ``<study>/scratch/<id>``) go: ``<study>/tensorboard/runs/<id>`` (or ``scratch/<id>``)."""

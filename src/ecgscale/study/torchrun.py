@@ -21,8 +21,8 @@ from pathlib import Path
 from ecgscale.spec import SpecError, StudySpec
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
-from ecgscale.study.runner import prepare_data, store_dir
-from ecgscale.study.runs import execute, expand
+from ecgscale.study.runner import prepare_data
+from ecgscale.study.runs import execute, expand, store_dir
 from ecgscale.study.specfile import load_spec
 from ecgscale.study.worker import Heartbeat, Job, JobResult, job_id, job_kind, record
 from ecgscale.train import distributed

@@ -32,6 +32,7 @@ from ecgscale.study.runs import (
     execute,
     expand,
     expand_scratch,
+    store_dir,
 )
 from ecgscale.study.specfile import load_spec
 
@@ -232,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redo", action="store_true", help="evaluate a finished run again")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from ecgscale.study.runner import store_dir
     from ecgscale.train import distributed
 
     spec = load_spec(args.study_dir / "spec.yaml")
