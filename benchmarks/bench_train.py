@@ -71,7 +71,7 @@ from ecgscale.data.schema import LABELS
 from ecgscale.data.synthetic import generate
 from ecgscale.models.ladder import build, measure, shape_for
 from ecgscale.objectives import Objective, create_objective
-from ecgscale.study.spec import TrainSpec
+from ecgscale.spec import TrainSpec
 from ecgscale.train.hardware import cpu_summary, native_bf16
 from ecgscale.train.schedule import warmup_cosine
 

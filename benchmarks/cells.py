@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ecgscale.study.runner import grid_runs
-from ecgscale.study.spec import load_spec
+from ecgscale.study.specfile import load_spec
 from ecgscale.train.hardware import cpu_summary
 
 

@@ -8,8 +8,9 @@ import torch
 from threadpoolctl import threadpool_limits
 from tiny import TINY_DEMO
 
+from ecgscale.spec import StudySpec
 from ecgscale.study.runner import run_study
-from ecgscale.study.spec import StudySpec, load_spec
+from ecgscale.study.specfile import load_spec
 
 threadpool_limits(1)
 torch.set_num_threads(1)  # tiny models; two threads on a shared 2-core machine thrash

@@ -38,7 +38,7 @@ from ecgscale.study.lifecycle import Jobs, this_process  # noqa: E402
 from ecgscale.study.results import Results  # noqa: E402
 from ecgscale.study.runner import prepare_data, train_runs  # noqa: E402
 from ecgscale.study.runs import expand, expand_scratch  # noqa: E402
-from ecgscale.study.spec import parse_spec  # noqa: E402
+from ecgscale.study.specfile import parse_spec  # noqa: E402
 from ecgscale.study.worker import job_id  # noqa: E402
 
 DATA = {**TINY_DATA, "ood_sites": ["noisy"], "n_records": 600, "holdout": 0.6}

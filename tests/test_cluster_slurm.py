@@ -25,9 +25,9 @@ from ecgscale.study.cluster_slurm import (
     run_slurm,
 )
 from ecgscale.study.lifecycle import Jobs
-from ecgscale.study.runner import prepare_data, store_dir, train_runs
-from ecgscale.study.runs import expand
-from ecgscale.study.spec import parse_spec
+from ecgscale.study.runner import prepare_data, train_runs
+from ecgscale.study.runs import expand, store_dir
+from ecgscale.study.specfile import parse_spec
 
 SMALL = {
     "name": "small",

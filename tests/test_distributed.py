@@ -17,7 +17,7 @@ from ecgscale.data.schema import LABELS
 from ecgscale.data.synthetic import generate
 from ecgscale.models import build
 from ecgscale.objectives import create_objective
-from ecgscale.study.spec import TrainSpec
+from ecgscale.spec import TrainSpec
 from ecgscale.train import pretrain
 from ecgscale.train.metrics import read_metrics
 
@@ -64,7 +64,7 @@ def _study(tmp_path, name: str, launcher: list[str]) -> dict:
     spec.write_text(yaml.safe_dump(SPEC))
     out = tmp_path / name
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    cmd = [*launcher, "-m", "ecgscale.train", str(spec), "--out", str(out)]
+    cmd = [*launcher, "-m", "ecgscale.study.torchrun", str(spec), "--out", str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (row,) = sqlite3.connect(out / "results.sqlite").execute("SELECT * FROM runs").fetchall()

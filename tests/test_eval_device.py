@@ -23,7 +23,7 @@ from ecgscale.objectives import MaskedReconstruction, create_objective
 from ecgscale.study import runs
 from ecgscale.study.runner import prepare_data
 from ecgscale.study.runs import execute_run, expand
-from ecgscale.study.spec import parse_spec
+from ecgscale.study.specfile import parse_spec
 from ecgscale.train import TrainResult, distributed, save_weights
 
 

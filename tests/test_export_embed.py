@@ -24,20 +24,20 @@ from ecgscale.data.store import StoreError
 from ecgscale.evaluate.embed import embed, features, harmonized
 from ecgscale.evaluate.predict import predict
 from ecgscale.evaluate.probe import load_probe
-from ecgscale.export import (
+from ecgscale.export import export_run
+from ecgscale.models import build
+from ecgscale.models.exported import (
     ECGModel,
     EncoderError,
-    export_run,
     load_encoder,
     load_head,
     load_model,
     read_config,
 )
-from ecgscale.models import build
 from ecgscale.objectives import create_objective
 from ecgscale.study.results import Results
 from ecgscale.study.runner import prepare_data, train_runs
-from ecgscale.study.spec import load_spec, parse_spec
+from ecgscale.study.specfile import load_spec, parse_spec
 from ecgscale.train import load_weights
 
 FS, N_SAMPLES = 100, 250

@@ -181,7 +181,7 @@ def test_hdf5_part_without_exam_id(tmp_path):
 def test_study_with_real_ood_sets(tmp_path, shared_data):
     """A spec names ingested real sources: synthetic ID pre-training, PTB-XL and challenge OOD."""
     from ecgscale.study.runner import ingest_synthetic, run_study
-    from ecgscale.study.spec import parse_spec
+    from ecgscale.study.specfile import parse_spec
 
     spec = {
         "name": "real-ood",

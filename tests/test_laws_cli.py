@@ -1,5 +1,5 @@
 """Tests of the Kaplan, transfer and held loss-to-loss forms, fitting a results table
-(ecgscale.laws.table), its figures (ecgscale.laws.plots) and `ecgscale fit TABLE`."""
+(ecgscale.laws.table), its figures (ecgscale.report.law_figures) and `ecgscale fit TABLE`."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from ecgscale.laws import (
 )
 from ecgscale.laws.fit import make_problem
 from ecgscale.laws.forms import FORMS, Form
-from ecgscale.laws.plots import PLOTS, plot_fits, save_figure
 from ecgscale.laws.table import ROLES
+from ecgscale.report.law_figures import PLOTS, plot_fits, save_figure
 
 KAPLAN = {"N_c": 8.8e13, "alpha_N": 0.076, "D_c": 5.4e13, "alpha_D": 0.095}
 TRANSFER = {"k": 1.9e4, "alpha": 0.18, "beta": 0.38}

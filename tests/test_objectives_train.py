@@ -6,7 +6,7 @@ import torch
 
 from ecgscale.models import build
 from ecgscale.objectives import MaskedReconstruction, create_objective
-from ecgscale.study.spec import TrainSpec
+from ecgscale.spec import TrainSpec
 from ecgscale.train import TrainingDiverged, load_weights, pretrain, save_weights, warmup_cosine
 
 

@@ -16,6 +16,7 @@ import pytest
 from submitit.core.utils import DelayedSubmission
 from tiny import TINY_DATA, TINY_EVAL, TINY_TRAIN
 
+from ecgscale.spec import SpecError
 from ecgscale.study import executors
 from ecgscale.study.cluster_ray import task_options
 from ecgscale.study.cluster_slurm import SlurmPack, _owner_file, job_script, run_slurm
@@ -23,7 +24,7 @@ from ecgscale.study.lifecycle import Jobs, this_process
 from ecgscale.study.packing import AUTO_RUNS_PER_GPU, GpuBoard, packs, runs_per_gpu, threads_per_run
 from ecgscale.study.runner import prepare_data, train_runs
 from ecgscale.study.runs import expand, expand_scratch
-from ecgscale.study.spec import SpecError, load_spec, parse_spec
+from ecgscale.study.specfile import load_spec, parse_spec
 
 GPU = ["executor.gpus_per_run=1", "executor.kind=slurm"]
 

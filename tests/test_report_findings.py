@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 from test_report import PAYLOAD, make_study
 
+from ecgscale.laws.analysis import analyse_study
 from ecgscale.laws.verdicts import ratio_verdict
 from ecgscale.report import render_report
 from ecgscale.report.findings import efficiency_findings, efficiency_table, ratio_gaps
 from ecgscale.report.tasks import format_number
-from ecgscale.study.analysis import analyse_study
 
 N_BOOT = 8
 

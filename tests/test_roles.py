@@ -25,7 +25,7 @@ from ecgscale.evaluate.roles import (
     role_table,
 )
 from ecgscale.study.runner import prepare_data
-from ecgscale.study.spec import load_spec, parse_spec
+from ecgscale.study.specfile import load_spec, parse_spec
 
 STUDIES = Path(__file__).resolve().parents[1] / "configs" / "studies"
 

@@ -2,8 +2,9 @@
 
 import pytest
 
+from ecgscale.spec import SpecError, StudySpec
 from ecgscale.study.runs import expand
-from ecgscale.study.spec import SpecError, StudySpec, load_spec, parse_spec
+from ecgscale.study.specfile import load_spec, parse_spec
 
 BASE = {"name": "t", "models": {"sizes": [20000, 60000]}, "data_sizes": [100, 300]}
 

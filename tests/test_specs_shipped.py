@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ecgscale.cli import main
 from ecgscale.study.runs import expand
-from ecgscale.study.spec import load_spec
+from ecgscale.study.specfile import load_spec
 
 STUDIES = Path(__file__).resolve().parents[1] / "configs" / "studies"
 SPECS = sorted(STUDIES.glob("*.yaml"))

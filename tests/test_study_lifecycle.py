@@ -453,7 +453,7 @@ def test_a_run_of_several_processes_starts_under_torchrun(tmp_path: Path) -> Non
     """``gpus_per_run: 2`` runs each job across two processes under torchrun (gloo on CPUs
     here): the worker holds the claim and the heartbeat, rank 0 hands back the outcome."""
     from ecgscale.study.runner import prepare_data, train_runs
-    from ecgscale.study.spec import parse_spec
+    from ecgscale.study.specfile import parse_spec
 
     tree = {
         **SPEC,

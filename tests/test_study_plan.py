@@ -22,7 +22,7 @@ from ecgscale.models import build, measure
 from ecgscale.study.plan import GPU_STEP_FLOOR_S, GPU_TFLOPS, lpt_makespan, pack_hours, plan_study
 from ecgscale.study.runner import prepare_data
 from ecgscale.study.runs import expand, expand_scratch
-from ecgscale.study.spec import load_spec
+from ecgscale.study.specfile import load_spec
 
 STUDIES = Path(__file__).resolve().parents[1] / "configs" / "studies"
 LADDER_200M = "models.sizes=[20000,200000,2000000,20000000,200000000]"

@@ -9,7 +9,7 @@ from tiny import TINY_DATA, TINY_EVAL, TINY_TRAIN, overrides
 
 from ecgscale.study.runner import grid_runs, run_study, sweep_runs
 from ecgscale.study.runs import expand
-from ecgscale.study.spec import load_spec
+from ecgscale.study.specfile import load_spec
 
 RATES = [0.0005, 0.02]
 

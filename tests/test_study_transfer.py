@@ -21,7 +21,7 @@ from ecgscale.laws.verdicts import RATIO_VERDICTS
 from ecgscale.study.results import Results
 from ecgscale.study.runner import run_study, train_runs
 from ecgscale.study.runs import expand, expand_scratch
-from ecgscale.study.spec import parse_spec
+from ecgscale.study.specfile import parse_spec
 
 SPEC = Path(__file__).parents[1] / "configs" / "studies" / "shared_samples.yaml"
 SHRINK = [

@@ -15,8 +15,9 @@ from ecgscale.evaluate.probe import FeatureCache, extract_features
 from ecgscale.evaluate.roles import TaskError, task_rows
 from ecgscale.models import build
 from ecgscale.objectives import TaskModel
+from ecgscale.spec import SpecError, TaskSpec
 from ecgscale.study.results import SCHEMA_VERSION, Results
-from ecgscale.study.spec import SpecError, TaskSpec, parse_spec
+from ecgscale.study.specfile import parse_spec
 
 
 def _meta(n: int = 400, seed: int = 0) -> pd.DataFrame:

@@ -19,10 +19,11 @@ from ecgscale.data.schema import LABELS
 from ecgscale.models import build, measure
 from ecgscale.objectives import create_objective
 from ecgscale.report import figures
+from ecgscale.spec import SpecError, TrainSpec
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.runner import training_curves
 from ecgscale.study.runs import expand, expand_scratch
-from ecgscale.study.spec import SpecError, TrainSpec, load_spec, parse_spec
+from ecgscale.study.specfile import load_spec, parse_spec
 from ecgscale.study.status import study_status
 from ecgscale.train import metrics, pretrain
 from ecgscale.train.metrics import COLUMNS, MetricsCsv, TensorBoardEvents, TrainLog, read_metrics

@@ -23,10 +23,11 @@ from safetensors.torch import load_file
 from ecgscale.data.schema import LABELS
 from ecgscale.models import build
 from ecgscale.objectives import create_objective
+from ecgscale.spec import TrainSpec
 from ecgscale.study import runs
 from ecgscale.study.runner import prepare_data
 from ecgscale.study.runs import execute_run, expand
-from ecgscale.study.spec import TrainSpec, parse_spec
+from ecgscale.study.specfile import parse_spec
 from ecgscale.train import TrainingDiverged, pretrain, save_weights
 from ecgscale.train.loop import BatchOrder
 

@@ -1,4 +1,4 @@
-"""Tests of ecgscale.evaluate.transfer: censored effective data, transfer laws, SSL/SL ratios
+"""Tests of ecgscale.laws.transfer: censored effective data, transfer laws, SSL/SL ratios
 with bounds, their hierarchical bootstrap and verdict."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecgscale.evaluate.transfer import (
+from ecgscale.laws.transfer import (
     Curve,
     _ratio_bounds,
     _weighted_median,

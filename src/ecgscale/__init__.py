@@ -18,10 +18,10 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "load_spec": "ecgscale.study.spec",
-    "parse_spec": "ecgscale.study.spec",
-    "StudySpec": "ecgscale.study.spec",
-    "SpecError": "ecgscale.study.spec",
+    "load_spec": "ecgscale.study.specfile",
+    "parse_spec": "ecgscale.study.specfile",
+    "StudySpec": "ecgscale.spec",
+    "SpecError": "ecgscale.spec",
     "run_study": "ecgscale.study.runner",
     "prepare_data": "ecgscale.study.runner",
     "train_runs": "ecgscale.study.runner",
@@ -40,11 +40,11 @@ _API = {
     "fit": "ecgscale.laws",
     "fit_table": "ecgscale.laws",
     "export_run": "ecgscale.export",
-    "load_model": "ecgscale.export",
-    "ECGModel": "ecgscale.export",
-    "load_encoder": "ecgscale.export",
-    "load_head": "ecgscale.export",
-    "EncoderError": "ecgscale.export",
+    "load_model": "ecgscale.models.exported",
+    "ECGModel": "ecgscale.models.exported",
+    "load_encoder": "ecgscale.models.exported",
+    "load_head": "ecgscale.models.exported",
+    "EncoderError": "ecgscale.models.exported",
     "embed": "ecgscale.evaluate.embed",
     "predict": "ecgscale.evaluate.predict",
 }

@@ -15,8 +15,8 @@ from ecgscale import __version__
 from ecgscale.data.store import StoreError, StoreInfo
 from ecgscale.models.ladder import shape_summary
 from ecgscale.numformat import compact_caps
+from ecgscale.spec import StudySpec
 from ecgscale.study.results import Results
-from ecgscale.study.spec import StudySpec
 
 PAPER = "How Do Electrocardiogram Models Scale? (2026)"
 METHODS = {"probe": "frozen-encoder linear probe", "head": "the SL model's own head"}
@@ -25,7 +25,7 @@ METHODS = {"probe": "frozen-encoder linear probe", "head": "the SL model's own h
 def pretraining_data(spec: StudySpec, study_dir: Path) -> dict[str, Any]:
     """The store source holding the ID site's records (name, kind, path, reader options) and
     the harmonisation its records went through (``store.json``'s target, less fs and length)."""
-    from ecgscale.study.runner import store_dir
+    from ecgscale.study.runs import store_dir
 
     root = store_dir(spec, study_dir)
     info_path = root / "store.json"
@@ -276,7 +276,7 @@ def _how_to_load(config: dict[str, Any]) -> list[str]:
         "",
         "```python",
         "import torch",
-        "from ecgscale.export import ECGModel, load_model",
+        "from ecgscale import ECGModel, load_model",
         "",
         'model = load_model("path/to/this/folder")  # or ECGModel.from_pretrained("owner/name")',
         f"x = torch.zeros(1, 12, {i['n_samples']})  # mV at {i['fs']:g} Hz, leads as above",

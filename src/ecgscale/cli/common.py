@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from ecgscale.data.store import StoreError
-from ecgscale.study.spec import SpecError, StudySpec, load_spec
+from ecgscale.spec import SpecError, StudySpec
+from ecgscale.study.specfile import load_spec
 
 SPEC_ARG = click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=Path))
 SET_OPT = click.option(

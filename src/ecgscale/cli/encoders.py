@@ -23,7 +23,7 @@ def encoder_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from ecgscale.export import EncoderError
+        from ecgscale.models.exported import EncoderError
 
         try:
             return func(*args, **kwargs)
@@ -54,7 +54,8 @@ def encoder_errors(func):
 def export_command(run, out, license_, force) -> None:
     """Export a finished RUN (<study>/runs/<run_id>) to the folder --out: its encoder, an SL
     run's head and the study's six-label probe, with a config and a model card."""
-    from ecgscale.export import export_run, read_config
+    from ecgscale.export import export_run
+    from ecgscale.models.exported import read_config
 
     config = read_config(export_run(run, out, force=force, license=license_))
     predictors = " and ".join(config["predictors"])

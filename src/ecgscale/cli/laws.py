@@ -143,7 +143,7 @@ def _fit_table(
     out.write_text(json.dumps(content, indent=1))
     click.echo(f"fits: {out}")
     if plot is not None:
-        from ecgscale.laws.plots import plot_fits, save_figure
+        from ecgscale.report.law_figures import plot_fits, save_figure
 
         figure = save_figure(plot_fits(fits), plot / f"{path.stem}.{form}.png")
         click.echo(f"figure: {figure}")

@@ -9,7 +9,7 @@ import click
 
 from ecgscale.cli.common import friendly_errors
 from ecgscale.numformat import compact_caps
-from ecgscale.study.spec import load_spec
+from ecgscale.study.specfile import load_spec
 
 
 @click.group()

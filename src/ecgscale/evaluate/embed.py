@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 from ecgscale.data.harmonize import Target, harmonize
 from ecgscale.data.sources.base import Rejection, create_source
 from ecgscale.evaluate.inference import batch_size_for, device_of, pooled, resolve_device
-from ecgscale.export import ECGModel, EncoderError, load_encoder
 from ecgscale.models import Encoder
+from ecgscale.models.exported import ECGModel, EncoderError, load_encoder
 
 FEATURE_FORMATS = (".parquet", ".csv", ".npy")
 """Extensions :func:`write_features` writes."""

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from ecgscale.evaluate.embed import computed, input_target
-from ecgscale.export import ECGModel, EncoderError, load_model
+from ecgscale.models.exported import ECGModel, EncoderError, load_model
 
 PREDICTION_FORMATS = (".csv", ".parquet")
 """Extensions :func:`write_predictions` writes."""

@@ -29,7 +29,7 @@ from ecgscale.evaluate.task_models import (
     trained_task_row,
 )
 from ecgscale.objectives import Objective
-from ecgscale.study.spec import StudySpec
+from ecgscale.spec import StudySpec
 
 
 @dataclass

@@ -30,7 +30,7 @@ import pandas as pd
 
 from ecgscale.data.splits import nested_subsets, patient_order, patient_uniform
 from ecgscale.data.store import records_of
-from ecgscale.study.spec import StudySpec, TaskSpec
+from ecgscale.spec import StudySpec, TaskSpec
 
 
 class RoleError(ValueError):

@@ -15,7 +15,7 @@ from ecgscale.evaluate.metrics import best_threshold, classification_scores, reg
 from ecgscale.evaluate.roles import TaskRows, patients_of
 from ecgscale.models import Encoder
 from ecgscale.objectives import TaskModel
-from ecgscale.study.spec import TrainSpec
+from ecgscale.spec import TrainSpec
 from ecgscale.train import TrainResult, distributed, pretrain
 from ecgscale.train.metrics import TrainLog
 

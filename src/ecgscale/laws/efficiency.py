@@ -7,7 +7,7 @@ kind of size compare as ``r(L) = x_B(L) / x_A(L)``: with x the model size N this
 evaluated only on the losses both curves were actually observed at, and summarised by its
 minimum, maximum and geometric mean there, each with a percentile interval from the two fits'
 bootstrap samples. Transfer efficiency (effective data D_E of SSL against SL, Hernandez et al.
-2021) needs the from-scratch curves and lives in :mod:`ecgscale.evaluate.transfer`; every ratio
+2021) needs the from-scratch curves and lives in :mod:`ecgscale.laws.transfer`; every ratio
 gets the same three-way verdict, :func:`ecgscale.laws.verdicts.ratio_verdict`.
 """
 

@@ -1,8 +1,9 @@
-"""The objective interface shared by the paradigms."""
+"""The objective interface shared by the paradigms, and the registry of objectives by name."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,9 +52,46 @@ class Objective(nn.Module):
         batch's loss is the sum of its parts' losses, each times its share of the weight."""
         return torch.ones(n)
 
+    @classmethod
+    def from_settings(cls, encoder: Encoder, *, fs: float, **settings: Any) -> Objective:
+        """This objective on ``encoder`` for records at ``fs`` Hz, from the settings of
+        :func:`create_objective` (each objective takes its own and ignores the others')."""
+        return cls(encoder)
+
     def settle(self, read: ReadFn, rows: np.ndarray) -> None:
         """Once pre-training is over: bring the encoder's state in line with what it will be
         evaluated on, from the pre-training records at ``rows`` (nothing by default)."""
+
+
+_OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register_objective(name: str) -> Callable[[type[Objective]], type[Objective]]:
+    """Class decorator: register an :class:`Objective` subclass under ``name``; its
+    :meth:`~Objective.from_settings` builds it for :func:`create_objective`."""
+
+    def decorator(cls: type[Objective]) -> type[Objective]:
+        if not issubclass(cls, Objective):
+            raise TypeError(f"{cls.__name__} is not an Objective subclass")
+        if name in _OBJECTIVES:
+            raise ValueError(f"objective {name!r} is already registered")
+        _OBJECTIVES[name] = cls
+        return cls
+
+    return decorator
+
+
+def get_objective(name: str) -> type[Objective]:
+    """The objective class registered under ``name``."""
+    try:
+        return _OBJECTIVES[name]
+    except KeyError:
+        raise KeyError(f"unknown objective {name!r}; known: {list_objectives()}") from None
+
+
+def list_objectives(paradigm: str | None = None) -> list[str]:
+    """Names of the registered objectives (of ``paradigm``, 'sl' or 'ssl', if given), sorted."""
+    return sorted(n for n, cls in _OBJECTIVES.items() if paradigm in (None, cls.paradigm))
 
 
 def create_objective(
@@ -73,26 +111,24 @@ def create_objective(
     ``masked`` (reconstruction of ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden
     across all leads (``mask`` "time") or per lead ("lead"), targets standardised per patch with
     ``norm_target``) or ``contrastive`` (NT-Xent between two ``crop_s``-second segments of a
-    record, at ``temperature``)."""
-    from ecgscale.objectives.contrastive import Contrastive
-    from ecgscale.objectives.masked import MaskedReconstruction
-    from ecgscale.objectives.supervised import Supervised
-
+    record, at ``temperature``): the objective registered under that name."""
     if paradigm == "sl":
-        return Supervised(encoder)
-    if paradigm != "ssl":
+        name = "supervised"
+    elif paradigm != "ssl":
         raise ValueError(f"unknown paradigm {paradigm!r} (known: sl, ssl)")
-    if objective == "contrastive":
-        return Contrastive(encoder, crop=max(1, round(crop_s * fs)), temperature=temperature)
-    if objective != "masked":
-        raise ValueError(f"unknown SSL objective {objective!r} (known: masked, contrastive)")
-    return MaskedReconstruction(
-        encoder,
-        patch=max(1, round(mask_patch_s * fs)),
-        mask_ratio=mask_ratio,
-        mask=mask,
-        norm_target=norm_target,
-    )
+    elif objective not in (known := list_objectives("ssl")):
+        raise ValueError(f"unknown SSL objective {objective!r} (known: {', '.join(known)})")
+    else:
+        name = objective
+    settings = {
+        "mask_ratio": mask_ratio,
+        "mask_patch_s": mask_patch_s,
+        "mask": mask,
+        "norm_target": norm_target,
+        "crop_s": crop_s,
+        "temperature": temperature,
+    }
+    return get_objective(name).from_settings(encoder, fs=fs, **settings)
 
 
 ReadFn = Callable[[np.ndarray], np.ndarray]

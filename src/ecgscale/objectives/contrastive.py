@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ecgscale.models import Encoder
-from ecgscale.objectives.base import Objective
+from ecgscale.objectives.base import Objective, register_objective
 
 GAIN_RANGE = (0.8, 1.25)
 """Each view's amplitude is multiplied by a factor drawn log-uniformly from this range."""
@@ -25,6 +25,7 @@ NOISE_MV = 0.02
 """Standard deviation of the white noise added to each view (mV)."""
 
 
+@register_objective("contrastive")
 class Contrastive(Objective):
     paradigm = "ssl"
 
@@ -35,6 +36,12 @@ class Contrastive(Objective):
         self.projector = nn.Sequential(
             nn.Linear(encoder.dim, encoder.dim), nn.ReLU(), nn.Linear(encoder.dim, encoder.dim)
         )
+
+    @classmethod
+    def from_settings(
+        cls, encoder: Encoder, *, fs: float, crop_s: float, temperature: float, **_: object
+    ) -> Contrastive:
+        return cls(encoder, crop=max(1, round(crop_s * fs)), temperature=temperature)
 
     def draw(self, n: int, length: int, generator: torch.Generator | None) -> torch.Tensor:
         """Per record and view: a crop offset in [0, 1), a log-gain, then ``crop`` noise

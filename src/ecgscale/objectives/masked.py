@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ecgscale.models import Encoder
-from ecgscale.objectives.base import Objective, ReadFn
+from ecgscale.objectives.base import Objective, ReadFn, register_objective
 
 STD_FLOOR_MV = 0.05
 """Smallest standard deviation (mV) a target patch is divided by: about the noise floor of a
@@ -37,6 +37,7 @@ SETTLE_RECORDS = 1024
 """Pre-training records whose BatchNorm statistics replace those of the masked inputs."""
 
 
+@register_objective("masked")
 class MaskedReconstruction(Objective):
     paradigm = "ssl"
 
@@ -58,6 +59,26 @@ class MaskedReconstruction(Objective):
         self.norm_target = norm_target
         self.n_leads = 12
         self.decoder = nn.Linear(encoder.dim, self.n_leads * encoder.token_span)
+
+    @classmethod
+    def from_settings(
+        cls,
+        encoder: Encoder,
+        *,
+        fs: float,
+        mask_ratio: float,
+        mask_patch_s: float,
+        mask: str,
+        norm_target: bool,
+        **_: object,
+    ) -> MaskedReconstruction:
+        return cls(
+            encoder,
+            patch=max(1, round(mask_patch_s * fs)),
+            mask_ratio=mask_ratio,
+            mask=mask,
+            norm_target=norm_target,
+        )
 
     def sample_mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Boolean (B, 12, T) mask, True where a sample is hidden; at least one patch per record."""

@@ -9,9 +9,10 @@ from torch import nn
 
 from ecgscale.data.schema import LABELS
 from ecgscale.models import Encoder
-from ecgscale.objectives.base import Objective, ReadFn, predict_rows
+from ecgscale.objectives.base import Objective, ReadFn, predict_rows, register_objective
 
 
+@register_objective("supervised")
 class Supervised(Objective):
     paradigm = "sl"
 

@@ -123,7 +123,7 @@ def loss_vs_n(
     markers = {size: MARKERS[i % len(MARKERS)] for i, size in enumerate(sizes)}
     curves = _select_fits(fits, metric, "N", notes)
     paradigms = sorted(points["paradigm"].unique())
-    fig, axes = _panels(1, len(paradigms), sharey=isinstance(ylabel, str))
+    fig, axes = panel_grid(1, len(paradigms), sharey=isinstance(ylabel, str))
     for ax, paradigm in zip(axes[0], paradigms, strict=True):
         panel = points[points["paradigm"] == paradigm]
         for (family, size), group in panel.groupby(["family", "data_size"]):
@@ -136,10 +136,10 @@ def loss_vs_n(
             family_points = panel[panel["family"] == family]
             _draw_fit(ax, fit, family_points, n_col, "data_size", colors.get(family))
         label = ylabel if isinstance(ylabel, str) else ylabel.get(paradigm, "pre-training loss")
-        _style_axes(ax, paradigm, n_label, label)
+        style_axes(ax, paradigm, n_label, label)
     handles = _family_handles(colors, points["family"].unique())
     handles += [_marker_handle(markers[s], f"D = {compact(s)}") for s in sizes]
-    _add_legend(fig, handles + _fit_handles(curves))
+    add_legend(fig, handles + _fit_handles(curves))
     return ReportFigure(name, caption, fig, notes)
 
 
@@ -165,7 +165,7 @@ def loss_vs_d(
     curves = _select_fits(fits, metric, "D", notes)
     paradigms = sorted(points["paradigm"].unique())
     families = sorted(points["family"].unique())
-    fig, axes = _panels(len(paradigms), len(families), sharey=True)
+    fig, axes = panel_grid(len(paradigms), len(families), sharey=True)
     for row, paradigm in zip(axes, paradigms, strict=True):
         for ax, family in zip(row, families, strict=True):
             panel = points[(points["paradigm"] == paradigm) & (points["family"] == family)]
@@ -176,9 +176,9 @@ def loss_vs_d(
             for fit in _matching(curves, paradigm, family):
                 n = (fit.get("slice") or {}).get("target_params")
                 _draw_fit(ax, fit, panel, "data_size", "target_params", colors.get(n, "black"))
-            _style_axes(ax, f"{family} / {paradigm}", "D (pre-training records)", quantity)
-    handles = [_line_handle(colors[n], f"N = {compact(n)}") for n in sizes]
-    _add_legend(fig, handles + _fit_handles(curves))
+            style_axes(ax, f"{family} / {paradigm}", "D (pre-training records)", quantity)
+    handles = [line_handle(colors[n], f"N = {compact(n)}") for n in sizes]
+    add_legend(fig, handles + _fit_handles(curves))
     return ReportFigure(name, caption, fig, notes)
 
 
@@ -210,7 +210,7 @@ def loss_to_loss(
     combos = sorted(set(zip(all_pairs["family"], all_pairs["paradigm"], strict=True)))
     cmap = colormaps["tab10"]
     colors = {combo: cmap(i % cmap.N) for i, combo in enumerate(combos)}
-    fig, axes = _panels(1, len(panels), sharey=False)
+    fig, axes = panel_grid(1, len(panels), sharey=False)
     for ax, (ood_set, pairs) in zip(axes[0], panels.items(), strict=True):
         for combo, group in pairs.groupby(["family", "paradigm"]):
             ax.scatter(group["id_loss"], group["y"], s=18, alpha=0.8, color=colors[combo])
@@ -226,11 +226,11 @@ def loss_to_loss(
         low = min(pairs["id_loss"].min(), pairs["y"].min())
         high = max(pairs["id_loss"].max(), pairs["y"].max())
         ax.plot([low, high], [low, high], color="grey", lw=0.8, ls=":")
-        _style_axes(ax, ood_set, "ID probe loss", f"probe loss on {ood_set}", plain_x=True)
+        style_axes(ax, ood_set, "ID probe loss", f"probe loss on {ood_set}", plain_x=True)
     handles = [_marker_handle("o", f"{f} / {p}", colors[(f, p)]) for f, p in combos]
     if laws:
-        handles.append(_line_handle("black", "fitted law", ls="--"))
-    _add_legend(fig, [*handles, _line_handle("grey", "y = x", ls=":")])
+        handles.append(line_handle("black", "fitted law", ls="--"))
+    add_legend(fig, [*handles, line_handle("grey", "y = x", ls=":")])
     return ReportFigure(name, caption, fig, notes)
 
 
@@ -244,7 +244,7 @@ def lr_sweep(sweep: pd.DataFrame, *, name: str, caption: str) -> ReportFigure:
     cmap = colormaps["viridis"]
     colors = {n: cmap(0.9 * i / max(len(sizes) - 1, 1)) for i, n in enumerate(sizes)}
     cells = sorted(set(zip(points["family"], points["paradigm"], strict=True)))
-    fig, axes = _panels(1, len(cells), sharey=False)
+    fig, axes = panel_grid(1, len(cells), sharey=False)
     for ax, (family, paradigm) in zip(axes[0], cells, strict=True):
         panel = points[(points["family"] == family) & (points["paradigm"] == paradigm)]
         for n, group in panel.groupby("target_params"):
@@ -253,10 +253,10 @@ def lr_sweep(sweep: pd.DataFrame, *, name: str, caption: str) -> ReportFigure:
             best = group[group["chosen"]]
             ax.scatter(best["lr"], best["pretrain_loss"], s=90, facecolors="none", color=colors[n])
         unit = PRETRAIN_UNITS.get(str(paradigm), "pre-training loss")
-        _style_axes(ax, f"{family} / {paradigm}", "peak learning rate", f"validation {unit}")
-    handles = [_line_handle(colors[n], f"N = {compact(n)}") for n in sizes]
+        style_axes(ax, f"{family} / {paradigm}", "peak learning rate", f"validation {unit}")
+    handles = [line_handle(colors[n], f"N = {compact(n)}") for n in sizes]
     handles.append(_marker_handle("o", "chosen rate", "black"))
-    _add_legend(fig, handles)
+    add_legend(fig, handles)
     return ReportFigure(name, caption, fig, notes)
 
 
@@ -327,7 +327,7 @@ def _draw_band(ax: Axes, band: Mapping | None, color: object) -> None:
         ax.fill_between(x[keep], lo[keep], hi[keep], color=color or "black", alpha=0.15, lw=0)
 
 
-def _panels(nrows: int, ncols: int, *, sharey: bool) -> tuple[Figure, np.ndarray]:
+def panel_grid(nrows: int, ncols: int, *, sharey: bool) -> tuple[Figure, np.ndarray]:
     """A constrained-layout Agg figure with a ``(nrows, ncols)`` array of axes."""
     width, height = PANEL_SIZE
     fig = Figure(figsize=(width * ncols + LEGEND_WIDTH, height * nrows), layout="constrained")
@@ -335,7 +335,7 @@ def _panels(nrows: int, ncols: int, *, sharey: bool) -> tuple[Figure, np.ndarray
     return fig, fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
 
 
-def _style_axes(ax: Axes, title: str, xlabel: str, ylabel: str, *, plain_x: bool = False) -> None:
+def style_axes(ax: Axes, title: str, xlabel: str, ylabel: str, *, plain_x: bool = False) -> None:
     """Log-log axes with a title, labels and a light grid; user strings are mathtext-escaped.
 
     Loss axes (y, and x when ``plain_x``) span few decades and get plain-number tick labels.
@@ -348,9 +348,9 @@ def _style_axes(ax: Axes, title: str, xlabel: str, ylabel: str, *, plain_x: bool
     if not plain_x:  # sizes: 20k, 50k, 100k, ... with labels on 1-2-5 ticks only
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: compact(v)))
         ax.xaxis.set_minor_formatter(FuncFormatter(_size_minor_label))
-    ax.set_title(_plain(title), fontsize=10)
-    ax.set_xlabel(_plain(xlabel))
-    ax.set_ylabel(_plain(ylabel))
+    ax.set_title(escape_text(title), fontsize=10)
+    ax.set_xlabel(escape_text(xlabel))
+    ax.set_ylabel(escape_text(ylabel))
     ax.grid(True, which="both", alpha=0.25)
 
 
@@ -359,41 +359,41 @@ def _size_minor_label(value: float, _pos: int) -> str:
     return compact(value) if round(mantissa) in (2, 5) else ""
 
 
-def _plain(text: str) -> str:
+def escape_text(text: str) -> str:
     """Escape ``$`` so that matplotlib never parses user strings as mathtext."""
     return str(text).replace("$", r"\$")
 
 
-def _add_legend(fig: Figure, handles: list[Line2D]) -> None:
+def add_legend(fig: Figure, handles: list[Line2D]) -> None:
     """One legend for the whole figure, outside the panels on the right."""
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
 
 
 def _family_handles(colors: Mapping[str, object], families: Sequence[str]) -> list[Line2D]:
     """Legend entries for the families present."""
-    return [_line_handle(colors[family], family) for family in sorted(families)]
+    return [line_handle(colors[family], family) for family in sorted(families)]
 
 
 def _fit_handles(curves: Sequence[Mapping]) -> list[Line2D]:
     """Legend entries for the fitted-curve line styles, when any fit is drawn."""
     if not curves:
         return []
-    handles = [_line_handle("black", "fit", ls="--")]
+    handles = [line_handle("black", "fit", ls="--")]
     if any(fit.get("band") for fit in curves):
         handles.append(_band_handle())
     if not all(fit.get("converged", True) for fit in curves):
-        handles.append(_line_handle("black", "fit (not converged)", ls=":"))
+        handles.append(line_handle("black", "fit (not converged)", ls=":"))
     return handles
 
 
-def _line_handle(color: object, label: str, ls: str = "-") -> Line2D:
+def line_handle(color: object, label: str, ls: str = "-") -> Line2D:
     """A legend entry showing a line."""
-    return Line2D([], [], color=color, ls=ls, label=_plain(label))
+    return Line2D([], [], color=color, ls=ls, label=escape_text(label))
 
 
 def _marker_handle(marker: str, label: str, color: object = "grey") -> Line2D:
     """A legend entry showing a marker only."""
-    return Line2D([], [], color=color, marker=marker, ls="", label=_plain(label))
+    return Line2D([], [], color=color, marker=marker, ls="", label=escape_text(label))
 
 
 def _band_handle() -> Patch:
@@ -428,7 +428,7 @@ def backtest_figure(backtests: Sequence[Mapping], *, name: str, caption: str) ->
     cmap = colormaps["tab10"]
     colors = {combo: cmap(i % cmap.N) for i, combo in enumerate(combos)}
     metrics = sorted(frame["metric"].unique(), key=lambda m: m != "loss:id")
-    fig, axes = _panels(1, len(metrics), sharey=False)
+    fig, axes = panel_grid(1, len(metrics), sharey=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         panel = frame[frame["metric"] == metric]
         for combo, group in panel.groupby("combo"):
@@ -447,9 +447,9 @@ def backtest_figure(backtests: Sequence[Mapping], *, name: str, caption: str) ->
         high = max(panel["truth"].max(), panel["prediction"].max())
         ax.plot([low, high], [low, high], color="grey", lw=0.8, ls=":")
         label = metric.removeprefix("loss:")
-        _style_axes(ax, label, "observed loss", "predicted loss", plain_x=True)
+        style_axes(ax, label, "observed loss", "predicted loss", plain_x=True)
     handles = [_marker_handle("o", f"{f} / {p}", colors[(f, p)]) for f, p in combos]
-    _add_legend(fig, [*handles, _line_handle("grey", "y = x", ls=":")])
+    add_legend(fig, [*handles, line_handle("grey", "y = x", ls=":")])
     return ReportFigure(name, caption, fig, notes)
 
 
@@ -482,9 +482,9 @@ def training_curves(
     cmap = colormaps["viridis"]
     colors = {n: cmap(0.9 * i / max(len(ladder) - 1, 1)) for i, n in enumerate(ladder)}
     sizes = sorted(points["data_size"].unique())
-    fig, axes = _panels(1, len(sizes), sharey=True)
+    fig, axes = panel_grid(1, len(sizes), sharey=True)
     dropped = 0
-    axes[0][0].set_ylabel(_plain(f"loss ({unit})"))
+    axes[0][0].set_ylabel(escape_text(f"loss ({unit})"))
     for ax, size in zip(axes[0], sizes, strict=True):
         for _, run in points[points["data_size"] == size].groupby("run_id"):
             color = colors[run["target_params"].iloc[0]]
@@ -497,15 +497,15 @@ def training_curves(
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(PlainLogFormatter())
         ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
-        ax.set_title(_plain(f"D = {compact(size)}"), fontsize=10)
+        ax.set_title(escape_text(f"D = {compact(size)}"), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(True, which="both", alpha=0.25)
     if dropped:
         notes.append(f"{dropped} loss value(s) not positive and finite are left out.")
     present = sorted(points["target_params"].unique())
-    handles = [_line_handle(colors[n], f"N = {compact(n)}") for n in present]
-    handles += [_line_handle("black", "training"), _line_handle("black", "validation", ls="--")]
-    _add_legend(fig, handles)
+    handles = [line_handle(colors[n], f"N = {compact(n)}") for n in present]
+    handles += [line_handle("black", "training"), line_handle("black", "validation", ls="--")]
+    add_legend(fig, handles)
     return ReportFigure(name, caption, fig, notes)
 
 

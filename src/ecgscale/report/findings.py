@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from ecgscale.laws.verdicts import MAX_SPREAD
 from ecgscale.numformat import MISSING, compact, significant
 from ecgscale.report.tasks import bounded_ratio, interval_text, transfer_sentence
-from ecgscale.study.spec import N_WORDS
+from ecgscale.spec import N_WORDS
 
 LEVEL_WORDS = "95%"
 KIND_TITLES = {

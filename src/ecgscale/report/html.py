@@ -22,7 +22,7 @@ from ecgscale.report.tables import (
     run_table,
     undetermined_table,
 )
-from ecgscale.study.spec import N_COLUMNS, N_WORDS
+from ecgscale.spec import N_COLUMNS, N_WORDS
 
 PARADIGMS: tuple[str, ...] = ("sl", "ssl")
 """Paradigms a study is expected to cover; the summary names the absent ones."""

@@ -16,12 +16,12 @@ from ecgscale.numformat import MISSING, as_float, compact, significant
 from ecgscale.report.figures import (
     MARKERS,
     ReportFigure,
-    _add_legend,
-    _line_handle,
     _marker_handle,
-    _panels,
-    _style_axes,
+    add_legend,
+    line_handle,
+    panel_grid,
     slug,
+    style_axes,
 )
 
 PARADIGM_COLORS = {"ssl": colormaps["tab10"](0), "sl": colormaps["tab10"](3)}
@@ -171,7 +171,7 @@ def _loss_vs_df(task: str, part: pd.DataFrame, curves: Sequence[Mapping]) -> Rep
     sizes = sorted(set(part["target_params"]) | {int(c["target_params"]) for c in curves})
     markers = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(sizes)}
     styles = {n: ("-", "--", ":", "-.")[i % 4] for i, n in enumerate(sizes)}
-    fig, axes = _panels(1, len(families), sharey=True)
+    fig, axes = panel_grid(1, len(families), sharey=True)
     for ax, family in zip(axes[0], families, strict=True):
         for curve in (c for c in curves if c["family"] == family):
             pts = np.asarray(curve["points"], dtype=float).reshape(-1, 2)
@@ -198,16 +198,16 @@ def _loss_vs_df(task: str, part: pd.DataFrame, curves: Sequence[Mapping]) -> Rep
                 ms=5,
                 color=PARADIGM_COLORS.get(paradigm, "grey"),
             )
-        _style_axes(ax, f"{task} / {family}", "D_F (labelled records)", "task loss")
+        style_axes(ax, f"{task} / {family}", "D_F (labelled records)", "task loss")
     handles = [
-        _line_handle(PARADIGM_COLORS.get(p, "grey"), f"pre-trained {p}")
+        line_handle(PARADIGM_COLORS.get(p, "grey"), f"pre-trained {p}")
         for p in sorted(set(part["paradigm"]))
     ]
     handles += [
-        _line_handle(SCRATCH_COLOR, f"from scratch N={compact(n)}", ls=styles[n]) for n in sizes
+        line_handle(SCRATCH_COLOR, f"from scratch N={compact(n)}", ls=styles[n]) for n in sizes
     ]
     handles += [_marker_handle(markers[n], f"N = {compact(n)}") for n in sizes]
-    _add_legend(fig, handles)
+    add_legend(fig, handles)
     return ReportFigure(name, caption, fig, [])
 
 
@@ -238,7 +238,7 @@ def _effective_vs_df(task: str, eff: pd.DataFrame) -> ReportFigure:
     families = sorted(finite["family"].unique())
     sizes = sorted(finite["target_params"].unique())
     markers = {n: MARKERS[i % len(MARKERS)] for i, n in enumerate(sizes)}
-    fig, axes = _panels(1, len(families), sharey=True)
+    fig, axes = panel_grid(1, len(families), sharey=True)
     for ax, family in zip(axes[0], families, strict=True):
         panel = finite[finite["family"] == family]
         for (paradigm, n, method), group in panel.groupby(["paradigm", "target_params", "method"]):
@@ -264,13 +264,13 @@ def _effective_vs_df(task: str, eff: pd.DataFrame) -> ReportFigure:
         lo, hi = panel["d_f"].min(), panel["d_f"].max()
         lo, hi = (lo / 1.25, hi * 1.25) if lo == hi else (lo, hi)
         ax.plot([lo, hi], [lo, hi], color="grey", ls=":", lw=0.8)
-        _style_axes(ax, f"{task} / {family}", "D_F (labelled records)", "D_E (effective records)")
+        style_axes(ax, f"{task} / {family}", "D_F (labelled records)", "D_E (effective records)")
     handles = [
-        _line_handle(PARADIGM_COLORS.get(p, "grey"), p) for p in sorted(finite["paradigm"].unique())
+        line_handle(PARADIGM_COLORS.get(p, "grey"), p) for p in sorted(finite["paradigm"].unique())
     ]
     handles += [_marker_handle(markers[n], f"N = {compact(n)}") for n in sizes]
-    handles.append(_line_handle("grey", "D_E = D_F", ls=":"))
-    _add_legend(fig, handles)
+    handles.append(line_handle("grey", "D_E = D_F", ls=":"))
+    add_legend(fig, handles)
     return ReportFigure(name, caption, fig, notes)
 
 

@@ -36,9 +36,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ecgscale.interrupts import GRACE_S, POLL_S
+from ecgscale.spec import StudySpec
 from ecgscale.study.lifecycle import Claim, Jobs, closing, this_process
 from ecgscale.study.packing import runs_per_gpu, threads_per_run
-from ecgscale.study.spec import StudySpec
 from ecgscale.study.worker import Job, JobResult, job_id, run_job
 
 DEFAULT_PORT = 6379

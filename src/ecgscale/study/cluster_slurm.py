@@ -53,11 +53,11 @@ from submitit.core.utils import DelayedSubmission
 from submitit.slurm.slurm import SlurmExecutor
 
 from ecgscale.interrupts import sigint_ignored, sleep, stop_processes
+from ecgscale.spec import StudySpec
 from ecgscale.study.executors import default_workers, init_torch_threads, run_local_gpus
 from ecgscale.study.lifecycle import Claim, Jobs, closing, this_process
 from ecgscale.study.packing import packs
 from ecgscale.study.runs import expand, expand_scratch
-from ecgscale.study.spec import StudySpec
 from ecgscale.study.worker import Job, JobResult, job_id, run_job
 
 POLL_S = {"slurm": 10.0, "local": 0.5, "debug": 0.0}

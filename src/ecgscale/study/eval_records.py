@@ -22,7 +22,7 @@ import numpy as np
 from ecgscale.data.store import Store, StoreError
 from ecgscale.data.synthetic import SITES
 from ecgscale.evaluate.roles import RoleError, assign_roles
-from ecgscale.study.spec import StudySpec, TaskSpec
+from ecgscale.spec import StudySpec, TaskSpec
 
 PUBLISHED_RECORDS: dict[str, int] = {
     "ptbxl": 21_799,

@@ -31,9 +31,9 @@ import psutil
 
 from ecgscale.evaluate.inference import RUNS_PER_GPU
 from ecgscale.interrupts import WorkerPool, as_completed, sigint_ignored, stop_processes
+from ecgscale.spec import ExecutorSpec, StudySpec
 from ecgscale.study.lifecycle import Claim
 from ecgscale.study.packing import GpuBoard, runs_per_gpu, threads_per_run
-from ecgscale.study.spec import ExecutorSpec, StudySpec
 from ecgscale.study.worker import Job, JobResult, job_id, run_job
 
 Executor = Callable[[StudySpec, list[Job], Path, Path, set[str]], Iterator[JobResult]]

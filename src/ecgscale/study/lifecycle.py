@@ -28,32 +28,10 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
+from ecgscale.study.results import Results
+
 STATES = ("pending", "running", "done", "failed")
 
-JOB_COLUMNS: dict[str, str] = {
-    "job_id": "TEXT PRIMARY KEY",
-    "kind": "TEXT NOT NULL",
-    "state": "TEXT NOT NULL",
-    "attempts": "INTEGER NOT NULL DEFAULT 0",
-    "owner": "TEXT",
-    "executor": "TEXT",
-    "submitted_at": "REAL",
-    "started_at": "REAL",
-    "heartbeat_at": "REAL",
-    "finished_at": "REAL",
-    "step": "INTEGER",
-    "total_steps": "INTEGER",
-    "error": "TEXT",
-}
-
-EVENT_COLUMNS: dict[str, str] = {
-    "seq": "INTEGER PRIMARY KEY AUTOINCREMENT",
-    "job_id": "TEXT NOT NULL",
-    "event": "TEXT NOT NULL",
-    "at": "REAL NOT NULL",
-    "owner": "TEXT",
-    "detail": "TEXT",
-}
 EVENTS = ("submitted", "claimed", "lost", "trained", "evaluated", "done", "failed", "released")
 """``trained``: training started (``detail``: the checkpoint step it resumed from); a job's
 ``trained`` events after its first ``done`` would mean a finished run trained again."""
@@ -99,27 +77,10 @@ class NotOwner(RuntimeError):
     """The job was taken over (its owner was judged lost) before this worker finished."""
 
 
-def create_tables(con: sqlite3.Connection) -> None:
-    """Create ``jobs`` and ``events``; fill ``jobs`` from runs and from-scratch models already
-    recorded (a results file of an earlier schema)."""
-    from ecgscale.study.results import create_table
-
-    create_table(con, "jobs", JOB_COLUMNS)
-    create_table(con, "events", EVENT_COLUMNS)
-    for table, key, kind in (("runs", "run_id", "run"), ("scratch", "scratch_id", "scratch")):
-        con.execute(
-            f"INSERT OR IGNORE INTO jobs (job_id, kind, state, attempts, finished_at) "
-            f"SELECT {key}, '{kind}', status, 1, NULL FROM {table} "
-            f"WHERE status IN ('done', 'failed')"
-        )
-
-
 class Jobs:
     """Claim, heartbeat and finish jobs in a study's ``results.sqlite``."""
 
     def __init__(self, path: Path, *, stale_after_s: float = 300.0) -> None:
-        from ecgscale.study.results import Results
-
         self.path = Results(path).path  # creates or upgrades the file
         self.stale_after_s = stale_after_s
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 
+from ecgscale.spec import StudySpec
 from ecgscale.study.runs import RunSpec, ScratchSpec
-from ecgscale.study.spec import StudySpec
 
 Job = RunSpec | ScratchSpec
 

@@ -52,11 +52,11 @@ import torch
 
 from ecgscale.models import ModelStats, build, measure
 from ecgscale.numformat import amount, compact_caps, duration
+from ecgscale.spec import StudySpec
 from ecgscale.study.eval_records import EvalRecords, evaluation_records
 from ecgscale.study.executors import local_gpus
 from ecgscale.study.packing import AUTO_RUNS_PER_GPU, packs, runs_per_gpu
 from ecgscale.study.runs import RunSpec, ScratchSpec, expand, expand_scratch
-from ecgscale.study.spec import StudySpec
 from ecgscale.study.worker import Job
 
 GPU_TFLOPS = 0.40 * 312

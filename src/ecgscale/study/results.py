@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ecgscale.study.lifecycle import create_tables
-
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "TEXT PRIMARY KEY",
     "family": "TEXT NOT NULL",
@@ -97,6 +95,32 @@ SCRATCH_COLUMNS: dict[str, str] = {
 }
 
 SCHEMA_VERSION = 3
+
+JOB_COLUMNS: dict[str, str] = {
+    "job_id": "TEXT PRIMARY KEY",
+    "kind": "TEXT NOT NULL",
+    "state": "TEXT NOT NULL",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+    "owner": "TEXT",
+    "executor": "TEXT",
+    "submitted_at": "REAL",
+    "started_at": "REAL",
+    "heartbeat_at": "REAL",
+    "finished_at": "REAL",
+    "step": "INTEGER",
+    "total_steps": "INTEGER",
+    "error": "TEXT",
+}
+
+EVENT_COLUMNS: dict[str, str] = {
+    "seq": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "job_id": "TEXT NOT NULL",
+    "event": "TEXT NOT NULL",
+    "at": "REAL NOT NULL",
+    "owner": "TEXT",
+    "detail": "TEXT",
+}
+
 _KEYS = {"evals": "run_id, eval_set, method", "tasks": "run_id, task, method, d_f"}
 
 
@@ -127,7 +151,7 @@ class Results:
             create_table(con, "tasks", TASK_COLUMNS, _KEYS["tasks"])
             create_table(con, "scratch", SCRATCH_COLUMNS)
             if version < SCHEMA_VERSION:
-                create_tables(con)
+                create_job_tables(con)
             con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def set_journal_mode(self, mode: str) -> None:
@@ -248,6 +272,20 @@ def write_run(
 def write_scratch(con: sqlite3.Connection, row: dict) -> None:
     """Replace one from-scratch model's row within ``con``'s transaction."""
     _insert(con, "scratch", SCRATCH_COLUMNS, row)
+
+
+def create_job_tables(con: sqlite3.Connection) -> None:
+    """Create the job lifecycle's tables, ``jobs`` and ``events`` (see
+    :mod:`ecgscale.study.lifecycle`); fill ``jobs`` from runs and from-scratch models already
+    recorded (a results file of an earlier schema)."""
+    create_table(con, "jobs", JOB_COLUMNS)
+    create_table(con, "events", EVENT_COLUMNS)
+    for table, key, kind in (("runs", "run_id", "run"), ("scratch", "scratch_id", "scratch")):
+        con.execute(
+            f"INSERT OR IGNORE INTO jobs (job_id, kind, state, attempts, finished_at) "
+            f"SELECT {key}, '{kind}', status, 1, NULL FROM {table} "
+            f"WHERE status IN ('done', 'failed')"
+        )
 
 
 def create_table(

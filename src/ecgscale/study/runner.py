@@ -35,13 +35,21 @@ from ecgscale.data.schema import LABELS
 from ecgscale.data.store import Store, StoreError, records_of
 from ecgscale.evaluate.probe import PROBE_FILE
 from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
-from ecgscale.evaluate.transfer import transfer_analysis
-from ecgscale.study.analysis import analyse_study
+from ecgscale.laws.analysis import analyse_study
+from ecgscale.laws.transfer import transfer_analysis
+from ecgscale.spec import DataSpec, StudySpec
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
-from ecgscale.study.runs import RunSpec, expand, expand_scratch, resolve_lr, sweep_choices
-from ecgscale.study.spec import DataSpec, StudySpec, load_study_spec
+from ecgscale.study.runs import (
+    RunSpec,
+    expand,
+    expand_scratch,
+    resolve_lr,
+    store_dir,
+    sweep_choices,
+)
+from ecgscale.study.specfile import load_study_spec
 from ecgscale.study.worker import Job, JobResult, job_id, job_kind
 from ecgscale.train.metrics import read_metrics, tensorboard_wanted
 
@@ -59,10 +67,6 @@ class TrainSummary:
     reevaluated: int = 0
     elsewhere: int = 0
     """Jobs left to another live worker (counted in ``skipped``)."""
-
-
-def store_dir(spec: StudySpec, study_dir: Path) -> Path:
-    return Path(spec.data.store) if spec.data.store else Path(study_dir) / "store"
 
 
 def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> Store:
@@ -388,7 +392,7 @@ def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = Fa
 
     Keys: ``fits``, ``gaps``, ``joint``, ``loss_to_loss``, ``efficiency`` (``parameter``,
     ``data`` and ``transfer`` lists), ``backtests``, ``analysis_gaps`` (see
-    :func:`ecgscale.study.analysis.analyse_study`) and ``transfer``.
+    :func:`ecgscale.laws.analysis.analyse_study`) and ``transfer``.
     """
     spec = load_study_spec(study_dir)
     tables = study_tables(study_dir)
@@ -424,7 +428,7 @@ def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = Fa
 
 def _transfer_efficiency(transfer: dict, content: dict) -> list[dict]:
     """The transfer analysis's SSL/SL summaries (see
-    :func:`ecgscale.evaluate.transfer.transfer_summary`) as efficiency entries of kind
+    :func:`ecgscale.laws.transfer.transfer_summary`) as efficiency entries of kind
     ``"transfer"``; an analysis gap for each task and method without a matched pair that has
     effective data on both sides."""
     eff = pd.DataFrame(transfer.get("effective") or [])

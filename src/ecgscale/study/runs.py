@@ -28,7 +28,7 @@ from ecgscale.evaluate.task_models import train_on_task, trained_task_row
 from ecgscale.models import build, measure
 from ecgscale.numformat import run_size
 from ecgscale.objectives import Objective, create_objective
-from ecgscale.study.spec import StudySpec, TrainSpec
+from ecgscale.spec import StudySpec, TrainSpec
 from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
 from ecgscale.train.checkpoint import clear_checkpoints
 from ecgscale.train.metrics import (
@@ -198,6 +198,10 @@ def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
                 for seed in spec.seeds
             ]
     return jobs
+
+
+def store_dir(spec: StudySpec, study_dir: Path) -> Path:
+    return Path(spec.data.store) if spec.data.store else Path(study_dir) / "store"
 
 
 def tensorboard_dir(job_dir: Path) -> Path:
@@ -407,6 +411,9 @@ def execute(
     study_dir: Path,
     hooks: Hooks | None = None,
 ) -> Outcome:
-    """Run one job of either kind in its folder under ``study_dir``."""
+    """Run one job of either kind in its folder under ``study_dir``: what trains a job, for
+    ``ecgscale train`` and ``ecgscale study`` (through :func:`ecgscale.study.worker.run_job` on
+    every executor), for the ``torchrun`` processes of a job of several GPUs, and for
+    :mod:`ecgscale.study.torchrun`."""
     run = execute_run if isinstance(job, RunSpec) else execute_scratch
     return run(spec, job, store_dir, Path(study_dir) / job.folder, hooks)

@@ -13,7 +13,7 @@ import pandas as pd
 from ecgscale.numformat import duration
 from ecgscale.study.lifecycle import Jobs, owner_alive
 from ecgscale.study.runs import expand, expand_scratch
-from ecgscale.study.spec import load_study_spec
+from ecgscale.study.specfile import load_study_spec
 from ecgscale.study.worker import job_id
 from ecgscale.train.metrics import read_metrics
 

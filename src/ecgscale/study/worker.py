@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ecgscale.interrupts import GRACE_S
+from ecgscale.spec import StudySpec
 from ecgscale.study.lifecycle import Claim, Jobs, NotOwner
 from ecgscale.study.results import write_run, write_scratch
 from ecgscale.study.runs import (
@@ -31,8 +32,9 @@ from ecgscale.study.runs import (
     execute,
     expand,
     expand_scratch,
+    store_dir,
 )
-from ecgscale.study.spec import StudySpec, load_spec
+from ecgscale.study.specfile import load_spec
 
 Job = RunSpec | ScratchSpec
 
@@ -138,9 +140,15 @@ def _run_claimed(
             out = _run_under_torchrun(study_dir, job, processes_per_run(spec))
         else:
             out = execute(spec, job, store_dir, study_dir, Hooks(on_train, on_progress))
-    row = out.row
-    if row["status"] == "done" and not trained and processes_per_run(spec) == 1:
+    if out.row["status"] == "done" and not trained and processes_per_run(spec) == 1:
         jobs.log(claim, "evaluated", "from saved weights")
+    return record(jobs, claim, job, out)
+
+
+def record(jobs: Jobs, claim: Claim, job: Job, out: Outcome) -> JobResult:
+    """Write ``out``, what the claimed ``job`` made, to the results store and finish the claim
+    (skipped when the claim was taken over meanwhile)."""
+    row = out.row
     try:
         with jobs.finishing(claim, row["status"], row["error"]) as con:
             if isinstance(job, RunSpec):
@@ -225,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redo", action="store_true", help="evaluate a finished run again")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from ecgscale.study.runner import store_dir
     from ecgscale.train import distributed
 
     spec = load_spec(args.study_dir / "spec.yaml")

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ecgscale.objectives import Objective
-from ecgscale.study.spec import TrainSpec
+from ecgscale.spec import TrainSpec
 from ecgscale.train import checkpoint, distributed
 from ecgscale.train.hardware import resolve_precision
 from ecgscale.train.metrics import TrainLog

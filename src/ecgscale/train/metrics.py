@@ -26,7 +26,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from ecgscale.study.spec import SpecError
+from ecgscale.spec import SpecError
 
 COLUMNS: tuple[str, ...] = (
     "step",

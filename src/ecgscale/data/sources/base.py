@@ -142,6 +142,8 @@ class SourceError(ValueError):
 
 
 _REGISTRY: dict[str, type[Source]] = {}
+"""Readers by kind. The built-in readers are registered by the time this module is imported:
+importing it imports its package first, whose ``__init__`` imports every reader."""
 
 
 def register_source(cls: type[Source]) -> type[Source]:
@@ -152,8 +154,6 @@ def register_source(cls: type[Source]) -> type[Source]:
 
 def create_source(kind: str, path: Path | str, **options: Any) -> Source:
     """An instance of the reader registered as ``kind``."""
-    import ecgscale.data.sources  # noqa: F401  (registers the built-in readers)
-
     if kind not in _REGISTRY:
         raise SourceError(f"unknown source kind {kind!r} (known: {', '.join(list_sources())})")
     return _REGISTRY[kind](path, **options)
@@ -161,8 +161,6 @@ def create_source(kind: str, path: Path | str, **options: Any) -> Source:
 
 def list_sources() -> list[str]:
     """Registered source kinds."""
-    import ecgscale.data.sources  # noqa: F401
-
     return sorted(_REGISTRY)
 
 

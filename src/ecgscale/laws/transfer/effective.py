@@ -1,5 +1,5 @@
 """Censored effective data D_E and transferred data D_T of task results (see
-:mod:`ecgscale.evaluate.transfer`)."""
+:mod:`ecgscale.laws.transfer`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ecgscale.evaluate.transfer.curves import Curve, CurveKey, curve_key, curve_name
+from ecgscale.laws.transfer.curves import Curve, CurveKey, curve_key, curve_name
 
 
 def effective_data(tasks: pd.DataFrame, curves: Mapping[CurveKey, Curve]) -> pd.DataFrame:

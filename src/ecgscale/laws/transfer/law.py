@@ -1,4 +1,4 @@
-"""The transfer law ``D_T = k·D_F^α·N^β`` (see :mod:`ecgscale.evaluate.transfer`)."""
+"""The transfer law ``D_T = k·D_F^α·N^β`` (see :mod:`ecgscale.laws.transfer`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecgscale.evaluate.transfer.curves import Array
+from ecgscale.laws.transfer.curves import Array
 
 MIN_LAW_POINTS = 4
 """Points with exact D_T > 0 that a transfer-law fit needs."""

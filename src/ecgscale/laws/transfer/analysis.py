@@ -1,4 +1,4 @@
-"""The whole transfer analysis of a study (see :mod:`ecgscale.evaluate.transfer`)."""
+"""The whole transfer analysis of a study (see :mod:`ecgscale.laws.transfer`)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 import pandas as pd
 
-from ecgscale.evaluate.transfer.curves import curve_key, curve_name, curves_and_gaps
-from ecgscale.evaluate.transfer.effective import effective_data
-from ecgscale.evaluate.transfer.law import fit_transfer_law
-from ecgscale.evaluate.transfer.ratios import transfer_ratios, transfer_summary
+from ecgscale.laws.transfer.curves import curve_key, curve_name, curves_and_gaps
+from ecgscale.laws.transfer.effective import effective_data
+from ecgscale.laws.transfer.law import fit_transfer_law
+from ecgscale.laws.transfer.ratios import transfer_ratios, transfer_summary
 
 LAW_KEYS = ["task", "family", "paradigm", "method", "data_size"]
 

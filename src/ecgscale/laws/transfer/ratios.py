@@ -1,5 +1,5 @@
 """SSL/SL ratios of effective data: bounds of each matched pair, and their summary per task and
-method with its hierarchical bootstrap and verdict (see :mod:`ecgscale.evaluate.transfer`)."""
+method with its hierarchical bootstrap and verdict (see :mod:`ecgscale.laws.transfer`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ecgscale.evaluate.transfer.curves import Array, Curve, CurveKey, curve_key
+from ecgscale.laws.transfer.curves import Array, Curve, CurveKey, curve_key
 from ecgscale.laws.verdicts import MAX_SPREAD, ratio_verdict
 
 RATIO_KEYS = ["task", "family", "target_params", "data_size", "d_f", "method", "seed"]

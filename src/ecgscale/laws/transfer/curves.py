@@ -1,5 +1,5 @@
 """From-scratch loss curves L(D) of a task, their inverse, censoring and bootstrap draws (see
-:mod:`ecgscale.evaluate.transfer`)."""
+:mod:`ecgscale.laws.transfer`)."""
 
 from __future__ import annotations
 

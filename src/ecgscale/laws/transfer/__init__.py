@@ -39,11 +39,11 @@ of its lower bound, 97.5% quantile of its upper bound] over the resamples; its v
 it for a study); the names below are importable from here.
 """
 
-from ecgscale.evaluate.transfer.analysis import transfer_analysis
-from ecgscale.evaluate.transfer.curves import Curve, CurveKey, scratch_curves
-from ecgscale.evaluate.transfer.effective import effective_data
-from ecgscale.evaluate.transfer.law import fit_transfer_law
-from ecgscale.evaluate.transfer.ratios import (
+from ecgscale.laws.transfer.analysis import transfer_analysis
+from ecgscale.laws.transfer.curves import Curve, CurveKey, scratch_curves
+from ecgscale.laws.transfer.effective import effective_data
+from ecgscale.laws.transfer.law import fit_transfer_law
+from ecgscale.laws.transfer.ratios import (
     _ratio_bounds,
     _weighted_median,
     transfer_ratios,

@@ -23,11 +23,11 @@ from ecgscale.laws.table import GroupFit
 from ecgscale.numformat import compact
 from ecgscale.report.figures import (
     FIGURE_DPI,
-    _add_legend,
-    _line_handle,
-    _panels,
-    _plain,
-    _style_axes,
+    add_legend,
+    escape_text,
+    line_handle,
+    panel_grid,
+    style_axes,
 )
 
 MAX_SLICES = 6
@@ -37,7 +37,7 @@ CURVE_POINTS = 100
 
 def _against_x(fits: Sequence[GroupFit]) -> tuple[Figure, Axes, list]:
     """One log-log panel: each group's points and fitted curve against ``x``, a colour each."""
-    fig, axes = _panels(1, 1, sharey=False)
+    fig, axes = panel_grid(1, 1, sharey=False)
     ax = axes[0, 0]
     colors = _group_colors(fits)
     for f, color in zip(fits, colors, strict=True):
@@ -50,20 +50,20 @@ def plot_power(fits: Sequence[GroupFit]) -> Figure:
     """Loss against the size, log-log: one colour per group."""
     fig, ax, colors = _against_x(fits)
     columns = fits[0].columns
-    _style_axes(ax, _title(fits), columns["x"], columns["loss"])
-    _add_legend(fig, [_line_handle(c, f.label) for f, c in zip(fits, colors, strict=True)])
+    style_axes(ax, _title(fits), columns["x"], columns["loss"])
+    add_legend(fig, [line_handle(c, f.label) for f, c in zip(fits, colors, strict=True)])
     return fig
 
 
 def plot_joint(fits: Sequence[GroupFit]) -> Figure:
     """Joint and Kaplan forms: per group, loss against N with a curve per D slice (left) and
     loss against D with a curve per N slice (right)."""
-    fig, axes = _panels(len(fits), 2, sharey=False)
+    fig, axes = panel_grid(len(fits), 2, sharey=False)
     for row, f in zip(axes, fits, strict=True):
         for ax, (along, across) in zip(row, (("n", "d"), ("d", "n")), strict=True):
             _sliced_panel(ax, f, along, across)
-            _style_axes(ax, f.label, f.columns[along], f.columns["loss"])
-    fig.suptitle(_plain(_title(fits)), fontsize=10)
+            style_axes(ax, f.label, f.columns[along], f.columns["loss"])
+    fig.suptitle(escape_text(_title(fits)), fontsize=10)
     return fig
 
 
@@ -74,19 +74,19 @@ def plot_loss_to_loss(fits: Sequence[GroupFit]) -> Figure:
     high = max(max(f.inputs["x"].max(), f.y.max()) for f in fits)
     ax.plot([low, high], [low, high], color="grey", lw=0.8, ls=":")
     columns = fits[0].columns
-    _style_axes(ax, _title(fits), columns["x"], columns["y"], plain_x=True)
-    handles = [_line_handle(c, f.label) for f, c in zip(fits, colors, strict=True)]
-    _add_legend(fig, [*handles, _line_handle("grey", "y = x", ls=":")])
+    style_axes(ax, _title(fits), columns["x"], columns["y"], plain_x=True)
+    handles = [line_handle(c, f.label) for f, c in zip(fits, colors, strict=True)]
+    add_legend(fig, [*handles, line_handle("grey", "y = x", ls=":")])
     return fig
 
 
 def plot_transfer(fits: Sequence[GroupFit]) -> Figure:
     """Transferred data D_T against fine-tuning data D_F: per group, a curve per N slice."""
-    fig, axes = _panels(1, len(fits), sharey=False)
+    fig, axes = panel_grid(1, len(fits), sharey=False)
     for ax, f in zip(axes[0], fits, strict=True):
         _sliced_panel(ax, f, "d_f", "n")
-        _style_axes(ax, f.label, f.columns["d_f"], f.columns["d_t"])
-    fig.suptitle(_plain(_title(fits)), fontsize=10)
+        style_axes(ax, f.label, f.columns["d_f"], f.columns["d_t"])
+    fig.suptitle(escape_text(_title(fits)), fontsize=10)
     return fig
 
 
@@ -155,7 +155,7 @@ def _sliced_panel(ax: Axes, f: GroupFit, along: str, across: str) -> None:
         color = cmap(0.9 * i / max(len(levels) - 1, 1))
         mine = member == i
         label = f"{f.columns[across]} = {compact(level)}"
-        ax.scatter(f.inputs[along][mine], f.y[mine], s=14, color=color, label=_plain(label))
+        ax.scatter(f.inputs[along][mine], f.y[mine], s=14, color=color, label=escape_text(label))
         _curve(ax, f, color, along, {along: grid, across: np.full_like(grid, level)})
     ax.legend(fontsize=7, frameon=False)
 

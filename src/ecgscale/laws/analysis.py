@@ -32,7 +32,7 @@ from ecgscale.laws import (
 )
 from ecgscale.laws.comparisons import bottleneck, crossover, winners
 from ecgscale.laws.verdicts import box_shaped, exponent_verdicts, ratio_verdict
-from ecgscale.study.spec import N_COLUMNS, N_WORDS
+from ecgscale.spec import N_COLUMNS, N_WORDS
 
 LEVEL = 0.95
 BAND_POINTS = 40

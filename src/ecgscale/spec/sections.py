@@ -1,33 +1,16 @@
-"""Typed study specification: YAML in, validated dataclass-like models out, command-line overrides.
-
-Every field has a default except where a study must say what it wants; unknown fields are
-errors. ``SpecError`` carries a one-line message naming the field.
-"""
+"""The sections of a study spec: data, models, training, SSL, evaluation, tasks, transfer
+and laws."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-from importlib import resources
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-PARADIGMS = ("sl", "ssl")
-
-
-class SpecError(ValueError):
-    """A study spec is invalid; the message is one line naming the field."""
+from ecgscale.spec.base import Strict, registered
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SourceSpec(_Strict):
+class SourceSpec(Strict):
     """A dataset ingested into the study's store before training (``ecgscale data ingest``).
 
     ``path`` is read as given (relative paths from the working directory). A source already
@@ -44,11 +27,9 @@ class SourceSpec(_Strict):
 
     @field_validator("kind")
     @classmethod
-    def _kind_known(cls, kind: str) -> str:
-        from ecgscale.data.sources import list_sources
-
-        known = list_sources()
-        if kind not in known:
+    def _kind_known(cls, kind: str, info: ValidationInfo) -> str:
+        known = registered(info, "sources")
+        if known is not None and kind not in known:
             raise ValueError(f"unknown source kind {kind!r} (known: {', '.join(known)})")
         return kind
 
@@ -57,7 +38,7 @@ class SourceSpec(_Strict):
         return self.name or self.kind
 
 
-class DataSpec(_Strict):
+class DataSpec(Strict):
     """Where pre-training, validation, test and OOD records come from.
 
     The ID site's records take every role of a study, patient-disjoint (see
@@ -104,9 +85,7 @@ class DataSpec(_Strict):
         return self.model_dump(mode="json", exclude=set(self.EVALUATION))
 
     @model_validator(mode="after")
-    def _sites_known(self) -> DataSpec:
-        from ecgscale.data.synthetic import SITES
-
+    def _sites_known(self, info: ValidationInfo) -> DataSpec:
         if self.id_site in self.ood_sites:
             raise ValueError(f"ood_sites: {self.id_site!r} is the ID site")
         names = [src.store_name for src in self.ingest]
@@ -117,28 +96,29 @@ class DataSpec(_Strict):
             if not self.store:
                 raise ValueError("store: source 'store' needs the folder of an ingested store")
             return self
+        sites = registered(info, "sites")
+        if sites is None:
+            return self
         for name, site in [("id_site", self.id_site)] + [
             (f"ood_sites[{i}]", s) for i, s in enumerate(self.ood_sites)
         ]:
             if name != "id_site" and (site in ingested or self.ingest):
                 continue  # an ingested source, or one of its sites (checked against the store)
-            if site not in SITES:
-                raise ValueError(f"{name}: unknown site {site!r} (known: {', '.join(SITES)})")
+            if site not in sites:
+                raise ValueError(f"{name}: unknown site {site!r} (known: {', '.join(sites)})")
         return self
 
 
-class ModelsSpec(_Strict):
+class ModelsSpec(Strict):
     families: list[str] = ["resnet", "transformer"]
     sizes: list[int] = Field(..., min_length=1, description="target parameter counts")
 
     @field_validator("families")
     @classmethod
-    def _families_known(cls, families: list[str]) -> list[str]:
-        from ecgscale.models import list_families
-
-        known = list_families()
+    def _families_known(cls, families: list[str], info: ValidationInfo) -> list[str]:
+        known = registered(info, "families")
         for i, fam in enumerate(families):
-            if fam not in known:
+            if known is not None and fam not in known:
                 raise ValueError(f"[{i}]: unknown family {fam!r} (known: {', '.join(known)})")
         if not families:
             raise ValueError("at least one family is needed")
@@ -153,7 +133,7 @@ class ModelsSpec(_Strict):
         return sizes
 
 
-class TrainSpec(_Strict):
+class TrainSpec(Strict):
     batch_size: int = Field(64, ge=1)
     lr: float | list[float] = Field(
         2e-3,
@@ -246,7 +226,7 @@ class TrainSpec(_Strict):
         return dump
 
 
-class SSLSpec(_Strict):
+class SSLSpec(Strict):
     """How SSL pre-trains. ``objective: masked`` (:mod:`ecgscale.objectives.masked`): masked
     reconstruction of ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden in every
     lead at once (``mask: time``) or in each lead independently (``lead``), each hidden patch's
@@ -274,7 +254,7 @@ class SSLSpec(_Strict):
         return {"objective": self.objective, **self.model_dump(include=set(fields))}
 
 
-class EvalSpec(_Strict):
+class EvalSpec(Strict):
     probe_records: int = Field(2000, ge=10, description="fixed labelled ID set for the probe")
     probe_val_records: int = Field(1000, ge=10)
     test_records: int | None = Field(None, ge=10, description="cap on ID test records")
@@ -294,7 +274,7 @@ SCRATCH_REACH = 4
 """How far past the largest probed D_F the from-scratch curve must reach (a factor)."""
 
 
-class TaskSpec(_Strict):
+class TaskSpec(Strict):
     """An unseen clinical task: targets never used in pre-training, on records of one source.
 
     ``target`` names metadata columns: one for ``binary`` (0/1 or true/false) and
@@ -369,7 +349,7 @@ class TaskSpec(_Strict):
             )
 
 
-class TransferSpec(_Strict):
+class TransferSpec(Strict):
     """From-scratch models on every task and D_F: the curves that turn a loss into effective
     data. ``train`` overrides the study's training settings for them (default: the same)."""
 
@@ -387,105 +367,6 @@ class TransferSpec(_Strict):
         return train
 
 
-class SlurmSpec(_Strict):
-    """SLURM settings of the ``slurm`` executor (one job array through submitit).
-
-    ``backend`` picks submitit's executor: ``slurm`` (sbatch), ``local`` (a process per task
-    on this machine, ``array_parallelism`` at a time and at most one per
-    ``threads_per_worker`` cores; ``setup``, partition and the like are ignored) or ``debug``
-    (every task in the driver's process, one after the other).
-    """
-
-    backend: Literal["slurm", "local", "debug"] = Field(
-        "slurm", description="submitit executor: slurm, local (this machine) or debug (in-process)"
-    )
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    time_min: int = Field(240, ge=1, description="time limit of each array task, minutes")
-    mem_gb: float | None = Field(None, gt=0)
-    array_parallelism: int = Field(64, ge=1, description="array tasks running at once")
-    max_requeues: int = Field(3, ge=0, description="requeues on pre-emption or time-out")
-    additional: dict[str, str | int | bool] = Field(
-        {}, description="further #SBATCH options, e.g. {constraint: a100}"
-    )
-    setup: list[str] = Field([], description="shell lines run before each task (module load …)")
-
-
-class ExecutorSpec(_Strict):
-    """Where and how the jobs run, and how faults are handled (none of it changes run ids)."""
-
-    kind: Literal["local", "ray", "slurm"] = "local"
-    workers: int | None = Field(
-        None, ge=1, description="local: worker processes; default: one per core"
-    )
-    threads_per_worker: int = Field(
-        1, ge=1, description="CPU threads of each run (runs sharing a GPU split them)"
-    )
-    gpus_per_run: int = Field(0, ge=0, description="GPUs of each run; more than one: torchrun")
-    runs_per_gpu: int | Literal["auto"] = Field(
-        1,
-        description="runs sharing one GPU, each in a process of its own (gpus_per_run 1 only); "
-        "auto: by the rung's size (ecgscale.study.packing.AUTO_RUNS_PER_GPU)",
-    )
-    gpus: int | None = Field(
-        None, ge=1, description="local: GPUs to run on (default: every GPU torch sees)"
-    )
-    address: str | None = Field(None, description="ray: cluster address (default: auto)")
-    max_attempts: int = Field(3, ge=1, description="tries of a job that fails or loses its worker")
-    heartbeat_s: float = Field(30.0, gt=0, description="seconds between a running job's heartbeats")
-    stale_after_s: float = Field(
-        300.0, gt=0, description="a running job silent this long has lost its worker"
-    )
-    journal_mode: Literal["wal", "delete"] | None = Field(
-        None,
-        description="results.sqlite journal: wal (one host) or delete (workers on several hosts"
-        " share the file); default wal for local, delete for ray and slurm",
-    )
-    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
-
-    @property
-    def journal(self) -> str:
-        """The results store's journal mode for this executor."""
-        return self.journal_mode or ("wal" if self.kind == "local" else "delete")
-
-    @field_validator("runs_per_gpu", mode="before")
-    @classmethod
-    def _runs_or_auto(cls, value: Any) -> Any:
-        if value != "auto" and (type(value) is not int or value < 1):
-            raise ValueError(f"{value!r}: give a number of runs (1 or more) or auto")
-        return value
-
-    @model_validator(mode="after")
-    def _packing_needs_one_gpu_per_run(self) -> ExecutorSpec:
-        if self.runs_per_gpu not in (1, "auto") and self.gpus_per_run != 1:
-            raise ValueError(
-                f"runs_per_gpu: {self.runs_per_gpu} runs share a GPU only with gpus_per_run: 1 "
-                f"(got {self.gpus_per_run})"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _stale_after_heartbeats(self) -> ExecutorSpec:
-        if self.stale_after_s < 2 * self.heartbeat_s:
-            raise ValueError(
-                f"stale_after_s ({self.stale_after_s:g}) must be at least twice heartbeat_s"
-                f" ({self.heartbeat_s:g})"
-            )
-        return self
-
-
-class MonitorSpec(_Strict):
-    """What training reports while it runs, beside each job's ``metrics.csv`` (always written);
-    none of it changes run ids. See docs/monitoring.md."""
-
-    tensorboard: bool | Literal["auto"] = Field(
-        "auto",
-        description="TensorBoard event files under <study>/tensorboard: auto (when the "
-        "tensorboard package is installed), true (required) or false",
-    )
-
-
 NConvention = Literal["total", "non_embedding"]
 N_COLUMNS: dict[str, str] = {"total": "n_params", "non_embedding": "n_params_nonembed"}
 """The results column of each parameter-count convention (``laws.n``)."""
@@ -493,7 +374,7 @@ N_WORDS: dict[str, str] = {"total": "total parameters", "non_embedding": "non-em
 """How each convention is named in sentences and on axes."""
 
 
-class LawsSpec(_Strict):
+class LawsSpec(Strict):
     delta: float = Field(1e-3, gt=0, description="Huber delta in log space")
     n_bootstrap: int = Field(200, ge=0)
     n: NConvention = Field(
@@ -501,215 +382,3 @@ class LawsSpec(_Strict):
         description="parameter count N the laws use: total, or non_embedding (without the "
         "ResNet stem / Transformer patch embedding); parameter efficiency is reported under both",
     )
-
-
-class StudySpec(_Strict):
-    name: str = Field(..., min_length=1)
-    data: DataSpec = Field(default_factory=DataSpec)
-    models: ModelsSpec
-    paradigms: list[Literal["sl", "ssl"]] = ["sl", "ssl"]
-    data_sizes: list[int] = Field(..., min_length=1)
-    seeds: list[int] = [0]
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    ssl: SSLSpec = Field(default_factory=SSLSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
-    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
-    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
-    laws: LawsSpec = Field(default_factory=LawsSpec)
-    tasks: list[TaskSpec] = []
-    transfer: TransferSpec = Field(default_factory=TransferSpec)
-
-    @field_validator("data_sizes")
-    @classmethod
-    def _sizes_positive(cls, sizes: list[int]) -> list[int]:
-        for i, s in enumerate(sizes):
-            if s < 1:
-                raise ValueError(f"[{i}]: data size {s} must be positive")
-        return sizes
-
-    @model_validator(mode="after")
-    def _fits_data(self) -> StudySpec:
-        train_share = (1 - self.data.val_fraction - self.data.test_fraction) * (
-            1 - self.data.holdout
-        )
-        approx_train = int(self.data.n_records * train_share)
-        names = [t.name for t in self.tasks]
-        if len(set(names)) < len(names):
-            raise ValueError(f"tasks: task names must be distinct, got {names}")
-        scratch = self.scratch_train  # validates transfer.train against the train section
-        for family in self.train.families:
-            if family not in self.models.families:
-                raise ValueError(f"train.families: {family!r} is not one of models.families")
-            try:
-                self.train.for_family(family)
-            except ValidationError as err:
-                first = err.errors()[0]
-                raise ValueError(
-                    f"train.families.{family}.{first['loc'][0]}: {first['msg']}"
-                ) from None
-        if self.tasks and self.transfer.scratch and len(scratch.lrs) > 1:
-            raise ValueError(
-                "transfer.train.lr: from-scratch models train at one learning rate; train.lr "
-                "sweeps several, so give transfer.train.lr"
-            )
-        if self.train.lr_sweep_d is not None and self.train.lr_sweep_d not in self.data_sizes:
-            raise ValueError(
-                f"train.lr_sweep_d: {self.train.lr_sweep_d} is not one of data_sizes "
-                f"{self.data_sizes}"
-            )
-        if self.transfer.scratch:
-            for i, task in enumerate(self.tasks):
-                try:
-                    task.check_scratch_ladder()
-                except ValueError as err:
-                    raise ValueError(f"tasks[{i}].{err}") from None
-        if self.data.source == "store":
-            return self
-        if max(self.data_sizes) > approx_train:
-            raise ValueError(
-                f"data_sizes: {max(self.data_sizes)} exceeds the ~{approx_train} ID training "
-                f"records of data.n_records={self.data.n_records} left for pre-training by "
-                f"data.holdout={self.data.holdout:g}"
-            )
-        return self
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-    @property
-    def scratch_train(self) -> TrainSpec:
-        """Training settings of the from-scratch task models (before per-family overrides)."""
-        return self.scratch_for(None)
-
-    def scratch_for(self, family: str | None) -> TrainSpec:
-        """Training settings of ``family``'s from-scratch task models (and fine-tuned copies):
-        the train section, its overrides for the family, then ``transfer.train``'s."""
-        base = self.train if family is None else self.train.for_family(family)
-        try:
-            return TrainSpec.model_validate(
-                base.model_dump(exclude={"families"}) | self.transfer.train
-            )
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise ValueError(f"transfer.train.{first['loc'][0]}: {first['msg']}") from None
-
-    @property
-    def lr_sweep_d(self) -> int | None:
-        """The data size of the learning-rate sweep (None without a sweep)."""
-        if len(self.train.lrs) == 1:
-            return None
-        return self.train.lr_sweep_d or max(self.data_sizes)
-
-    def fingerprint(self, *parts: str) -> str:
-        """Short hash of the named top-level sections (``data``, ``train`` and ``ssl`` as their
-        identities: the fields that shape pre-training)."""
-        dump = self.model_dump(mode="json") | {
-            "train": self.train.identity(),
-            "data": self.data.identity(),
-            "ssl": self.ssl.objective_kwargs(),
-        }
-        blob = json.dumps({p: dump[p] for p in parts}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:8]
-
-    def eval_tag(self) -> str:
-        """Hash of everything a run is evaluated on; a done run with another tag is
-        re-evaluated from its saved weights."""
-        blob = json.dumps(
-            {
-                "eval": self.eval.model_dump(mode="json"),
-                "ood": {k: self.data.model_dump(mode="json")[k] for k in DataSpec.EVALUATION},
-                "tasks": [t.model_dump(mode="json") for t in self.tasks],
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:8]
-
-
-def _format_error(err: ValidationError, origin: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in first["loc"])
-    loc = loc.replace(".[", "[") or "(top level)"
-    msg = first["msg"].removeprefix("Value error, ")
-    index = re.match(r"^(\[\d+\]): (.*)$", msg)
-    if index:  # a list validator named the offending item
-        loc, msg = loc + index.group(1), index.group(2)
-    if first["type"] == "missing":
-        msg = "missing required field"
-    elif first["type"] == "extra_forbidden":
-        msg = "unknown field"
-    return f"{origin}: {loc}: {msg}"
-
-
-def _apply_override(tree: dict[str, Any], assignment: str, origin: str) -> None:
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key:
-        raise SpecError(f"override {assignment!r}: expected key=value")
-    node = tree
-    parts = key.split(".")
-    path = ""
-    for part in parts[:-1]:
-        path = f"{path}.{part}" if path else part
-        if part not in _known_fields(path):
-            raise SpecError(f"override {assignment!r}: unknown key {path!r}")
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SpecError(f"override {assignment!r}: {path!r} is not a section")
-    if parts[-1] not in _known_fields(key):
-        raise SpecError(f"override {assignment!r}: unknown key {key!r}")
-    node[parts[-1]] = yaml.safe_load(raw)
-
-
-def _known_fields(dotted: str) -> set[str]:
-    """Names allowed at the last component of ``dotted`` (walks the model classes)."""
-    model: type[BaseModel] = StudySpec
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        ann = model.model_fields[part].annotation
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if model is None:
-            return set()
-    return set(model.model_fields)
-
-
-def parse_spec(tree: Any, *, origin: str = "spec", overrides: list[str] = ()) -> StudySpec:
-    """Validate a spec tree (plus ``key=value`` overrides) into a ``StudySpec``."""
-    if not isinstance(tree, dict):
-        raise SpecError(f"{origin}: expected a mapping at the top level")
-    tree = json.loads(json.dumps(tree))
-    for assignment in overrides:
-        _apply_override(tree, assignment, origin)
-    try:
-        return StudySpec.model_validate(tree)
-    except ValidationError as err:
-        raise SpecError(_format_error(err, origin)) from None
-
-
-def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> StudySpec:
-    """Read a YAML spec file (default: the embedded demo) and apply overrides."""
-    if path is None:
-        text = resources.files("ecgscale.configs").joinpath("demo.yaml").read_text()
-        origin = "demo.yaml (embedded)"
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise SpecError(f"{path}: no such spec file")
-        text, origin = path.read_text(), str(path)
-    try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{origin}:{where} not valid YAML") from None
-    return parse_spec(tree, origin=origin, overrides=overrides)
-
-
-def load_study_spec(study_dir: str | Path) -> StudySpec:
-    """The resolved spec a study folder holds (its ``spec.yaml``); FileNotFoundError, one line,
-    when ``study_dir`` is not a study folder."""
-    path = Path(study_dir) / "spec.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{study_dir}: not a study folder (no spec.yaml; `ecgscale study SPEC --out DIR` "
-            "makes one)"
-        )
-    return load_spec(path)
