@@ -1,5 +1,7 @@
 """Study specs: defaults, overrides, and one-line errors naming the field."""
 
+import re
+
 import pytest
 
 from ecgscale.spec import SpecError, StudySpec
@@ -51,6 +53,43 @@ def test_errors_name_the_field(tree, overrides, field):
         parse_spec(tree, overrides=overrides)
     message = str(err.value)
     assert field in message and "\n" not in message
+
+
+def test_family_overrides_apply_to_their_family_only():
+    spec = parse_spec(
+        BASE,
+        overrides=[
+            "train.lr=0.002",
+            "train.families.resnet.lr=0.006",
+            "train.families.transformer.max_steps=600",
+        ],
+    )
+    assert spec.train.for_family("resnet").lr == 0.006
+    assert spec.train.for_family("resnet").max_steps == spec.train.max_steps
+    assert spec.train.for_family("transformer").lr == 0.002
+    assert spec.train.for_family("transformer").max_steps == 600
+    plain = {r.run_id for r in expand(parse_spec(BASE, overrides=["train.lr=0.002"]))}
+    assert not plain & {r.run_id for r in expand(spec)}  # the overrides shape the runs
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.families.resnet.lrr=1"], "unknown key 'train.families.resnet.lrr'"),
+        (["train.families={resnet: {lrr: 1}}"], "resnet.lrr: unknown train field"),
+        (["train.families={resnet: {lr_sweep_d: 100}}"], "not per family"),
+        (["train.families={resnet: {lr: [0.1, 0.2]}}"], "one rate per family"),
+        (["train.lr=[0.001, 0.01]", "train.families.resnet.lr=0.1"], "needs one train.lr"),
+    ],
+)
+def test_family_overrides_refuse_what_they_cannot_mean(overrides, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec(BASE, overrides=overrides)
+
+
+def test_from_scratch_training_overrides_by_key():
+    spec = parse_spec(BASE, overrides=["train.lr=[0.001, 0.01]", "transfer.train.lr=0.003"])
+    assert spec.transfer.train == {"lr": 0.003} and spec.scratch_for("resnet").lr == 0.003
 
 
 def test_data_size_beyond_store_rejected():

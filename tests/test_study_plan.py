@@ -45,17 +45,14 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     runs, scratch = jobs[jobs["kind"] == "run"], jobs[jobs["kind"] == "scratch"]
     assert runs["job_id"].tolist() == [r.run_id for r in expand(spec)]
     assert scratch["job_id"].tolist() == [j.scratch_id for j in expand_scratch(spec)]
-    assert len(runs) == 48 and len(scratch) == 20  # the 3 x 3 grid of 4 cells + the sweep's 12
+    assert len(runs) == 36 and len(scratch) == 20
 
-    # the demo sweeps two learning rates at D = 2000; D = 500 trains at the rung's best
-    run_id = "resnet-ssl-n200k-d500-s0-lrbest-" + spec.fingerprint("data", "train", "ssl")
+    run_id = "resnet-ssl-n200k-d500-s0-" + spec.fingerprint("data", "train", "ssl")
     run = runs.set_index("job_id").loc[run_id]
     stats = _stats("resnet", 200_000, spec)
     by_hand = stats.flops_per_sample * 64 * 200  # batch 64, 200 steps
     assert run["flops"] == by_hand
     assert run["train_hours"] == pytest.approx(by_hand / 1e12 / 3600)
-    swept = runs[runs["job_id"].str.startswith("resnet-ssl-n200k-d2k-s0-lr")]
-    assert len(swept) == 2 and (swept["flops"] == by_hand).all()  # the plan counts the sweep
     # evaluation: one forward pass over each record of the run's roles (probe set, probe
     # validation, ID test, the three OOD sites, both tasks' sets), estimated without a store
     # (demo.yaml: the tasks' largest D_F is their from-scratch ladder's, 4 x 200)
@@ -80,6 +77,22 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     # the largest model is the 200K Transformer of 0.1 s tokens at 100 Hz
     assert totals["device"] == "CPU core" and totals["params_max"] == 207_808
     assert plan.wall_hours >= jobs["hours"].sum() / plan.slots - 1e-12
+
+
+def test_plan_counts_a_learning_rate_sweep():
+    """Each rung trains at every rate at the sweep's D: the plan lists and counts those runs."""
+    one = plan_study(load_spec(), tflops=1.0)
+    spec = load_spec(None, ["train.lr=[0.002, 0.006]", "train.families={}"])
+    swept = plan_study(spec, tflops=1.0)
+    runs = swept.jobs[swept.jobs["kind"] == "run"]
+    assert len(runs) == 36 + 12  # 12 rungs, one more rate each at D = 2000
+    at_sweep = runs[runs["job_id"].str.contains("-lr0.00")]
+    assert len(at_sweep) == 24 and set(at_sweep["data_size"]) == {2000}
+    assert runs["job_id"].str.contains("-lrbest-").sum() == 24  # D = 125, 500: the rung's pick
+    per_run = one.jobs[one.jobs["kind"] == "run"].groupby(["family", "target_params"])["flops"]
+    extra = runs.groupby(["family", "target_params"])["flops"].sum() - per_run.sum()
+    assert (extra == 2 * per_run.first()).all()  # SL and SSL each add one run per rung
+    assert swept.totals["flops"] > one.totals["flops"]
 
 
 def test_200m_ladder_plans_in_seconds():
@@ -167,7 +180,7 @@ def test_cpu_rate_is_calibrated_on_finished_runs(tmp_path):
     assert status[first.run_id] == "done" and (status == "done").sum() == 2
     pending = plan.jobs.loc[plan.jobs["status"] != "done", "hours"]
     assert plan.wall_hours == pytest.approx(lpt_makespan(pending.tolist(), plan.slots))
-    assert "2 done, 66 to run" in plan.format()
+    assert "2 done, 54 to run" in plan.format()
     # --tflops wins over the calibration
     assert plan_study(spec, tmp_path / "s", tflops=2.0).throughput.source == "given"
 
@@ -185,13 +198,13 @@ def test_cli_plan_table_json_csv(tmp_path, monkeypatch):
     result = runner.invoke(main, ["study", "plan", "--format", "json", "--tflops", "2"])
     assert result.exit_code == 0, result.output
     content = json.loads(result.output)
-    assert content["totals"]["runs"] == 48 and content["totals"]["scratch"] == 20
-    assert len(content["jobs"]) == 68
+    assert content["totals"]["runs"] == 36 and content["totals"]["scratch"] == 20
+    assert len(content["jobs"]) == 56
     assert content["assumptions"]["throughput_source"] == "given"
 
     csv = runner.invoke(main, ["study", "plan", "--format", "csv", "--tflops", "2"])
     frame = pd.read_csv(StringIO(csv.output))
-    assert len(frame) == 68 and set(frame["kind"]) == {"run", "scratch"}
+    assert len(frame) == 56 and set(frame["kind"]) == {"run", "scratch"}
     assert list(tmp_path.iterdir()) == []  # a plan writes nothing
 
 
@@ -285,13 +298,13 @@ def test_gpu_steps_have_a_floor_and_packing_shares_the_gpu():
     assert alone.totals["device_hours"] == pytest.approx(jobs["hours"].sum())
     assert not alone.packing and alone.totals["packs"] == len(jobs)
     t, p = packed.totals, packed.jobs
-    assert (p["runs_per_gpu"] == 4).all() and t["packs"] == len(p) // 4 == 17
+    assert (p["runs_per_gpu"] == 4).all() and t["packs"] == len(p) // 4 == 14
     by_pack = p.groupby("pack")["hours"].max()  # each group holds its GPU for its longest job
     assert t["device_hours"] == pytest.approx(by_pack.sum())
     assert t["device_hours_unpacked"] == pytest.approx(alone.totals["device_hours"])
     assert 3.5 < t["device_hours_unpacked"] / t["device_hours"] <= 4
     assert t["wall_hours"] <= t["wall_hours_unpacked"] == pytest.approx(alone.wall_hours)
-    assert "packing: runs_per_gpu 4: 68 jobs as 17 GPU allocations" in packed.format()
+    assert "packing: runs_per_gpu 4: 56 jobs as 14 GPU allocations" in packed.format()
     assert pack_hours([1.0, 2.0], [0.5, 0.5]) == 2.0 and pack_hours([1.0, 1.0], [0.9, 0.9]) == 1.8
 
 

@@ -26,6 +26,7 @@ def test_a_sweep_picks_each_rungs_rate_by_validation_loss(tmp_path):
             "paradigms=[sl]",
             "data_sizes=[60, 120]",
             f"train.lr={RATES}",
+            "train.families={}",
             "tasks=[]",
             "transfer.scratch=false",
             "laws.n_bootstrap=0",

@@ -147,7 +147,8 @@ class TrainSpec(Strict):
     families: dict[str, dict[str, Any]] = Field(
         {},
         description="per model family, fields that override these (e.g. {transformer: "
-        "{max_steps: 600, warmup_steps: 60}}); learning rates stay in lr",
+        "{max_steps: 600, warmup_steps: 60}}); a family's own lr is one rate, and only where "
+        "lr is one rate (a sweep covers every family)",
     )
     weight_decay: float = Field(0.05, ge=0)
     warmup_steps: int = Field(30, ge=0)
@@ -187,11 +188,19 @@ class TrainSpec(Strict):
     def _family_overrides(cls, families: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for family, overrides in families.items():
             for name in overrides:
-                if name in ("lr", "lr_sweep_d", "families"):
+                if name in ("lr_sweep_d", "families"):
                     raise ValueError(f"{family}.{name}: set it for every family, not per family")
                 if name not in cls.model_fields:
                     raise ValueError(f"{family}.{name}: unknown train field")
+            if isinstance(overrides.get("lr"), list):
+                raise ValueError(f"{family}.lr: one rate per family; sweep with train.lr")
         return families
+
+    @model_validator(mode="after")
+    def _one_rate_beside_family_rates(self) -> TrainSpec:
+        if isinstance(self.lr, list) and any("lr" in o for o in self.families.values()):
+            raise ValueError("families: a family's own lr needs one train.lr, not a sweep")
+        return self
 
     @field_validator("lr")
     @classmethod

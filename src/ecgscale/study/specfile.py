@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ecgscale.spec import Registries, SpecError, StudySpec
+from ecgscale.spec import Registries, SpecError, StudySpec, TrainSpec
 
 
 def _format_error(err: ValidationError, origin: str) -> str:
@@ -50,15 +50,28 @@ def _apply_override(tree: dict[str, Any], assignment: str, origin: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
+TRAIN_OVERRIDES = {"transfer.train": 0, "train.families": 1}
+"""Mappings that hold overrides of the train section, and how many free keys (a family's name)
+come before the train fields."""
+
+
 def _known_fields(dotted: str) -> set[str]:
     """Names allowed at the last component of ``dotted`` (walks the model classes)."""
-    model: type[BaseModel] = StudySpec
+    model: type[BaseModel] | None = StudySpec
     parts = dotted.split(".")
-    for part in parts[:-1]:
-        ann = model.model_fields[part].annotation
+    i = 0
+    while i < len(parts) - 1:
+        free = TRAIN_OVERRIDES.get(".".join(parts[: i + 1]))
+        if free is not None:
+            if len(parts) - 1 - (i + 1) < free:
+                return {parts[-1]}  # a family's name: checked when the spec is validated
+            model, i = TrainSpec, i + 1 + free
+            continue
+        ann = model.model_fields[parts[i]].annotation
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
         if model is None:
             return set()
+        i += 1
     return set(model.model_fields)
 
 
