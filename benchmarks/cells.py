@@ -27,8 +27,8 @@ def cell_table(study: Path, metric: str = "loss:id") -> pd.DataFrame:
     with sqlite3.connect(study / "results.sqlite") as db:
         runs = pd.read_sql("select * from runs where status = 'done'", db)
         evals = pd.read_sql("select run_id, eval_set, loss from evals where method = 'probe'", db)
-    # in a learning-rate sweep, each rung's run at the rate it chose (as the laws use)
-    runs = grid_runs(load_spec(study / "spec.yaml"), runs)
+    if "lr" in runs:  # in a learning-rate sweep, each rung's run at the rate it chose, as the
+        runs = grid_runs(load_spec(study / "spec.yaml"), runs)  # laws use (older studies: no lr)
     name = metric.removeprefix("loss:")
     loss = evals[evals["eval_set"] == name].set_index("run_id")["loss"]
     runs = runs.assign(loss=runs["run_id"].map(loss))

@@ -63,7 +63,7 @@ SMALL = {
         }
     ],
     "transfer": {"sizes": [20000], "train": {"max_steps": 4, "eval_every": 2}},
-    "laws": {"n_bootstrap": 0},
+    "laws": {"n_boot": 0},
 }
 """4 runs (2 sizes x SL/SSL) and 5 from-scratch models (D_F 2..40); ~20 s on 2 cores."""
 

@@ -38,7 +38,7 @@ SMALL = {
     "train": TINY_TRAIN,
     "eval": TINY_EVAL,
     "executor": {"workers": 1},
-    "laws": {"n_bootstrap": 0},
+    "laws": {"n_boot": 0},
 }
 
 

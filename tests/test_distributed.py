@@ -55,7 +55,7 @@ SPEC = {
         "checkpoint_every": 10,
     },
     "eval": {"probe_records": 60, "probe_val_records": 20, "test_records": 30, "l2_grid": [1.0]},
-    "laws": {"n_bootstrap": 0},
+    "laws": {"n_boot": 0},
 }
 
 

@@ -62,7 +62,7 @@ TINY = {
     },
     "eval": {"probe_records": 20, "probe_val_records": 10, "test_records": 10, "l2_grid": [1.0]},
     "executor": {"workers": 1},
-    "laws": {"n_bootstrap": 0},
+    "laws": {"n_boot": 0},
 }
 
 

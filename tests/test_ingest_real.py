@@ -210,7 +210,7 @@ def test_study_with_real_ood_sets(tmp_path, shared_data):
             "l2_grid": [1.0],
         },
         "executor": {"workers": 1},
-        "laws": {"n_bootstrap": 0},
+        "laws": {"n_boot": 0},
     }
     synthetic = parse_spec(
         {

@@ -121,7 +121,7 @@ SMALL = {
     "data_sizes": [100],
     "train": TINY_TRAIN,
     "eval": TINY_EVAL,
-    "laws": {"n_bootstrap": 0},
+    "laws": {"n_boot": 0},
 }
 
 

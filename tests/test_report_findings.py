@@ -32,7 +32,7 @@ def _wide(runs: pd.DataFrame, evals: pd.DataFrame, seed: int = 0) -> pd.DataFram
 def _report(tmp_path: Path, families, paradigms, ood_sets, title="study") -> tuple[dict, str]:
     runs, evals, _ = make_study(families=families, paradigms=paradigms, ood_sets=ood_sets)
     wide, evals = _wide(runs, evals)
-    content = analyse_study(wide, delta=1e-3, n_bootstrap=N_BOOT)
+    content = analyse_study(wide, delta=1e-3, n_boot=N_BOOT)
     content = json.loads(json.dumps(content))  # as the report reads it from fits.json
     path = render_report(
         runs,
@@ -79,13 +79,13 @@ def test_one_family_no_bootstrap_and_failed_run(tmp_path: Path) -> None:
     runs, evals, _ = make_study(families=("resnet",), paradigms=("sl",), ood_sets=("b",))
     runs.loc[0, ["status", "pretrain_loss"]] = ["failed", np.nan]
     wide, evals = _wide(runs, evals)
-    content = analyse_study(wide, delta=1e-3, n_bootstrap=0)
+    content = analyse_study(wide, delta=1e-3, n_boot=0)
     html = render_report(
         runs, evals, content["fits"], spec_text="", out_dir=tmp_path, analysis=content
     ).read_text()
     gaps = _gap_rows(html)
     assert "parameter efficiency</td><td>it compares two model families" in gaps
-    assert "backtests</td><td>laws.n_bootstrap is 0" in gaps
+    assert "backtests</td><td>laws.n_boot is 0" in gaps
     assert "No backtest could be made." in html
     # without bootstrap no exponent has an interval: none is stated as a number
     assert "no interval (no bootstrap" in gaps

@@ -108,3 +108,10 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 def test_spec_is_typed():
     assert isinstance(parse_spec(BASE), StudySpec)
+
+
+def test_one_name_for_the_bootstrap_count_older_spec_files_still_read():
+    assert parse_spec({**BASE, "laws": {"n_boot": 7}}).laws.n_boot == 7
+    old = parse_spec({**BASE, "laws": {"n_bootstrap": 7}})  # the name before issue 18
+    assert old.laws.n_boot == 7 and "n_bootstrap" not in old.to_yaml()
+    assert parse_spec(BASE, overrides=["eval.n_boot=5", "laws.n_boot=6"]).laws.n_boot == 6

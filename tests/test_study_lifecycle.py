@@ -161,17 +161,37 @@ SPEC = {
     },
     "eval": {**TINY_EVAL, "n_boot": 20},
     "executor": {"workers": 2, "heartbeat_s": 0.5, "stale_after_s": 5},
-    "laws": {"n_bootstrap": 0},
+    "laws": {"n_boot": 0},
 }
 VOLATILE = ["wall_s", "finished_at"]
+
+
+STARTED: list[subprocess.Popen] = []
+"""The studies this module started, so that none outlives a failing test."""
+
+
+@pytest.fixture(autouse=True)
+def _no_study_left_behind():
+    """After each test, kill what is left of the process groups it started (a failing test
+    may leave a group frozen by SIGSTOP)."""
+    yield
+    while STARTED:
+        pgid = STARTED.pop().pid
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
 
 
 def _study(spec: Path, out: Path) -> subprocess.Popen:
     """``ecgscale study SPEC --out OUT`` in its own process group."""
     cmd = [sys.executable, "-m", "ecgscale", "study", str(spec), "--out", str(out), "--quiet"]
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
+    STARTED.append(proc)
+    return proc
 
 
 def _wait_for_group(pgid: int, timeout: float = 30.0) -> None:
@@ -264,18 +284,18 @@ def test_a_study_killed_five_times_ends_as_an_uninterrupted_one(
     assert (Jobs(tmp_path / "results.sqlite").table()["state"] == "done").all()
 
 
-def _read(out: Path, query: str) -> dict:
+def _read(out: Path, query: str, timeout: float = 60) -> dict:
     """A two-column query of ``results.sqlite`` as a dict, read without writing (a process of
     the study may be frozen mid-transaction)."""
-    con = sqlite3.connect(f"file:{out / 'results.sqlite'}?mode=ro", uri=True, timeout=60)
+    con = sqlite3.connect(f"file:{out / 'results.sqlite'}?mode=ro", uri=True, timeout=timeout)
     try:
         return dict(con.execute(query).fetchall())
     finally:
         con.close()
 
 
-def _states(out: Path) -> dict[str, str]:
-    return _read(out, "SELECT job_id, state FROM jobs")
+def _states(out: Path, timeout: float = 60) -> dict[str, str]:
+    return _read(out, "SELECT job_id, state FROM jobs", timeout)
 
 
 def _owners(out: Path) -> dict[str, str]:
@@ -321,7 +341,12 @@ def _freeze_while_training(proc: subprocess.Popen, out: Path) -> dict[str, int]:
         if _checkpoint_steps(out, training=True):
             os.killpg(proc.pid, signal.SIGSTOP)
             _wait_stopped(_group(proc.pid))
-            states = _states(out)
+            try:
+                states = _states(out, timeout=2)
+            except sqlite3.OperationalError:  # frozen holding a write lock: thaw, try again
+                os.killpg(proc.pid, signal.SIGCONT)
+                time.sleep(0.1)
+                continue
             steps = _checkpoint_steps(out, training=True)
             training = {job: step for job, step in steps.items() if states.get(job) == "running"}
             if training:

@@ -29,7 +29,7 @@ def test_a_sweep_picks_each_rungs_rate_by_validation_loss(tmp_path):
             "train.families={}",
             "tasks=[]",
             "transfer.scratch=false",
-            "laws.n_bootstrap=0",
+            "laws.n_boot=0",
             "executor.workers=1",
         ],
     )

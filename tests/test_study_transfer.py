@@ -35,7 +35,7 @@ SHRINK = [
     *overrides("eval", TINY_PROBE),
     "eval.n_boot=50",
     "transfer.train={max_steps: 4, eval_every: 2}",
-    "laws.n_bootstrap=20",
+    "laws.n_boot=20",
 ]
 OOD = {"ptbxl", "cinc2020", "cinc2021", "noisy"}
 

@@ -228,7 +228,7 @@ def test_fine_tuning_is_evaluated_on_every_set_and_every_d_f(tmp_path):
             ],
             "transfer": {"scratch": False, "train": {"max_steps": 3, "eval_every": 3}},
             "executor": {"workers": 1},
-            "laws": {"n_bootstrap": 0},
+            "laws": {"n_boot": 0},
         }
     )
     run_study(spec, tmp_path, progress=False)

@@ -48,7 +48,7 @@ TINY_DEMO = [
     "train.lr=0.002",  # one rate: the sweep's path has its own tests (test_objectives_train)
     *overrides("eval", TINY_PROBE),
     "eval.n_boot=10",
-    "laws.n_bootstrap=20",
+    "laws.n_boot=20",
     "executor.workers=2",
     "tasks=[{name: age, source: code, target: age, kind: regression, d_f: [20, 40],"
     " val_records: 20, test_records: 40}, {name: lvh, source: code, target: LVH, kind: binary,"

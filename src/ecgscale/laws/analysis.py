@@ -62,7 +62,7 @@ class Group:
     paradigm: str
     rows: pd.DataFrame
     delta: float
-    n_bootstrap: int
+    n_boot: int
     seed: int
     n_col: str = "n_params"
 
@@ -75,7 +75,7 @@ def analyse_study(
     wide: pd.DataFrame,
     *,
     delta: float,
-    n_bootstrap: int,
+    n_boot: int,
     seed: int = 0,
     n_convention: str = "total",
     workers: int | None = None,
@@ -102,12 +102,12 @@ def analyse_study(
     done = wide[wide["status"] == "done"]
     metrics = loss_metrics(wide)
     groups = [
-        Group(str(family), str(paradigm), rows, delta, n_bootstrap, seed, N_COLUMNS[n_convention])
+        Group(str(family), str(paradigm), rows, delta, n_boot, seed, N_COLUMNS[n_convention])
         for (family, paradigm), rows in done.groupby(["family", "paradigm"], sort=True)
     ]
     tasks = [(g, metric, "loss:id" in metrics) for g in groups for metric in metrics]
     # without bootstrap refits every fit takes milliseconds: processes would only cost
-    workers = min(len(tasks), workers or os.cpu_count() or 1) if n_bootstrap else 1
+    workers = min(len(tasks), workers or os.cpu_count() or 1) if n_boot else 1
     bar = tqdm(total=len(tasks), desc="laws", unit="fit", disable=not progress)
     if workers <= 1:
         parts = []
@@ -150,8 +150,8 @@ def analyse_study(
         gaps += [g | {"what": g["what"] + suffix} for g in missing]
         for kind, entries in ratios.items():
             efficiency[kind] += [e | {"n": convention} for e in entries]
-    if not n_bootstrap:
-        reason = "laws.n_bootstrap is 0, so no prediction interval can be made"
+    if not n_boot:
+        reason = "laws.n_boot is 0, so no prediction interval can be made"
         gaps.append({"what": "backtests", "reason": reason})
     own_laws = laws.get(n_convention, {})
     comparisons = comparison_entries(done, probe_metrics(wide), own_laws, N_COLUMNS[n_convention])
@@ -277,7 +277,7 @@ def _analyse_loss(g: Group, metric: str, has_id: bool) -> dict[str, Any]:
 def fit_group(form: str, y: np.ndarray, g: Group, **inputs: np.ndarray) -> FitResult:
     """:func:`~ecgscale.laws.fit_with_intervals` under the group's bootstrap count, seed and
     Huber delta."""
-    return fit_with_intervals(form, y, n_boot=g.n_bootstrap, seed=g.seed, delta=g.delta, **inputs)
+    return fit_with_intervals(form, y, n_boot=g.n_boot, seed=g.seed, delta=g.delta, **inputs)
 
 
 def fit_entry(result: FitResult) -> dict[str, Any]:
@@ -560,10 +560,10 @@ def _ratio(
 
 def _backtests(g: Group, metrics: list[str], gaps: list[dict]) -> list[dict]:
     """Fit the joint law without the largest N of each family, paradigm and probe metric and
-    predict the held-out runs (prediction intervals need ``n_bootstrap`` > 0)."""
+    predict the held-out runs (prediction intervals need ``n_boot`` > 0)."""
     family, paradigm, group = g.family, g.paradigm, g.rows
     out: list[dict] = []
-    if not g.n_bootstrap:  # analyse_study states this gap once
+    if not g.n_boot:  # analyse_study states this gap once
         return out
     for metric in metrics:
         part = group[np.isfinite(group[metric].astype(float))]
@@ -578,7 +578,7 @@ def _backtests(g: Group, metrics: list[str], gaps: list[dict]) -> list[dict]:
                 by="n",
                 k=1,
                 level=LEVEL,
-                n_boot=g.n_bootstrap,
+                n_boot=g.n_boot,
                 seed=g.seed,
                 delta=g.delta,
             )

@@ -76,7 +76,7 @@ def png_bytes(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def save_figure(fig: Figure, stem: Path) -> bytes:
+def write_svg_and_png(fig: Figure, stem: Path) -> bytes:
     """Write ``stem.svg`` and ``stem.png``; return the PNG bytes (the figure is cleared)."""
     fig.savefig(stem.with_suffix(".svg"), format="svg")
     data = png_bytes(fig)

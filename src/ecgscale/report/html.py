@@ -485,7 +485,7 @@ def _embed_section(section: dict, figure_dir: Path, used_names: set[str]) -> dic
         uri = None
         if report_figure.figure is not None:
             name = _unique(report_figure.name, used_names)
-            data = figures.save_figure(report_figure.figure, figure_dir / name)
+            data = figures.write_svg_and_png(report_figure.figure, figure_dir / name)
             uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         caption, notes = report_figure.caption, report_figure.notes
         embedded.append({"uri": uri, "caption": caption, "notes": notes})

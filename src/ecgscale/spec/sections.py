@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 
 from ecgscale.spec.base import Strict, registered
 
@@ -385,7 +385,12 @@ N_WORDS: dict[str, str] = {"total": "total parameters", "non_embedding": "non-em
 
 class LawsSpec(Strict):
     delta: float = Field(1e-3, gt=0, description="Huber delta in log space")
-    n_bootstrap: int = Field(200, ge=0)
+    n_boot: int = Field(
+        200,
+        ge=0,
+        validation_alias=AliasChoices("n_boot", "n_bootstrap"),
+        description="bootstrap refits of each law (older spec files call it n_bootstrap)",
+    )
     n: NConvention = Field(
         "total",
         description="parameter count N the laws use: total, or non_embedding (without the "

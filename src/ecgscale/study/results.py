@@ -21,6 +21,16 @@ from pathlib import Path
 
 import pandas as pd
 
+OUTCOME_COLUMNS: dict[str, str] = {
+    "status": "TEXT NOT NULL",
+    "error": "TEXT",
+    "wall_s": "REAL",
+    "steps": "INTEGER",
+    "best_step": "INTEGER",
+    "stopped": "TEXT",
+}
+"""How a training job ended, in the runs and the scratch table alike."""
+
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "TEXT PRIMARY KEY",
     "family": "TEXT NOT NULL",
@@ -33,12 +43,7 @@ RUN_COLUMNS: dict[str, str] = {
     "seed": "INTEGER NOT NULL",
     "lr": "REAL",
     "precision": "TEXT",
-    "status": "TEXT NOT NULL",
-    "error": "TEXT",
-    "wall_s": "REAL",
-    "steps": "INTEGER",
-    "best_step": "INTEGER",
-    "stopped": "TEXT",
+    **OUTCOME_COLUMNS,
     "pretrain_loss": "REAL",
     "probe_l2": "REAL",
     "eval_tag": "TEXT",
@@ -84,12 +89,7 @@ SCRATCH_COLUMNS: dict[str, str] = {
     "n_params": "INTEGER",
     "d_f": "INTEGER NOT NULL",
     "seed": "INTEGER NOT NULL",
-    "status": "TEXT NOT NULL",
-    "error": "TEXT",
-    "wall_s": "REAL",
-    "steps": "INTEGER",
-    "best_step": "INTEGER",
-    "stopped": "TEXT",
+    **OUTCOME_COLUMNS,
     **{k: v for k, v in TASK_COLUMNS.items() if k not in ("run_id", "task", "method", "d_f", "l2")},
     "finished_at": "TEXT",
 }

@@ -310,14 +310,6 @@ def jobs_done(spec: StudySpec, study_dir: Path) -> tuple[int, int]:
     return int((table["job_id"].isin(ids) & (table["state"] == "done")).sum()), len(ids)
 
 
-def _study_runs(study_dir: Path):
-    spec = load_study_spec(study_dir)
-    path = Path(study_dir) / "results.sqlite"
-    if not path.is_file():
-        raise FileNotFoundError(f"{study_dir}: no results.sqlite (run the study first)")
-    return spec, grid_runs(spec, Results(path).wide())
-
-
 def grid_runs(spec: StudySpec, recorded: pd.DataFrame) -> pd.DataFrame:
     """The recorded runs of the spec's grid, one per coordinate: in a learning-rate sweep, a
     rung's sweep run at the rate it chose stands for the sweep (the others are in
@@ -349,11 +341,18 @@ def study_roles(study_dir: Path) -> pd.DataFrame:
     return role_table(assign_roles(spec, store.meta), store.meta)
 
 
-def study_tables(study_dir: Path) -> dict[str, pd.DataFrame]:
-    """The results of the study's current grid: ``runs`` (wide), ``evals``, ``tasks`` (with
-    the runs' coordinates) and ``scratch``; rows of other settings are left out."""
-    spec, wide = _study_runs(study_dir)
-    results = Results(Path(study_dir) / "results.sqlite")
+def study_tables(study_dir: Path, spec: StudySpec | None = None) -> dict[str, pd.DataFrame]:
+    """The results of the study's current grid: ``runs`` (wide; in a learning-rate sweep each
+    rung's chosen run), ``sweep`` (:func:`sweep_runs`), ``evals``, ``tasks`` (with the runs'
+    coordinates) and ``scratch``; rows of other settings are left out. ``spec``: the study's,
+    if the caller has read it."""
+    spec = spec or load_study_spec(study_dir)
+    path = Path(study_dir) / "results.sqlite"
+    if not path.is_file():
+        raise FileNotFoundError(f"{study_dir}: no results.sqlite (run the study first)")
+    results = Results(path)
+    recorded = results.runs()
+    wide = grid_runs(spec, results.wide())
     ids = set(wide["run_id"])
     evals = results.evals()
     coords = wide[
@@ -366,6 +365,7 @@ def study_tables(study_dir: Path) -> dict[str, pd.DataFrame]:
     scratch = scratch[scratch["scratch_id"].isin({j.scratch_id for j in expand_scratch(spec)})]
     return {
         "runs": wide,
+        "sweep": sweep_runs(spec, recorded),
         "evals": evals[evals["run_id"].isin(ids)].reset_index(drop=True),
         "tasks": tasks.reset_index(drop=True),
         "scratch": scratch.reset_index(drop=True),
@@ -386,20 +386,28 @@ def training_curves(study_dir: Path, run_ids: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
 
 
-def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = False) -> Path:
+def fit_laws(
+    study_dir: Path,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+    spec: StudySpec | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
+) -> Path:
     """Fit the study's laws, their efficiency ratios and backtests, and its transfer analysis
-    from ``results.sqlite``; write and return ``fits.json``.
+    from ``results.sqlite``; write and return ``fits.json``. ``spec`` and ``tables``
+    (:func:`study_tables`): what the caller has already read of the study, else read here.
 
     Keys: ``fits``, ``gaps``, ``joint``, ``loss_to_loss``, ``efficiency`` (``parameter``,
     ``data`` and ``transfer`` lists), ``backtests``, ``analysis_gaps`` (see
     :func:`ecgscale.laws.analysis.analyse_study`) and ``transfer``.
     """
-    spec = load_study_spec(study_dir)
-    tables = study_tables(study_dir)
+    spec = spec or load_study_spec(study_dir)
+    tables = tables or study_tables(study_dir, spec)
     content = analyse_study(
         tables["runs"],
         delta=spec.laws.delta,
-        n_bootstrap=spec.laws.n_bootstrap,
+        n_boot=spec.laws.n_boot,
         n_convention=spec.laws.n,
         workers=workers,
         progress=progress,
@@ -413,7 +421,7 @@ def fit_laws(study_dir: Path, *, workers: int | None = None, progress: bool = Fa
                 tables["scratch"],
                 curve=spec.transfer.curve,
                 delta=spec.laws.delta,
-                n_boot=spec.laws.n_bootstrap,
+                n_boot=spec.laws.n_boot,
             )
         content["efficiency"]["transfer"] = _transfer_efficiency(transfer, content)
     else:
@@ -486,15 +494,20 @@ def _software() -> dict[str, str]:
     }
 
 
-def write_report(study_dir: Path) -> Path:
+def write_report(
+    study_dir: Path,
+    *,
+    spec: StudySpec | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
+) -> Path:
     """Render ``report.html`` (and ``figures/*.png``, ``*.svg``) from the results, ``fits.json``
     (laws, efficiency ratios, backtests, transfer analysis), the runs' training curves and the
-    spec; fits nothing."""
+    spec; fits nothing. ``spec`` and ``tables`` as in :func:`fit_laws`."""
     from ecgscale.report import render_report
 
     study_dir = Path(study_dir)
-    spec = load_study_spec(study_dir)
-    tables = study_tables(study_dir)
+    spec = spec or load_study_spec(study_dir)
+    tables = tables or study_tables(study_dir, spec)
     wide = tables["runs"]
     runs = wide[[c for c in wide.columns if ":" not in c]]
     fits = study_dir / "fits.json"
@@ -524,7 +537,7 @@ def write_report(study_dir: Path) -> Path:
         transfer=content.get("transfer"),
         analysis=content,
         roles=read_role_table(roles) if (roles := study_dir / "roles.csv").is_file() else None,
-        sweep=sweep_runs(spec, Results(study_dir / "results.sqlite").runs()),
+        sweep=tables["sweep"],
         curves=training_curves(study_dir, runs["run_id"].tolist()),
     )
 
@@ -535,5 +548,6 @@ def run_study(
     """The whole study: data → training and evaluation → laws → report. Returns the report."""
     prepare_data(spec, study_dir, progress=progress)
     train_runs(spec, study_dir, progress=progress, retry_failed=retry_failed)
-    fit_laws(study_dir, progress=progress)
-    return write_report(study_dir)
+    tables = study_tables(study_dir, spec)  # read once for both stages
+    fit_laws(study_dir, progress=progress, spec=spec, tables=tables)
+    return write_report(study_dir, spec=spec, tables=tables)
