@@ -45,8 +45,6 @@ PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 README_MAX_BYTES = 12 * 1024
 FIRST_SCREEN = 40
 """Lines of the README a newcomer sees first: the two commands must be in them."""
-FIGURE = "docs/img/demo.png"
-FIGURE_MARKER = "<!-- image: final demo figure, added by the lead -->"
 """The README's figure may be missing only while this comment is right above its link."""
 
 MARKER = re.compile(r"^<!--\s*doc-test(?::\s*(?P<options>[^>]*?))?\s*-->$")
@@ -368,19 +366,12 @@ def links(page: Path) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(page):
-    """Every relative link points to a file that exists, and its #anchor to a heading there.
-    The one exception: the README's figure, while the comment above it says it is to come."""
-    lines = page.read_text(encoding="utf-8").splitlines()
+    """Every relative link points to a file that exists, and its #anchor to a heading there."""
     for n, target in links(page):
         if re.match(r"^[a-z][a-z0-9+.-]*:", target):
             continue  # https:, mailto:
         path, _, anchor = target.partition("#")
         file = (page.parent / path).resolve() if path else page
-        if path and (page, path) == (README, FIGURE) and not file.exists():
-            assert lines[n - 2].strip() == FIGURE_MARKER, (
-                f"README.md:{n}: {FIGURE} is missing and the line above is not {FIGURE_MARKER}"
-            )
-            continue
         where = f"{page.relative_to(ROOT)}:{n}"
         assert file.exists(), f"{where}: {target} does not exist"
         if anchor and file.suffix == ".md":
@@ -403,13 +394,12 @@ def resolve(dotted: str) -> object:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_paths_and_names_in_backticks_exist(page):
-    """A repository path in backticks exists (but the README's figure, see above); an
-    `ecgscale.x.y` name resolves."""
+    """A repository path in backticks exists; an `ecgscale.x.y` name resolves."""
     for n, line in prose(page):
         for code in INLINE_CODE.finditer(line):
             text = code["code"].strip()
             where = f"{page.relative_to(ROOT)}:{n}"
-            if REPO_PATH.match(text) and text != FIGURE:
+            if REPO_PATH.match(text):
                 assert (ROOT / text).exists(), f"{where}: {text} does not exist"
             elif dotted := DOTTED.match(text):
                 try:
