@@ -5,8 +5,10 @@ grid point, and the report shows the sweep."""
 import sqlite3
 
 import pandas as pd
+from click.testing import CliRunner
 from tiny import TINY_DATA, TINY_EVAL, TINY_TRAIN, overrides
 
+from ecgscale.cli import main
 from ecgscale.study.runner import grid_runs, run_study, sweep_runs
 from ecgscale.study.runs import expand
 from ecgscale.study.specfile import load_spec
@@ -53,6 +55,10 @@ def test_a_sweep_picks_each_rungs_rate_by_validation_loss(tmp_path):
     assert at_sweep.equals(at_other)  # the sweep run the laws use is the chosen rate's
     sweep = sweep_runs(spec, runs)
     assert len(sweep) == 4 and sweep["chosen"].sum() == 2
+
+    shown = CliRunner().invoke(main, ["results", str(tmp_path), "--table", "sweep"])
+    assert shown.exit_code == 0, shown.output
+    assert len(shown.output.splitlines()) == 1 + 4 and "chosen" in shown.output
 
     html = report.read_text()
     assert "Learning-rate sweep" in html and "Chosen learning rates" in html

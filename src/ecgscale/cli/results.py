@@ -20,7 +20,7 @@ def report(study_dir) -> None:
     click.echo(f"report: {write_report(study_dir)}")
 
 
-TABLES = ("runs", "labels", "tasks", "scratch", "effective", "roles")
+TABLES = ("runs", "sweep", "labels", "tasks", "scratch", "effective", "roles")
 
 
 @click.command()
@@ -30,7 +30,8 @@ TABLES = ("runs", "labels", "tasks", "scratch", "effective", "roles")
     type=click.Choice(TABLES),
     default="runs",
     show_default=True,
-    help="runs: one row per run, a loss (and interval) per evaluation set; labels: per run, "
+    help="runs: one row per run, a loss (and interval) per evaluation set; sweep: the "
+    "learning-rate sweep's runs, each rung's choice marked; labels: per run, "
     "set, method and label with AUROC/F1/BCE intervals; tasks: unseen-task results; scratch: "
     "from-scratch task models; effective: task results with effective data D_E, D_T; roles: "
     "the audit of roles (records, patients, overlap with every pre-training subset).",
