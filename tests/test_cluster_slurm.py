@@ -121,7 +121,8 @@ def one_run(shared_store, study: Path, **train):
 
 def signal_when_training(jobs: Jobs, study: Path, sig: int, sent: list[int]) -> threading.Thread:
     """Send ``sig`` to the task process once it has saved its first checkpoint (as SLURM
-    would, mid-run)."""
+    would, mid-run). The runs these tests signal train 1,000 steps: with 100, a loaded machine
+    let the whole run finish between two looks (a tiny model trains 100 steps in ~1 s)."""
 
     def watch() -> None:
         deadline = time.time() + 60
@@ -141,7 +142,7 @@ def signal_when_training(jobs: Jobs, study: Path, sig: int, sent: list[int]) -> 
 
 
 def test_preemption_releases_requeues_and_resumes(shared_store, tmp_path):
-    spec, run, jobs = one_run(shared_store, tmp_path, max_steps=100)
+    spec, run, jobs = one_run(shared_store, tmp_path, max_steps=1000)
     sent: list[int] = []
     watcher = signal_when_training(jobs, tmp_path, signal.SIGUSR2, sent)
     results = list(run_slurm(spec, [run], store_dir(spec, tmp_path), tmp_path, set()))
@@ -167,7 +168,7 @@ def test_preemption_releases_requeues_and_resumes(shared_store, tmp_path):
 
 
 def test_task_killed_is_lost_and_released(shared_store, tmp_path):
-    spec, run, jobs = one_run(shared_store, tmp_path, max_steps=100)
+    spec, run, jobs = one_run(shared_store, tmp_path, max_steps=1000)
     sent: list[int] = []
     watcher = signal_when_training(jobs, tmp_path, signal.SIGKILL, sent)
     results = list(run_slurm(spec, [run], store_dir(spec, tmp_path), tmp_path, set()))
@@ -185,7 +186,7 @@ def test_ctrl_c_kills_the_local_tasks_and_gives_their_jobs_back(shared_store, tm
     """SIGINT to the driver and its task (a terminal's Ctrl-C) mid-run: the task, which ignores
     SIGINT, is killed at once; its job is pending again with its checkpoint, and the next run
     resumes from it."""
-    spec, run, jobs = one_run(shared_store, tmp_path, max_steps=100)
+    spec, run, jobs = one_run(shared_store, tmp_path, max_steps=1000)
     sent: list[int] = []
     watcher = signal_when_training(jobs, tmp_path, signal.SIGINT, sent)
 

@@ -16,13 +16,13 @@ import pytest
 from ecgscale.data.fixtures import write_code15
 from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS, LEADS
+from ecgscale.data.sources import base as sources
 from ecgscale.data.sources.base import RawRecord, Rejection, Source, Unit, register_source
 from ecgscale.data.store import Store, StoreError
 
 READS: list[str] = []
 
 
-@register_source
 class ScriptedSource(Source):
     """Records described by the ``records`` option: (id, what) pairs, in units of ``per_unit``."""
 
@@ -66,6 +66,15 @@ class ScriptedSource(Source):
 
     def split(self, record: RawRecord) -> str | None:
         return "test" if record.record_id.startswith("p99") else None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _scripted_source():
+    """``scripted`` is a reader of this module's tests only: registered while they run, so
+    that other tests (``ecgscale data sources`` in the docs) see the real readers alone."""
+    register_source(ScriptedSource)
+    yield
+    del sources._REGISTRY[ScriptedSource.kind]
 
 
 def _scripted(store, records, **kw):
