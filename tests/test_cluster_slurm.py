@@ -125,7 +125,7 @@ def signal_when_training(jobs: Jobs, study: Path, sig: int, sent: list[int]) -> 
     let the whole run finish between two looks (a tiny model trains 100 steps in ~1 s)."""
 
     def watch() -> None:
-        deadline = time.time() + 60
+        deadline = time.time() + 600  # a loaded machine may take minutes to start the task
         while time.time() < deadline:
             events = jobs.events()
             trained = events[events["event"] == "trained"]
