@@ -5,7 +5,7 @@ import re
 import pytest
 
 from ecgscale.spec import SpecError, StudySpec
-from ecgscale.study.runs import expand
+from ecgscale.study.runs import expand, run_settings
 from ecgscale.study.specfile import load_spec, parse_spec
 
 BASE = {"name": "t", "models": {"sizes": [20000, 60000]}, "data_sizes": [100, 300]}
@@ -115,3 +115,29 @@ def test_one_name_for_the_bootstrap_count_older_spec_files_still_read():
     old = parse_spec({**BASE, "laws": {"n_bootstrap": 7}})  # the name before issue 18
     assert old.laws.n_boot == 7 and "n_bootstrap" not in old.to_yaml()
     assert parse_spec(BASE, overrides=["eval.n_boot=5", "laws.n_boot=6"]).laws.n_boot == 6
+
+
+def test_epochs_make_each_runs_steps_grow_with_its_data():
+    """ceil(epochs x D / min(batch, D)) steps, within [min_steps, max_steps], per run."""
+    epochs = ["train.epochs=8", "train.min_steps=20", "train.max_steps=300", "train.batch_size=32"]
+    spec = parse_spec({**BASE, "data_sizes": [10, 100, 300, 2000]}, overrides=epochs)
+    assert [spec.train.steps_for(d) for d in (10, 100, 300, 2000)] == [20, 25, 75, 300]
+    steps = {r.data_size: run_settings(spec, r).max_steps for r in expand(spec)}
+    assert steps == {10: 20, 100: 25, 300: 75, 2000: 300}
+    assert spec.scratch_for("resnet").for_data(100).max_steps == 25  # D_F counts the same way
+    family = parse_spec(BASE, overrides=["train.families={transformer: {epochs: 2}}"])
+    assert family.train.for_family("transformer").steps_for(300) == 10  # ceil(2 x 300 / 64)
+    assert family.train.for_family("resnet").steps_for(300) == family.train.max_steps
+
+
+def test_epochs_leave_older_run_ids_alone_and_change_their_own():
+    before = {r.run_id for r in expand(parse_spec(BASE))}
+    assert "epochs" not in parse_spec(BASE).train.identity()
+    assert {r.run_id for r in expand(parse_spec(BASE, overrides=["train.min_steps=5"]))} == before
+    with_epochs = {r.run_id for r in expand(parse_spec(BASE, overrides=["train.epochs=4"]))}
+    assert not with_epochs & before
+
+
+def test_min_steps_above_max_steps_is_refused():
+    with pytest.raises(SpecError, match="min_steps 500 exceeds max_steps 400"):
+        parse_spec(BASE, overrides=["train.epochs=1", "train.min_steps=500"])

@@ -95,6 +95,22 @@ def test_plan_counts_a_learning_rate_sweep():
     assert swept.totals["flops"] > one.totals["flops"]
 
 
+def test_plan_counts_steps_that_grow_with_the_data():
+    spec = load_spec(None, ["train.epochs=16", "train.min_steps=50", "train.max_steps=600"])
+    jobs = plan_study(spec, tflops=1.0).jobs
+    runs, scratch = jobs[jobs["kind"] == "run"], jobs[jobs["kind"] == "scratch"]
+    assert dict(zip(runs["data_size"], runs["max_steps"], strict=True)) == {
+        125: 50,  # ceil(16 x 125 / 64) = 32, raised to min_steps
+        500: 125,
+        2000: 500,
+    }
+    assert np.allclose(
+        jobs["flops"], jobs["flops_per_sample"] * jobs["batch_size"] * jobs["max_steps"]
+    )
+    by_d_f = dict(zip(scratch["data_size"], scratch["max_steps"], strict=True))
+    assert by_d_f[400] == 100 and by_d_f[800] == 150  # transfer.train's max_steps caps D_F too
+
+
 def test_200m_ladder_plans_in_seconds():
     spec = load_spec(None, [LADDER_200M])
     start = time.perf_counter()

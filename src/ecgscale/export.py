@@ -125,7 +125,8 @@ def _config(
     shape: dict,
     saved: SavedProbe,
 ) -> dict[str, Any]:
-    data, train = pretraining_data(spec, study_dir), spec.train
+    data = pretraining_data(spec, study_dir)
+    train = spec.train.for_family(run["family"]).for_data(int(run["data_size"]))
     with torch.device("meta"):
         encoder = create_model(run["family"], **shape)
     stats = measure(encoder, spec.data.n_samples)
@@ -159,7 +160,7 @@ def _config(
             "data": data,
             "records": run["data_size"],
             "batch_size": train.batch_size,
-            "lr": train.lr,
+            "lr": run.get("lr") or train.lr,  # a swept run records the rate it trained at
             "max_steps": train.max_steps,
             **summary,
         },

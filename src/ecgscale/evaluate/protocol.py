@@ -120,7 +120,7 @@ def _six_labels(
             labels_of(meta, roles.probe_train),
             roles.probe_val,
             y_val,
-            spec.scratch_for(objective.encoder.family),
+            spec.scratch_for(objective.encoder.family).for_data(len(roles.probe_train)),
             seed,
             copy_encoder=True,
         )
@@ -180,7 +180,7 @@ def _evaluate_task(
                 objective.encoder,
                 store,
                 d_f,
-                spec.scratch_for(objective.encoder.family),
+                spec.scratch_for(objective.encoder.family).for_data(d_f),
                 seed,
                 copy_encoder=True,
             )

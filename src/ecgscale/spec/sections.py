@@ -3,6 +3,8 @@ and laws."""
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
@@ -153,6 +155,15 @@ class TrainSpec(Strict):
     weight_decay: float = Field(0.05, ge=0)
     warmup_steps: int = Field(30, ge=0)
     max_steps: int = Field(400, ge=1)
+    epochs: float | None = Field(
+        None,
+        gt=0,
+        description="steps that grow with the data: a run trains ceil(epochs x D / batch_size) "
+        "steps (D: its pre-training subset, or a from-scratch model's D_F), at least min_steps "
+        "and at most max_steps, and its warm-up and cosine schedule span them. None: max_steps "
+        "at every D",
+    )
+    min_steps: int = Field(1, ge=1, description="with epochs: the fewest steps a run trains")
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: float = Field(1.0, gt=0)
     eval_every: int = Field(50, ge=1)
@@ -202,6 +213,12 @@ class TrainSpec(Strict):
             raise ValueError("families: a family's own lr needs one train.lr, not a sweep")
         return self
 
+    @model_validator(mode="after")
+    def _step_range(self) -> TrainSpec:
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps {self.min_steps} exceeds max_steps {self.max_steps}")
+        return self
+
     @field_validator("lr")
     @classmethod
     def _rates(cls, lr: float | list[float]) -> float | list[float]:
@@ -219,6 +236,19 @@ class TrainSpec(Strict):
         """These settings with one learning rate."""
         return self.model_copy(update={"lr": lr})
 
+    def steps_for(self, d: int) -> int:
+        """The steps a run on ``d`` records trains (``epochs`` of them, within the bounds)."""
+        if self.epochs is None:
+            return self.max_steps
+        steps = math.ceil(self.epochs * d / min(self.batch_size, d))
+        return min(max(steps, self.min_steps), self.max_steps)
+
+    def for_data(self, d: int) -> TrainSpec:
+        """These settings for a run on ``d`` records: ``max_steps`` is its step budget."""
+        if self.epochs is None:
+            return self
+        return self.model_copy(update={"max_steps": self.steps_for(d), "epochs": None})
+
     def for_family(self, family: str) -> TrainSpec:
         """These settings with ``families[family]``'s overrides applied."""
         overrides = self.families.get(family)
@@ -228,10 +258,13 @@ class TrainSpec(Strict):
 
     def identity(self) -> dict[str, Any]:
         """The fields that shape a run's result. fp32 is what every run did before ``precision``
-        existed, so it is left out too and older run ids stay valid."""
+        existed, and max_steps at every D before ``epochs``, so those are left out too and
+        older run ids stay valid."""
         dump = self.model_dump(mode="json", exclude=set(self.EXECUTION))
         if dump["precision"] == "fp32":
             del dump["precision"]
+        if dump["epochs"] is None:  # added later: runs without it keep their ids
+            del dump["epochs"], dump["min_steps"]
         return dump
 
 

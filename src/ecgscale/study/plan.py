@@ -10,7 +10,8 @@ costs nothing to plan). A job's training FLOPs are
 
 with the pre-training settings (``train``) for runs and ``spec.scratch_train`` (``train`` with
 ``transfer.train``'s overrides) for from-scratch models, D being the run's data size or the
-model's D_F (a step never takes more records than there are). It is an upper bound: early
+model's D_F (a step never takes more records than there are), and max_steps the job's step
+budget (``train.epochs`` makes it grow with D: :meth:`~ecgscale.spec.TrainSpec.steps_for`). It is an upper bound: early
 stopping may stop a job sooner. Its evaluation FLOPs are the forward FLOPs per sample times the
 records it evaluates (:mod:`ecgscale.study.eval_records`: a run's probe set, probe validation,
 ID test, OOD and task sets, each record once; a from-scratch model's task validation and test
@@ -149,8 +150,8 @@ class Plan:
     """The packing setting in words (empty where no job shares a GPU)."""
     step_floor_s: float = 0.0
     """Least time of a training step assumed (:data:`GPU_STEP_FLOOR_S` on GPUs, else 0)."""
-    scratch_train: tuple[int, int] = (0, 0)
-    """(batch_size, max_steps) of the from-scratch models: ``spec.scratch_train``'s."""
+    scratch_batch: int = 0
+    """Batch size of the from-scratch models: ``spec.scratch_train``'s."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -257,10 +258,11 @@ class Plan:
         return "\n".join(out)
 
     def _scratch_summary(self, scratch: pd.DataFrame, unit: str) -> list[str]:
-        batch, steps = self.scratch_train
+        lo, hi = int(scratch["max_steps"].min()), int(scratch["max_steps"].max())
+        steps = f"max_steps {hi}" if lo == hi else f"{lo}..{hi} steps by D_F"
         out = [
             f"from-scratch task models ({len(scratch)}; spec.scratch_train: batch "
-            f"min({batch}, D_F), max_steps {steps}), by family and size:",
+            f"min({self.scratch_batch}, D_F), {steps}), by family and size:",
             f"{'family':<11} {'target':>6} {'params':>12} {'jobs':>4} {'tasks':<16} "
             f"{'D_F':<12} {'FLOPs':>7} {'longest':>8} {unit:>8}",
         ]
@@ -489,9 +491,9 @@ def _job_id(job: Job) -> str:
 def _row(spec: StudySpec, job: Job, records: EvalRecords, status: dict[str, str]) -> dict:
     """A job's row of sizes and FLOPs (times are added later)."""
     run = isinstance(job, RunSpec)
-    cfg = spec.train.for_family(job.family) if run else spec.scratch_for(job.family)
-    stats = rung_stats(job.family, job.target_params, spec.data.n_samples, spec.data.fs)
     d = job.data_size if run else job.d_f
+    cfg = (spec.train.for_family(job.family) if run else spec.scratch_for(job.family)).for_data(d)
+    stats = rung_stats(job.family, job.target_params, spec.data.n_samples, spec.data.fs)
     evaluated = records.per_run if run else records.scratch[job.task]
     return {
         "kind": "run" if run else "scratch",
@@ -586,6 +588,6 @@ def plan_study(
         unpacked=(float((frame["hours"] * per_device).sum()), unpacked_wall if pending else 0.0),
         packing=_packing_words(spec) if (frame["runs_per_gpu"] > 1).any() else "",
         step_floor_s=floor,
-        scratch_train=(spec.scratch_train.batch_size, spec.scratch_train.max_steps),
+        scratch_batch=spec.scratch_train.batch_size,
         notes=notes,
     )

@@ -296,8 +296,9 @@ def _record_error(run_dir: Path, err: Exception) -> None:
 
 
 def run_settings(spec: StudySpec, run: RunSpec) -> TrainSpec:
-    """The training settings of ``run``: the spec's for its family, at its learning rate."""
-    cfg = spec.train.for_family(run.family)
+    """The training settings of ``run``: the spec's for its family and data size, at its
+    learning rate."""
+    cfg = spec.train.for_family(run.family).for_data(run.data_size)
     cfg = cfg.at_lr(run.lr) if run.lr is not None else cfg
     if len(cfg.lrs) > 1:
         raise ValueError(f"run {run.run_id} has no learning rate yet: its rung's sweep chooses it")
@@ -368,7 +369,7 @@ def execute_scratch(
         encoder = build(job.family, job.target_params, input_len=store.n_samples, fs=store.fs)
         stats = measure(encoder, store.n_samples)
         row["n_params"] = stats.n_params
-        cfg = spec.scratch_for(job.family)
+        cfg = spec.scratch_for(job.family).for_data(job.d_f)
         model, result = train_on_task(
             tr,
             encoder,
