@@ -79,6 +79,7 @@ def test_family_overrides_apply_to_their_family_only():
         (["train.families={resnet: {lrr: 1}}"], "resnet.lrr: unknown train field"),
         (["train.families={resnet: {lr_sweep_d: 100}}"], "not per family"),
         (["train.families={resnet: {lr: [0.1, 0.2]}}"], "one rate per family"),
+        (["train.families={resnt: {lr: 0.1}}"], "resnt: unknown family (known: "),
         (["train.lr=[0.001, 0.01]", "train.families.resnet.lr=0.1"], "needs one train.lr"),
     ],
 )
@@ -141,3 +142,10 @@ def test_epochs_leave_older_run_ids_alone_and_change_their_own():
 def test_min_steps_above_max_steps_is_refused():
     with pytest.raises(SpecError, match="min_steps 500 exceeds max_steps 400"):
         parse_spec(BASE, overrides=["train.epochs=1", "train.min_steps=500"])
+
+
+def test_family_overrides_of_a_family_the_study_leaves_out_are_ignored():
+    """The demo sets the ResNet's rate; a study of its Transformers only still reads."""
+    spec = load_spec(None, ["models.families=[transformer]"])
+    assert spec.train.families["resnet"]["lr"] == 0.006
+    assert {r.family for r in expand(spec)} == {"transformer"}

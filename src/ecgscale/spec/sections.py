@@ -196,8 +196,13 @@ class TrainSpec(Strict):
 
     @field_validator("families")
     @classmethod
-    def _family_overrides(cls, families: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _family_overrides(
+        cls, families: dict[str, dict[str, Any]], info: ValidationInfo
+    ) -> dict[str, dict[str, Any]]:
+        known = registered(info, "families")
         for family, overrides in families.items():
+            if known is not None and family not in known:
+                raise ValueError(f"{family}: unknown family (known: {', '.join(known)})")
             for name in overrides:
                 if name in ("lr_sweep_d", "families"):
                     raise ValueError(f"{family}.{name}: set it for every family, not per family")
