@@ -182,7 +182,19 @@ def test_task_killed_is_lost_and_released(shared_store, tmp_path):
     assert jobs.events()["event"].iloc[-1] == "released"
 
 
-def test_ctrl_c_kills_the_local_tasks_and_gives_their_jobs_back(shared_store, tmp_path):
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt here, as in a terminal, even where pytest was started
+    with it ignored (a background job of a shell without job control: `make test &` in a
+    script); the handler before is restored after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_kills_the_local_tasks_and_gives_their_jobs_back(
+    shared_store, tmp_path, sigint_raises
+):
     """SIGINT to the driver and its task (a terminal's Ctrl-C) mid-run: the task, which ignores
     SIGINT, is killed at once; its job is pending again with its checkpoint, and the next run
     resumes from it."""
