@@ -4,7 +4,6 @@ and laws."""
 from __future__ import annotations
 
 import math
-
 from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator

@@ -11,13 +11,14 @@ costs nothing to plan). A job's training FLOPs are
 with the pre-training settings (``train``) for runs and ``spec.scratch_train`` (``train`` with
 ``transfer.train``'s overrides) for from-scratch models, D being the run's data size or the
 model's D_F (a step never takes more records than there are), and max_steps the job's step
-budget (``train.epochs`` makes it grow with D: :meth:`~ecgscale.spec.TrainSpec.steps_for`). It is an upper bound: early
-stopping may stop a job sooner. Its evaluation FLOPs are the forward FLOPs per sample times the
-records it evaluates (:mod:`ecgscale.study.eval_records`: a run's probe set, probe validation,
-ID test, OOD and task sets, each record once; a from-scratch model's task validation and test
-sets), counted in the study's store when there is one, else estimated from the spec. Not
-counted: the SL/SSL heads, validation during training, the probes' fits and bootstrap (on the
-CPU), elementwise ops and norms (see :func:`~ecgscale.models.ladder.measure`).
+budget (``train.epochs`` makes it grow with D: :meth:`~ecgscale.spec.TrainSpec.steps_for`).
+It is an upper bound: early stopping may stop a job sooner. Its evaluation FLOPs are the
+forward FLOPs per sample times the records it evaluates (:mod:`ecgscale.study.eval_records`: a
+run's probe set, probe validation, ID test, OOD and task sets, each record once; a from-scratch
+model's task validation and test sets), counted in the study's store when there is one, else
+estimated from the spec. Not counted: the SL/SSL heads, validation during training, the probes'
+fits and bootstrap (on the CPU), elementwise ops and norms (see
+:func:`~ecgscale.models.ladder.measure`).
 
 Times divide FLOPs by one sustained rate per job, in order of precedence: ``tflops`` (given);
 for CPU runs, the rate of the finished runs in the study folder's ``results.sqlite`` (their
