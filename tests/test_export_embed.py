@@ -59,6 +59,7 @@ TINY = {
         "eval_every": 5,
         "warmup_steps": 1,
         "val_records": 16,
+        "families": {"transformer": {"lr": 0.004}},
     },
     "eval": {"probe_records": 20, "probe_val_records": 10, "test_records": 10, "l2_grid": [1.0]},
     "executor": {"workers": 1},
@@ -82,6 +83,14 @@ def exported(runs, tmp_path_factory) -> dict[str, Path]:
     """Each run exported to a folder of its own."""
     out = tmp_path_factory.mktemp("exported")
     return {name: export_run(run, out / name) for name, run in runs.items()}
+
+
+def test_config_records_the_settings_each_run_trained_with(exported):
+    """The family's own rate (train.families), not the spec's default."""
+    for name, folder in exported.items():
+        pre = json.loads((folder / "config.json").read_text())["pretraining"]
+        assert pre["lr"] == (0.004 if name.startswith("transformer") else 0.002), name
+        assert pre["max_steps"] == 10
 
 
 def run_objective(run: Path):
