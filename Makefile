@@ -6,20 +6,27 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: study test lint setup browser
+.PHONY: study test lint setup setup-test browser
 
+# `make study` needs the package only; `make test` and `make lint` add the test extras (pytest,
+# ruff, Ray, ...: 40 s more of set-up) to the same venv.
 setup: $(VENV)/.installed
+setup-test: $(VENV)/.installed-test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
 study: setup
 	$(BIN)/ecgscale study $(ARGS)
 
-test: setup browser
+test: setup-test browser
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # Headless Chromium for tests/test_report_browser.py: the Debian packages chromium and
@@ -34,5 +41,5 @@ browser:
 	else echo "No chromium/chromedriver (and not root with apt-get): the browser test will skip"; \
 	fi
 
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -52,6 +52,8 @@ def test_normalised_targets_standardise_each_lead_patch():
     assert torch.allclose(patches.mean(-1), torch.zeros(2, 12, 10), atol=1e-5)
     assert torch.allclose(patches[1].std(-1, unbiased=False), torch.ones(12, 10), atol=1e-4)
     assert patches[0, 4].abs().max() < 1.0  # divided by the floor (0.05 mV), not its own std
+    with torch.autocast("cpu", torch.bfloat16):  # the training step's autocast: still fp32
+        assert torch.allclose(obj.target(x), patches.flatten(-2), atol=1e-6)
 
 
 def test_settle_gives_batchnorm_the_statistics_of_unmasked_inputs():

@@ -117,10 +117,13 @@ def analyse_study(
     else:
         context = multiprocessing.get_context("spawn")
         with WorkerPool(workers, mp_context=context) as pool:  # stopped at once by a Ctrl-C
-            futures = [pool.submit(_analyse_loss, *task) for task in tasks]
-            for _ in as_completed(futures):
+            # the probe losses' bootstrapped joint laws first, the quick pre-training-loss
+            # slices last, so that no long fit starts when the other worker has nothing left
+            order = sorted(range(len(tasks)), key=lambda i: tasks[i][1] == "pretrain_loss")
+            futures = {i: pool.submit(_analyse_loss, *tasks[i]) for i in order}
+            for _ in as_completed(futures.values()):
                 bar.update()
-            parts = [future.result() for future in futures]
+            parts = [futures[i].result() for i in range(len(tasks))]
     bar.close()
     out: dict[str, Any] = {key: [] for key in ("fits", "gaps", "joint", "loss_to_loss")}
     out |= {"backtests": [], "analysis_gaps": []}
