@@ -13,14 +13,23 @@ BIN := $(VENV)/bin
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
 
+# Packages are installed by uv (itself from pip), ~2.5x faster than pip here. uv reads neither
+# pip.conf nor PIP_* variables: pip's find-links (where a machine keeps wheels on disk, like
+# the CPU torch here) and index are passed on, so uv finds what pip would.
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+INDEX_URL ?= $(or $(PIP_INDEX_URL),$(shell $(PYTHON) -m pip config get global.index-url 2>/dev/null))
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode \
+	$(foreach link,$(FIND_LINKS),--find-links $(link)) $(if $(INDEX_URL),--index-url $(INDEX_URL))
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet uv
+	$(UV_INSTALL) $(TORCH)
+	$(UV_INSTALL) -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(UV_INSTALL) -e ".[test]"
 	touch $@
 
 study: setup

@@ -93,6 +93,20 @@ def test_from_scratch_training_overrides_by_key():
     assert spec.transfer.train == {"lr": 0.003} and spec.scratch_for("resnet").lr == 0.003
 
 
+def test_transfer_tasks_name_tasks_of_the_spec():
+    tasks = [
+        {"name": n, "source": "code", "target": "LVH", "kind": "binary", "d_f": [20, 40]}
+        for n in ("a", "b")
+    ]
+    spec = parse_spec({**BASE, "tasks": tasks}, overrides=["transfer.tasks=[b]"])
+    assert [spec.has_scratch(n) for n in ("a", "b")] == [False, True]
+    assert parse_spec({**BASE, "tasks": tasks}).has_scratch("a")  # default: every task
+    off = parse_spec({**BASE, "tasks": tasks}, overrides=["transfer.scratch=false"])
+    assert not off.has_scratch("a") and not off.has_scratch("b")
+    with pytest.raises(SpecError, match=r"transfer\.tasks: 'c' is not a task"):
+        parse_spec({**BASE, "tasks": tasks}, overrides=["transfer.tasks=[c]"])
+
+
 def test_data_size_beyond_store_rejected():
     with pytest.raises(SpecError, match="data_sizes"):
         parse_spec({**BASE, "data_sizes": [10**6]})

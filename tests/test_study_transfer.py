@@ -6,6 +6,7 @@ analysis with its from-scratch curves, the report, and re-evaluation without ret
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ecgscale.cli import main
 from ecgscale.data.schema import LABELS
 from ecgscale.laws.verdicts import RATIO_VERDICTS
 from ecgscale.study.results import Results
-from ecgscale.study.runner import run_study, train_runs
+from ecgscale.study.runner import fit_laws, run_study, train_runs
 from ecgscale.study.runs import expand, expand_scratch
 from ecgscale.study.specfile import parse_spec
 
@@ -172,3 +173,24 @@ def test_transfer_efficiency_per_task_or_its_gap(study):
         assert task.d_f[0] <= entry["d_f_range"][0] <= entry["d_f_range"][1] <= task.d_f[-1]
     if entries:
         assert "<td>D_E(SSL) / D_E(SL), median</td>" in html
+
+
+def test_transfer_tasks_limit_the_from_scratch_curves(study, tmp_path):
+    """``transfer.tasks`` picks the tasks with from-scratch curves: only those are trained and
+    analysed; the others keep their probes and get a gap saying why they have no transfer."""
+    spec, out, _ = study
+    one = parse_spec(
+        json.loads(json.dumps(spec.model_dump(mode="json"))), overrides=["transfer.tasks=[lvh]"]
+    )
+    assert {j.task for j in expand_scratch(one)} == {"lvh"}
+    assert [j for j in expand_scratch(spec) if j.task == "lvh"] == expand_scratch(one)
+    copy = tmp_path / "study"
+    shutil.copytree(out, copy)
+    content = json.loads(fit_laws(copy, workers=1, spec=one).read_text())
+    assert {c["task"] for c in content["transfer"]["curves"]} == {"lvh"}
+    assert {e["task"] for e in content["efficiency"]["transfer"]} <= {"lvh"}
+    left_out = {
+        g["what"] for g in content["analysis_gaps"] if "transfer.tasks" in g.get("reason", "")
+    }
+    others = {t.name for t in spec.tasks} - {"lvh"}
+    assert left_out == {f"transfer efficiency on {name}" for name in others}

@@ -57,5 +57,5 @@ TINY_DEMO = [
     "transfer.train={max_steps: 4, eval_every: 2, patience: 1}",
 ]
 """The embedded demo shrunk to a few seconds of training: both families and paradigms, 3 sizes
-× 3 data sizes (36 runs), its three OOD sites, both unseen tasks with their from-scratch
-models, bootstrap intervals."""
+× 3 data sizes (36 runs), its two OOD sites, both unseen tasks (LVH with its from-scratch
+models), bootstrap intervals."""

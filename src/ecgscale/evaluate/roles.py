@@ -256,7 +256,7 @@ def assign_roles(spec: StudySpec, meta: pd.DataFrame) -> Roles:
     id_rows = site["row"].to_numpy()
     tasks = {}
     for task in spec.tasks:
-        sizes = task.all_d_f if spec.transfer.scratch else task.d_f
+        sizes = task.all_d_f if spec.has_scratch(task.name) else task.d_f
         if task.source == data.id_site:
             tasks[task.name] = _id_site_task(task, eval_pool, sizes)
         else:

@@ -56,7 +56,8 @@ class Encoder(nn.Module):
             raise ValueError(
                 f"{type(self).__name__} expects (B, {self.n_leads}, T), got {tuple(x.shape)}"
             )
-        return F.pad(x, (0, -x.shape[-1] % self.token_span))
+        missing = -x.shape[-1] % self.token_span
+        return F.pad(x, (0, missing)) if missing else x  # F.pad copies even when it pads nothing
 
     def features(self, x: Tensor) -> Tensor:
         """Pooled representation ``(B, D)``: the mean over tokens of ``forward(x)``.

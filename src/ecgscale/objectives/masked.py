@@ -112,7 +112,7 @@ class MaskedReconstruction(Objective):
         if not self.norm_target:
             return x
         length = x.shape[-1]
-        padded = F.pad(x, (0, -length % self.patch))
+        padded = F.pad(x, (0, -length % self.patch)) if length % self.patch else x
         patches = padded.unflatten(-1, (-1, self.patch))  # (B, 12, P, patch)
         if x.device.type == "cpu":
             # a patch's mean and variance as products with a column of 1/patch: 3.6x faster

@@ -400,6 +400,9 @@ class TransferSpec(Strict):
     data. ``train`` overrides the study's training settings for them (default: the same)."""
 
     scratch: bool = True
+    tasks: list[str] | None = Field(
+        None, description="the tasks that get from-scratch curves; default: every task"
+    )
     sizes: list[int] | None = Field(None, description="model sizes; default: models.sizes")
     train: dict[str, Any] = Field({}, description="overrides of the train section")
     curve: Literal["power", "piecewise"] = "power"

@@ -75,8 +75,11 @@ class StudySpec(Strict):
                 f"train.lr_sweep_d: {self.train.lr_sweep_d} is not one of data_sizes "
                 f"{self.data_sizes}"
             )
-        if self.transfer.scratch:
-            for i, task in enumerate(self.tasks):
+        unknown = sorted(set(self.transfer.tasks or []) - set(names))
+        if unknown:
+            raise ValueError(f"transfer.tasks: {unknown[0]!r} is not a task (tasks: {names})")
+        for i, task in enumerate(self.tasks):
+            if self.has_scratch(task.name):
                 try:
                     task.check_scratch_ladder()
                 except ValueError as err:
@@ -93,6 +96,11 @@ class StudySpec(Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def has_scratch(self, task: str) -> bool:
+        """Whether ``task`` gets from-scratch curves (``transfer.scratch`` and ``.tasks``)."""
+        chosen = self.transfer.tasks
+        return self.transfer.scratch and (chosen is None or task in chosen)
 
     @property
     def scratch_train(self) -> TrainSpec:

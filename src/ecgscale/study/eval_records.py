@@ -162,5 +162,5 @@ def _in_ood(spec: StudySpec, task: TaskSpec) -> bool:
 
 def _task_records(spec: StudySpec, task: TaskSpec) -> int:
     """A task's largest D_F subset, validation and test sets."""
-    ladder = task.all_d_f if spec.transfer.scratch else task.d_f
+    ladder = task.all_d_f if spec.has_scratch(task.name) else task.d_f
     return ladder[-1] + task.val_records + task.test_records

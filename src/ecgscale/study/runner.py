@@ -414,17 +414,24 @@ def fit_laws(
     )
     transfer = None
     content["efficiency"]["transfer"] = []
-    if spec.tasks:
+    without = [t.name for t in spec.tasks if not spec.has_scratch(t.name)]
+    for name in without:
+        reason = "it has no from-scratch curves (transfer.scratch / transfer.tasks)"
+        content["analysis_gaps"].append(
+            {"what": f"transfer efficiency on {name}", "reason": reason}
+        )
+    if len(without) < len(spec.tasks):
+        task_rows = tables["tasks"]
         with threadpool_limits(1):
             transfer = transfer_analysis(
-                tables["tasks"],
+                task_rows[~task_rows["task"].isin(without)],
                 tables["scratch"],
                 curve=spec.transfer.curve,
                 delta=spec.laws.delta,
                 n_boot=spec.laws.n_boot,
             )
         content["efficiency"]["transfer"] = _transfer_efficiency(transfer, content)
-    else:
+    elif not spec.tasks:
         content["analysis_gaps"].append(
             {"what": "transfer efficiency", "reason": "the spec has no unseen task"}
         )

@@ -170,13 +170,12 @@ def resolve_lr(run: RunSpec, choices: dict[tuple, float]) -> RunSpec:
 
 
 def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
-    """Every from-scratch task model: task x family x size x D_F x seed (none without
-    ``transfer.scratch``). The id hashes the pre-training data, the task and its training."""
-    if not spec.transfer.scratch:
-        return []
+    """Every from-scratch task model: task x family x size x D_F x seed, for the tasks
+    :meth:`~ecgscale.spec.StudySpec.has_scratch` names. The id hashes the pre-training data, the
+    task and its training."""
     sizes = spec.transfer.sizes or spec.models.sizes
     jobs = []
-    for task in spec.tasks:
+    for task in (t for t in spec.tasks if spec.has_scratch(t.name)):
         for fam in spec.models.families:
             blob = {
                 "data": spec.data.identity(),
