@@ -59,7 +59,12 @@ def test_tiny_demo_roles_are_disjoint_from_pre_training(tiny_study, tmp_path):
     names = set(table["role"])
     assert {"probe train", "probe validation", "ID test", "pre-training validation"} <= names
     assert {f"pre-training D={d}" for d in spec.data_sizes} <= names
-    assert {f"task age D_F={d}" for d in spec.tasks[0].scratch_ladder} <= names
+    for task in spec.tasks:  # the from-scratch ladder where the task has curves (LVH's)
+        ladder = task.all_d_f if spec.has_scratch(task.name) else task.d_f
+        assert {f"task {task.name} D_F={d}" for d in ladder} == {
+            n for n in names if n.startswith(f"task {task.name} D_F=")
+        }
+    assert [t.name for t in spec.tasks if spec.has_scratch(t.name)] == ["lvh"]
     # the study wrote the same audit beside its results, and the report shows it
     written = read_role_table(out / "roles.csv")
     assert list(written["role"]) == list(table["role"])

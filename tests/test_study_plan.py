@@ -55,13 +55,14 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     assert run["train_hours"] == pytest.approx(by_hand / 1e12 / 3600)
     # evaluation: one forward pass over each record of the run's roles (probe set, probe
     # validation, ID test, the two OOD sites, both tasks' sets), estimated without a store
-    # (demo.yaml: LVH's largest D_F is its from-scratch ladder's, 4 x 200; age's is 200)
-    records = 800 + 280 + 1000 + 2 * 800 + (800 + 150 + 300) + (200 + 150 + 300)
+    # (demo.yaml: both tasks' largest probed D_F is 200; the from-scratch ladder's larger
+    # subsets train only from-scratch models)
+    records = 800 + 280 + 1000 + 2 * 800 + 2 * (200 + 150 + 300)
     assert run["eval_records"] == plan.eval_records.per_run == records
     assert not plan.eval_records.exact
     assert run["eval_flops"] == stats.forward_flops_per_sample * run["eval_records"]
     assert run["hours"] == pytest.approx(run["train_hours"] + run["eval_flops"] / 1e12 / 3600)
-    assert run["n_params"] == 201_815  # the ladder's 200K ResNet at 100 Hz x 1000
+    assert run["n_params"] == 201_815  # the ladder's 200K ResNet at 100 Hz x 500
 
     # From-scratch models (transfer.sizes: the 20K rungs) train with spec.scratch_train
     # (150 steps), at most D_F records a step.
@@ -276,7 +277,7 @@ def test_evaluation_records_are_counted_in_the_store(tmp_path):
     counted = plan.eval_records
     roles = assign_roles(spec, Store(tmp_path / "store").meta)
     every = [roles.probe_train, roles.probe_val, *(r for *_, r in roles.eval_sets())]
-    every += [tr.all_rows for tr in roles.tasks.values()]
+    every += [tr.probed_rows for tr in roles.tasks.values()]
     assert counted.exact and counted.per_run == len(np.unique(np.concatenate(every)))
     assert counted.roles["OOD sets"] == 2 * 60  # two synthetic sites of data.n_ood_records
     assert counted.scratch == {  # a task model's test set, and its validation set's thresholds
@@ -297,7 +298,7 @@ def test_estimates_of_real_data_use_published_sizes():
         "probe validation": 5_000,
         "ID test": 20_000,
         "OOD sets": 21_799 + 88_253,
-        "tasks": 4 * 7_500 + 5_000 + 10_000,  # code15_death: ladder to 4x its largest D_F
+        "tasks": 7_500 + 5_000 + 10_000,  # code15_death's largest probed D_F, val, test
     }
     lone = load_spec(STUDIES / "code15.yaml", ["data.ood_sites=[Georgia, CPSC]"])
     assert plan_study(lone).eval_records.roles["OOD sets"] == 10_344 + 6_877

@@ -65,6 +65,16 @@ def test_regression_task_standardises_with_the_train_split_and_drops_unknown_tar
     assert np.allclose(y[:, 0], (meta.loc[tr.test, "age"] - tr.center) / tr.scale, atol=1e-5)
 
 
+def test_encoders_are_evaluated_on_the_probed_subsets_only():
+    """The from-scratch ladder's larger subsets (here 80 and 160 past the probed 40) are for
+    from-scratch models: an encoder's features are taken on the probed rows only."""
+    meta = _meta()
+    tr = task_rows(_task(val_records=30, test_records=50), meta, sizes=[10, 40, 80, 160])
+    assert set(tr.subsets) == {10, 40, 80, 160}
+    assert set(tr.probed_rows) == set(tr.subsets[40]) | set(tr.val) | set(tr.test)
+    assert len(tr.all_rows) == len(tr.probed_rows) + 120  # the 120 rows only from-scratch reads
+
+
 def test_binary_and_multilabel_targets():
     meta = _meta()
     sex = task_rows(_task(target="is_male", kind="binary"), meta)

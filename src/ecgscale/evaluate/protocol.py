@@ -68,7 +68,7 @@ def evaluate_encoder(
     feats.add(roles.probe_train, roles.probe_val, *(r for _, _, r in roles.eval_sets()))
     probe, evals = _six_labels(spec, objective, store, roles, feats, seed)
     if roles.tasks:
-        feats.add(*(tr.all_rows for tr in roles.tasks.values()))
+        feats.add(*(tr.probed_rows for tr in roles.tasks.values()))
     tasks = [
         row
         for tr in roles.tasks.values()

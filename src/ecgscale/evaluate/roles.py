@@ -57,6 +57,13 @@ class TaskRows:
         """Every row the task reads (largest subset, validation, test), sorted."""
         return np.unique(np.concatenate([self.subsets[max(self.subsets)], self.val, self.test]))
 
+    @property
+    def probed_rows(self) -> np.ndarray:
+        """The rows a pre-trained encoder is evaluated on (the largest probed D_F subset,
+        validation, test), sorted: the from-scratch ladder's larger subsets are left out."""
+        largest = self.subsets[self.task.d_f[-1]]
+        return np.unique(np.concatenate([largest, self.val, self.test]))
+
     def targets(self, meta: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
         """Targets (n, K) float32 of ``rows``: 0/1/-1, or standardised values."""
         values = _raw_targets(self.task, meta.loc[rows])

@@ -77,7 +77,10 @@ class StudySpec(Strict):
             )
         unknown = sorted(set(self.transfer.tasks or []) - set(names))
         if unknown:
-            raise ValueError(f"transfer.tasks: {unknown[0]!r} is not a task (tasks: {names})")
+            raise ValueError(
+                f"transfer.tasks: {unknown[0]!r} is not a task (tasks: {names}); name tasks of "
+                "the spec, or null for every task"
+            )
         for i, task in enumerate(self.tasks):
             if self.has_scratch(task.name):
                 try:

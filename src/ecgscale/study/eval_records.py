@@ -90,7 +90,7 @@ def _counted(spec: StudySpec, store: Store) -> EvalRecords:
         "probe validation": roles.probe_val,
         "ID test": roles.id_test,
         "OOD sets": _union(roles.ood.values()),
-        "tasks": _union(tr.all_rows for tr in roles.tasks.values()),
+        "tasks": _union(tr.probed_rows for tr in roles.tasks.values()),
     }
     seen, counts = np.empty(0, np.int64), {}
     for name in ROLES:
@@ -125,7 +125,7 @@ def _estimated(spec: StudySpec, why: str) -> EvalRecords:
         if size is None:
             notes.append(f"OOD set {name}: size unknown without the store, not counted")
         ood += size or 0
-    tasks = sum(_task_records(spec, task) for task in spec.tasks if not _in_ood(spec, task))
+    tasks = sum(_task_records(task) for task in spec.tasks if not _in_ood(spec, task))
     roles = {
         "probe set": ev.probe_records,
         "probe validation": ev.probe_val_records,
@@ -160,7 +160,6 @@ def _in_ood(spec: StudySpec, task: TaskSpec) -> bool:
     return task.source in ood or _size_of(spec, task.source)[1] in ood
 
 
-def _task_records(spec: StudySpec, task: TaskSpec) -> int:
-    """A task's largest D_F subset, validation and test sets."""
-    ladder = task.all_d_f if spec.has_scratch(task.name) else task.d_f
-    return ladder[-1] + task.val_records + task.test_records
+def _task_records(task: TaskSpec) -> int:
+    """A task's largest probed D_F subset, validation and test sets."""
+    return task.d_f[-1] + task.val_records + task.test_records
