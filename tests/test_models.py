@@ -360,7 +360,7 @@ def test_models_list(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     result = CliRunner().invoke(main, ["models", "list"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "1000 samples @ 100 Hz" in lines[0] and lines[1].split()[:3] == [
+    assert "500 samples @ 100 Hz" in lines[0] and lines[1].split()[:3] == [
         "family",
         "target",
         "params",

@@ -105,6 +105,8 @@ def test_transfer_tasks_name_tasks_of_the_spec():
     assert not off.has_scratch("a") and not off.has_scratch("b")
     with pytest.raises(SpecError, match=r"transfer\.tasks: 'c' is not a task"):
         parse_spec({**BASE, "tasks": tasks}, overrides=["transfer.tasks=[c]"])
+    none = parse_spec({**BASE, "tasks": tasks}, overrides=["transfer.tasks=[b]", "tasks=[]"])
+    assert none.tasks == []  # the demo without its tasks: transfer.tasks names nothing
 
 
 def test_data_size_beyond_store_rejected():

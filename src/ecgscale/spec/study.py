@@ -76,7 +76,7 @@ class StudySpec(Strict):
                 f"{self.data_sizes}"
             )
         unknown = sorted(set(self.transfer.tasks or []) - set(names))
-        if unknown:
+        if unknown and self.tasks:  # without tasks (e.g. --set tasks=[]) it names nothing
             raise ValueError(
                 f"transfer.tasks: {unknown[0]!r} is not a task (tasks: {names}); name tasks of "
                 "the spec, or null for every task"
