@@ -82,7 +82,7 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
 
 def test_plan_counts_a_learning_rate_sweep():
     """Each rung trains at every rate at the sweep's D: the plan lists and counts those runs."""
-    one = plan_study(load_spec(), tflops=1.0)
+    one = plan_study(load_spec(None, ["train.families={}"]), tflops=1.0)  # one rate, 200 steps
     spec = load_spec(None, ["train.lr=[0.002, 0.006]", "train.families={}"])
     swept = plan_study(spec, tflops=1.0)
     runs = swept.jobs[swept.jobs["kind"] == "run"]
@@ -97,7 +97,10 @@ def test_plan_counts_a_learning_rate_sweep():
 
 
 def test_plan_counts_steps_that_grow_with_the_data():
-    spec = load_spec(None, ["train.epochs=16", "train.min_steps=50", "train.max_steps=600"])
+    spec = load_spec(
+        None,
+        ["train.epochs=16", "train.min_steps=50", "train.max_steps=600", "train.families={}"],
+    )
     jobs = plan_study(spec, tflops=1.0).jobs
     runs, scratch = jobs[jobs["kind"] == "run"], jobs[jobs["kind"] == "scratch"]
     assert dict(zip(runs["data_size"], runs["max_steps"], strict=True)) == {
@@ -307,7 +310,7 @@ def test_estimates_of_real_data_use_published_sizes():
 def test_gpu_steps_have_a_floor_and_packing_shares_the_gpu():
     """Tiny models on GPUs take the measured least step time; four to a GPU they hold it for
     the longest of the four (their compute fits easily), so a quarter of the GPU-hours."""
-    gpu = ["executor.kind=slurm", "executor.gpus_per_run=1"]
+    gpu = ["executor.kind=slurm", "executor.gpus_per_run=1", "train.families={}"]  # 200 steps
     alone = plan_study(load_spec(None, gpu))
     packed = plan_study(load_spec(None, [*gpu, "executor.runs_per_gpu=4"]))
     jobs = alone.jobs

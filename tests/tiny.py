@@ -46,6 +46,7 @@ TINY_DEMO = [
     "data_sizes=[75, 150, 300]",
     *overrides("train", TINY_TRAIN),
     "train.lr=0.002",  # one rate: the sweep's path has its own tests (test_objectives_train)
+    "train.families={}",  # the same few steps for every family
     *overrides("eval", TINY_PROBE),
     "eval.n_boot=10",
     "laws.n_boot=20",
