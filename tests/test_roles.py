@@ -86,8 +86,8 @@ def test_the_demo_spec_carves_every_role_with_several_records_per_patient(tmp_pa
     roles = assign_roles(spec, store.meta)
     pretrain = set(patients_of(store.meta, roles.subsets[max(roles.subsets)]))
     pretrain |= set(patients_of(store.meta, roles.val))
-    held = np.concatenate([roles.probe_train, roles.probe_val, roles.id_test])
-    held = np.concatenate([held, *(tr.all_rows for tr in roles.tasks.values())])
+    tasks = [r for tr in roles.tasks.values() for r in (*tr.subsets.values(), tr.val, tr.test)]
+    held = np.concatenate([roles.probe_train, roles.probe_val, roles.id_test, *tasks])
     assert not pretrain & set(patients_of(store.meta, held))
 
 

@@ -42,6 +42,11 @@ def _meta(n: int = 400, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def every_row(tr) -> np.ndarray:
+    """Every row a task reads: its largest subset (the others nest in it), validation, test."""
+    return np.unique(np.concatenate([tr.subsets[max(tr.subsets)], tr.val, tr.test]))
+
+
 def _task(**kw) -> TaskSpec:
     base = {"name": "t", "source": "src", "target": "age", "kind": "regression", "d_f": [10, 40]}
     return TaskSpec(**(base | kw))
@@ -52,7 +57,7 @@ def test_regression_task_standardises_with_the_train_split_and_drops_unknown_tar
     tr = task_rows(_task(val_records=30, test_records=50), meta)
     assert len(tr.subsets[10]) == 10 and set(tr.subsets[10]) <= set(tr.subsets[40])
     assert len(tr.val) == 30 and len(tr.test) == 50
-    used = meta.loc[tr.all_rows]
+    used = meta.loc[every_row(tr)]
     assert used["age"].notna().all()
     assert set(meta.loc[tr.subsets[40], "split"]) == {"train"}
     assert set(meta.loc[tr.test, "split"]) == {"test"}
@@ -72,13 +77,13 @@ def test_encoders_are_evaluated_on_the_probed_subsets_only():
     tr = task_rows(_task(val_records=30, test_records=50), meta, sizes=[10, 40, 80, 160])
     assert set(tr.subsets) == {10, 40, 80, 160}
     assert set(tr.probed_rows) == set(tr.subsets[40]) | set(tr.val) | set(tr.test)
-    assert len(tr.all_rows) == len(tr.probed_rows) + 120  # the 120 rows only from-scratch reads
+    assert len(every_row(tr)) == len(tr.probed_rows) + 120  # the 120 rows only from-scratch reads
 
 
 def test_binary_and_multilabel_targets():
     meta = _meta()
     sex = task_rows(_task(target="is_male", kind="binary"), meta)
-    assert meta.loc[sex.all_rows, "is_male"].notna().all()
+    assert meta.loc[every_row(sex), "is_male"].notna().all()
     assert set(np.unique(sex.targets(meta, sex.test))) <= {0.0, 1.0}
     multi = task_rows(_task(target=["A", "B"], kind="multilabel"), meta)
     y = multi.targets(meta, multi.test)
@@ -193,10 +198,10 @@ def test_mortality_task_on_an_ingested_code15_store(tmp_path):
     ingest("code15", tmp_path / "code15", tmp_path / "store", fs=100, n_samples=250, progress=False)
     meta = Store(tmp_path / "store").meta
     tr = task_rows(_task(source="code15", target="death", kind="binary", d_f=[10, 30]), meta)
-    used = meta.loc[tr.all_rows]
+    used = meta.loc[every_row(tr)]
     known = table.set_index("exam_id")["death"].dropna()
     assert set(used["record_id"].astype(int)) <= set(known.index)
-    y = tr.targets(meta, tr.all_rows)[:, 0]
+    y = tr.targets(meta, every_row(tr))[:, 0]
     assert np.array_equal(y, known.loc[used["record_id"].astype(int)].astype(float).to_numpy())
 
 

@@ -53,11 +53,6 @@ class TaskRows:
     scale: float = 1.0
 
     @property
-    def all_rows(self) -> np.ndarray:
-        """Every row the task reads (largest subset, validation, test), sorted."""
-        return np.unique(np.concatenate([self.subsets[max(self.subsets)], self.val, self.test]))
-
-    @property
     def probed_rows(self) -> np.ndarray:
         """The rows a pre-trained encoder is evaluated on (the largest probed D_F subset,
         validation, test), sorted: the from-scratch ladder's larger subsets are left out."""
