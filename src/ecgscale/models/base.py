@@ -33,6 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def pad_time(x: Tensor, multiple: int) -> Tensor:
+    """``x`` zero-padded on the right of its last (time) dimension to a multiple of
+    ``multiple``; ``x`` itself when it already is one (``F.pad`` would copy it)."""
+    missing = -x.shape[-1] % multiple
+    return F.pad(x, (0, missing)) if missing else x
+
+
 class Encoder(nn.Module):
     """Base class of every family: maps ``(B, n_leads, T)`` millivolts to tokens ``(B, L, D)``.
 
@@ -56,8 +63,7 @@ class Encoder(nn.Module):
             raise ValueError(
                 f"{type(self).__name__} expects (B, {self.n_leads}, T), got {tuple(x.shape)}"
             )
-        missing = -x.shape[-1] % self.token_span
-        return F.pad(x, (0, missing)) if missing else x  # F.pad copies even when it pads nothing
+        return pad_time(x, self.token_span)
 
     def features(self, x: Tensor) -> Tensor:
         """Pooled representation ``(B, D)``: the mean over tokens of ``forward(x)``.

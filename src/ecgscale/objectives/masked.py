@@ -24,10 +24,10 @@ sees.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ecgscale.models import Encoder
+from ecgscale.models.base import pad_time
 from ecgscale.objectives.base import Objective, ReadFn, register_objective
 
 STD_FLOOR_MV = 0.05
@@ -112,7 +112,7 @@ class MaskedReconstruction(Objective):
         if not self.norm_target:
             return x
         length = x.shape[-1]
-        padded = F.pad(x, (0, -length % self.patch)) if length % self.patch else x
+        padded = pad_time(x, self.patch)
         patches = padded.unflatten(-1, (-1, self.patch))  # (B, 12, P, patch)
         if x.device.type == "cpu":
             # a patch's mean and variance as products with a column of 1/patch: 3.6x faster
