@@ -35,8 +35,12 @@ $(VENV)/.installed-test: $(VENV)/.installed
 study: setup
 	$(BIN)/ecgscale study $(ARGS)
 
+# The tests run torch on one thread each: one pytest-xdist process per CPU (at most
+# TEST_PROCESSES), whole files to a process so module fixtures are built once.
+# `make test ARGS="-n 0"` runs them in one process.
+TEST_PROCESSES ?= 4
 test: setup-test browser
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n logical --maxprocesses $(TEST_PROCESSES) --dist loadfile $(ARGS)
 
 # Headless Chromium for tests/test_report_browser.py: the Debian packages chromium and
 # chromium-driver, installed when missing if we may (root with apt-get); else that test skips.

@@ -1,10 +1,12 @@
 """Shared test set-up: one BLAS thread (tiny problems, 2 cores), the shared-data fixture and
 the tiny demo study that several test modules read."""
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from threadpoolctl import threadpool_limits
 from tiny import TINY_DEMO
 
@@ -28,7 +30,18 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> tuple[StudySpec, Path, Path]:
-    """The demo shrunk by ``TINY_DEMO``, run once per session: (spec, folder, report path)."""
+    """The demo shrunk by ``TINY_DEMO``, run once per session: (spec, folder, report path).
+
+    Under pytest-xdist (``make test`` runs two processes) it is run once for all of them: the
+    first process to ask runs it in their shared temporary folder, the others wait on a file
+    lock and read it (tests treat the study as read-only)."""
     spec = load_spec(None, TINY_DEMO)
-    out = tmp_path_factory.mktemp("tiny_study")
-    return spec, out, run_study(spec, out, progress=False)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        out = tmp_path_factory.mktemp("tiny_study")
+        return spec, out, run_study(spec, out, progress=False)
+    shared = tmp_path_factory.getbasetemp().parent
+    out, done = shared / "tiny_study", shared / "tiny_study.done"
+    with FileLock(shared / "tiny_study.lock"):
+        if not done.is_file():  # a process that failed half-way left no mark: resume its study
+            done.write_text(str(run_study(spec, out, progress=False)))
+    return spec, out, Path(done.read_text())
