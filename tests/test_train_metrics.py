@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,24 +137,53 @@ def test_a_torn_last_line_is_not_a_row(tmp_path: Path) -> None:
     assert read_metrics(path)["step"].tolist() == [3]
 
 
-def test_tensorboard_events_list_every_scalar_once_after_a_resume(tmp_path: Path) -> None:
-    pytest.importorskip(
-        "tensorboard", reason="tensorboard is not installed (pip install 'ecgscale[tensorboard]')"
-    )
+def _assert_every_scalar_once(logdir: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    ckpt, logdir = tmp_path / "ckpt", tmp_path / "tensorboard" / "run"
-    flops = _flops()
-    with pytest.raises(KeyboardInterrupt):
-        log = TrainLog([TensorBoardEvents(logdir)], flops_per_sample=flops)
-        _train(log, ckpt, _crash_at(25), checkpoint_every=7)
-    _train(TrainLog([TensorBoardEvents(logdir)], flops_per_sample=flops), ckpt, checkpoint_every=7)
     events = EventAccumulator(str(logdir))
     events.Reload()
     assert set(events.Tags()["scalars"]) == set(COLUMNS[1:])
     for tag in ("lr", "train_loss", "grad_norm", "samples_per_s", "flops_per_s"):
         assert [e.step for e in events.Scalars(tag)] == LOG_STEPS, tag
     assert [e.step for e in events.Scalars("val_loss")] == [5, 10, 15, 20, 25, 30]
+
+
+def _crashed_attempt(ckpt: Path, logdir: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        log = TrainLog([TensorBoardEvents(logdir)], flops_per_sample=_flops())
+        _train(log, ckpt, _crash_at(25), checkpoint_every=7)
+
+
+def test_tensorboard_events_list_every_scalar_once_after_a_resume(tmp_path: Path) -> None:
+    pytest.importorskip(
+        "tensorboard", reason="tensorboard is not installed (pip install 'ecgscale[tensorboard]')"
+    )
+    ckpt, logdir = tmp_path / "ckpt", tmp_path / "tensorboard" / "run"
+    _crashed_attempt(ckpt, logdir)
+    _train(
+        TrainLog([TensorBoardEvents(logdir)], flops_per_sample=_flops()), ckpt, checkpoint_every=7
+    )
+    _assert_every_scalar_once(logdir)
+
+
+def test_a_resume_whose_file_would_sort_first_waits_for_the_next_second(tmp_path: Path) -> None:
+    """TensorBoard reads event files in name order (second, host, pid, counter, as text): the
+    earlier attempt's file named for the next second with a counter of 99 (as a resume in the
+    same second with a counter of 10 against 9 would be) is still read first."""
+    pytest.importorskip(
+        "tensorboard", reason="tensorboard is not installed (pip install 'ecgscale[tensorboard]')"
+    )
+    ckpt, logdir = tmp_path / "ckpt", tmp_path / "tensorboard" / "run"
+    _crashed_attempt(ckpt, logdir)
+    (first,) = logdir.glob("events.out.tfevents.*")
+    parts = first.name.split(".")
+    parts[3], parts[-1] = f"{int(time.time()) + 1:010d}", "99"
+    first.rename(logdir / ".".join(parts))
+    _train(
+        TrainLog([TensorBoardEvents(logdir)], flops_per_sample=_flops()), ckpt, checkpoint_every=7
+    )
+    assert sorted(logdir.glob("events.out.tfevents.*"))[0].name == ".".join(parts)
+    _assert_every_scalar_once(logdir)
 
 
 def test_tensorboard_follows_the_spec_and_says_which_extra_is_missing(

@@ -137,6 +137,7 @@ class TensorBoardEvents:
         """Open a writer that hides the events written after ``step`` by an earlier attempt."""
         from torch.utils.tensorboard import SummaryWriter
 
+        _after_earlier_files(self.logdir)
         self._writer = SummaryWriter(str(self.logdir), purge_step=step + 1)
 
     def write(self, row: dict[str, float | None]) -> None:
@@ -150,6 +151,24 @@ class TensorBoardEvents:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _after_earlier_files(logdir: Path) -> None:
+    """Wait (at most a second) until a new event file's name sorts after those in ``logdir``.
+
+    TensorBoard reads a folder's event files in name order, ``events.out.tfevents.<second>.
+    <host>.<pid>.<counter>``, and a resumed attempt's purge of the steps it redoes works only
+    when its file is read last; within one second the pid and counter decide, as text (a
+    counter of 10 sorts before 9), so an attempt resumed in the same second waits for the next.
+    """
+    seconds = [
+        int(parts[3])
+        for path in logdir.glob("events.out.tfevents.*")
+        if len(parts := path.name.split(".")) > 3 and parts[3].isdigit()
+    ]
+    if seconds:
+        while time.time() < max(seconds) + 1:
+            time.sleep(max(seconds) + 1 - time.time())
 
 
 class TrainLog:
