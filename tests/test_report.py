@@ -218,3 +218,20 @@ def test_missing_pieces_render_and_are_mentioned(
     for gap in gaps:
         assert gap in html
     assert "<h2>Runs</h2>" in html
+
+
+def test_each_rung_lists_its_learning_rate_and_steps(tmp_path: Path) -> None:
+    """Without a sweep the training section still shows the recipe: per rung, the rate its runs
+    trained at and the steps they ran and kept."""
+    runs, evals, fits = make_study(families=("resnet", "transformer"), paradigms=("sl",))
+    runs["lr"] = runs["family"].map({"resnet": 0.006, "transformer": 0.002})
+    runs["steps"] = runs["data_size"].map(lambda d: 200 if d > SIZES_D[0] else 150)
+    runs["best_step"] = runs["steps"] - 25
+    html = _render(tmp_path, runs, evals, fits)
+    assert "Learning rate and steps of each rung" in html
+    start = html.index("Learning rate and steps of each rung")
+    table = html[start : html.index("</table>", start)]
+    row = re.search(r"transformer / sl</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>", table)
+    assert row is not None and row.group(2) == "0.002", row
+    assert "150–200" in table and "125–175" in table
+    assert table.count("resnet / sl") == len(SIZES_N)

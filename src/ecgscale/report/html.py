@@ -90,7 +90,7 @@ def render_report(
     )
     if sweep is not None and not sweep.empty:
         sections.append(_sweep_section(sweep))
-    sections.append(_training_section(runs, curves))
+    sections.append(_training_section(runs, curves, swept=sweep is not None and not sweep.empty))
     sections.append(_comparison_section(analysis))
     sections.append(_efficiency_section(analysis))
     sections.append(_backtest_section(analysis))
@@ -288,28 +288,63 @@ def _loss_to_loss(
     return [figure]
 
 
-def _training_section(runs: pd.DataFrame, curves: pd.DataFrame | None) -> dict:
-    """Training curves of every run, one figure per family × paradigm."""
+def _training_section(runs: pd.DataFrame, curves: pd.DataFrame | None, *, swept: bool) -> dict:
+    """Training curves of every run, one figure per family × paradigm; without a sweep (whose
+    section lists the rates it chose), each rung's learning rate and steps."""
     title = "Training curves"
     if curves is None or curves.empty:
         note = "No run has a training curve (metrics.csv or train.json history) to draw."
-        return _section(title, [_absent("training_curves", note)])
-    cells = sorted(set(zip(runs["family"], runs["paradigm"], strict=True)))
-    report_figures = [
-        figures.training_curves(
-            curves,
-            runs,
-            family=family,
-            paradigm=paradigm,
-            name=f"training_curves_{figures.slug(family)}_{figures.slug(paradigm)}",
+        section = _section(title, [_absent("training_curves", note)])
+    else:
+        cells = sorted(set(zip(runs["family"], runs["paradigm"], strict=True)))
+        report_figures = [
+            figures.training_curves(
+                curves,
+                runs,
+                family=family,
+                paradigm=paradigm,
+                name=f"training_curves_{figures.slug(family)}_{figures.slug(paradigm)}",
+            )
+            for family, paradigm in cells
+        ]
+        intro = (
+            "How every run trained, read from its metrics.csv (train.json's validation "
+            "history for runs without one): a diverging or stalled run shows here."
         )
-        for family, paradigm in cells
-    ]
-    intro = (
-        "How every run trained, read from its metrics.csv (train.json's validation history "
-        "for runs without one): a diverging or stalled run shows here."
-    )
-    return _section(title, report_figures, intro)
+        section = _section(title, report_figures, intro)
+    if not swept and {"lr", "steps", "best_step"} <= set(runs.columns):
+        section["tables"] = [_rung_recipe_table(runs)]
+    return section
+
+
+def _rung_recipe_table(runs: pd.DataFrame) -> dict:
+    """Per rung (family × paradigm × N): the peak learning rate its runs trained at, and the
+    steps they ran and kept (early stopping keeps the best validation step)."""
+
+    def span(values: pd.Series) -> str:
+        values = values.dropna()
+        if values.empty:
+            return "–"
+        lo, hi = int(values.min()), int(values.max())
+        return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
+
+    rows = []
+    for (family, paradigm, n), part in runs.groupby(
+        ["family", "paradigm", "target_params"], sort=True
+    ):
+        rates = ", ".join(f"{lr:g}" for lr in sorted(part["lr"].dropna().unique()))
+        rows.append(
+            [
+                f"{family} / {paradigm}",
+                compact(n),
+                rates or "–",
+                span(part["steps"]),
+                span(part["best_step"]),
+            ]
+        )
+    headers = ["cell", "target N", "peak learning rate", "steps run", "best step (kept)"]
+    caption = "Learning rate and steps of each rung (its runs over every data size and seed)"
+    return {"caption": caption, "headers": headers, "rows": rows}
 
 
 def _findings_section(analysis: Mapping, transfer: Mapping | None) -> dict:
