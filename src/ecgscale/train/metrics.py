@@ -153,22 +153,28 @@ class TensorBoardEvents:
             self._writer = None
 
 
+MAX_EVENT_WAIT_S = 2.0
+"""The longest :func:`_after_earlier_files` waits for the clock to pass an earlier file's second."""
+
+
 def _after_earlier_files(logdir: Path) -> None:
-    """Wait (at most a second) until a new event file's name sorts after those in ``logdir``.
+    """Wait (two seconds at most) until a new event file's name sorts after those in ``logdir``.
 
     TensorBoard reads a folder's event files in name order, ``events.out.tfevents.<second>.
     <host>.<pid>.<counter>``, and a resumed attempt's purge of the steps it redoes works only
     when its file is read last; within one second the pid and counter decide, as text (a
     counter of 10 sorts before 9), so an attempt resumed in the same second waits for the next.
+    A file from further ahead (another host's clock) is not waited for.
     """
     seconds = [
         int(parts[3])
         for path in logdir.glob("events.out.tfevents.*")
         if len(parts := path.name.split(".")) > 3 and parts[3].isdigit()
     ]
-    if seconds:
-        while time.time() < max(seconds) + 1:
-            time.sleep(max(seconds) + 1 - time.time())
+    if not seconds or max(seconds) + 1 - time.time() > MAX_EVENT_WAIT_S:
+        return
+    while (wait := max(seconds) + 1 - time.time()) > 0:
+        time.sleep(wait)
 
 
 class TrainLog:
