@@ -32,16 +32,16 @@ def shared_data() -> Path:
 def tiny_study(tmp_path_factory) -> tuple[StudySpec, Path, Path]:
     """The demo shrunk by ``TINY_DEMO``, run once per session: (spec, folder, report path).
 
-    Under pytest-xdist (``make test`` runs two processes) it is run once for all of them: the
-    first process to ask runs it in their shared temporary folder, the others wait on a file
-    lock and read it (tests treat the study as read-only)."""
+    Under pytest-xdist (``make test`` runs a process per CPU) it is run once for all of them:
+    the first process to ask runs it in the session's temporary folder, which the processes
+    share, and the others wait on a file lock and read it (tests treat the study as read-only).
+    """
     spec = load_spec(None, TINY_DEMO)
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        out = tmp_path_factory.mktemp("tiny_study")
-        return spec, out, run_study(spec, out, progress=False)
-    shared = tmp_path_factory.getbasetemp().parent
-    out, done = shared / "tiny_study", shared / "tiny_study.done"
-    with FileLock(shared / "tiny_study.lock"):
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each process has its own folder in the session's
+    out, done = root / "tiny_study", root / "tiny_study.done"
+    with FileLock(root / "tiny_study.lock"):
         if not done.is_file():  # a process that failed half-way left no mark: resume its study
             done.write_text(str(run_study(spec, out, progress=False)))
     return spec, out, Path(done.read_text())
