@@ -148,10 +148,15 @@ def _assert_every_scalar_once(logdir: Path) -> None:
     assert [e.step for e in events.Scalars("val_loss")] == [5, 10, 15, 20, 25, 30]
 
 
+def _attempt(ckpt: Path, logdir: Path, on_eval=None) -> None:
+    """One training attempt logging TensorBoard events to ``logdir``, checkpoints to ``ckpt``."""
+    log = TrainLog([TensorBoardEvents(logdir)], flops_per_sample=_flops())
+    _train(log, ckpt, on_eval, checkpoint_every=7)
+
+
 def _crashed_attempt(ckpt: Path, logdir: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
-        log = TrainLog([TensorBoardEvents(logdir)], flops_per_sample=_flops())
-        _train(log, ckpt, _crash_at(25), checkpoint_every=7)
+        _attempt(ckpt, logdir, _crash_at(25))
 
 
 def test_tensorboard_events_list_every_scalar_once_after_a_resume(tmp_path: Path) -> None:
@@ -160,9 +165,7 @@ def test_tensorboard_events_list_every_scalar_once_after_a_resume(tmp_path: Path
     )
     ckpt, logdir = tmp_path / "ckpt", tmp_path / "tensorboard" / "run"
     _crashed_attempt(ckpt, logdir)
-    _train(
-        TrainLog([TensorBoardEvents(logdir)], flops_per_sample=_flops()), ckpt, checkpoint_every=7
-    )
+    _attempt(ckpt, logdir)
     _assert_every_scalar_once(logdir)
 
 
@@ -179,9 +182,7 @@ def test_a_resume_whose_file_would_sort_first_waits_for_the_next_second(tmp_path
     parts = first.name.split(".")
     parts[3], parts[-1] = f"{int(time.time()) + 1:010d}", "99"
     first.rename(logdir / ".".join(parts))
-    _train(
-        TrainLog([TensorBoardEvents(logdir)], flops_per_sample=_flops()), ckpt, checkpoint_every=7
-    )
+    _attempt(ckpt, logdir)
     assert sorted(logdir.glob("events.out.tfevents.*"))[0].name == ".".join(parts)
     _assert_every_scalar_once(logdir)
 

@@ -88,9 +88,10 @@ def render_report(
     sections += figure_sections(
         runs, evals, fits, ood_sets, analysis.get("loss_to_loss") or (), n_axis
     )
-    if sweep is not None and not sweep.empty:
+    swept = sweep is not None and not sweep.empty
+    if swept:
         sections.append(_sweep_section(sweep))
-    sections.append(_training_section(runs, curves, swept=sweep is not None and not sweep.empty))
+    sections.append(_training_section(runs, curves, swept=swept))
     sections.append(_comparison_section(analysis))
     sections.append(_efficiency_section(analysis))
     sections.append(_backtest_section(analysis))

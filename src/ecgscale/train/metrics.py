@@ -171,9 +171,10 @@ def _after_earlier_files(logdir: Path) -> None:
         for path in logdir.glob("events.out.tfevents.*")
         if len(parts := path.name.split(".")) > 3 and parts[3].isdigit()
     ]
-    if not seconds or max(seconds) + 1 - time.time() > MAX_EVENT_WAIT_S:
+    next_second = max(seconds, default=0) + 1
+    if next_second - time.time() > MAX_EVENT_WAIT_S:
         return
-    while (wait := max(seconds) + 1 - time.time()) > 0:
+    while (wait := next_second - time.time()) > 0:
         time.sleep(wait)
 
 
