@@ -55,7 +55,8 @@ def median_beat(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | No
 def participation(medians: np.ndarray) -> tuple[float, np.ndarray]:
     """Participation ratio of the median beats' covariance, and its cumulative variance shares."""
     centred = medians - medians.mean(0)
-    power = np.clip(np.linalg.eigvalsh(centred @ centred.T)[::-1], 0.0, None)  # n <= width
+    gram = centred @ centred.T  # the covariance's non-zero eigenvalues, from records x records
+    power = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
     return float(power.sum() ** 2 / (power**2).sum()), np.cumsum(power) / power.sum()
 
 
