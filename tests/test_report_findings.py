@@ -14,7 +14,12 @@ from test_report import PAYLOAD, make_study
 from ecgscale.laws.analysis import analyse_study
 from ecgscale.laws.verdicts import ratio_verdict
 from ecgscale.report import render_report
-from ecgscale.report.findings import efficiency_findings, efficiency_table, ratio_gaps
+from ecgscale.report.findings import (
+    bottleneck_findings,
+    efficiency_findings,
+    efficiency_table,
+    ratio_gaps,
+)
 from ecgscale.report.tasks import format_number
 
 N_BOOT = 8
@@ -187,3 +192,58 @@ def test_numbers_beyond_a_billion_are_written_in_scientific_notation() -> None:
     assert format_number(12345.0) == "12,345"
     assert format_number(0.000123) == "0.000123"
     assert format_number(float("nan")) == "—"
+
+
+def _corners(labels: list[str]) -> list[dict]:
+    """Four corners of a grid N 20K-200K, D 125-2,000 with the given labels."""
+    at = [("min", "min"), ("min", "max"), ("max", "min"), ("max", "max")]
+    sizes = {"n": {"min": 20_000, "max": 200_000}, "d": {"min": 125, "max": 2000}}
+    return [
+        {
+            "n_at": n_at,
+            "d_at": d_at,
+            "n": sizes["n"][n_at],
+            "d": sizes["d"][d_at],
+            "label": label,
+            "ratio": 0.1 * (i + 1),
+            "ratio_lo": 0.01 * (i + 1),
+            "ratio_hi": 0.5 if label == "model" else 3.0 if label == "data" else 40.0,
+        }
+        for i, ((n_at, d_at), label) in enumerate(zip(at, labels, strict=True))
+    ]
+
+
+def _entry(verdict: str, labels: list[str]) -> dict:
+    return {
+        "family": "transformer",
+        "paradigm": "ssl",
+        "metric": "loss:id",
+        "verdict": verdict,
+        "n_range": [20_000, 200_000],
+        "d_range": [125, 2000],
+        "corners": _corners(labels),
+    }
+
+
+def test_bottleneck_findings_state_each_decided_corner_and_name_the_others() -> None:
+    nd = "not determined"
+    sentences = bottleneck_findings(
+        [
+            _entry("model", ["model"] * 4),
+            _entry(nd, ["model", "model", nd, nd]),
+            _entry("mixed", ["data", nd, "model", "model"]),
+            _entry(nd, [nd] * 4),  # no decided corner: no sentence
+        ],
+        "total",
+    )
+    assert len(sentences) == 3
+    whole, partial, mixed = sentences
+    assert "is model-bottlenecked" in whole and "over the whole grid" in whole
+    assert "not determined" not in whole
+    assert "model-bottlenecked (doubling N lowers the loss more than doubling D) at 2" in partial
+    assert "at 2 of the grid's 4 corners: at N = 20k" in partial
+    assert "at N = 20k, D = 125: g_D/g_N = 0.1 [0.01, 0.5]" in partial
+    assert "at N = 20k, D = 2k: g_D/g_N = 0.2 [0.02, 0.5]" in partial
+    assert partial.endswith("not determined at N = 200k, D = 125 and N = 200k, D = 2k.")
+    assert "changes bottleneck across the grid: data at N = 20k, D = 125" in mixed
+    assert mixed.endswith("not determined at N = 20k, D = 2k.")

@@ -333,10 +333,13 @@ BOTTLENECK_WORDS = {
 }
 
 
+def _corner_at(corner: Mapping) -> str:
+    return f"N = {compact(corner.get('n'))}, D = {compact(corner.get('d'))}"
+
+
 def _corner_words(corner: Mapping) -> str:
     return (
-        f"at N = {compact(corner.get('n'))}, D = {compact(corner.get('d'))}: "
-        f"g_D/g_N = {significant(corner.get('ratio'))} "
+        f"at {_corner_at(corner)}: g_D/g_N = {significant(corner.get('ratio'))} "
         f"[{significant(corner.get('ratio_lo'))}, {significant(corner.get('ratio_hi'))}]"
     )
 
@@ -351,7 +354,9 @@ def _grid_words(entry: Mapping, n_convention: str) -> str:
 
 
 def bottleneck_findings(bottlenecks: Sequence[Mapping], n_convention: str) -> list[str]:
-    """One sentence per cell and loss set whose bottleneck the intervals determine."""
+    """One sentence per cell and loss set with a corner whose interval decides its bottleneck:
+    the whole grid's when all four agree, else each decided corner with its interval, naming
+    the corners left undecided (which the report's list of gaps explains)."""
     sentences = []
     for entry in bottlenecks:
         verdict, corners = entry.get("verdict"), entry.get("corners") or []
@@ -363,13 +368,22 @@ def bottleneck_findings(bottlenecks: Sequence[Mapping], n_convention: str) -> li
                 f"{where} is {BOTTLENECK_WORDS[verdict]} over the whole grid "
                 f"({_grid_words(entry, n_convention)}){tail}."
             )
-        elif verdict == "mixed":
-            parts = [
-                f"{c.get('label')} {_corner_words(c)}"
-                for c in corners
-                if c.get("label") in BOTTLENECK_WORDS
-            ]
-            sentences.append(f"{where} changes bottleneck across the grid: {'; '.join(parts)}.")
+            continue
+        decided = [c for c in corners if c.get("label") in BOTTLENECK_WORDS]
+        if not decided:
+            continue
+        rest = [_corner_at(c) for c in corners if c.get("label") not in BOTTLENECK_WORDS]
+        tail = f"; not determined at {' and '.join(rest)}" if rest else ""
+        if verdict == "mixed":
+            parts = "; ".join(f"{c.get('label')} {_corner_words(c)}" for c in decided)
+            sentences.append(f"{where} changes bottleneck across the grid: {parts}{tail}.")
+        else:
+            words = BOTTLENECK_WORDS[decided[0]["label"]]
+            parts = "; ".join(_corner_words(c) for c in decided)
+            sentences.append(
+                f"{where} is {words} at {len(decided)} of the grid's {len(corners)} corners: "
+                f"{parts}{tail}."
+            )
     return sentences
 
 
