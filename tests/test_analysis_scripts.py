@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -21,7 +20,6 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
