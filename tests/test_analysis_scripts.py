@@ -25,7 +25,7 @@ def script(name: str) -> ModuleType:
 
 
 def test_mean_pooling_reproduces_the_protocols_probe_loss(tiny_study):
-    _, out, _ = tiny_study
+    spec, out, _ = tiny_study
     with sqlite3.connect(out / "results.sqlite") as db:
         stored = pd.read_sql(
             "select run_id, loss from evals where method = 'probe' and eval_set = 'id'", db
@@ -36,6 +36,11 @@ def test_mean_pooling_reproduces_the_protocols_probe_loss(tiny_study):
     assert set(losses[run]) == {"mean", "mean + std", "mean + max"}
     assert losses[run]["mean"] == pytest.approx(stored[run], rel=1e-3)
     assert all(np.isfinite(v) and v > 0 for v in losses[run].values())
+    own = spec.eval.probe_records  # drawn again at the study's own size: the same probe set
+    sized = script("probe_pooling").pooled_losses(out, match=run, probe_records=[own // 2, own])
+    assert len(sized[run]) == 6
+    assert sized[run][f"mean, {own} probe records"] == pytest.approx(stored[run], rel=1e-3)
+    assert sized[run][f"mean, {own // 2} probe records"] != sized[run][f"mean, {own} probe records"]
 
 
 def test_participation_ratio_counts_equal_independent_shapes():
