@@ -108,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         losses = pooled_losses(args.study, args.match, args.probe_records)
-    except RoleError as error:  # e.g. a probe set larger than the held-out patients' records
+    except RoleError as error:  # the store cannot hold the roles (one line, no traceback)
         parser.error(str(error))
     columns = list(next(iter(losses.values()), {}))
     print("| run | " + " | ".join(columns) + " |")
