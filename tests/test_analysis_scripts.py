@@ -30,14 +30,14 @@ def test_mean_pooling_reproduces_the_protocols_probe_loss(tiny_study):
         stored = pd.read_sql(
             "select run_id, loss from evals where method = 'probe' and eval_set = 'id'", db
         ).set_index("run_id")["loss"]
-    run = stored.index[0]
-    losses = script("probe_pooling").pooled_losses(out, match=run)
+    run, pooled_losses = stored.index[0], script("probe_pooling").pooled_losses
+    losses = pooled_losses(out, match=run)
     assert list(losses) == [run]
     assert set(losses[run]) == {"mean", "mean + std", "mean + max"}
     assert losses[run]["mean"] == pytest.approx(stored[run], rel=1e-3)
     assert all(np.isfinite(v) and v > 0 for v in losses[run].values())
     own = spec.eval.probe_records  # drawn again at the study's own size: the same probe set
-    sized = script("probe_pooling").pooled_losses(out, match=run, probe_records=[own // 2, own])
+    sized = pooled_losses(out, match=run, probe_records=[own // 2, own])
     assert len(sized[run]) == 6
     assert sized[run][f"mean, {own} probe records"] == pytest.approx(stored[run], rel=1e-3)
     assert sized[run][f"mean, {own // 2} probe records"] != sized[run][f"mean, {own} probe records"]
