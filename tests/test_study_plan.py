@@ -57,7 +57,7 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     # validation, ID test, the two OOD sites, both tasks' sets), estimated without a store
     # (demo.yaml: both tasks' largest probed D_F is 200; the from-scratch ladder's larger
     # subsets train only from-scratch models)
-    records = 800 + 280 + 1000 + 2 * 800 + 2 * (200 + 150 + 300)
+    records = 2000 + 280 + 1000 + 2 * 800 + 2 * (200 + 150 + 300)
     assert run["eval_records"] == plan.eval_records.per_run == records
     assert not plan.eval_records.exact
     assert run["eval_flops"] == stats.forward_flops_per_sample * run["eval_records"]
