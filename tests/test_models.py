@@ -187,7 +187,7 @@ def test_ladder_shapes_at_100hz() -> None:
     }
     assert [s["blocks"] for s in shapes["resnet"]] == [1, 1, 4]
     assert [s["kernel_size"] for s in shapes["resnet"]] == [5, 5, 5]
-    assert [(s["depth"], s["heads"]) for s in shapes["transformer"]] == [(2, 2), (6, 7), (20, 14)]
+    assert [(s["depth"], s["heads"]) for s in shapes["transformer"]] == [(2, 1), (6, 7), (20, 14)]
     assert shapes["transformer"][-1]["dim"] == 14 * 64
 
 
@@ -198,12 +198,50 @@ def test_closed_form_counts_are_the_models(input_len: int, fs: float) -> None:
         n = resnet_params(r["stem_width"], r["widths"], r["blocks"], r["kernel_size"])
         assert n == count_params("resnet", **r)
         t = shape_for("transformer", target, input_len=input_len, fs=fs)
-        n = transformer_params(t["dim"], t["depth"], t["patch"])
+        assert t["stem"] == 8 and t["embed_kernel"] == 3 * t["patch"]
+        n = transformer_params(**{k: v for k, v in t.items() if k != "heads"})
         assert n == count_params("transformer", **t)
     resnet = {"stem_width": 8, "widths": [16, 16], "blocks": 3, "kernel_size": 7, "n_leads": 3}
     assert resnet_params(**resnet) == count_params("resnet", **resnet, downsample=[2, 2])
     vit = {"dim": 24, "depth": 3, "patch": 10, "n_leads": 2}
     assert transformer_params(**vit) == count_params("transformer", **vit, heads=3)
+    for embed in (
+        {"embed_kernel": 14},
+        {"stem": 5, "stem_kernel": 3},
+        {"stem": 4, "embed_kernel": 30},
+    ):
+        assert transformer_params(**vit, **embed) == count_params(
+            "transformer", **vit, **embed, heads=3
+        )
+
+
+def test_transformer_token_embeddings() -> None:
+    """A wider token embedding and a stem keep one token per patch; a token reads its
+    neighbours' samples only through them; everything before the blocks is embedding."""
+    x = torch.randn(2, 12, 200)
+    linear = create_model("transformer", dim=16, depth=1, heads=2, patch=10)
+    wide = create_model("transformer", dim=16, depth=1, heads=2, patch=10, embed_kernel=30)
+    stem = create_model("transformer", dim=16, depth=1, heads=2, patch=10, stem=4, embed_kernel=30)
+    for model in (linear, wide, stem):
+        assert model(x).shape == (2, 20, 16)
+        n_embed = sum(p.numel() for p in model.embedding_parameters())
+        assert n_embed == sum(p.numel() for p in model.parameters()) - sum(
+            p.numel() for p in [*model.blocks.parameters(), *model.norm.parameters()]
+        )
+    assert isinstance(linear.embed, torch.nn.Linear)
+    # Token 5 reads samples 40..69 through the wide embedding: a change at sample 39 reaches
+    # its embedding only through the stem's kernel (7 samples), at sample 35 not at all.
+    for model, reaches_39 in ((wide, False), (stem, True)):
+        y = x.clone()
+        y[:, :, 39] += 1.0
+        moved = (model.embed(y) - model.embed(x)).abs().amax(dim=(0, 1))
+        assert bool(moved[5] > 0) == reaches_39 and bool(moved[3] > 0)
+        z = x.clone()
+        z[:, :, 35] += 1.0
+        assert not bool((model.embed(z) - model.embed(x)).abs().amax(dim=(0, 1))[5] > 0)
+    for bad in ({"embed_kernel": 15}, {"embed_kernel": 5}, {"stem": 4, "stem_kernel": 6}):
+        with pytest.raises(ValueError):
+            create_model("transformer", dim=16, depth=1, heads=2, patch=10, **bad)
 
 
 def test_default_ladder() -> None:

@@ -21,7 +21,7 @@ from ecgscale.evaluate.roles import assign_roles
 from ecgscale.models import build, measure
 from ecgscale.study.plan import GPU_STEP_FLOOR_S, GPU_TFLOPS, lpt_makespan, pack_hours, plan_study
 from ecgscale.study.runner import prepare_data
-from ecgscale.study.runs import expand, expand_scratch
+from ecgscale.study.runs import expand, expand_scratch, model_tag
 from ecgscale.study.specfile import load_spec
 
 STUDIES = Path(__file__).resolve().parents[1] / "configs" / "studies"
@@ -47,7 +47,8 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
     assert scratch["job_id"].tolist() == [j.scratch_id for j in expand_scratch(spec)]
     assert len(runs) == 36 and len(scratch) == 10  # LVH's curves only (transfer.tasks)
 
-    run_id = "resnet-ssl-n200k-d500-s0-" + spec.fingerprint("data", "train", "ssl")
+    tag = model_tag(spec, "resnet", 200_000, spec.fingerprint("data", "train", "ssl"))
+    run_id = "resnet-ssl-n200k-d500-s0-" + tag
     run = runs.set_index("job_id").loc[run_id]
     stats = _stats("resnet", 200_000, spec)
     by_hand = stats.flops_per_sample * 64 * 200  # batch 64, 200 steps
@@ -75,8 +76,8 @@ def test_demo_plan_lists_the_grid_with_flops_by_hand():
 
     totals = plan.totals
     assert totals["flops"] == pytest.approx(jobs["flops"].sum())
-    # the largest model is the 200K Transformer of 0.1 s tokens at 100 Hz
-    assert totals["device"] == "CPU core" and totals["params_max"] == 207_808
+    # the largest model is the 200K ResNet (the 200K Transformer has 191,180 parameters)
+    assert totals["device"] == "CPU core" and totals["params_max"] == 201_815
     assert plan.wall_hours >= jobs["hours"].sum() / plan.slots - 1e-12
 
 

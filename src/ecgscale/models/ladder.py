@@ -94,6 +94,27 @@ def resnet_downsample(input_len: int, n_stages: int = 4) -> list[int]:
 PATCH_S = 0.1
 """Seconds of signal in a Transformer token."""
 
+STEM_CHANNELS = 8
+"""Channels of the Transformer's convolutional stem."""
+
+STEM_S = 0.07
+"""Seconds of signal the Transformer's stem convolution reads."""
+
+EMBED_PATCHES = 3
+"""Patches of signal each Transformer token's embedding reads (its own and one either side)."""
+
+
+def transformer_embedding(fs: float, patch: int) -> dict[str, int]:
+    """The ladder's Transformer stem and token embedding: :data:`STEM_CHANNELS` channels of an
+    odd kernel nearest :data:`STEM_S` seconds (at least 3), tokens reading
+    :data:`EMBED_PATCHES` patches."""
+    stem_kernel = max(3, 2 * round((STEM_S * fs - 1) / 2) + 1)
+    return {
+        "stem": STEM_CHANNELS,
+        "stem_kernel": stem_kernel,
+        "embed_kernel": EMBED_PATCHES * patch,
+    }
+
 
 def transformer_patch(fs: float, input_len: int) -> int:
     """About :data:`PATCH_S` of signal, shortened so that the input gives at least MIN_TOKENS
@@ -121,9 +142,21 @@ def resnet_params(
     return n + 2 * c_in  # final BN
 
 
-def transformer_params(dim: int, depth: int, patch: int, n_leads: int = N_LEADS) -> int:
-    """Parameters of a Transformer, in closed form: embedding, blocks, final LayerNorm."""
-    return 12 * depth * dim * dim + (n_leads * patch + 13 * depth + 3) * dim
+def transformer_params(
+    dim: int,
+    depth: int,
+    patch: int,
+    n_leads: int = N_LEADS,
+    stem: int = 0,
+    stem_kernel: int = 7,
+    embed_kernel: int | None = None,
+) -> int:
+    """Parameters of a Transformer, in closed form: stem, token embedding, blocks, final
+    LayerNorm."""
+    reads = (stem or n_leads) * (embed_kernel or patch)  # inputs of the token embedding
+    return (
+        12 * depth * dim * dim + (reads + 13 * depth + 3) * dim + (n_leads * stem_kernel + 1) * stem
+    )
 
 
 def _closest(count: Callable[[int], int], target: int) -> int:
@@ -164,13 +197,14 @@ def _resnet_shape(target: int, input_len: int, fs: float) -> dict[str, Any]:
 
 def _transformer_shape(target: int, input_len: int, fs: float) -> dict[str, Any]:
     patch = transformer_patch(fs, input_len)
+    embed = transformer_embedding(fs, patch)
     depth0 = max(1, round(target**0.25 / 6))
-    a, b = 12 * depth0, N_LEADS * patch + 13 * depth0 + 3
+    a, b = 12 * depth0, embed["stem"] * embed["embed_kernel"] + 13 * depth0 + 3
     w0 = (math.sqrt(b * b + 4 * a * target) - b) / (2 * a)  # root of the count formula
 
     def solve(depth: int) -> dict[str, Any]:
         def count(dim: int) -> int:
-            return transformer_params(dim, depth, patch)
+            return transformer_params(dim, depth, patch, **embed)
 
         if w0 < ALIGNED_WIDTH:  # fixed heads, any head size
             heads = max(1, round(w0 / 16))
@@ -178,10 +212,10 @@ def _transformer_shape(target: int, input_len: int, fs: float) -> dict[str, Any]
         else:  # fixed head size, a multiple of 8
             head_dim = 8 * min(max(round(w0 / 64), 2), 8)
             heads = _closest(lambda h: count(h * head_dim), target)
-        return {"dim": heads * head_dim, "depth": depth, "heads": heads, "patch": patch}
+        return {"dim": heads * head_dim, "depth": depth, "heads": heads, "patch": patch, **embed}
 
     def miss(shape: dict[str, Any]) -> float:
-        return abs(transformer_params(shape["dim"], shape["depth"], patch) / target - 1)
+        return abs(transformer_params(shape["dim"], shape["depth"], patch, **embed) / target - 1)
 
     shapes = [solve(depth) for depth in (depth0, depth0 - 1, depth0 + 1) if depth >= 1]
     return next((s for s in shapes if miss(s) <= DEPTH_TOLERANCE), min(shapes, key=miss))
@@ -203,7 +237,12 @@ def shape_summary(family: str, shape: dict[str, Any]) -> str:
             f"kernel {shape['kernel_size']}, down {down}"
         )
     heads, dim = shape["heads"], shape["dim"]
-    return f"depth {shape['depth']}, dim {dim} = {heads}x{dim // heads}, patch {shape['patch']}"
+    line = f"depth {shape['depth']}, dim {dim} = {heads}x{dim // heads}, patch {shape['patch']}"
+    if shape.get("stem"):
+        line += f", stem {shape['stem']}x{shape.get('stem_kernel', 7)}"
+    if shape.get("embed_kernel", shape["patch"]) != shape["patch"]:
+        line += f", token reads {shape['embed_kernel']}"
+    return line
 
 
 def ladder_families() -> list[str]:

@@ -1,16 +1,23 @@
 """ViT-style Transformer encoder over time patches of the 12-lead ECG.
 
-A patch is all ``n_leads`` leads x ``patch`` consecutive samples, flattened lead-major
-(``[lead 0 samples..., lead 1 samples..., ...]``) and embedded by one linear layer, so
-``token_span = patch``. Positions are added as a *fixed* 1-D sine-cosine embedding (as in MAE):
-it has no parameters, works for any number of tokens (any ``T``) and is the same for every model,
-so the non-embedding parameter count is the patch embedding's complement. The blocks are pre-LN
-(``x + attn(LN(x))``, ``x + mlp(LN(x))``) with multi-head self-attention through
-:func:`torch.nn.functional.scaled_dot_product_attention` and a 4x GELU MLP; a final LayerNorm
-is applied to every token. There is no class token: :meth:`Encoder.features` mean-pools.
+A token stands for ``patch`` consecutive samples of all ``n_leads`` leads (``token_span =
+patch``). Its embedding is either one linear layer over the patch, flattened lead-major (``[lead
+0 samples..., lead 1 samples..., ...]``; the default), or, with ``stem`` channels, a small
+convolutional stem (``Conv1d(n_leads, stem, stem_kernel)`` and GELU) followed by a strided
+``Conv1d(stem, dim, embed_kernel, stride=patch)``, so each token reads ``embed_kernel`` samples
+centred on its patch (early convolutions, as in Xiao et al. 2021 and the convolutional feature
+encoders of wav2vec 2.0 and fairseq-signals' ECG Transformers; the ladder's rule, and the
+measurement behind it, are in :mod:`ecgscale.models.ladder`). Positions are added as a *fixed*
+1-D sine-cosine embedding (as in MAE): it has no parameters, works for any number of tokens (any
+``T``) and is the same for every model, so the non-embedding parameter count is the token
+embedding's complement. The blocks are pre-LN (``x + attn(LN(x))``, ``x + mlp(LN(x))``) with
+multi-head self-attention through :func:`torch.nn.functional.scaled_dot_product_attention` and a
+4x GELU MLP; a final LayerNorm is applied to every token. There is no class token:
+:meth:`Encoder.features` mean-pools.
 
 Initialisation: truncated normal (std 0.02) for linear layers, the two residual projections of
-each block scaled by ``1 / sqrt(2 * depth)`` (GPT-2), Xavier-uniform patch embedding (MAE).
+each block scaled by ``1 / sqrt(2 * depth)`` (GPT-2), Xavier-uniform token embedding (MAE; its
+convolutions as the matrices of their flattened kernels).
 """
 
 from __future__ import annotations
@@ -108,6 +115,11 @@ class Transformer(Encoder):
             patches start with a standard deviation of roughly 0.1, so a unit-amplitude code
             would drown the signal at initialisation (measured: SL BCE 0.209 → 0.168 after 200
             steps at 200K parameters with 0.1 instead of 1).
+        stem: channels of the convolutional stem; 0 for none.
+        stem_kernel: the stem convolution's kernel (odd).
+        embed_kernel: samples each token's embedding reads, centred on its patch: ``patch``
+            plus an even number; None for ``patch``. With neither a stem nor a wider kernel the
+            embedding is the linear layer over the flattened patch.
     """
 
     def __init__(
@@ -119,19 +131,41 @@ class Transformer(Encoder):
         dropout: float = 0.0,
         n_leads: int = 12,
         pos_scale: float = 0.1,
+        stem: int = 0,
+        stem_kernel: int = 7,
+        embed_kernel: int | None = None,
     ):
         super().__init__()
+        kernel = embed_kernel or patch
+        if kernel < patch or (kernel - patch) % 2:
+            raise ValueError(f"embed_kernel {kernel} must be patch {patch} plus an even number")
+        if stem and stem_kernel % 2 == 0:
+            raise ValueError(f"stem_kernel {stem_kernel} must be odd")
         self.n_leads = n_leads
         self.pos_scale = pos_scale
         self.dim = dim
         self.token_span = patch
-        self.embed = nn.Linear(n_leads * patch, dim)
+        if stem or kernel != patch:
+            layers: list[nn.Module] = []
+            if stem:
+                layers += [
+                    nn.Conv1d(n_leads, stem, stem_kernel, padding=stem_kernel // 2),
+                    nn.GELU(),
+                ]
+            pad = (kernel - patch) // 2
+            layers.append(nn.Conv1d(stem or n_leads, dim, kernel, stride=patch, padding=pad))
+            self.embed: nn.Module = nn.Sequential(*layers)
+        else:
+            self.embed = nn.Linear(n_leads * patch, dim)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.Sequential(*[Block(dim, heads, dropout) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
 
         self.apply(self._init_weights)
-        nn.init.xavier_uniform_(self.embed.weight)
+        for layer in self.embed.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv1d)):
+                nn.init.xavier_uniform_(layer.weight.view(layer.weight.shape[0], -1))
+                nn.init.zeros_(layer.bias)
         for block in self.blocks:
             for proj in (block.attn.proj, block.mlp.proj):
                 nn.init.trunc_normal_(proj.weight, std=0.02 / math.sqrt(2 * depth))
@@ -147,8 +181,10 @@ class Transformer(Encoder):
         x = self.pad(x)
         B, C, T = x.shape
         L = T // self.token_span
-        patches = x.reshape(B, C, L, self.token_span).transpose(1, 2).reshape(B, L, -1)
-        h = self.embed(patches)
+        if isinstance(self.embed, nn.Linear):
+            h = self.embed(x.reshape(B, C, L, self.token_span).transpose(1, 2).reshape(B, L, -1))
+        else:
+            h = self.embed(x).transpose(1, 2)
         h = h + self.pos_scale * sincos_positions(L, self.dim, h.device).to(h.dtype)
         h = self.blocks(self.dropout(h))
         return self.norm(h)

@@ -25,7 +25,7 @@ from ecgscale.evaluate.probe import PROBE_FILE, save_probe
 from ecgscale.evaluate.protocol import evaluate_encoder, labels_of
 from ecgscale.evaluate.roles import Roles, assign_roles
 from ecgscale.evaluate.task_models import train_on_task, trained_task_row
-from ecgscale.models import build, measure
+from ecgscale.models import build, measure, shape_for
 from ecgscale.numformat import run_size
 from ecgscale.objectives import Objective, create_objective
 from ecgscale.spec import StudySpec, TrainSpec
@@ -109,12 +109,21 @@ class Outcome:
     tasks: list[dict] = field(default_factory=list)
 
 
+def model_tag(spec: StudySpec, family: str, target_params: int, settings: str) -> str:
+    """Short hash of ``settings`` (a fingerprint of the spec) and the shape the size ladder
+    gives ``family`` at ``target_params``: a changed setting or a changed ladder rule never
+    reuses a model."""
+    shape = shape_for(family, target_params, input_len=spec.data.n_samples, fs=spec.data.fs)
+    blob = json.dumps([settings, shape], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
 def expand(spec: StudySpec) -> list[RunSpec]:
     """Every run of the grid. The id names the coordinates plus a hash of the settings that
-    shape pre-training (data, training, and for SSL the ``ssl`` section), so a changed setting
-    never reuses a model. What a
-    run is evaluated on is its ``eval_tag``; a new tag re-evaluates the saved model."""
-    tags = {
+    shape pre-training (data, training, and for SSL the ``ssl`` section) and of the model's
+    shape (:func:`model_tag`). What a run is evaluated on is its ``eval_tag``; a new tag
+    re-evaluates the saved model."""
+    settings = {
         par: spec.fingerprint("data", "train", *(["ssl"] if par == "ssl" else []))
         for par in spec.paradigms
     }
@@ -123,18 +132,19 @@ def expand(spec: StudySpec) -> list[RunSpec]:
     for fam in spec.models.families:
         for par in spec.paradigms:
             for n in spec.models.sizes:
+                tag = model_tag(spec, fam, n, settings[par])
                 for d in spec.data_sizes:
                     for seed in spec.seeds:
                         stem = f"{fam}-{par}-n{run_size(n)}-d{run_size(d)}-s{seed}"
                         if sweep_d is None:
-                            runs.append(RunSpec(f"{stem}-{tags[par]}", fam, par, n, d, seed))
+                            runs.append(RunSpec(f"{stem}-{tag}", fam, par, n, d, seed))
                         elif d == sweep_d:
                             runs += [
-                                RunSpec(f"{stem}-lr{lr:g}-{tags[par]}", fam, par, n, d, seed, lr)
+                                RunSpec(f"{stem}-lr{lr:g}-{tag}", fam, par, n, d, seed, lr)
                                 for lr in spec.train.lrs
                             ]
                         else:
-                            runs.append(RunSpec(f"{stem}-lrbest-{tags[par]}", fam, par, n, d, seed))
+                            runs.append(RunSpec(f"{stem}-lrbest-{tag}", fam, par, n, d, seed))
     return runs
 
 
@@ -172,7 +182,7 @@ def resolve_lr(run: RunSpec, choices: dict[tuple, float]) -> RunSpec:
 def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
     """Every from-scratch task model: task x family x size x D_F x seed, for the tasks
     :meth:`~ecgscale.spec.StudySpec.has_scratch` names. The id hashes the pre-training data, the
-    task and its training."""
+    task, its training and the model's shape (:func:`model_tag`)."""
     sizes = spec.transfer.sizes or spec.models.sizes
     jobs = []
     for task in (t for t in spec.tasks if spec.has_scratch(t.name)):
@@ -182,10 +192,11 @@ def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
                 "task": task.model_dump(mode="json"),
                 "train": spec.scratch_for(fam).identity(),
             }
-            tag = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:8]
+            settings = json.dumps(blob, sort_keys=True)
             jobs += [
                 ScratchSpec(
-                    f"{task.name}-{fam}-n{run_size(n)}-df{run_size(d)}-s{seed}-{tag}",
+                    f"{task.name}-{fam}-n{run_size(n)}-df{run_size(d)}-s{seed}-"
+                    + model_tag(spec, fam, n, settings),
                     task.name,
                     fam,
                     n,
