@@ -209,6 +209,7 @@ def test_closed_form_counts_are_the_models(input_len: int, fs: float) -> None:
         {"embed_kernel": 14},
         {"stem": 5, "stem_kernel": 3},
         {"stem": 4, "embed_kernel": 30},
+        {"stem": 4, "stem_stride": 2, "embed_kernel": 14},
     ):
         assert transformer_params(**vit, **embed) == count_params(
             "transformer", **vit, **embed, heads=3
@@ -222,7 +223,10 @@ def test_transformer_token_embeddings() -> None:
     linear = create_model("transformer", dim=16, depth=1, heads=2, patch=10)
     wide = create_model("transformer", dim=16, depth=1, heads=2, patch=10, embed_kernel=30)
     stem = create_model("transformer", dim=16, depth=1, heads=2, patch=10, stem=4, embed_kernel=30)
-    for model in (linear, wide, stem):
+    strided = create_model(
+        "transformer", dim=16, depth=1, heads=2, patch=10, stem=4, stem_stride=5, embed_kernel=30
+    )
+    for model in (linear, wide, stem, strided):
         assert model(x).shape == (2, 20, 16)
         n_embed = sum(p.numel() for p in model.embedding_parameters())
         assert n_embed == sum(p.numel() for p in model.parameters()) - sum(
@@ -239,7 +243,14 @@ def test_transformer_token_embeddings() -> None:
         z = x.clone()
         z[:, :, 35] += 1.0
         assert not bool((model.embed(z) - model.embed(x)).abs().amax(dim=(0, 1))[5] > 0)
-    for bad in ({"embed_kernel": 15}, {"embed_kernel": 5}, {"stem": 4, "stem_kernel": 6}):
+    bad_kwargs = (
+        {"embed_kernel": 15},
+        {"embed_kernel": 5},
+        {"stem": 4, "stem_kernel": 6},
+        {"stem": 4, "stem_stride": 3},  # not a divisor of the patch
+        {"stem": 4, "stem_stride": 5, "embed_kernel": 12},  # not patch + 2k strides
+    )
+    for bad in bad_kwargs:
         with pytest.raises(ValueError):
             create_model("transformer", dim=16, depth=1, heads=2, patch=10, **bad)
 

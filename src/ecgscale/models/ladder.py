@@ -24,7 +24,8 @@ widths              stem ``round(b)``, stage ``s = 1..4``: ``round((s + 1) * b)`
 ==================  ========================================================================
 
 Transformer (:class:`~ecgscale.models.transformer.Transformer`), whose parameter count is
-``12 d w^2 + (12 patch + 13 d + 3) w`` for depth ``d`` and width ``w``:
+``12 d w^2 + (8 * 3 patch / stride + 13 d + 3) w + 8 (12 k + 1)`` for depth ``d``, width ``w``,
+and the stem's kernel ``k`` and ``stride`` (:func:`transformer_params`):
 
 ==================  ========================================================================
 patch               ``round(fs / 10)`` samples (0.1 s: 10 @ 100 Hz, 40 @ 400 Hz), reduced to
@@ -32,6 +33,15 @@ patch               ``round(fs / 10)`` samples (0.1 s: 10 @ 100 Hz, 40 @ 400 Hz)
                     resolve the PR interval and the QRS (measured on the demo: with 0.25 s
                     tokens a 20K-200K Transformer learnt nothing from masked time spans, probe
                     BCE 0.21 at every size; with 0.1 s, 0.186 -> 0.156 from 20K to 200K)
+stem                8 channels, the odd kernel nearest 0.07 s (7 @ 100 Hz, 29 @ 400 Hz) and
+                    GELU, at the largest stride that divides the patch and leaves >= 10 stem
+                    samples per token (1 @ 100 Hz, 4 @ 400 Hz, 5 @ 500 Hz)
+token embedding     a strided convolution of the stem's channels that reads 3 patches (0.3 s,
+                    the PR interval and the QRS together) centred on each token's own. With
+                    the linear patch embedding the demo's SL Transformers learnt 1dAVb and AF
+                    only after ~800 steps; the stem and the wider tokens lowered the demo's
+                    Transformer probe losses at 8 of 9 SL and all 9 SSL points at the same steps
+                    (docs/models-and-training.md, "A convolutional stem for the Transformer")
 depth               nominal ``d0 = max(1, round(N ** 0.25 / 6))``: 2 @ 20K, 4 @ 200K, 6 @ 2M,
                     11 @ 20M, 20 @ 200M
 heads, width        ``w0``: the real width that the count formula gives for ``N`` at ``d0``.
@@ -46,9 +56,10 @@ depth adjustment    the first of ``d0``, ``d0 - 1``, ``d0 + 1`` whose closest co
                     Depth and width still grow along the 1-2-5 rungs at every tested input.
 ==================  ========================================================================
 
-The transformer's patch embedding (``12 * patch * width`` weights) is a large share of the
-smallest models (about 20% at 20K, 100 Hz, and more at 400-500 Hz); the rungs target the
-*total* count, and :func:`measure` reports the non-embedding count beside it.
+The transformer's stem and token embedding (``8 * 3 patch / stride * width`` weights and the
+stem's) are a large share of the smallest models (32% at 20K, 100 Hz; 40% at 400 Hz; 8-9% at
+200K); the rungs target the *total* count, and :func:`measure` reports the non-embedding count
+beside it.
 """
 
 from __future__ import annotations
@@ -100,18 +111,24 @@ STEM_CHANNELS = 8
 STEM_S = 0.07
 """Seconds of signal the Transformer's stem convolution reads."""
 
+STEM_SAMPLES = 10
+"""Fewest stem outputs per Transformer token: the stem's stride is the largest divisor of the
+patch that leaves this many (1 at 100 Hz, 4 at 400 Hz)."""
+
 EMBED_PATCHES = 3
 """Patches of signal each Transformer token's embedding reads (its own and one either side)."""
 
 
 def transformer_embedding(fs: float, patch: int) -> dict[str, int]:
     """The ladder's Transformer stem and token embedding: :data:`STEM_CHANNELS` channels of an
-    odd kernel nearest :data:`STEM_S` seconds (at least 3), tokens reading
+    odd kernel nearest :data:`STEM_S` seconds (at least 3) at the largest stride that divides
+    the patch and leaves :data:`STEM_SAMPLES` per token (1 below that), tokens reading
     :data:`EMBED_PATCHES` patches."""
-    stem_kernel = max(3, 2 * round((STEM_S * fs - 1) / 2) + 1)
+    strides = [d for d in range(1, patch + 1) if patch % d == 0 and patch // d >= STEM_SAMPLES]
     return {
         "stem": STEM_CHANNELS,
-        "stem_kernel": stem_kernel,
+        "stem_kernel": max(3, 2 * round((STEM_S * fs - 1) / 2) + 1),
+        "stem_stride": max(strides, default=1),
         "embed_kernel": EMBED_PATCHES * patch,
     }
 
@@ -149,11 +166,13 @@ def transformer_params(
     n_leads: int = N_LEADS,
     stem: int = 0,
     stem_kernel: int = 7,
+    stem_stride: int = 1,
     embed_kernel: int | None = None,
 ) -> int:
     """Parameters of a Transformer, in closed form: stem, token embedding, blocks, final
     LayerNorm."""
-    reads = (stem or n_leads) * (embed_kernel or patch)  # inputs of the token embedding
+    step = stem_stride if stem else 1
+    reads = (stem or n_leads) * (embed_kernel or patch) // step  # inputs of a token's embedding
     return (
         12 * depth * dim * dim + (reads + 13 * depth + 3) * dim + (n_leads * stem_kernel + 1) * stem
     )
@@ -199,7 +218,8 @@ def _transformer_shape(target: int, input_len: int, fs: float) -> dict[str, Any]
     patch = transformer_patch(fs, input_len)
     embed = transformer_embedding(fs, patch)
     depth0 = max(1, round(target**0.25 / 6))
-    a, b = 12 * depth0, embed["stem"] * embed["embed_kernel"] + 13 * depth0 + 3
+    reads = embed["stem"] * embed["embed_kernel"] // embed["stem_stride"]
+    a, b = 12 * depth0, reads + 13 * depth0 + 3
     w0 = (math.sqrt(b * b + 4 * a * target) - b) / (2 * a)  # root of the count formula
 
     def solve(depth: int) -> dict[str, Any]:
@@ -240,6 +260,7 @@ def shape_summary(family: str, shape: dict[str, Any]) -> str:
     line = f"depth {shape['depth']}, dim {dim} = {heads}x{dim // heads}, patch {shape['patch']}"
     if shape.get("stem"):
         line += f", stem {shape['stem']}x{shape.get('stem_kernel', 7)}"
+        line += f"/{shape['stem_stride']}" if shape.get("stem_stride", 1) > 1 else ""
     if shape.get("embed_kernel", shape["patch"]) != shape["patch"]:
         line += f", token reads {shape['embed_kernel']}"
     return line

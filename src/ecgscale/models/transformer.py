@@ -3,16 +3,17 @@
 A token stands for ``patch`` consecutive samples of all ``n_leads`` leads (``token_span =
 patch``). Its embedding is either one linear layer over the patch, flattened lead-major (``[lead
 0 samples..., lead 1 samples..., ...]``; the default), or, with ``stem`` channels, a small
-convolutional stem (``Conv1d(n_leads, stem, stem_kernel)`` and GELU) followed by a strided
-``Conv1d(stem, dim, embed_kernel, stride=patch)``, so each token reads ``embed_kernel`` samples
-centred on its patch (early convolutions, as in Xiao et al. 2021 and the convolutional feature
-encoders of wav2vec 2.0 and fairseq-signals' ECG Transformers; the ladder's rule, and the
-measurement behind it, are in :mod:`ecgscale.models.ladder`). Positions are added as a *fixed*
-1-D sine-cosine embedding (as in MAE): it has no parameters, works for any number of tokens (any
-``T``) and is the same for every model, so the non-embedding parameter count is the token
-embedding's complement. The blocks are pre-LN (``x + attn(LN(x))``, ``x + mlp(LN(x))``) with
-multi-head self-attention through :func:`torch.nn.functional.scaled_dot_product_attention` and a
-4x GELU MLP; a final LayerNorm is applied to every token. There is no class token:
+convolutional stem (``Conv1d(n_leads, stem, stem_kernel, stride=stem_stride)`` and GELU)
+followed by a strided convolution of the stem's channels to ``dim``, so each token reads
+``embed_kernel`` samples centred on its patch (early convolutions, as in Xiao et al. 2021 and
+the convolutional feature encoders of wav2vec 2.0 and fairseq-signals' ECG Transformers; the
+ladder's rule, and the measurement behind it, are in :mod:`ecgscale.models.ladder`). Positions
+are added as a *fixed* 1-D sine-cosine embedding (as in MAE): it has no parameters, works for
+any number of tokens (any ``T``) and is the same for every model, so the non-embedding
+parameter count is the token embedding's complement. The blocks are pre-LN (``x +
+attn(LN(x))``, ``x + mlp(LN(x))``) with multi-head self-attention through
+:func:`torch.nn.functional.scaled_dot_product_attention` and a 4x GELU MLP; a final LayerNorm
+is applied to every token. There is no class token:
 :meth:`Encoder.features` mean-pools.
 
 Initialisation: truncated normal (std 0.02) for linear layers, the two residual projections of
@@ -117,9 +118,11 @@ class Transformer(Encoder):
             steps at 200K parameters with 0.1 instead of 1).
         stem: channels of the convolutional stem; 0 for none.
         stem_kernel: the stem convolution's kernel (odd).
+        stem_stride: the stem convolution's stride, a divisor of ``patch`` and of
+            ``embed_kernel`` (the ladder's stems resample 400 Hz to 100 Hz, say).
         embed_kernel: samples each token's embedding reads, centred on its patch: ``patch``
-            plus an even number; None for ``patch``. With neither a stem nor a wider kernel the
-            embedding is the linear layer over the flattened patch.
+            plus an even number of stem strides; None for ``patch``. With neither a stem nor a
+            wider kernel the embedding is the linear layer over the flattened patch.
     """
 
     def __init__(
@@ -133,12 +136,16 @@ class Transformer(Encoder):
         pos_scale: float = 0.1,
         stem: int = 0,
         stem_kernel: int = 7,
+        stem_stride: int = 1,
         embed_kernel: int | None = None,
     ):
         super().__init__()
-        kernel = embed_kernel or patch
-        if kernel < patch or (kernel - patch) % 2:
-            raise ValueError(f"embed_kernel {kernel} must be patch {patch} plus an even number")
+        kernel, step = embed_kernel or patch, stem_stride if stem else 1
+        if patch % step or kernel < patch or (kernel - patch) % (2 * step):
+            raise ValueError(
+                f"embed_kernel {kernel} must be patch {patch} plus an even number of stem "
+                f"strides ({step}), a divisor of the patch"
+            )
         if stem and stem_kernel % 2 == 0:
             raise ValueError(f"stem_kernel {stem_kernel} must be odd")
         self.n_leads = n_leads
@@ -149,11 +156,13 @@ class Transformer(Encoder):
             layers: list[nn.Module] = []
             if stem:
                 layers += [
-                    nn.Conv1d(n_leads, stem, stem_kernel, padding=stem_kernel // 2),
+                    nn.Conv1d(n_leads, stem, stem_kernel, step, padding=stem_kernel // 2),
                     nn.GELU(),
                 ]
-            pad = (kernel - patch) // 2
-            layers.append(nn.Conv1d(stem or n_leads, dim, kernel, stride=patch, padding=pad))
+            pad = (kernel - patch) // 2 // step
+            layers.append(
+                nn.Conv1d(stem or n_leads, dim, kernel // step, stride=patch // step, padding=pad)
+            )
             self.embed: nn.Module = nn.Sequential(*layers)
         else:
             self.embed = nn.Linear(n_leads * patch, dim)
