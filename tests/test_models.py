@@ -198,7 +198,7 @@ def test_closed_form_counts_are_the_models(input_len: int, fs: float) -> None:
         n = resnet_params(r["stem_width"], r["widths"], r["blocks"], r["kernel_size"])
         assert n == count_params("resnet", **r)
         t = shape_for("transformer", target, input_len=input_len, fs=fs)
-        assert t["stem"] == 8 and t["embed_kernel"] == 3 * t["patch"]
+        assert t["stem"] == 16 and t["embed_kernel"] == 3 * t["patch"]
         n = transformer_params(**{k: v for k, v in t.items() if k != "heads"})
         assert n == count_params("transformer", **t)
     resnet = {"stem_width": 8, "widths": [16, 16], "blocks": 3, "kernel_size": 7, "n_leads": 3}

@@ -105,7 +105,7 @@ def resnet_downsample(input_len: int, n_stages: int = 4) -> list[int]:
 PATCH_S = 0.1
 """Seconds of signal in a Transformer token."""
 
-STEM_CHANNELS = 8
+STEM_CHANNELS = 16
 """Channels of the Transformer's convolutional stem."""
 
 STEM_S = 0.07
