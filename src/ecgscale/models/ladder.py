@@ -24,7 +24,7 @@ widths              stem ``round(b)``, stage ``s = 1..4``: ``round((s + 1) * b)`
 ==================  ========================================================================
 
 Transformer (:class:`~ecgscale.models.transformer.Transformer`), whose parameter count is
-``12 d w^2 + (8 * 3 patch / stride + 13 d + 3) w + 8 (12 k + 1)`` for depth ``d``, width ``w``,
+``12 d w^2 + (16 * 3 patch / stride + 13 d + 3) w + 16 (12 k + 1)`` for depth ``d``, width ``w``,
 and the stem's kernel ``k`` and ``stride`` (:func:`transformer_params`):
 
 ==================  ========================================================================
@@ -33,15 +33,16 @@ patch               ``round(fs / 10)`` samples (0.1 s: 10 @ 100 Hz, 40 @ 400 Hz)
                     resolve the PR interval and the QRS (measured on the demo: with 0.25 s
                     tokens a 20K-200K Transformer learnt nothing from masked time spans, probe
                     BCE 0.21 at every size; with 0.1 s, 0.186 -> 0.156 from 20K to 200K)
-stem                8 channels, the odd kernel nearest 0.07 s (7 @ 100 Hz, 29 @ 400 Hz) and
+stem                16 channels, the odd kernel nearest 0.07 s (7 @ 100 Hz, 29 @ 400 Hz) and
                     GELU, at the largest stride that divides the patch and leaves >= 10 stem
                     samples per token (1 @ 100 Hz, 4 @ 400 Hz, 5 @ 500 Hz)
 token embedding     a strided convolution of the stem's channels that reads 3 patches (0.3 s,
                     the PR interval and the QRS together) centred on each token's own. With
                     the linear patch embedding the demo's SL Transformers learnt 1dAVb and AF
                     only after ~800 steps; the stem and the wider tokens lowered the demo's
-                    Transformer probe losses at 8 of 9 SL and all 9 SSL points at the same steps
-                    (docs/models-and-training.md, "A convolutional stem for the Transformer")
+                    Transformer probe losses at the same steps; 16 channels had a lower
+                    validation loss than 8 or 32 at every demo size (docs/models-and-training.md,
+                    "A convolutional stem for the Transformer")
 depth               nominal ``d0 = max(1, round(N ** 0.25 / 6))``: 2 @ 20K, 4 @ 200K, 6 @ 2M,
                     11 @ 20M, 20 @ 200M
 heads, width        ``w0``: the real width that the count formula gives for ``N`` at ``d0``.
@@ -56,8 +57,8 @@ depth adjustment    the first of ``d0``, ``d0 - 1``, ``d0 + 1`` whose closest co
                     Depth and width still grow along the 1-2-5 rungs at every tested input.
 ==================  ========================================================================
 
-The transformer's stem and token embedding (``8 * 3 patch / stride * width`` weights and the
-stem's) are a large share of the smallest models (32% at 20K, 100 Hz; 40% at 400 Hz; 8-9% at
+The transformer's stem and token embedding (``16 * 3 patch / stride * width`` weights and the
+stem's) are a large share of the smallest models (53% at 20K, 100 Hz; 67% at 400 Hz; 15-16% at
 200K); the rungs target the *total* count, and :func:`measure` reports the non-embedding count
 beside it.
 """
