@@ -233,11 +233,12 @@ def test_bottleneck_findings_state_each_decided_corner_and_name_the_others() -> 
             _entry(nd, ["model", "model", nd, nd]),
             _entry("mixed", ["data", nd, "model", "model"]),
             _entry(nd, [nd] * 4),  # no decided corner: no sentence
+            _entry(nd, ["model", "model", "both", nd]),  # kinds differ, verdict undetermined
         ],
         "total",
     )
-    assert len(sentences) == 3
-    whole, partial, mixed = sentences
+    assert len(sentences) == 4
+    whole, partial, mixed, kinds = sentences
     assert "is model-bottlenecked" in whole and "over the whole grid" in whole
     assert "not determined" not in whole
     assert "model-bottlenecked (doubling N lowers the loss more than doubling D) at 2" in partial
@@ -247,3 +248,8 @@ def test_bottleneck_findings_state_each_decided_corner_and_name_the_others() -> 
     assert partial.endswith("not determined at N = 200k, D = 125 and N = 200k, D = 2k.")
     assert "changes bottleneck across the grid: data at N = 20k, D = 125" in mixed
     assert mixed.endswith("not determined at N = 20k, D = 2k.")
+    # a corner limited by both is never counted among the model-bottlenecked ones
+    assert "model-bottlenecked" not in kinds and "at 2 of" not in kinds
+    assert "changes bottleneck across the grid: model at N = 20k, D = 125" in kinds
+    assert "both at N = 200k, D = 125: g_D/g_N = 0.3 [0.03, 40]" in kinds
+    assert kinds.endswith("not determined at N = 200k, D = 2k.")

@@ -374,7 +374,9 @@ def bottleneck_findings(bottlenecks: Sequence[Mapping], n_convention: str) -> li
             continue
         rest = [_corner_at(c) for c in corners if c.get("label") not in BOTTLENECK_WORDS]
         tail = f"; not determined at {' and '.join(rest)}" if rest else ""
-        if verdict == "mixed":
+        if verdict == "mixed" or len({c.get("label") for c in decided}) > 1:
+            # decided corners of more than one kind, also where another gap (an exponent on a
+            # bound) leaves the whole verdict undetermined: each corner with its own label
             parts = "; ".join(f"{c.get('label')} {_corner_words(c)}" for c in decided)
             sentences.append(f"{where} changes bottleneck across the grid: {parts}{tail}.")
         else:
