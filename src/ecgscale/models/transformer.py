@@ -13,8 +13,7 @@ any number of tokens (any ``T``) and is the same for every model, so the non-emb
 parameter count is the token embedding's complement. The blocks are pre-LN (``x +
 attn(LN(x))``, ``x + mlp(LN(x))``) with multi-head self-attention through
 :func:`torch.nn.functional.scaled_dot_product_attention` and a 4x GELU MLP; a final LayerNorm
-is applied to every token. There is no class token:
-:meth:`Encoder.features` mean-pools.
+is applied to every token. There is no class token: :meth:`Encoder.features` mean-pools.
 
 Initialisation: truncated normal (std 0.02) for linear layers, the two residual projections of
 each block scaled by ``1 / sqrt(2 * depth)`` (GPT-2), Xavier-uniform token embedding (MAE; its
@@ -119,7 +118,8 @@ class Transformer(Encoder):
         stem: channels of the convolutional stem; 0 for none.
         stem_kernel: the stem convolution's kernel (odd).
         stem_stride: the stem convolution's stride, a divisor of ``patch`` and of
-            ``embed_kernel`` (the ladder's stems resample 400 Hz to 100 Hz, say).
+            ``embed_kernel`` (the ladder's stride at 400 Hz, 4, leaves 100 stem samples a
+            second).
         embed_kernel: samples each token's embedding reads, centred on its patch: ``patch``
             plus an even number of stem strides; None for ``patch``. With neither a stem nor a
             wider kernel the embedding is the linear layer over the flattened patch.
