@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from ecgscale.models import ladder
 from ecgscale.spec import SpecError, StudySpec
 from ecgscale.study.runs import expand, run_settings
 from ecgscale.study.specfile import load_spec, parse_spec
@@ -31,6 +32,17 @@ def test_overrides_apply_and_change_ids():
     assert spec.train.lr == 0.01 and spec.models.families == ["resnet"]
     ids = {r.run_id for r in expand(parse_spec(BASE))}
     assert not ids & {r.run_id for r in expand(parse_spec(BASE, overrides=["train.lr=0.01"]))}
+
+
+def test_a_changed_size_rule_changes_only_its_family_ids(monkeypatch):
+    """Run ids hash the ladder's shape: a study made under another rule never reuses a model."""
+    spec = parse_spec(BASE, overrides=["tasks=[]"])
+    before = {r.run_id: r.family for r in expand(spec)}
+    monkeypatch.setattr(ladder, "STEM_CHANNELS", ladder.STEM_CHANNELS + 4)
+    after = {r.run_id: r.family for r in expand(spec)}
+    kept = set(before) & set(after)
+    assert kept and {before[i] for i in kept} == {"resnet"}
+    assert "transformer" in before.values() and "transformer" in after.values()
 
 
 @pytest.mark.parametrize(

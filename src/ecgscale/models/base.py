@@ -13,7 +13,7 @@ Contract (what every objective and every evaluation may rely on):
   should crop its output back to ``T``.
 - ``encoder.features(x)`` returns the pooled representation ``(B, D)``: the mean of the tokens.
 - ``encoder.embedding_parameters()`` yields the input-embedding parameters (ResNet stem conv,
-  Transformer patch embedding), which non-embedding parameter counts leave out.
+  Transformer stem and token embedding), which non-embedding parameter counts leave out.
 
 Families register themselves timm-style::
 

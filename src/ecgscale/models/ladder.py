@@ -323,7 +323,8 @@ class ModelStats:
     n_params: int
     """Total parameters."""
     n_params_nonembedding: int
-    """Total minus the input embedding (ResNet stem conv, Transformer patch embedding)."""
+    """Total minus the input embedding (ResNet stem conv, Transformer stem and token
+    embedding)."""
     flops_per_sample: int
     """Training FLOPs (forward + backward) per sample, as FlopCounterMode counts them."""
     input_len: int

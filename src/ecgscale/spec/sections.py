@@ -434,5 +434,6 @@ class LawsSpec(Strict):
     n: NConvention = Field(
         "total",
         description="parameter count N the laws use: total, or non_embedding (without the "
-        "ResNet stem / Transformer patch embedding); parameter efficiency is reported under both",
+        "ResNet stem / Transformer stem and token embedding); parameter efficiency is reported "
+        "under both",
     )
