@@ -193,10 +193,10 @@ def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
                 "train": spec.scratch_for(fam).identity(),
             }
             settings = json.dumps(blob, sort_keys=True)
+            tags = {n: model_tag(spec, fam, n, settings) for n in sizes}
             jobs += [
                 ScratchSpec(
-                    f"{task.name}-{fam}-n{run_size(n)}-df{run_size(d)}-s{seed}-"
-                    + model_tag(spec, fam, n, settings),
+                    f"{task.name}-{fam}-n{run_size(n)}-df{run_size(d)}-s{seed}-{tags[n]}",
                     task.name,
                     fam,
                     n,
