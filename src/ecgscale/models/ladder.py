@@ -160,6 +160,13 @@ def resnet_params(
     return n + 2 * c_in  # final BN
 
 
+def _token_reads(
+    patch: int, n_leads: int, stem: int, stem_stride: int, embed_kernel: int | None
+) -> int:
+    """Inputs of one token's embedding: the stem's channels (or the leads) x its samples."""
+    return (stem or n_leads) * (embed_kernel or patch) // (stem_stride if stem else 1)
+
+
 def transformer_params(
     dim: int,
     depth: int,
@@ -172,8 +179,7 @@ def transformer_params(
 ) -> int:
     """Parameters of a Transformer, in closed form: stem, token embedding, blocks, final
     LayerNorm."""
-    step = stem_stride if stem else 1
-    reads = (stem or n_leads) * (embed_kernel or patch) // step  # inputs of a token's embedding
+    reads = _token_reads(patch, n_leads, stem, stem_stride, embed_kernel)
     return (
         12 * depth * dim * dim + (reads + 13 * depth + 3) * dim + (n_leads * stem_kernel + 1) * stem
     )
@@ -219,7 +225,7 @@ def _transformer_shape(target: int, input_len: int, fs: float) -> dict[str, Any]
     patch = transformer_patch(fs, input_len)
     embed = transformer_embedding(fs, patch)
     depth0 = max(1, round(target**0.25 / 6))
-    reads = embed["stem"] * embed["embed_kernel"] // embed["stem_stride"]
+    reads = _token_reads(patch, N_LEADS, embed["stem"], embed["stem_stride"], embed["embed_kernel"])
     a, b = 12 * depth0, reads + 13 * depth0 + 3
     w0 = (math.sqrt(b * b + 4 * a * target) - b) / (2 * a)  # root of the count formula
 
