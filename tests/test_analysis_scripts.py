@@ -1,6 +1,5 @@
 """The measurement scripts in ``benchmarks/`` that are not speed benchmarks: what the probe
-pools (``probe_pooling.py``), the generator against PTB-XL (``generator_realism.py``) and the
-untrained encoders' probe losses (``untrained_reference.py``)."""
+pools (``probe_pooling.py``) and the generator against PTB-XL (``generator_realism.py``)."""
 
 from __future__ import annotations
 
@@ -42,34 +41,6 @@ def test_mean_pooling_reproduces_the_protocols_probe_loss(tiny_study):
     assert len(sized[run]) == 6
     assert sized[run][f"mean, {own} probe records"] == pytest.approx(stored[run], rel=1e-3)
     assert sized[run][f"mean, {own // 2} probe records"] != sized[run][f"mean, {own} probe records"]
-
-
-def test_untrained_reference_sits_beside_the_studys_runs(tiny_study):
-    spec, out, _ = tiny_study
-    reference = script("untrained_reference")
-    untrained = reference.untrained_losses(out)
-    sets = {"id", *spec.data.ood_sites}
-    assert len(untrained) == len(spec.models.families) * len(spec.models.sizes) * len(sets)
-    assert set(untrained["eval_set"]) == sets and np.isfinite(untrained["loss"]).all()
-    assert untrained.equals(reference.untrained_losses(out))  # the seed's initial weights
-    table = reference.reference_table(out, untrained)
-    assert len(table) == len(spec.models.families) * len(spec.paradigms) * len(spec.models.sizes)
-    assert list(table.columns[3:]) == ["untrained", *(f"D = {d}" for d in spec.data_sizes)]
-    for _, rows in table.groupby(["family", "target_params"]):  # one reference per encoder
-        assert rows["untrained"].nunique() == 1
-    with sqlite3.connect(out / "results.sqlite") as db:
-        stored = pd.read_sql(
-            "select r.family, r.paradigm, r.target_params, r.data_size, e.loss from runs r join "
-            "evals e on e.run_id = r.run_id where e.method = 'probe' and e.eval_set = 'id'",
-            db,
-        )
-    first = stored.iloc[0]
-    row = table[
-        (table["family"] == first["family"])
-        & (table["paradigm"] == first["paradigm"])
-        & (table["target_params"] == first["target_params"])
-    ]
-    assert row[f"D = {first['data_size']}"].item() == pytest.approx(first["loss"])
 
 
 def test_participation_ratio_counts_equal_independent_shapes():

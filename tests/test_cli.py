@@ -50,7 +50,9 @@ def test_train_lists_run_ids():
     assert result.exit_code == 0
     lines = result.output.splitlines()
     scratch = [line for line in lines if line.startswith("scratch ")]
-    assert len(lines) - len(scratch) == 36 and len(scratch) == 10  # LVH's curves only
+    untrained = [line for line in lines if "-untrained-" in line]
+    assert len(lines) - len(scratch) - len(untrained) == 36
+    assert len(untrained) == 6 and len(scratch) == 10  # LVH's curves only
 
 
 def test_data_sources_and_datasets_are_listed():

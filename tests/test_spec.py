@@ -6,7 +6,7 @@ import pytest
 
 from ecgscale.models import ladder
 from ecgscale.spec import SpecError, StudySpec
-from ecgscale.study.runs import expand, run_settings
+from ecgscale.study.runs import UNTRAINED, expand, expand_references, run_settings
 from ecgscale.study.specfile import load_spec, parse_spec
 
 BASE = {"name": "t", "models": {"sizes": [20000, 60000]}, "data_sizes": [100, 300]}
@@ -43,6 +43,21 @@ def test_a_changed_size_rule_changes_only_its_family_ids(monkeypatch):
     kept = set(before) & set(after)
     assert kept and {before[i] for i in kept} == {"resnet"}
     assert "transformer" in before.values() and "transformer" in after.values()
+
+
+def test_untrained_references_one_per_encoder_whatever_the_training():
+    assert expand_references(parse_spec(BASE)) == []  # off by default
+    spec = parse_spec(BASE, overrides=["eval.untrained=true", "seeds=[0,1]"])
+    references = expand_references(spec)
+    assert len(references) == 2 * 2 * 2  # family x size x seed
+    assert {(r.paradigm, r.data_size, r.lr) for r in references} == {(UNTRAINED, 0, None)}
+    ids = {r.run_id for r in references}
+    assert len(ids) == len(references) and not ids & {r.run_id for r in expand(spec)}
+    trained = parse_spec(BASE, overrides=["eval.untrained=true", "seeds=[0,1]", "train.lr=0.01"])
+    assert {r.run_id for r in expand_references(trained)} == ids  # no training in them
+    other = parse_spec(BASE, overrides=["eval.untrained=true", "seeds=[0,1]", "data.seed=3"])
+    assert not ids & {r.run_id for r in expand_references(other)}
+    assert spec.eval_tag() == parse_spec(BASE).eval_tag()  # runs are not re-evaluated
 
 
 @pytest.mark.parametrize(

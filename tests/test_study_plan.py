@@ -21,7 +21,7 @@ from ecgscale.evaluate.roles import assign_roles
 from ecgscale.models import build, measure
 from ecgscale.study.plan import GPU_STEP_FLOOR_S, GPU_TFLOPS, lpt_makespan, pack_hours, plan_study
 from ecgscale.study.runner import prepare_data
-from ecgscale.study.runs import expand, expand_scratch, model_tag
+from ecgscale.study.runs import all_jobs, expand, expand_scratch, model_tag
 from ecgscale.study.specfile import load_spec
 
 STUDIES = Path(__file__).resolve().parents[1] / "configs" / "studies"
@@ -125,7 +125,7 @@ def test_200m_ladder_plans_in_seconds():
     text = plan.format()
     assert "parameters: 20K..200M" in text
     assert abs(plan.totals["params_max"] / 200e6 - 1) < 0.1
-    assert len(plan.jobs) == len(expand(spec)) + len(expand_scratch(spec))
+    assert len(plan.jobs) == len(all_jobs(spec))
 
 
 def test_lpt_wall_time_bounds():
@@ -201,7 +201,7 @@ def test_cpu_rate_is_calibrated_on_finished_runs(tmp_path):
     assert status[first.run_id] == "done" and (status == "done").sum() == 2
     pending = plan.jobs.loc[plan.jobs["status"] != "done", "hours"]
     assert plan.wall_hours == pytest.approx(lpt_makespan(pending.tolist(), plan.slots))
-    assert "2 done, 44 to run" in plan.format()
+    assert "2 done, 50 to run" in plan.format()  # 36 runs, 6 untrained references, 10 scratch
     # --tflops wins over the calibration
     assert plan_study(spec, tmp_path / "s", tflops=2.0).throughput.source == "given"
 
@@ -220,12 +220,14 @@ def test_cli_plan_table_json_csv(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     content = json.loads(result.output)
     assert content["totals"]["runs"] == 36 and content["totals"]["scratch"] == 10
-    assert len(content["jobs"]) == 46
+    assert content["totals"]["references"] == 6  # the demo's untrained encoders
+    assert len(content["jobs"]) == 52
     assert content["assumptions"]["throughput_source"] == "given"
 
     csv = runner.invoke(main, ["study", "plan", "--format", "csv", "--tflops", "2"])
     frame = pd.read_csv(StringIO(csv.output))
-    assert len(frame) == 46 and set(frame["kind"]) == {"run", "scratch"}
+    assert len(frame) == 52 and set(frame["kind"]) == {"run", "reference", "scratch"}
+    assert (frame.loc[frame["kind"] == "reference", ["max_steps", "flops"]] == 0).all().all()
     assert list(tmp_path.iterdir()) == []  # a plan writes nothing
 
 
@@ -312,6 +314,7 @@ def test_gpu_steps_have_a_floor_and_packing_shares_the_gpu():
     """Tiny models on GPUs take the measured least step time; four to a GPU they hold it for
     the longest of the four (their compute fits easily), so a quarter of the GPU-hours."""
     gpu = ["executor.kind=slurm", "executor.gpus_per_run=1", "train.families={}"]  # 200 steps
+    gpu.append("eval.untrained=false")  # jobs that train only
     alone = plan_study(load_spec(None, gpu))
     packed = plan_study(load_spec(None, [*gpu, "executor.runs_per_gpu=4"]))
     jobs = alone.jobs

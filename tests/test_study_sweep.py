@@ -10,7 +10,7 @@ from tiny import TINY_DATA, TINY_EVAL, TINY_TRAIN, overrides
 
 from ecgscale.cli import main
 from ecgscale.study.runner import grid_runs, run_study, sweep_runs
-from ecgscale.study.runs import expand
+from ecgscale.study.runs import UNTRAINED, expand
 from ecgscale.study.specfile import load_spec
 
 RATES = [0.0005, 0.02]
@@ -40,8 +40,11 @@ def test_a_sweep_picks_each_rungs_rate_by_validation_loss(tmp_path):
 
     with sqlite3.connect(tmp_path / "results.sqlite") as db:
         runs = pd.read_sql("SELECT * FROM runs", db)
+    references = runs[runs["paradigm"] == UNTRAINED]  # the demo's untrained encoders: no rate
+    runs = runs[runs["paradigm"] != UNTRAINED]
+    assert len(references) == 2 and references["lr"].isna().all()
     assert len(runs) == len(expand(spec)) == 2 * (len(RATES) + 1)
-    assert (runs["status"] == "done").all()
+    assert (runs["status"] == "done").all() and (references["status"] == "done").all()
     for size, rung in runs.groupby("target_params"):
         swept = rung[rung["data_size"] == 120].set_index("lr")["pretrain_loss"]
         assert sorted(swept.index) == RATES

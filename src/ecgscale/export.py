@@ -26,6 +26,7 @@ from ecgscale.models.exported import (
     read_weights,
 )
 from ecgscale.spec import StudySpec
+from ecgscale.study.runs import UNTRAINED
 from ecgscale.study.specfile import load_spec
 
 
@@ -67,6 +68,10 @@ def _finished_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], StudyS
     model, train = run_dir / "model.safetensors", run_dir / "train.json"
     if not run_dir.is_dir() or not (run_dir.parent.name == "runs" or train.is_file()):
         raise EncoderError(f"{run_dir}: not a run folder (expected <study>/runs/<run_id>)")
+    if f"-{UNTRAINED}-" in run_dir.name:
+        raise EncoderError(
+            f"{run_dir}: an untrained reference (eval.untrained): nothing was trained to export"
+        )
     if not (model.is_file() and train.is_file()):
         missing = "model.safetensors" if not model.is_file() else "train.json"
         raise EncoderError(f"{run_dir}: run not finished (no {missing}); train it first")

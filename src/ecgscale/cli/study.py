@@ -133,11 +133,11 @@ def train(spec, overrides, out, only, list_runs, retry_failed) -> None:
     """Pre-train and evaluate the runs of a study that are not finished yet, and train its
     from-scratch task models."""
     from ecgscale.study.runner import prepare_data, train_runs
-    from ecgscale.study.runs import expand, expand_scratch
+    from ecgscale.study.runs import expand, expand_references, expand_scratch
 
     parsed = load_study(spec, overrides)
     if list_runs:
-        for run in expand(parsed):
+        for run in [*expand(parsed), *expand_references(parsed)]:
             click.echo(run.run_id)
         for job in expand_scratch(parsed):
             click.echo(f"scratch {job.scratch_id}")

@@ -133,6 +133,31 @@ def create_objective(
 
 ReadFn = Callable[[np.ndarray], np.ndarray]
 
+SETTLE_RECORDS = 1024
+"""Records whose BatchNorm statistics :func:`reestimate_batchnorm` takes."""
+
+
+@torch.no_grad()
+def reestimate_batchnorm(encoder: nn.Module, read: ReadFn, rows, batch_size: int = 128) -> None:
+    """Recompute ``encoder``'s BatchNorm statistics on the records at ``rows`` (the first
+    :data:`SETTLE_RECORDS`), as the cumulative average over them; no-op without BatchNorm."""
+    norms = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the batches below
+    was_training = encoder.training
+    encoder.train()
+    dev = next(encoder.parameters()).device
+    rows = rows[:SETTLE_RECORDS]
+    for i in range(0, len(rows), batch_size):
+        encoder(torch.from_numpy(read(rows[i : i + batch_size])).to(dev))
+    for m, momentum in saved:
+        m.momentum = momentum
+    encoder.train(was_training)
+
 
 @torch.no_grad()
 def predict_rows(

@@ -28,13 +28,11 @@ from torch import nn
 
 from ecgscale.models import Encoder
 from ecgscale.models.base import pad_time
-from ecgscale.objectives.base import Objective, ReadFn, register_objective
+from ecgscale.objectives.base import Objective, ReadFn, reestimate_batchnorm, register_objective
 
 STD_FLOOR_MV = 0.05
 """Smallest standard deviation (mV) a target patch is divided by: about the noise floor of a
 12-lead recording, so a flat stretch of baseline keeps its small scale."""
-SETTLE_RECORDS = 1024
-"""Pre-training records whose BatchNorm statistics replace those of the masked inputs."""
 
 
 @register_objective("masked")
@@ -139,26 +137,6 @@ class MaskedReconstruction(Objective):
         err = (recon.float() - self.target(x)).square()
         return (err * mask).sum() / mask.sum()
 
-    @torch.no_grad()
     def settle(self, read: ReadFn, rows, batch_size: int = 128) -> None:
-        """Recompute the encoder's BatchNorm statistics on unmasked records at ``rows`` (the
-        first :data:`SETTLE_RECORDS`), as the cumulative average over them; no-op without
-        BatchNorm."""
-        norms = [
-            m for m in self.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        ]
-        if not norms:
-            return
-        saved = [(m, m.momentum) for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average over the batches below
-        was_training = self.encoder.training
-        self.encoder.train()
-        dev = next(self.encoder.parameters()).device
-        rows = rows[:SETTLE_RECORDS]
-        for i in range(0, len(rows), batch_size):
-            self.encoder(torch.from_numpy(read(rows[i : i + batch_size])).to(dev))
-        for m, momentum in saved:
-            m.momentum = momentum
-        self.encoder.train(was_training)
+        """Recompute the encoder's BatchNorm statistics on unmasked records at ``rows``."""
+        reestimate_batchnorm(self.encoder, read, rows, batch_size)

@@ -151,10 +151,13 @@ def loss_vs_d(
     caption: str,
     quantity: str,
     metric: str,
+    references: pd.DataFrame | None = None,
 ) -> ReportFigure:
     """Loss vs D, one panel per paradigm (rows) and family (columns), one line per target N.
 
-    Fits with ``metric`` and ``x == "D"`` are drawn dashed in the colour of their N slice.
+    Fits with ``metric`` and ``x == "D"`` are drawn dashed in the colour of their N slice;
+    ``references`` (``family``, ``target_params``, ``y``: the untrained encoders' losses) are
+    drawn dash-dotted across every panel of their family, in the colour of their N.
     """
     points, notes = _log_safe(points, ["data_size", "y"], quantity)
     if points.empty:
@@ -165,6 +168,11 @@ def loss_vs_d(
     curves = _select_fits(fits, metric, "D", notes)
     paradigms = sorted(points["paradigm"].unique())
     families = sorted(points["family"].unique())
+    untrained: dict[str, dict[int, float]] = {}
+    if references is not None and not references.empty:
+        means = references.groupby(["family", "target_params"])["y"].mean()
+        for (family, n), y in means.items():
+            untrained.setdefault(str(family), {})[n] = float(y)
     fig, axes = panel_grid(len(paradigms), len(families), sharey=True)
     for row, paradigm in zip(axes, paradigms, strict=True):
         for ax, family in zip(row, families, strict=True):
@@ -176,8 +184,13 @@ def loss_vs_d(
             for fit in _matching(curves, paradigm, family):
                 n = (fit.get("slice") or {}).get("target_params")
                 _draw_fit(ax, fit, panel, "data_size", "target_params", colors.get(n, "black"))
+            for n, y in untrained.get(family, {}).items():
+                if n in colors:
+                    ax.axhline(y, ls="-.", lw=1.2, color=colors[n])
             style_axes(ax, f"{family} / {paradigm}", "D (pre-training records)", quantity)
     handles = [line_handle(colors[n], f"N = {compact(n)}") for n in sizes]
+    if untrained:
+        handles.append(line_handle("grey", "untrained encoder (D = 0)", ls="-."))
     add_legend(fig, handles + _fit_handles(curves))
     return ReportFigure(name, caption, fig, notes)
 

@@ -18,9 +18,13 @@ from ecgscale.report.tables import (
     ID_SET,
     fit_table,
     format_value,
+    has_references,
     param_text,
+    reference_points,
     run_table,
+    rung_recipe_table,
     undetermined_table,
+    untrained_table,
 )
 from ecgscale.spec import N_COLUMNS, N_WORDS
 
@@ -56,6 +60,7 @@ def render_report(
     roles: pd.DataFrame | None = None,
     sweep: pd.DataFrame | None = None,
     curves: pd.DataFrame | None = None,
+    references: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and ``out_dir/figures/<name>.png`` and ``.svg``; return
     the HTML path.
@@ -66,7 +71,9 @@ def render_report(
     ``analysis`` is the rest of ``fits.json`` (``efficiency``, ``backtests``, ``joint``,
     ``loss_to_loss``, ``analysis_gaps``, ``n_convention``); without it those parts say so.
     ``curves`` are the runs' training curves (``run_id``, ``step``, ``train_loss``,
-    ``val_loss``), drawn per family × paradigm.
+    ``val_loss``), drawn per family × paradigm. ``references`` are the untrained encoders'
+    probe losses (``family``, ``target_params``, ``seed``, ``eval_set``, ``loss``), drawn
+    beside the runs in the loss-vs-D figures and set against them in a table.
     Figures are embedded in the page as base64 PNG data URIs, so the page needs no other file.
     Missing pieces (no fits, no evaluations, a single paradigm, failed runs, no unseen task)
     are described in words where their figure or table would be.
@@ -86,7 +93,7 @@ def render_report(
     n_axis = (N_COLUMNS.get(convention, "n_params"), f"N ({N_WORDS[convention]})")
     sections = [_findings_section(analysis, transfer), _roles_section(roles)]
     sections += figure_sections(
-        runs, evals, fits, ood_sets, analysis.get("loss_to_loss") or (), n_axis
+        runs, evals, fits, ood_sets, analysis.get("loss_to_loss") or (), n_axis, references
     )
     swept = sweep is not None and not sweep.empty
     if swept:
@@ -127,9 +134,11 @@ def figure_sections(
     ood_sets: Sequence[str],
     loss_to_loss_laws: Sequence[Mapping] = (),
     n_axis: tuple[str, str] = ("n_params", "N (total parameters)"),
+    references: pd.DataFrame | None = None,
 ) -> list[dict]:
     """The figure sections of the report, in page order: ``{"title", "intro", "figures"}``.
-    ``n_axis`` is the results column of N the laws used and its axis label."""
+    ``n_axis`` is the results column of N the laws used and its axis label; ``references``
+    the untrained encoders' probe losses (see :func:`render_report`)."""
     families = runs["family"].tolist()
     id_points = figures.probe_points(runs, evals, ID_SET)
     n_col, n_label = n_axis
@@ -160,16 +169,22 @@ def figure_sections(
         id_points,
         fits,
         name="id_loss_vs_D",
-        caption="Linear-probe BCE on the ID test split vs D, one line per target N.",
+        caption="Linear-probe BCE on the ID test split vs D, one line per target N"
+        + (", dash-dotted: each N's untrained encoder" if has_references(references) else "")
+        + ".",
         quantity="ID probe loss",
         metric=f"loss:{ID_SET}",
+        references=reference_points(references, ID_SET),
     )
+    id_vs_d_section = _section("ID probe loss vs D", [id_vs_d])
+    if has_references(references):
+        id_vs_d_section["tables"] = [untrained_table(id_points, references)]
     return [
         _section("Pre-training loss vs N", [pretrain], "Units differ per paradigm."),
         _section("ID probe loss vs N", [id_vs_n]),
-        _section("ID probe loss vs D", [id_vs_d]),
+        id_vs_d_section,
         _section("OOD loss vs N", _ood_figures(runs, evals, fits, families, ood_sets, by_n)),
-        _section("OOD loss vs D", _ood_d_figures(runs, evals, fits, ood_sets)),
+        _section("OOD loss vs D", _ood_d_figures(runs, evals, fits, ood_sets, references)),
         _section(
             "Loss-to-loss: OOD vs ID probe loss",
             _loss_to_loss(runs, evals, ood_sets, loss_to_loss_laws),
@@ -253,7 +268,11 @@ def _ood_figures(
 
 
 def _ood_d_figures(
-    runs: pd.DataFrame, evals: pd.DataFrame, fits: Sequence[Mapping], ood_sets: Sequence[str]
+    runs: pd.DataFrame,
+    evals: pd.DataFrame,
+    fits: Sequence[Mapping],
+    ood_sets: Sequence[str],
+    references: pd.DataFrame | None = None,
 ) -> list[ReportFigure]:
     """One loss-vs-D figure per OOD set, or a single note when there is none."""
     if not ood_sets:
@@ -263,9 +282,12 @@ def _ood_d_figures(
             figures.probe_points(runs, evals, name),
             fits,
             name=f"ood_loss_vs_D_{figures.slug(name)}",
-            caption=f"Linear-probe BCE on the OOD set {name} vs D, one line per target N.",
+            caption=f"Linear-probe BCE on the OOD set {name} vs D, one line per target N"
+            + (", dash-dotted: each N's untrained encoder" if has_references(references) else "")
+            + ".",
             quantity=f"probe loss on {name}",
             metric=f"loss:{name}",
+            references=reference_points(references, name),
         )
         for name in ood_sets
     ]
@@ -314,38 +336,8 @@ def _training_section(runs: pd.DataFrame, curves: pd.DataFrame | None, *, swept:
         )
         section = _section(title, report_figures, intro)
     if not swept and {"lr", "steps", "best_step"} <= set(runs.columns):
-        section["tables"] = [_rung_recipe_table(runs)]
+        section["tables"] = [rung_recipe_table(runs)]
     return section
-
-
-def _rung_recipe_table(runs: pd.DataFrame) -> dict:
-    """Per rung (family × paradigm × N): the peak learning rate its runs trained at, and the
-    steps they ran and kept (early stopping keeps the best validation step)."""
-
-    def span(values: pd.Series) -> str:
-        values = values.dropna()
-        if values.empty:
-            return "–"
-        lo, hi = int(values.min()), int(values.max())
-        return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
-
-    rows = []
-    for (family, paradigm, n), part in runs.groupby(
-        ["family", "paradigm", "target_params"], sort=True
-    ):
-        rates = ", ".join(f"{lr:g}" for lr in sorted(part["lr"].dropna().unique()))
-        rows.append(
-            [
-                f"{family} / {paradigm}",
-                compact(n),
-                rates or "–",
-                span(part["steps"]),
-                span(part["best_step"]),
-            ]
-        )
-    headers = ["cell", "target N", "peak learning rate", "steps run", "best step (kept)"]
-    caption = "Learning rate and steps of each rung (its runs over every data size and seed)"
-    return {"caption": caption, "headers": headers, "rows": rows}
 
 
 def _findings_section(analysis: Mapping, transfer: Mapping | None) -> dict:

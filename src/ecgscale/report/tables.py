@@ -1,5 +1,6 @@
-"""The report's tables: fitted parameters, runs, what could not be determined, and the text of
-a table value (:func:`format_value`)."""
+"""The report's tables: fitted parameters, runs, each rung's recipe, what could not be
+determined, the untrained encoders against their runs, and the text of a table value
+(:func:`format_value`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ecgscale.numformat import MISSING, significant
+from ecgscale.numformat import MISSING, compact, significant
 from ecgscale.report import findings
 
 ID_SET = "id"
@@ -122,3 +123,76 @@ def _cell(value: object) -> dict:
     is_number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
     sort = "" if text == MISSING else (repr(float(value)) if is_number else text)
     return {"text": text, "sort": sort}
+
+
+def has_references(references: pd.DataFrame | None) -> bool:
+    """Whether the study probed any untrained encoder."""
+    return references is not None and not references.empty
+
+
+def reference_points(references: pd.DataFrame | None, eval_set: str) -> pd.DataFrame | None:
+    """The untrained encoders' losses on ``eval_set`` as ``family``, ``target_params``, ``y``."""
+    if not has_references(references):
+        return None
+    rows = references[references["eval_set"] == eval_set]
+    return rows[["family", "target_params"]].assign(y=rows["loss"].to_numpy())
+
+
+def untrained_table(points: pd.DataFrame, references: pd.DataFrame) -> dict:
+    """Per family × paradigm × N: the untrained encoder's ID probe loss, the runs' at the
+    largest D, and the change (means over seeds)."""
+    base = references[references["eval_set"] == ID_SET].groupby(["family", "target_params"])
+    untrained = base["loss"].mean()
+    rows = []
+    for (family, paradigm, n), part in points.groupby(
+        ["family", "paradigm", "target_params"], sort=True
+    ):
+        if (family, n) not in untrained.index:
+            continue
+        top = part[part["data_size"] == part["data_size"].max()]
+        before, after = float(untrained[(family, n)]), float(top["y"].mean())
+        rows.append(
+            [
+                f"{family} / {paradigm}",
+                compact(n),
+                f"{before:.4g}",
+                f"{after:.4g} (D = {compact(top['data_size'].iloc[0])})",
+                f"{(after - before) / before:+.0%}",
+            ]
+        )
+    headers = ["cell", "target N", "untrained (D = 0)", "pre-trained, largest D", "change"]
+    caption = (
+        "ID probe loss of each N's untrained encoder (its runs' initial weights) against its "
+        "runs at the largest D: what pre-training earns over random features of the same size"
+    )
+    return {"caption": caption, "headers": headers, "rows": rows}
+
+
+def rung_recipe_table(runs: pd.DataFrame) -> dict:
+    """Per rung (family × paradigm × N): the peak learning rate its runs trained at, and the
+    steps they ran and kept (early stopping keeps the best validation step)."""
+
+    def span(values: pd.Series) -> str:
+        values = values.dropna()
+        if values.empty:
+            return "–"
+        lo, hi = int(values.min()), int(values.max())
+        return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
+
+    rows = []
+    for (family, paradigm, n), part in runs.groupby(
+        ["family", "paradigm", "target_params"], sort=True
+    ):
+        rates = ", ".join(f"{lr:g}" for lr in sorted(part["lr"].dropna().unique()))
+        rows.append(
+            [
+                f"{family} / {paradigm}",
+                compact(n),
+                rates or "–",
+                span(part["steps"]),
+                span(part["best_step"]),
+            ]
+        )
+    headers = ["cell", "target N", "peak learning rate", "steps run", "best step (kept)"]
+    caption = "Learning rate and steps of each rung (its runs over every data size and seed)"
+    return {"caption": caption, "headers": headers, "rows": rows}

@@ -311,6 +311,11 @@ class EvalSpec(Strict):
         description="also fine-tune the whole encoder (with a new head, early-stopped on the "
         "probe's validation set) on the probe set and on every task's D_F subsets",
     )
+    untrained: bool = Field(
+        False,
+        description="also probe every family x size x seed's untrained encoder (the initial "
+        "weights its runs start from): the D = 0 reference the report draws beside the runs",
+    )
 
 
 TaskKind = Literal["binary", "multilabel", "regression"]

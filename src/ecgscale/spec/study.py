@@ -145,7 +145,7 @@ class StudySpec(Strict):
         re-evaluated from its saved weights."""
         blob = json.dumps(
             {
-                "eval": self.eval.model_dump(mode="json"),
+                "eval": self.eval.model_dump(mode="json", exclude={"untrained"}),
                 "ood": {k: self.data.model_dump(mode="json")[k] for k in DataSpec.EVALUATION},
                 "tasks": [t.model_dump(mode="json") for t in self.tasks],
             },

@@ -57,7 +57,7 @@ from ecgscale.spec import StudySpec
 from ecgscale.study.executors import default_workers, init_torch_threads, run_local_gpus
 from ecgscale.study.lifecycle import Claim, Jobs, closing, this_process
 from ecgscale.study.packing import packs
-from ecgscale.study.runs import expand, expand_scratch
+from ecgscale.study.runs import all_jobs
 from ecgscale.study.worker import Job, JobResult, job_id, run_job
 
 POLL_S = {"slurm": 10.0, "local": 0.5, "debug": 0.0}
@@ -253,7 +253,7 @@ def job_script(spec: StudySpec, study_dir: Path, n_tasks: int | None = None) -> 
     """The sbatch script the slurm executor submits for an array of ``n_tasks`` tasks (default:
     every job of the spec's grid, packed), rendered by submitit without submitting anything."""
     if n_tasks is None:
-        n_tasks = len(packs(spec, expand(spec) + expand_scratch(spec)))
+        n_tasks = len(packs(spec, all_jobs(spec)))
     folder = Path(study_dir).absolute() / "slurm"
     executor = _ScriptOnly(folder, max_num_timeout=spec.executor.slurm.max_requeues)
     executor.update_parameters(**_slurm_parameters(spec))

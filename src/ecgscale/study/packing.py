@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 
+from ecgscale.numformat import compact_caps
 from ecgscale.spec import StudySpec
 from ecgscale.study.runs import RunSpec, ScratchSpec
 
@@ -95,3 +96,14 @@ class GpuBoard:
         """Give back the ``share`` of each GPU that :meth:`place` gave a job."""
         for i in chosen:
             self.used[i] -= share
+
+
+def packing_words(spec: StudySpec) -> str:
+    """The packing setting in words."""
+    setting = spec.executor.runs_per_gpu
+    if setting != "auto":
+        return f"runs_per_gpu {setting}"
+    (first, k), *rest = AUTO_RUNS_PER_GPU
+    rule = [f"{k} runs to a GPU up to {compact_caps(first)} parameters"]
+    rule += [f"{k} up to {compact_caps(size)}" for size, k in rest]
+    return f"runs_per_gpu auto ({', '.join(rule)}, else 1)"

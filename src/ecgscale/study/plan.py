@@ -1,8 +1,9 @@
 """What a study will cost, before anything runs: its grid, FLOPs, device-hours, wall time.
 
 :func:`plan_study` lists every job of a spec (the pre-training runs of
-:func:`~ecgscale.study.runs.expand` and the from-scratch task models of
-:func:`~ecgscale.study.runs.expand_scratch`) with the actual parameter count and FLOPs per
+:func:`~ecgscale.study.runs.expand`, the untrained references of
+:func:`~ecgscale.study.runs.expand_references`, which only evaluate, and the from-scratch task
+models of :func:`~ecgscale.study.runs.expand_scratch`) with the actual parameter count and FLOPs per
 sample of its encoder, measured on the ``meta`` device (no memory, no compute, so a 200M model
 costs nothing to plan). A job's training FLOPs are
 
@@ -57,8 +58,8 @@ from ecgscale.numformat import amount, compact_caps, duration
 from ecgscale.spec import StudySpec
 from ecgscale.study.eval_records import EvalRecords, evaluation_records
 from ecgscale.study.executors import local_gpus
-from ecgscale.study.packing import AUTO_RUNS_PER_GPU, packs, runs_per_gpu
-from ecgscale.study.runs import RunSpec, ScratchSpec, expand, expand_scratch
+from ecgscale.study.packing import packing_words, packs, runs_per_gpu
+from ecgscale.study.runs import UNTRAINED, RunSpec, ScratchSpec, all_jobs
 from ecgscale.study.worker import Job
 
 GPU_TFLOPS = 0.40 * 312
@@ -158,12 +159,14 @@ class Plan:
     @property
     def totals(self) -> dict[str, Any]:
         jobs, runs = self.jobs, self.jobs[self.jobs["kind"] == "run"]
+        references = jobs[jobs["kind"] == "reference"]
         pending = jobs[jobs["status"] != "done"]
         eval_share = (jobs["eval_hours"] / jobs["hours"]).fillna(0)
         eval_device = float((jobs["device_hours"] * eval_share).sum())
         return {
             "runs": int(len(runs)),
-            "scratch": int(len(jobs) - len(runs)),
+            "references": int(len(references)),
+            "scratch": int((jobs["kind"] == "scratch").sum()),
             "jobs_done": int(len(jobs) - len(pending)),
             "target_params_min": int(jobs["target_params"].min()),
             "target_params_max": int(jobs["target_params"].max()),
@@ -235,8 +238,9 @@ class Plan:
         unit = "GPU-h" if self.device == "GPU" else "core-h"
         width = max([len("run_id"), *runs["job_id"].str.len()])
         per_gpu = self.device == "GPU"
+        refs = f"{t['references']} untrained references, " if t["references"] else ""
         out = [
-            f"plan of study {self.study!r}: {t['runs']} pre-training runs, {t['scratch']} "
+            f"plan of study {self.study!r}: {t['runs']} pre-training runs, {refs}{t['scratch']} "
             "from-scratch task models",
             f"{'run_id':<{width}}  {'family':<11} {'par':<3} {'target':>6} {'params':>12} "
             f"{'D':>9} {'seed':>4} {'batch':>5} {'steps':>5} {'FLOPs':>7} {'train':>8} "
@@ -253,6 +257,13 @@ class Plan:
                 f"{f' {r.runs_per_gpu:>4}' if per_gpu else ''} {r.device_hours:>8.3g}"
                 + (f"  {r.status}" if t["jobs_done"] else "")
             )
+        references = jobs[jobs["kind"] == "reference"]
+        if len(references):
+            out += [
+                "",
+                f"untrained references ({len(references)}): each family x size x seed's initial "
+                f"encoder, evaluated only: {references['device_hours'].sum():.3g} {unit}",
+            ]
         if len(scratch):
             out += ["", *self._scratch_summary(scratch, unit)]
         out += ["", *self._totals_lines()]
@@ -280,14 +291,16 @@ class Plan:
 
     def _totals_lines(self) -> list[str]:
         t = self.totals
-        pending = t["runs"] + t["scratch"] - t["jobs_done"]
+        total = t["runs"] + t["references"] + t["scratch"]
+        pending = total - t["jobs_done"]
         done = f" ({t['jobs_done']} done, {pending} to run)" if t["jobs_done"] else ""
         device = "GPU-hours" if self.device == "GPU" else "CPU core-hours"
         train_device = t["device_hours"] - t["eval_device_hours"]
         out = [
             "totals:",
-            f"  jobs: {t['runs']} runs + {t['scratch']} from-scratch = "
-            f"{t['runs'] + t['scratch']}{done}",
+            f"  jobs: {t['runs']} runs + "
+            + (f"{t['references']} untrained + " if t["references"] else "")
+            + f"{t['scratch']} from-scratch = {total}{done}",
             f"  parameters: {compact_caps(t['target_params_min'])}.."
             f"{compact_caps(t['target_params_max'])} "
             f"(actual {t['params_min']:,}..{t['params_max']:,})",
@@ -302,7 +315,7 @@ class Plan:
         ]
         if self.packing:
             out.append(
-                f"  packing: {self.packing}: {t['runs'] + t['scratch']} jobs as {t['packs']} "
+                f"  packing: {self.packing}: {total} jobs as {t['packs']} "
                 f"GPU allocations; {amount(t['device_hours'])} GPU-hours instead of "
                 f"{amount(t['device_hours_unpacked'])} with one job per GPU, wall time "
                 f"~{duration(t['wall_hours'])} instead of ~{duration(t['wall_hours_unpacked'])}"
@@ -492,12 +505,15 @@ def _job_id(job: Job) -> str:
 def _row(spec: StudySpec, job: Job, records: EvalRecords, status: dict[str, str]) -> dict:
     """A job's row of sizes and FLOPs (times are added later)."""
     run = isinstance(job, RunSpec)
+    trains = not (run and job.paradigm == UNTRAINED)
     d = job.data_size if run else job.d_f
-    cfg = (spec.train.for_family(job.family) if run else spec.scratch_for(job.family)).for_data(d)
+    cfg = spec.train.for_family(job.family) if run else spec.scratch_for(job.family)
+    cfg = cfg.for_data(d) if trains else cfg
+    steps = cfg.max_steps if trains else 0
     stats = rung_stats(job.family, job.target_params, spec.data.n_samples, spec.data.fs)
     evaluated = records.per_run if run else records.scratch[job.task]
     return {
-        "kind": "run" if run else "scratch",
+        "kind": ("run" if trains else "reference") if run else "scratch",
         "job_id": _job_id(job),
         "family": job.family,
         "paradigm": job.paradigm if run else "scratch",
@@ -507,25 +523,14 @@ def _row(spec: StudySpec, job: Job, records: EvalRecords, status: dict[str, str]
         "data_size": d,
         "seed": job.seed,
         "batch_size": min(cfg.batch_size, d),
-        "max_steps": cfg.max_steps,
+        "max_steps": steps,
         "flops_per_sample": stats.flops_per_sample,
-        "flops": float(stats.flops_per_sample) * min(cfg.batch_size, d) * cfg.max_steps,
+        "flops": float(stats.flops_per_sample) * min(cfg.batch_size, d) * steps,
         "eval_records": evaluated,
         "eval_flops": float(stats.forward_flops_per_sample) * evaluated,
         "runs_per_gpu": runs_per_gpu(spec, job),
         "status": status.get(_job_id(job), "pending"),
     }
-
-
-def _packing_words(spec: StudySpec) -> str:
-    """The packing setting in words."""
-    setting = spec.executor.runs_per_gpu
-    if setting != "auto":
-        return f"runs_per_gpu {setting}"
-    (first, k), *rest = AUTO_RUNS_PER_GPU
-    rule = [f"{k} runs to a GPU up to {compact_caps(first)} parameters"]
-    rule += [f"{k} up to {compact_caps(size)}" for size, k in rest]
-    return f"runs_per_gpu auto ({', '.join(rule)}, else 1)"
 
 
 def plan_study(
@@ -542,14 +547,15 @@ def plan_study(
     study_dir = Path(study_dir) if study_dir is not None else None
     records = evaluation_records(spec, _store_dir(spec, study_dir))
     status = _statuses(study_dir)
-    jobs = _submission_order(expand(spec) + expand_scratch(spec))
+    jobs = _submission_order(all_jobs(spec))
     if not jobs:
         raise ValueError(f"study {spec.name!r} has no jobs")
     frame = pd.DataFrame([_row(spec, job, records, status) for job in jobs]).set_index("job_id")
     runs = frame[frame["kind"] == "run"]
     rate = throughput(spec, study_dir, tflops, runs["eval_flops"].to_dict())
     floor = GPU_STEP_FLOOR_S if spec.executor.gpus_per_run > 0 else 0.0
-    per_step = (frame["flops"] / frame["max_steps"] / rate.flops_per_s).clip(lower=floor)
+    steps = frame["max_steps"].clip(lower=1)  # an untrained reference takes none
+    per_step = (frame["flops"] / steps / rate.flops_per_s).clip(lower=floor)
     frame["train_hours"] = frame["max_steps"] * per_step / 3600
     frame["eval_hours"] = frame["eval_flops"] / rate.flops_per_s / 3600
     frame["hours"] = frame["train_hours"] + frame["eval_hours"]
@@ -572,7 +578,7 @@ def plan_study(
     n_slots, slots_note = executor_slots(spec, slots)
     wall = lpt_makespan([h for _, h in grouped(pending)], n_slots) if pending else 0.0
     unpacked_wall = lpt_makespan(frame.loc[[_job_id(j) for j in pending], "hours"], n_slots)
-    order = [_job_id(j) for j in expand(spec) + expand_scratch(spec)]
+    order = [_job_id(j) for j in all_jobs(spec)]
     frame = frame.loc[order].reset_index()[COLUMNS]
     notes = []
     if min(spec.data_sizes) < spec.train.batch_size:
@@ -587,7 +593,7 @@ def plan_study(
         wall_hours=wall,
         eval_records=records,
         unpacked=(float((frame["hours"] * per_device).sum()), unpacked_wall if pending else 0.0),
-        packing=_packing_words(spec) if (frame["runs_per_gpu"] > 1).any() else "",
+        packing=packing_words(spec) if (frame["runs_per_gpu"] > 1).any() else "",
         step_floor_s=floor,
         scratch_batch=spec.scratch_train.batch_size,
         notes=notes,

@@ -42,8 +42,11 @@ from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
 from ecgscale.study.runs import (
+    UNTRAINED,
     RunSpec,
+    all_jobs,
     expand,
+    expand_references,
     expand_scratch,
     resolve_lr,
     store_dir,
@@ -189,7 +192,7 @@ def train_runs(
     raises; finished jobs are kept."""
     study_dir = Path(study_dir)
     results = Results(study_dir / "results.sqlite")
-    runs, scratch = expand(spec), expand_scratch(spec)
+    runs, scratch = [*expand(spec), *expand_references(spec)], expand_scratch(spec)
     if only is not None:
         unknown = sorted(set(only) - {r.run_id for r in runs} - {j.scratch_id for j in scratch})
         if unknown:
@@ -223,7 +226,11 @@ def train_runs(
     by_id = {job_id(j): j for j in todo}
     redo = {r.run_id for r in stale}
     run = _executor(spec.executor.kind)
-    waiting = [j for j in todo if isinstance(j, RunSpec) and j.lr is None and spec.lr_sweep_d]
+    waiting = [
+        j
+        for j in todo
+        if isinstance(j, RunSpec) and j.lr is None and j.paradigm != UNTRAINED and spec.lr_sweep_d
+    ]
     with tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress) as bar:
         try:
             batch = [j for j in todo if j not in waiting]
@@ -302,7 +309,7 @@ def _take_results(
 def jobs_done(spec: StudySpec, study_dir: Path) -> tuple[int, int]:
     """``(done, total)``: jobs of ``spec``'s grid (runs and from-scratch models) that are
     done in the study's job table, and all of them."""
-    ids = {job_id(j) for j in [*expand(spec), *expand_scratch(spec)]}
+    ids = {job_id(j) for j in all_jobs(spec)}
     path = Path(study_dir) / "results.sqlite"
     if not path.is_file():
         return 0, len(ids)
@@ -344,8 +351,9 @@ def study_roles(study_dir: Path) -> pd.DataFrame:
 def study_tables(study_dir: Path, spec: StudySpec | None = None) -> dict[str, pd.DataFrame]:
     """The results of the study's current grid: ``runs`` (wide; in a learning-rate sweep each
     rung's chosen run), ``sweep`` (:func:`sweep_runs`), ``evals``, ``tasks`` (with the runs'
-    coordinates) and ``scratch``; rows of other settings are left out. ``spec``: the study's,
-    if the caller has read it."""
+    coordinates), ``scratch`` and ``references`` (the untrained encoders' probe losses:
+    ``family``, ``target_params``, ``n_params``, ``seed``, ``eval_set``, ``loss``); rows of other
+    settings are left out. ``spec``: the study's, if the caller has read it."""
     spec = spec or load_study_spec(study_dir)
     path = Path(study_dir) / "results.sqlite"
     if not path.is_file():
@@ -363,12 +371,20 @@ def study_tables(study_dir: Path, spec: StudySpec | None = None) -> dict[str, pd
     tasks = coords.merge(tasks[tasks["run_id"].isin(ids) & tasks["task"].isin(names)], on="run_id")
     scratch = results.scratch()
     scratch = scratch[scratch["scratch_id"].isin({j.scratch_id for j in expand_scratch(spec)})]
+    reference_runs = recorded[
+        recorded["run_id"].isin({r.run_id for r in expand_references(spec)})
+        & (recorded["status"] == "done")
+    ]
+    references = reference_runs[["run_id", "family", "target_params", "n_params", "seed"]].merge(
+        evals[evals["method"] == "probe"][["run_id", "eval_set", "loss"]], on="run_id"
+    )
     return {
         "runs": wide,
         "sweep": sweep_runs(spec, recorded),
         "evals": evals[evals["run_id"].isin(ids)].reset_index(drop=True),
         "tasks": tasks.reset_index(drop=True),
         "scratch": scratch.reset_index(drop=True),
+        "references": references.drop(columns="run_id"),
     }
 
 
@@ -546,6 +562,7 @@ def write_report(
         roles=read_role_table(roles) if (roles := study_dir / "roles.csv").is_file() else None,
         sweep=tables["sweep"],
         curves=training_curves(study_dir, runs["run_id"].tolist()),
+        references=tables["references"],
     )
 
 

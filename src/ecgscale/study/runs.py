@@ -28,6 +28,7 @@ from ecgscale.evaluate.task_models import train_on_task, trained_task_row
 from ecgscale.models import build, measure, shape_for
 from ecgscale.numformat import run_size
 from ecgscale.objectives import Objective, create_objective
+from ecgscale.objectives.base import reestimate_batchnorm
 from ecgscale.spec import StudySpec, TrainSpec
 from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
 from ecgscale.train.checkpoint import clear_checkpoints
@@ -148,6 +149,32 @@ def expand(spec: StudySpec) -> list[RunSpec]:
     return runs
 
 
+UNTRAINED = "untrained"
+"""The paradigm of a reference: an untrained encoder, probed (``eval.untrained``)."""
+
+
+def expand_references(spec: StudySpec) -> list[RunSpec]:
+    """The untrained reference of every family, size and seed when ``eval.untrained``: the
+    encoder its runs start from, probed as at D = 0. The id hashes the data, the largest data
+    size (its subset gives a BatchNorm encoder its statistics) and the model's shape."""
+    if not spec.eval.untrained:
+        return []
+    settings = json.dumps([spec.fingerprint("data"), max(spec.data_sizes)])
+    return [
+        RunSpec(
+            f"{fam}-{UNTRAINED}-n{run_size(n)}-s{seed}-{model_tag(spec, fam, n, settings)}",
+            fam,
+            UNTRAINED,
+            n,
+            0,
+            seed,
+        )
+        for fam in spec.models.families
+        for n in spec.models.sizes
+        for seed in spec.seeds
+    ]
+
+
 def sweep_choices(spec: StudySpec, runs: pd.DataFrame) -> dict[tuple, float]:
     """The learning rate each rung (family, paradigm, target size, seed) chose in its sweep:
     the rate of its sweep run at ``lr_sweep_d`` with the lowest validation pre-training loss.
@@ -210,6 +237,12 @@ def expand_scratch(spec: StudySpec) -> list[ScratchSpec]:
     return jobs
 
 
+def all_jobs(spec: StudySpec) -> list[RunSpec | ScratchSpec]:
+    """Every job of the study: the grid's runs, the untrained references and the from-scratch
+    task models."""
+    return [*expand(spec), *expand_references(spec), *expand_scratch(spec)]
+
+
 def store_dir(spec: StudySpec, study_dir: Path) -> Path:
     return Path(spec.data.store) if spec.data.store else Path(study_dir) / "store"
 
@@ -259,7 +292,8 @@ def execute_run(
     row: dict = {**asdict(run), "status": "running", "error": None, "eval_tag": spec.eval_tag()}
     out = Outcome(row)
     try:
-        row["lr"] = run_settings(spec, run).lr
+        untrained = run.paradigm == UNTRAINED
+        row["lr"] = None if untrained else run_settings(spec, run).lr
         run_dir.mkdir(parents=True, exist_ok=True)
         store = Store(store_dir)
         roles = assign_roles(spec, store.meta)
@@ -271,10 +305,15 @@ def execute_run(
             n_params_nonembed=stats.n_params_nonembedding,
             flops_per_sample=stats.flops_per_sample,
         )
-        objective = create_objective(
-            run.paradigm, encoder, fs=store.fs, **spec.ssl.objective_kwargs()
-        )
-        summary = _load_trained(objective, run_dir) if distributed.world_size() == 1 else None
+        if untrained:
+            objective = Objective(encoder.to(distributed.device()))
+            reestimate_batchnorm(encoder, store.read, roles.subsets[max(roles.subsets)])
+            summary = {"steps": 0, "best_step": 0, "stopped": UNTRAINED}
+        else:
+            objective = create_objective(
+                run.paradigm, encoder, fs=store.fs, **spec.ssl.objective_kwargs()
+            )
+            summary = _load_trained(objective, run_dir) if distributed.world_size() == 1 else None
         if summary is None:
             log = train_log(spec, run_dir, stats.flops_per_sample)
             summary = _pretrain(spec, run, objective, store, roles, run_dir, hooks or Hooks(), log)

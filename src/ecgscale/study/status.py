@@ -12,7 +12,7 @@ import pandas as pd
 
 from ecgscale.numformat import duration
 from ecgscale.study.lifecycle import Jobs, owner_alive
-from ecgscale.study.runs import expand, expand_scratch
+from ecgscale.study.runs import all_jobs
 from ecgscale.study.specfile import load_study_spec
 from ecgscale.study.worker import job_id
 from ecgscale.train.metrics import read_metrics
@@ -104,7 +104,7 @@ def study_status(study_dir: Path) -> Status:
     """The status of the study in ``study_dir`` (its ``spec.yaml`` and ``results.sqlite``)."""
     study_dir = Path(study_dir)
     spec = load_study_spec(study_dir)
-    grid_jobs = [*expand(spec), *expand_scratch(spec)]
+    grid_jobs = all_jobs(spec)
     grid = pd.DataFrame(
         {"job_id": [job_id(j) for j in grid_jobs], "folder": [j.folder for j in grid_jobs]}
     )

@@ -22,7 +22,7 @@ from ecgscale.spec import SpecError, StudySpec
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
 from ecgscale.study.runner import prepare_data
-from ecgscale.study.runs import execute, expand, store_dir
+from ecgscale.study.runs import execute, expand, expand_references, store_dir
 from ecgscale.study.specfile import load_spec
 from ecgscale.study.worker import Heartbeat, Job, JobResult, job_id, job_kind, record
 from ecgscale.train import distributed
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = load_spec(args.spec, args.overrides)
     except SpecError as err:
         parser.error(str(err))
-    grid = expand(spec)
+    grid = [*expand(spec), *expand_references(spec)]
     unknown = set(args.only or ()) - {r.run_id for r in grid}
     if unknown:
         parser.error(f"run {sorted(unknown)[0]!r} is not in this study's grid")

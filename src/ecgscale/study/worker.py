@@ -29,9 +29,8 @@ from ecgscale.study.runs import (
     Outcome,
     RunSpec,
     ScratchSpec,
+    all_jobs,
     execute,
-    expand,
-    expand_scratch,
     store_dir,
 )
 from ecgscale.study.specfile import load_spec
@@ -220,7 +219,7 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 def find_job(spec: StudySpec, job_id_: str) -> Job:
     """The job of ``spec``'s grid with id ``job_id_``."""
-    for job in [*expand(spec), *expand_scratch(spec)]:
+    for job in all_jobs(spec):
         if job_id(job) == job_id_:
             return job
     raise KeyError(f"job {job_id_!r} is not in the grid of study {spec.name!r}")
