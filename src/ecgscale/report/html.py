@@ -169,9 +169,7 @@ def figure_sections(
         id_points,
         fits,
         name="id_loss_vs_D",
-        caption="Linear-probe BCE on the ID test split vs D, one line per target N"
-        + (", dash-dotted: each N's untrained encoder" if has_references(references) else "")
-        + ".",
+        caption=_vs_d_caption("Linear-probe BCE on the ID test split", references),
         quantity="ID probe loss",
         metric=f"loss:{ID_SET}",
         references=reference_points(references, ID_SET),
@@ -267,6 +265,12 @@ def _ood_figures(
     ]
 
 
+def _vs_d_caption(what: str, references: pd.DataFrame | None) -> str:
+    """A loss-vs-D figure's caption, naming the untrained encoders' lines where drawn."""
+    drawn = ", dash-dotted: each N's untrained encoder" if has_references(references) else ""
+    return f"{what} vs D, one line per target N{drawn}."
+
+
 def _ood_d_figures(
     runs: pd.DataFrame,
     evals: pd.DataFrame,
@@ -282,9 +286,7 @@ def _ood_d_figures(
             figures.probe_points(runs, evals, name),
             fits,
             name=f"ood_loss_vs_D_{figures.slug(name)}",
-            caption=f"Linear-probe BCE on the OOD set {name} vs D, one line per target N"
-            + (", dash-dotted: each N's untrained encoder" if has_references(references) else "")
-            + ".",
+            caption=_vs_d_caption(f"Linear-probe BCE on the OOD set {name}", references),
             quantity=f"probe loss on {name}",
             metric=f"loss:{name}",
             references=reference_points(references, name),

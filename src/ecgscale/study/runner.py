@@ -307,8 +307,8 @@ def _take_results(
 
 
 def jobs_done(spec: StudySpec, study_dir: Path) -> tuple[int, int]:
-    """``(done, total)``: jobs of ``spec``'s grid (runs and from-scratch models) that are
-    done in the study's job table, and all of them."""
+    """``(done, total)``: jobs of ``spec``'s grid (runs, untrained references and from-scratch
+    models) that are done in the study's job table, and all of them."""
     ids = {job_id(j) for j in all_jobs(spec)}
     path = Path(study_dir) / "results.sqlite"
     if not path.is_file():

@@ -1,4 +1,5 @@
-"""The jobs of a study: pre-training runs (pre-train, then evaluate) and from-scratch task models.
+"""The jobs of a study: pre-training runs (pre-train, then evaluate), untrained references
+(evaluate the encoder a run starts from: ``eval.untrained``) and from-scratch task models.
 
 A run's evaluation: a frozen-encoder probe on the ID test split and every OOD set (an SL
 model's own head too; optionally a fine-tuned copy of the encoder), then every unseen task at
@@ -287,7 +288,9 @@ def execute_run(
     resumes from the checkpoints in ``run_dir/checkpoints`` when an earlier attempt was
     interrupted. Evaluation runs on the training device (:func:`distributed.device`), under
     the run's precision. Under ``torchrun`` every process calls this; process 0 alone writes
-    files and evaluates, the others only train."""
+    files and evaluates, the others only train. An untrained reference (paradigm
+    :data:`UNTRAINED`) trains nothing: its encoder's BatchNorm statistics come from unmasked
+    records of the largest pre-training subset, then it is evaluated like a run."""
     t0 = time.perf_counter()
     row: dict = {**asdict(run), "status": "running", "error": None, "eval_tag": spec.eval_tag()}
     out = Outcome(row)
