@@ -49,7 +49,11 @@ def test_paper_plan_is_the_papers_grid() -> None:
     assert min(j["n_params"] for j in runs) == totals["params_min"]
     assert max(j["data_size"] for j in runs) >= 1_000_000  # CODE's 2.3M records, train split
     assert totals["device"] == "GPU" and totals["device_hours"] > 0
-    assert all(j["flops"] > 0 and j["device_hours"] > 0 for j in jobs)
+    trained = [j for j in jobs if j["kind"] != "reference"]
+    assert all(j["flops"] > 0 and j["device_hours"] > 0 for j in trained)
+    references = [j for j in jobs if j["kind"] == "reference"]  # each rung untrained, evaluated
+    assert totals["references"] == len(references) == 2 * 7
+    assert all(j["flops"] == 0 and j["eval_flops"] > 0 for j in references)
     spec = load_spec(STUDIES / "paper.yaml")
     assert (spec.data.fs, spec.data.n_samples) == (400, 4096)
     assert spec.executor.kind == "slurm" and spec.executor.gpus_per_run >= 1
