@@ -68,17 +68,17 @@ def _finished_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], StudyS
     model, train = run_dir / "model.safetensors", run_dir / "train.json"
     if not run_dir.is_dir() or not (run_dir.parent.name == "runs" or train.is_file()):
         raise EncoderError(f"{run_dir}: not a run folder (expected <study>/runs/<run_id>)")
-    if f"-{UNTRAINED}-" in run_dir.name:
+    train_json = json.loads(train.read_text()) if train.is_file() else None
+    if train_json and train_json["run"]["paradigm"] == UNTRAINED:
         raise EncoderError(
             f"{run_dir}: an untrained reference (eval.untrained): nothing was trained to export"
         )
-    if not (model.is_file() and train.is_file()):
+    if not (model.is_file() and train_json):
         missing = "model.safetensors" if not model.is_file() else "train.json"
         raise EncoderError(f"{run_dir}: run not finished (no {missing}); train it first")
     spec_file = run_dir.parent.parent / "spec.yaml"
     if not spec_file.is_file():
         raise EncoderError(f"{run_dir}: no spec.yaml found at {spec_file}")
-    train_json = json.loads(train.read_text())
     return train_json["run"], train_json["summary"], load_spec(spec_file)
 
 

@@ -59,7 +59,7 @@ from ecgscale.spec import StudySpec
 from ecgscale.study.eval_records import EvalRecords, evaluation_records
 from ecgscale.study.executors import local_gpus
 from ecgscale.study.packing import packing_words, packs, runs_per_gpu
-from ecgscale.study.runs import UNTRAINED, RunSpec, ScratchSpec, all_jobs
+from ecgscale.study.runs import RunSpec, ScratchSpec, all_jobs
 from ecgscale.study.worker import Job
 
 GPU_TFLOPS = 0.40 * 312
@@ -505,7 +505,7 @@ def _job_id(job: Job) -> str:
 def _row(spec: StudySpec, job: Job, records: EvalRecords, status: dict[str, str]) -> dict:
     """A job's row of sizes and FLOPs (times are added later)."""
     run = isinstance(job, RunSpec)
-    trains = not (run and job.paradigm == UNTRAINED)
+    trains = not run or job.trains
     d = job.data_size if run else job.d_f
     cfg = spec.train.for_family(job.family) if run else spec.scratch_for(job.family)
     cfg = cfg.for_data(d) if trains else cfg

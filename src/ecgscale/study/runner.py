@@ -42,7 +42,6 @@ from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
 from ecgscale.study.runs import (
-    UNTRAINED,
     RunSpec,
     all_jobs,
     expand,
@@ -227,9 +226,7 @@ def train_runs(
     redo = {r.run_id for r in stale}
     run = _executor(spec.executor.kind)
     waiting = [
-        j
-        for j in todo
-        if isinstance(j, RunSpec) and j.lr is None and j.paradigm != UNTRAINED and spec.lr_sweep_d
+        j for j in todo if isinstance(j, RunSpec) and j.lr is None and j.trains and spec.lr_sweep_d
     ]
     with tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress) as bar:
         try:

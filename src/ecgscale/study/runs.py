@@ -62,6 +62,10 @@ class Hooks:
         }
 
 
+UNTRAINED = "untrained"
+"""The paradigm of a reference: an untrained encoder, probed (``eval.untrained``)."""
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """The grid coordinates of one run; ``run_id`` is stable across invocations."""
@@ -79,6 +83,11 @@ class RunSpec:
     @property
     def folder(self) -> str:
         return f"runs/{self.run_id}"
+
+    @property
+    def trains(self) -> bool:
+        """Whether the run pre-trains (an untrained reference does not)."""
+        return self.paradigm != UNTRAINED
 
     @property
     def rung(self) -> tuple[str, str, int, int]:
@@ -148,10 +157,6 @@ def expand(spec: StudySpec) -> list[RunSpec]:
                         else:
                             runs.append(RunSpec(f"{stem}-lrbest-{tag}", fam, par, n, d, seed))
     return runs
-
-
-UNTRAINED = "untrained"
-"""The paradigm of a reference: an untrained encoder, probed (``eval.untrained``)."""
 
 
 def expand_references(spec: StudySpec) -> list[RunSpec]:
@@ -295,8 +300,7 @@ def execute_run(
     row: dict = {**asdict(run), "status": "running", "error": None, "eval_tag": spec.eval_tag()}
     out = Outcome(row)
     try:
-        untrained = run.paradigm == UNTRAINED
-        row["lr"] = None if untrained else run_settings(spec, run).lr
+        row["lr"] = run_settings(spec, run).lr if run.trains else None
         run_dir.mkdir(parents=True, exist_ok=True)
         store = Store(store_dir)
         roles = assign_roles(spec, store.meta)
@@ -308,10 +312,13 @@ def execute_run(
             n_params_nonembed=stats.n_params_nonembedding,
             flops_per_sample=stats.flops_per_sample,
         )
-        if untrained:
+        if not run.trains:
             objective = Objective(encoder.to(distributed.device()))
             reestimate_batchnorm(encoder, store.read, roles.subsets[max(roles.subsets)])
             summary = {"steps": 0, "best_step": 0, "stopped": UNTRAINED}
+            if distributed.is_main():  # what the folder holds: a probe, no weights
+                train = {"run": asdict(run), "summary": summary}
+                (run_dir / "train.json").write_text(json.dumps(train, indent=1))
         else:
             objective = create_objective(
                 run.paradigm, encoder, fs=store.fs, **spec.ssl.objective_kwargs()
