@@ -24,7 +24,7 @@ from ecgscale.data.store import StoreError
 from ecgscale.evaluate.embed import embed, features, harmonized
 from ecgscale.evaluate.predict import predict
 from ecgscale.evaluate.probe import load_probe
-from ecgscale.export import export_run
+from ecgscale.export import export_run, pretraining_objective
 from ecgscale.models import build
 from ecgscale.models.exported import (
     ECGModel,
@@ -284,6 +284,20 @@ def test_ssl_export_has_the_probe_and_no_head(runs, exported):
         features = run_objective(runs["transformer-ssl"]).encoder.features(x).double().numpy()
         p = model.probabilities(x).numpy()
     np.testing.assert_allclose(p, saved.probe.predict(features), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ([], "a 0.5 share hidden in every lead at once, each patch's target standardised"),
+        (["ssl.decoder_depth=2"], "standardised, decoded by a 2-block Transformer decoder"),
+        (["ssl.objective=contrastive", "ssl.crop_s=2.5"], "two random 2.5 s segments"),
+    ],
+)
+def test_the_config_names_the_ssl_objective_a_run_used(overrides, words):
+    tree = {"name": "t", "models": {"sizes": [20000]}, "data_sizes": [100]}
+    spec = parse_spec(tree, overrides=overrides)
+    assert words in pretraining_objective("ssl", spec)
 
 
 @pytest.mark.parametrize("name", ["resnet-sl", "resnet-ssl", "transformer-sl", "transformer-ssl"])

@@ -6,6 +6,7 @@ import torch
 
 from ecgscale.models import build
 from ecgscale.objectives import MaskedReconstruction, create_objective
+from ecgscale.objectives.masked import decoder_heads
 from ecgscale.spec import TrainSpec
 from ecgscale.train import TrainingDiverged, load_weights, pretrain, save_weights, warmup_cosine
 
@@ -39,6 +40,31 @@ def test_masked_loss_ignores_visible_samples(family, mask):
     loss = ((recon - x).square() * mask_).sum() / mask_.sum()
     got = obj.loss(x, None, generator=torch.Generator().manual_seed(1))
     assert torch.isclose(loss, got)
+
+
+@pytest.mark.parametrize("family", ["resnet", "transformer"])
+def test_a_decoder_sits_between_encoder_and_head_and_trains(family):
+    torch.manual_seed(0)
+    encoder = build(family, 20000, input_len=200, fs=100)
+    obj = create_objective("ssl", encoder, fs=100, mask_patch_s=0.2, decoder_depth=2)
+    assert len(obj.decoder_blocks) == 2
+    assert obj.decoder_blocks[0].attn.heads == decoder_heads(encoder.dim)
+    x = torch.randn(3, 12, 200)
+    assert obj.reconstruct(x).shape == x.shape
+    loss = obj.loss(x, None, generator=torch.Generator().manual_seed(1))
+    loss.backward()
+    for name in ("decoder_blocks.0.attn.qkv.weight", "decoder_blocks.1.mlp.fc.weight"):
+        assert obj.get_parameter(name).grad.abs().sum() > 0, name
+    # without one, the objective holds the encoder and the linear head only (older weights load)
+    plain = create_objective("ssl", encoder, fs=100, mask_patch_s=0.2)
+    assert {k.split(".")[0] for k in plain.state_dict()} == {"encoder", "decoder"}
+
+
+@pytest.mark.parametrize(
+    ("dim", "heads"), [(19, 1), (31, 1), (34, 2), (54, 3), (60, 3), (64, 4), (99, 3), (512, 32)]
+)
+def test_decoder_heads_divide_the_width_at_about_16_dimensions_each(dim, heads):
+    assert decoder_heads(dim) == heads
 
 
 def test_normalised_targets_standardise_each_lead_patch():

@@ -182,6 +182,20 @@ def test_epochs_leave_older_run_ids_alone_and_change_their_own():
     assert not with_epochs & before
 
 
+def test_ssl_decoder_depth_changes_only_ssl_ids_and_zero_keeps_older_ones():
+    runs = expand(parse_spec(BASE))
+    assert "decoder_depth" not in parse_spec(BASE).ssl.objective_kwargs()
+    zero = parse_spec(BASE, overrides=["ssl.decoder_depth=0"])
+    assert [r.run_id for r in expand(zero)] == [r.run_id for r in runs]
+    one = expand(parse_spec(BASE, overrides=["ssl.decoder_depth=1"]))
+    changed = {a.run_id for a, b in zip(runs, one, strict=True) if a.run_id != b.run_id}
+    assert changed == {r.run_id for r in runs if r.paradigm == "ssl"} and changed
+    contrastive = ["ssl.objective=contrastive"]  # a masked-only setting leaves its runs alone
+    assert expand(parse_spec(BASE, overrides=contrastive)) == expand(
+        parse_spec(BASE, overrides=[*contrastive, "ssl.decoder_depth=2"])
+    )
+
+
 def test_min_steps_above_max_steps_is_refused():
     with pytest.raises(SpecError, match="min_steps 500 exceeds max_steps 400"):
         parse_spec(BASE, overrides=["train.epochs=1", "train.min_steps=500"])

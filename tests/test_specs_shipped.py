@@ -57,6 +57,9 @@ def test_paper_plan_is_the_papers_grid() -> None:
     spec = load_spec(STUDIES / "paper.yaml")
     assert (spec.data.fs, spec.data.n_samples) == (400, 4096)
     assert spec.executor.kind == "slurm" and spec.executor.gpus_per_run >= 1
+    code15 = load_spec(STUDIES / "code15.yaml")  # the demo's SSL recipe, as code15.yaml has it
+    assert spec.ssl.objective_kwargs() == code15.ssl.objective_kwargs()
+    assert spec.ssl.objective_kwargs() == load_spec().ssl.objective_kwargs()
 
     table = CliRunner().invoke(main, ["study", "plan", str(STUDIES / "paper.yaml")])
     assert table.exit_code == 0, table.output
@@ -85,7 +88,7 @@ def test_code15_plan_is_a_gpu_cluster_grid() -> None:
     # and SSL by time spans hidden in all leads with normalised targets
     assert len(spec.train.lrs) == 3 and totals["runs"] == len(expand(spec))
     assert len(expand(spec)) == 140 + 2 * 2 * 2 * len(spec.models.sizes)
-    assert spec.ssl.mask == "time" and spec.ssl.norm_target
+    assert spec.ssl.mask == "time" and spec.ssl.norm_target and spec.ssl.decoder_depth == 1
     ex = spec.executor
     assert ex.kind == "slurm" and ex.gpus_per_run == 1 and ex.slurm.backend == "slurm"
     # the time limit covers the longest job at the plan's rate

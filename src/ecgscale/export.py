@@ -158,7 +158,7 @@ def _config(
             "bandpass": data["harmonize"]["bandpass"],
         },
         "paradigm": run["paradigm"],
-        "objective": _objective(run["paradigm"], spec),
+        "objective": pretraining_objective(run["paradigm"], spec),
         "labels": list(LABELS),
         "predictors": predictors,
         "pretraining": {
@@ -175,15 +175,27 @@ def _config(
     }
 
 
-def _objective(paradigm: str, spec: StudySpec) -> str:
+def pretraining_objective(paradigm: str, spec: StudySpec) -> str:
+    """What a run of ``paradigm`` minimised in pre-training, in words (``objective`` in its
+    config)."""
     if paradigm == "sl":
         return f"multi-label binary cross-entropy on the six labels ({', '.join(LABELS)})"
     ssl = spec.ssl
+    if ssl.objective == "contrastive":
+        return (
+            f"contrastive (NT-Xent) between two random {ssl.crop_s:g} s segments of each record, "
+            f"temperature {ssl.temperature:g}"
+        )
     hidden = "in every lead at once" if ssl.mask == "time" else "in each lead independently"
     target = ", each patch's target standardised" if ssl.norm_target else ""
+    decoder = (
+        f", decoded by a {ssl.decoder_depth}-block Transformer decoder (discarded)"
+        if ssl.decoder_depth
+        else ""
+    )
     return (
         f"masked reconstruction of {ssl.mask_patch_s:g} s time patches, a {ssl.mask_ratio:g} "
-        f"share hidden {hidden}{target}"
+        f"share hidden {hidden}{target}{decoder}"
     )
 
 

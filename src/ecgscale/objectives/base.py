@@ -106,11 +106,13 @@ def create_objective(
     norm_target: bool = True,
     crop_s: float = 5.0,
     temperature: float = 0.1,
+    decoder_depth: int = 0,
 ) -> Objective:
     """The objective of a paradigm: 'sl' (multi-label BCE) or 'ssl', whose ``objective`` is
     ``masked`` (reconstruction of ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden
     across all leads (``mask`` "time") or per lead ("lead"), targets standardised per patch with
-    ``norm_target``) or ``contrastive`` (NT-Xent between two ``crop_s``-second segments of a
+    ``norm_target``, ``decoder_depth`` Transformer blocks before its linear head) or
+    ``contrastive`` (NT-Xent between two ``crop_s``-second segments of a
     record, at ``temperature``): the objective registered under that name."""
     if paradigm == "sl":
         name = "supervised"
@@ -127,6 +129,7 @@ def create_objective(
         "norm_target": norm_target,
         "crop_s": crop_s,
         "temperature": temperature,
+        "decoder_depth": decoder_depth,
     }
     return get_objective(name).from_settings(encoder, fs=fs, **settings)
 

@@ -276,7 +276,8 @@ class SSLSpec(Strict):
     """How SSL pre-trains. ``objective: masked`` (:mod:`ecgscale.objectives.masked`): masked
     reconstruction of ``mask_patch_s``-second patches, a ``mask_ratio`` share hidden in every
     lead at once (``mask: time``) or in each lead independently (``lead``), each hidden patch's
-    target standardised (``norm_target``, MAE's normalised-pixel loss). ``objective:
+    target standardised (``norm_target``, MAE's normalised-pixel loss), decoded by
+    ``decoder_depth`` Transformer blocks before the linear head (0: the head alone). ``objective:
     contrastive`` (:mod:`ecgscale.objectives.contrastive`): NT-Xent between two random
     ``crop_s``-second segments of each record at ``temperature``. Only the chosen objective's
     settings shape a run (and its id)."""
@@ -286,18 +287,24 @@ class SSLSpec(Strict):
     mask_ratio: float = Field(0.5, gt=0, lt=1)
     mask_patch_s: float = Field(0.25, gt=0, description="length of a masked patch, seconds")
     norm_target: bool = True
+    decoder_depth: int = Field(
+        0, ge=0, description="Transformer blocks between the encoder and the linear head"
+    )
     crop_s: float = Field(5.0, gt=0, description="length of a contrastive view, seconds")
     temperature: float = Field(0.1, gt=0)
 
     MASKED: ClassVar[frozenset[str]] = frozenset(
-        {"mask", "mask_ratio", "mask_patch_s", "norm_target"}
+        {"mask", "mask_ratio", "mask_patch_s", "norm_target", "decoder_depth"}
     )
     CONTRASTIVE: ClassVar[frozenset[str]] = frozenset({"crop_s", "temperature"})
 
     def objective_kwargs(self) -> dict[str, Any]:
         """Keywords of :func:`ecgscale.objectives.create_objective`: the chosen objective's."""
         fields = self.MASKED if self.objective == "masked" else self.CONTRASTIVE
-        return {"objective": self.objective, **self.model_dump(include=set(fields))}
+        kwargs = {"objective": self.objective, **self.model_dump(include=set(fields))}
+        if kwargs.get("decoder_depth") == 0:  # added later: runs without it keep their ids
+            del kwargs["decoder_depth"]
+        return kwargs
 
 
 class EvalSpec(Strict):
