@@ -47,8 +47,9 @@ def test_a_decoder_sits_between_encoder_and_head_and_trains(family):
     torch.manual_seed(0)
     encoder = build(family, 20000, input_len=200, fs=100)
     obj = create_objective("ssl", encoder, fs=100, mask_patch_s=0.2, decoder_depth=2)
-    assert len(obj.decoder_blocks) == 2
-    assert obj.decoder_blocks[0].attn.heads == decoder_heads(encoder.dim)
+    width = max(16, encoder.dim // 2)  # half the encoder's: MAE's lightweight decoder
+    assert len(obj.decoder_blocks) == 2 and obj.decoder_in.out_features == width
+    assert obj.decoder_blocks[0].attn.heads == decoder_heads(width)
     x = torch.randn(3, 12, 200)
     assert obj.reconstruct(x).shape == x.shape
     loss = obj.loss(x, None, generator=torch.Generator().manual_seed(1))

@@ -10,13 +10,13 @@ morphology; a span hidden in every lead must be inferred from the beats around i
 Hidden samples are zeroed at the input (SimMIM-style, so convolutional and attention encoders
 take the same input); a linear head maps every output token back to the ``token_span``
 samples × 12 leads it covers. With ``decoder_depth`` > 0, that head reads the output of
-``decoder_depth`` pre-LN Transformer blocks over the encoder's tokens (at the encoder's width,
-~16 dimensions per head, a sine-cosine position code added first), discarded with the head
-after pre-training: MAE's decoder (He et al. 2022, Table 1a: a deeper decoder lets the
-encoder's last layer hold more abstract features, and its linear probe gains most). Its
-compute is the objective's, like the head's: a run's training FLOPs (and the plan's) count the
-encoder only; one block adds 16-20% of the encoder's at the demo's 200K rungs, 1-12% at 10M and
-5% for a 200M Transformer at 400 Hz x 4096.
+``decoder_depth`` pre-LN Transformer blocks over the encoder's tokens, projected to half the
+encoder's width (at least 16; ~16 dimensions per head) with a sine-cosine position code added,
+all discarded after pre-training: MAE's lightweight decoder (He et al. 2022, Table 1a: a decoder
+lets the encoder's last layer hold more abstract features, and its linear probe gains most).
+Its compute is the objective's, like the head's: a run's training FLOPs (and the plan's) count
+the encoder only; one block adds 2-5% of the encoder's at the demo's 200K rungs (14% at the
+20K Transformer), at most 3% at 10M and 1.4% for a 200M Transformer at 400 Hz x 4096.
 
 With ``norm_target`` the target of every lead's patch is that patch standardised (MAE's
 normalised-pixel loss: the patch mean removed, divided by its standard deviation, floored at
@@ -43,6 +43,9 @@ from ecgscale.objectives.base import Objective, ReadFn, reestimate_batchnorm, re
 STD_FLOOR_MV = 0.05
 """Smallest standard deviation (mV) a target patch is divided by: about the noise floor of a
 12-lead recording, so a flat stretch of baseline keeps its small scale."""
+
+DECODER_MIN_WIDTH = 16
+"""Narrowest decoder: half the encoder's width, but no fewer dimensions than one head's."""
 
 
 def decoder_heads(dim: int) -> int:
@@ -73,12 +76,13 @@ class MaskedReconstruction(Objective):
         self.mask = mask
         self.norm_target = norm_target
         self.n_leads = 12
-        heads = decoder_heads(encoder.dim)
+        width = max(DECODER_MIN_WIDTH, encoder.dim // 2) if decoder_depth else encoder.dim
+        self.decoder_in = nn.Linear(encoder.dim, width) if decoder_depth else nn.Identity()
         self.decoder_blocks = nn.ModuleList(
-            Block(encoder.dim, heads, 0.0) for _ in range(decoder_depth)
+            Block(width, decoder_heads(width), 0.0) for _ in range(decoder_depth)
         )
-        self.decoder_norm = nn.LayerNorm(encoder.dim) if decoder_depth else nn.Identity()
-        self.decoder = nn.Linear(encoder.dim, self.n_leads * encoder.token_span)
+        self.decoder_norm = nn.LayerNorm(width) if decoder_depth else nn.Identity()
+        self.decoder = nn.Linear(width, self.n_leads * encoder.token_span)
 
     @classmethod
     def from_settings(
@@ -124,6 +128,8 @@ class MaskedReconstruction(Objective):
         tokens = self.encoder(x_masked)
         b, n_tok, dim = tokens.shape
         if len(self.decoder_blocks):
+            tokens = self.decoder_in(tokens)
+            dim = tokens.shape[-1]
             tokens = tokens + sincos_positions(n_tok, dim, tokens.device).to(tokens.dtype)
             for block in self.decoder_blocks:
                 tokens = block(tokens)

@@ -288,7 +288,10 @@ class SSLSpec(Strict):
     mask_patch_s: float = Field(0.25, gt=0, description="length of a masked patch, seconds")
     norm_target: bool = True
     decoder_depth: int = Field(
-        0, ge=0, description="Transformer blocks between the encoder and the linear head"
+        0,
+        ge=0,
+        description="Transformer blocks (at half the encoder's width) between the encoder and "
+        "the linear head",
     )
     crop_s: float = Field(5.0, gt=0, description="length of a contrastive view, seconds")
     temperature: float = Field(0.1, gt=0)
