@@ -126,14 +126,13 @@ class MaskedReconstruction(Objective):
 
     def reconstruct(self, x_masked: torch.Tensor) -> torch.Tensor:
         tokens = self.encoder(x_masked)
-        b, n_tok, dim = tokens.shape
         if len(self.decoder_blocks):
             tokens = self.decoder_in(tokens)
-            dim = tokens.shape[-1]
-            tokens = tokens + sincos_positions(n_tok, dim, tokens.device).to(tokens.dtype)
+            tokens = tokens + sincos_positions(*tokens.shape[1:], tokens.device).to(tokens.dtype)
             for block in self.decoder_blocks:
                 tokens = block(tokens)
             tokens = self.decoder_norm(tokens)
+        b, n_tok, _ = tokens.shape
         span = self.encoder.token_span
         out = self.decoder(tokens).view(b, n_tok, self.n_leads, span)
         out = out.permute(0, 2, 1, 3).reshape(b, self.n_leads, n_tok * span)
