@@ -150,4 +150,5 @@ def train(spec, overrides, out, only, list_runs, retry_failed) -> None:
         f"{s.total} jobs: {s.skipped} already recorded, {s.done} done, {s.failed} failed"
         + (f", {s.reevaluated} runs evaluated again" if s.reevaluated else "")
         + (f", {s.elsewhere} running under another worker" if s.elsewhere else "")
+        + (f", {s.other_code} finished by other code (kept)" if s.other_code else "")
     )

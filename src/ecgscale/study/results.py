@@ -47,6 +47,7 @@ RUN_COLUMNS: dict[str, str] = {
     "pretrain_loss": "REAL",
     "probe_l2": "REAL",
     "eval_tag": "TEXT",
+    "code": "TEXT",
     "finished_at": "TEXT",
 }
 
@@ -91,6 +92,7 @@ SCRATCH_COLUMNS: dict[str, str] = {
     "seed": "INTEGER NOT NULL",
     **OUTCOME_COLUMNS,
     **{k: v for k, v in TASK_COLUMNS.items() if k not in ("run_id", "task", "method", "d_f", "l2")},
+    "code": "TEXT",
     "finished_at": "TEXT",
 }
 

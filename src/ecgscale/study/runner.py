@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import platform
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, 
 from ecgscale.laws.analysis import analyse_study
 from ecgscale.laws.transfer import transfer_analysis
 from ecgscale.spec import DataSpec, StudySpec
+from ecgscale.study.code_version import describe_codes, other_code, other_code_warning
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
@@ -69,6 +71,9 @@ class TrainSummary:
     reevaluated: int = 0
     elsewhere: int = 0
     """Jobs left to another live worker (counted in ``skipped``)."""
+    other_code: int = 0
+    """Finished jobs of the grid trained by other code than this process's (kept as they are;
+    :mod:`ecgscale.study.code_version`)."""
 
 
 def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> Store:
@@ -216,6 +221,7 @@ def train_runs(
     todo += new_scratch
     total = len(runs) + len(scratch)
     summary = TrainSummary(total, total - len(todo), 0, 0, len(stale))
+    summary.other_code = _warn_other_code(results, runs, scratch)
     if not todo:
         return summary
     results.set_journal_mode(spec.executor.journal)
@@ -244,6 +250,22 @@ def train_runs(
             jobs.release_left(by_id, "interrupted")
             raise
     return summary
+
+
+def _warn_other_code(results: Results, runs: list[RunSpec], scratch: list) -> int:
+    """Warn (on stderr) about the grid's finished jobs that other code trained; their count."""
+    ids = {r.run_id for r in runs} | {j.scratch_id for j in scratch}
+    done = pd.concat(
+        [
+            results.runs().rename(columns={"run_id": "job"}),
+            results.scratch().rename(columns={"scratch_id": "job"}),
+        ]
+    )
+    done = done[done["job"].isin(ids) & (done["status"] == "done")]
+    others = other_code(done["code"])
+    if others:
+        tqdm.write(other_code_warning("jobs", others, len(ids)), file=sys.stderr)
+    return sum(others.values())
 
 
 def _after_sweep(
@@ -537,8 +559,10 @@ def write_report(
     done = runs[runs["status"] == "done"]
     train_flops = float((done["flops_per_sample"] * done["steps"]).sum() * spec.train.batch_size)
     scratch = tables["scratch"]
+    done_scratch = scratch[scratch["status"] == "done"]
     meta = {
         **_software(),
+        "training code": describe_codes([*done["code"], *done_scratch["code"]]),
         "runs": f"{len(done)} done of {len(runs)}",
         "from-scratch task models": f"{(scratch['status'] == 'done').sum()} done of {len(scratch)}",
         "training wall time (sum over runs)": f"{runs['wall_s'].sum() / 60:.1f} min",

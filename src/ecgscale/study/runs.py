@@ -31,6 +31,7 @@ from ecgscale.numformat import run_size
 from ecgscale.objectives import Objective, create_objective
 from ecgscale.objectives.base import reestimate_batchnorm
 from ecgscale.spec import StudySpec, TrainSpec
+from ecgscale.study.code_version import training_code
 from ecgscale.train import TrainingDiverged, distributed, load_weights, pretrain, save_weights
 from ecgscale.train.checkpoint import clear_checkpoints
 from ecgscale.train.metrics import (
@@ -315,7 +316,7 @@ def execute_run(
         if not run.trains:
             objective = Objective(encoder.to(distributed.device()))
             reestimate_batchnorm(encoder, store.read, roles.subsets[max(roles.subsets)])
-            summary = {"steps": 0, "best_step": 0, "stopped": UNTRAINED}
+            summary = {"steps": 0, "best_step": 0, "stopped": UNTRAINED, "code": training_code()}
             if distributed.is_main():  # what the folder holds: a probe, no weights
                 train = {"run": asdict(run), "summary": summary}
                 (run_dir / "train.json").write_text(json.dumps(train, indent=1))
@@ -398,6 +399,7 @@ def _pretrain(
         "best_step": result.best_step,
         "stopped": result.stopped,
         "pretrain_loss": result.best_val_loss,
+        "code": training_code(),
     }
     if distributed.is_main():
         save_weights(objective, run_dir / "model.safetensors")
@@ -419,7 +421,7 @@ def execute_scratch(
 ) -> Outcome:
     """Train one from-scratch task model and score it on the task's test set (never raises)."""
     t0 = time.perf_counter()
-    row: dict = {**asdict(job), "status": "running", "error": None}
+    row: dict = {**asdict(job), "status": "running", "error": None, "code": training_code()}
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         store = Store(store_dir)
