@@ -71,7 +71,7 @@ def test_a_study_reused_after_a_code_change_says_so(tiny_study, tmp_path, capsys
     summary = train_runs(spec, copy, progress=False)
     assert summary.other_code == 3 and summary.done == 0  # kept and used, not trained again
     err = capsys.readouterr().err
-    assert f"3 of {summary.total} finished jobs were trained by other code" in err
+    assert f"3 finished jobs (of {summary.total}) were trained by other code" in err
     assert "0.0.1+000000000000 (1)" in err and f"{NOT_RECORDED} (2)" in err
     html = write_report(copy, spec=spec).read_text()
     assert "mixed, runs by other code beside one another" in html

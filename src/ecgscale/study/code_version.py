@@ -69,11 +69,11 @@ def describe_codes(codes: Iterable[object]) -> str:
 
 
 def other_code_warning(what: str, others: Counter, total: int) -> str:
-    """A warning that ``sum(others)`` of ``total`` finished ``what`` came from other code."""
+    """A warning that ``sum(others)`` finished ``what`` of the ``total`` came from other code."""
     n = sum(others.values())
     codes = ", ".join(f"{code} ({count})" for code, count in others.most_common())
     return (
-        f"warning: {n} of {total} finished {what} were trained by other code than this "
+        f"warning: {n} finished {what} (of {total}) were trained by other code than this "
         f"ecgscale's ({training_code()}): {codes}. They are kept and used as they are; to "
         "train them with this code, run the study into a new --out."
     )
