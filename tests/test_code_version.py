@@ -12,6 +12,7 @@ from ecgscale.study.code_version import (
     training_code,
 )
 from ecgscale.study.runner import train_runs, write_report
+from ecgscale.study.status import study_status
 
 
 def _package(root):
@@ -73,6 +74,10 @@ def test_a_study_reused_after_a_code_change_says_so(tiny_study, tmp_path, capsys
     err = capsys.readouterr().err
     assert f"3 finished jobs (of {summary.total}) were trained by other code" in err
     assert "0.0.1+000000000000 (1)" in err and f"{NOT_RECORDED} (2)" in err
+    status = study_status(copy)
+    assert sum(status.other_code.values()) == 3
+    assert f"3 finished jobs (of {summary.total}) were trained by other code" in status.format()
+    assert not study_status(out).other_code
     html = write_report(copy, spec=spec).read_text()
     assert "mixed, runs by other code beside one another" in html
     assert "0.0.1+000000000000 (1)" in html

@@ -215,6 +215,17 @@ class Results:
         with self._connect() as con:
             return dict(con.execute("SELECT scratch_id, status FROM scratch").fetchall())
 
+    def done_codes(self) -> dict[str, str | None]:
+        """The code that trained each done run and from-scratch model, by id (None: not
+        recorded)."""
+        with self._connect() as con:
+            return dict(
+                con.execute(
+                    "SELECT run_id, code FROM runs WHERE status = 'done' UNION ALL "
+                    "SELECT scratch_id, code FROM scratch WHERE status = 'done'"
+                ).fetchall()
+            )
+
     def eval_tags(self) -> dict[str, str | None]:
         """The evaluation tag each recorded run was evaluated under."""
         with self._connect() as con:

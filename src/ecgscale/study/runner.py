@@ -255,14 +255,7 @@ def train_runs(
 def _warn_other_code(results: Results, runs: list[RunSpec], scratch: list) -> int:
     """Warn (on stderr) about the grid's finished jobs that other code trained; their count."""
     ids = {r.run_id for r in runs} | {j.scratch_id for j in scratch}
-    done = pd.concat(
-        [
-            results.runs().rename(columns={"run_id": "job"}),
-            results.scratch().rename(columns={"scratch_id": "job"}),
-        ]
-    )
-    done = done[done["job"].isin(ids) & (done["status"] == "done")]
-    others = other_code(done["code"])
+    others = other_code(code for job, code in results.done_codes().items() if job in ids)
     if others:
         tqdm.write(other_code_warning("jobs", others, len(ids)), file=sys.stderr)
     return sum(others.values())

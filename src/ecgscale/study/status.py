@@ -5,13 +5,16 @@ status DIR``): jobs by state, running jobs with their progress and last losses (
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ecgscale.numformat import duration
+from ecgscale.study.code_version import other_code, other_code_warning
 from ecgscale.study.lifecycle import Jobs, owner_alive
+from ecgscale.study.results import Results
 from ecgscale.study.runs import all_jobs
 from ecgscale.study.specfile import load_study_spec
 from ecgscale.study.worker import job_id
@@ -30,6 +33,8 @@ class Status:
     study_dir: Path
     jobs: pd.DataFrame
     now: float
+    other_code: Counter = field(default_factory=Counter)
+    """Finished jobs trained by other code than this process's, by code."""
 
     def counts(self) -> dict[str, int]:
         counts = self.jobs["shown"].value_counts()
@@ -78,6 +83,8 @@ class Status:
             lines.append("failed:")
             for r in failed.itertuples():
                 lines.append(f"  {r.job_id}  attempt {int(r.attempts)}: {r.error}")
+        if self.other_code:
+            lines.append(other_code_warning("jobs", self.other_code, total))
         eta, how = self.eta_s()
         if eta is None:
             lines.append(f"ETA: unknown ({how})")
@@ -108,8 +115,11 @@ def study_status(study_dir: Path) -> Status:
     grid = pd.DataFrame(
         {"job_id": [job_id(j) for j in grid_jobs], "folder": [j.folder for j in grid_jobs]}
     )
+    others: Counter = Counter()
     if (study_dir / "results.sqlite").is_file():
         table = Jobs(study_dir / "results.sqlite").table()
+        codes = Results(study_dir / "results.sqlite").done_codes()
+        others = other_code(codes[j] for j in grid["job_id"] if j in codes)
     else:
         table = pd.DataFrame(columns=["job_id", "state"])
     jobs = grid.merge(table, on="job_id", how="left")
@@ -123,4 +133,4 @@ def study_status(study_dir: Path) -> Status:
         else r.state
         for r in jobs.itertuples()
     ]
-    return Status(spec.name, study_dir, jobs, now)
+    return Status(spec.name, study_dir, jobs, now, others)
