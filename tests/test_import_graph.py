@@ -5,8 +5,8 @@ level; every module of a folder, its sub-folders included, belongs to the folder
 
 0. foundation: ``ecgscale`` (the package: version and the lazy public API), ``configs`` (the
    embedded specs), ``spec`` (the spec types: pydantic models that check registered names only
-   when given them), ``numformat`` (number formatting), ``interrupts`` (stopping worker pools)
-   -- they import nothing of ``ecgscale`` but themselves;
+   when given them), ``numformat`` (number formatting), ``interrupts`` (stopping worker pools),
+   ``digest`` (digests of source files) -- they import nothing of ``ecgscale`` but themselves;
 1. ``data``: sources, harmonising, the record store, synthetic records;
 2. ``models``: encoder families, their ladders, exported encoders loaded back;
 3. ``objectives``: what pre-training minimises, by name (a registry like the models');
@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "src" / "ecgscale"
 
 ORDER: list[tuple[str, ...]] = [
-    ("ecgscale", "configs", "spec", "numformat", "interrupts"),
+    ("ecgscale", "configs", "spec", "numformat", "interrupts", "digest"),
     ("data",),
     ("models",),
     ("objectives",),

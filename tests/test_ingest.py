@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ecgscale import __version__
 from ecgscale.data.fixtures import write_code15
 from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS, LEADS
@@ -186,6 +187,7 @@ def test_quarantine_reasons_and_nothing_valid_dropped(tmp_path):
     assert meta.loc["p99-a", "split"] == "test"  # the source's own split wins
     assert (meta["AF"] == 1).all() and (meta[[c for c in LABELS if c != "AF"]] == -1).all().all()
     assert list(meta["note"]) == ["good"] * 4 and meta["duration_s"].eq(10.0).all()
+    assert store.made_by(store.sources[0]) == {"ecgscale": __version__}  # which code read them
 
 
 def test_too_many_rejections_fail_loudly_then_commit_without_rereading(tmp_path):

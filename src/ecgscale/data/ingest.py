@@ -38,6 +38,7 @@ from ecgscale.data.sources.base import (
 )
 from ecgscale.data.splits import assign_split
 from ecgscale.data.store import (
+    MADE_BY_FILE,
     QUARANTINE_COLUMNS,
     SourceEntry,
     StoreError,
@@ -425,6 +426,7 @@ def ingest(
             f"{folder / 'quarantine.parquet'}; nothing was added to the store"
         )
     meta.to_parquet(folder / "meta.parquet", index=False)
+    atomic_write(folder / MADE_BY_FILE, json.dumps(source.made_by(), indent=1))
     wall = time.perf_counter() - t0
     entry = SourceEntry(
         name=name,

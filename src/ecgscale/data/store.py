@@ -30,6 +30,8 @@ import pandas as pd
 from ecgscale.data.schema import LEADS, META_COLUMNS
 
 FORMAT_VERSION = 2
+MADE_BY_FILE = "made_by.json"
+"""Beside a source's records: which code made them (:meth:`Store.made_by`)."""
 QUARANTINE_COLUMNS = ("record_id", "file", "reason", "detail")
 _OPEN_SHARDS = 256  # memory maps kept open at once (each holds a file descriptor)
 
@@ -168,6 +170,11 @@ class Store:
     @property
     def sources(self) -> list[str]:
         return [s.name for s in self.info.sources]
+
+    def made_by(self, name: str) -> dict[str, str]:
+        """Which code made source ``name``'s records (``{}`` in a store older than the record)."""
+        path = self.root / name / MADE_BY_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def __len__(self) -> int:
         return int(self._starts[-1])

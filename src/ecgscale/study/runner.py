@@ -21,7 +21,6 @@ import contextlib
 import json
 import math
 import platform
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,12 @@ from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, 
 from ecgscale.laws.analysis import analyse_study
 from ecgscale.laws.transfer import transfer_analysis
 from ecgscale.spec import DataSpec, StudySpec
-from ecgscale.study.code_version import describe_codes, other_code, other_code_warning
+from ecgscale.study.code_version import (
+    SYNTHETIC_SOURCE,
+    provenance,
+    warn_other_code,
+    warn_other_generator,
+)
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
 from ecgscale.study.results import Results
@@ -100,6 +104,8 @@ def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> 
             progress=progress,
         )
     store = Store(root)
+    if spec.data.source == "synthetic":
+        warn_other_generator(root)
     check_store(spec, store).to_csv(study_dir / "roles.csv", index=False)
     return store
 
@@ -117,7 +123,7 @@ def ingest_synthetic(data: DataSpec, root: Path, *, progress: bool = True) -> No
             "synthetic",
             "",
             root,
-            name="synthetic",
+            name=SYNTHETIC_SOURCE,
             options={"sites": sites, "fs": data.fs, "n_samples": data.n_samples, "seed": data.seed},
             fs=data.fs,
             n_samples=data.n_samples,
@@ -221,7 +227,8 @@ def train_runs(
     todo += new_scratch
     total = len(runs) + len(scratch)
     summary = TrainSummary(total, total - len(todo), 0, 0, len(stale))
-    summary.other_code = _warn_other_code(results, runs, scratch)
+    ids = {r.run_id for r in runs} | {j.scratch_id for j in scratch}
+    summary.other_code = warn_other_code(results.done_codes(), ids)
     if not todo:
         return summary
     results.set_journal_mode(spec.executor.journal)
@@ -250,15 +257,6 @@ def train_runs(
             jobs.release_left(by_id, "interrupted")
             raise
     return summary
-
-
-def _warn_other_code(results: Results, runs: list[RunSpec], scratch: list) -> int:
-    """Warn (on stderr) about the grid's finished jobs that other code trained; their count."""
-    ids = {r.run_id for r in runs} | {j.scratch_id for j in scratch}
-    others = other_code(code for job, code in results.done_codes().items() if job in ids)
-    if others:
-        tqdm.write(other_code_warning("jobs", others, len(ids)), file=sys.stderr)
-    return sum(others.values())
 
 
 def _after_sweep(
@@ -555,7 +553,10 @@ def write_report(
     done_scratch = scratch[scratch["status"] == "done"]
     meta = {
         **_software(),
-        "training code": describe_codes([*done["code"], *done_scratch["code"]]),
+        **provenance(
+            [*done["code"], *done_scratch["code"]],
+            store_dir(spec, study_dir) if spec.data.source == "synthetic" else None,
+        ),
         "runs": f"{len(done)} done of {len(runs)}",
         "from-scratch task models": f"{(scratch['status'] == 'done').sum()} done of {len(scratch)}",
         "training wall time (sum over runs)": f"{runs['wall_s'].sum() / 60:.1f} min",

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ecgscale import __version__
 from ecgscale.data.schema import LABELS
 
 REASONS: dict[str, str] = {
@@ -131,6 +132,10 @@ class Source(ABC):
     def split(self, record: RawRecord) -> str | None:
         """The record's split when the publisher fixes one (e.g. PTB-XL folds), else None."""
         return None
+
+    def made_by(self) -> dict[str, str]:
+        """Which code made this source's records in the store (``made_by.json`` beside them)."""
+        return {"ecgscale": __version__}
 
     def settings(self) -> dict[str, Any]:
         """What identifies this ingest: kind, path and options (stored in ``store.json``)."""

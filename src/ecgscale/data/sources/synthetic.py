@@ -9,7 +9,7 @@ import numpy as np
 
 from ecgscale.data.schema import LABELS, LEADS
 from ecgscale.data.sources.base import RawRecord, Rejection, Source, Unit, register_source
-from ecgscale.data.synthetic import EXTRA_COLUMNS, SITES, generate
+from ecgscale.data.synthetic import EXTRA_COLUMNS, SITES, generate, generator_code
 
 _PATIENT_BLOCK = 10**9  # patient ids of site i start at i * _PATIENT_BLOCK
 
@@ -52,6 +52,9 @@ class SyntheticSource(Source):
 
     def settings(self) -> dict[str, Any]:
         return {"kind": self.kind, "options": self.options}
+
+    def made_by(self) -> dict[str, str]:
+        return super().made_by() | {"generator": generator_code()}
 
     def units(self) -> list[Unit]:
         units = []

@@ -56,7 +56,20 @@ noise, baseline wander, amplitude, filtering, population, prevalence, ectopy and
 noise (each OOD site's annotators are less reliable than CODE's).
 """
 
+import functools
+from pathlib import Path
+
+from ecgscale import __version__
 from ecgscale.data.synthetic.generator import EXTRA_COLUMNS, generate
 from ecgscale.data.synthetic.sites import CONDITIONS, SITES, SiteProfile
+from ecgscale.digest import files_digest
 
-__all__ = ["CONDITIONS", "EXTRA_COLUMNS", "SITES", "SiteProfile", "generate"]
+__all__ = ["CONDITIONS", "EXTRA_COLUMNS", "SITES", "SiteProfile", "generate", "generator_code"]
+
+
+@functools.cache
+def generator_code() -> str:
+    """This generator's code, ``<ecgscale version>+<digest of its modules>``: a store records
+    it beside the synthetic records it holds (:meth:`ecgscale.data.store.Store.made_by`)."""
+    folder = Path(__file__).parent
+    return f"{__version__}+{files_digest(folder, folder.glob('*.py'))}"
