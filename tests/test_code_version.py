@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 
 import ecgscale
+from ecgscale.data.inspect import describe
 from ecgscale.data.store import MADE_BY_FILE, Store
 from ecgscale.data.synthetic import generator_code
 from ecgscale.study.code_version import (
@@ -99,6 +100,8 @@ def test_a_store_names_the_generator_of_its_records(tiny_study, tmp_path, capsys
         "generator": generator_code(),
     }
     assert store_generator(out / "store") == generator_code() != training_code()
+    made = f"  {SYNTHETIC_SOURCE}: ecgscale {ecgscale.__version__}, generator {generator_code()}"
+    assert made in describe(out / "store").splitlines()  # ecgscale data inspect
     copy = tmp_path / "study"
     shutil.copytree(out, copy)
     prepare_data(spec, copy, progress=False)

@@ -25,7 +25,8 @@ def _range(values: pd.Series, fmt: str) -> str:
 
 def describe(root: Path, *, examples: int = 3) -> str:
     """Records, patients, splits, sampling rates, durations and label prevalence per source and
-    site, and the quarantine by reason with a few example records."""
+    site, which code made each source, and the quarantine by reason with a few example
+    records."""
     store = Store(root)
     meta = store.meta
     names = [s if s == t else f"{s}/{t}" for s, t in meta.groupby(["source", "site"]).groups]
@@ -46,6 +47,12 @@ def describe(root: Path, *, examples: int = 3) -> str:
             f"{where:<{w}}{len(part):>8}{part['patient_id'].nunique():>9}{counts:>18}"
             f"{_range(part['fs_origin'], 'g'):>14}{_range(part['duration_s'], '.1f'):>11}  "
             + _prevalence(part)
+        )
+    lines += ["", "made by:"]
+    for name in store.sources:
+        made = store.made_by(name)
+        lines.append(
+            f"  {name}: " + (", ".join(f"{k} {v}" for k, v in made.items()) or "not recorded")
         )
     lines += ["", "quarantine (label -1 = not annotated by the source: n/a above):"]
     quarantine = store.quarantine()
