@@ -1,6 +1,6 @@
-"""Which code trained a run: ecgscale's version and a digest of the source that shapes a run's
-numbers (data, models, objectives, training, evaluation, the spec's defaults and the run's own
-steps), recorded in each run's row (column ``code``).
+"""Which code made a study's numbers. A run's code is ecgscale's version and a digest of the
+source that shapes its numbers (data, models, objectives, training, evaluation, the spec's
+defaults and the run's own steps), recorded in each run's row (column ``code``).
 
 A run id hashes the spec and the model's shape, not the code, so that a study resumes after an
 upgrade. A study folder reused after a change to that code therefore keeps its finished runs as
