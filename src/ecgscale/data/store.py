@@ -80,6 +80,13 @@ class StoreInfo:
         return next((s for s in self.sources if s.name == name), None)
 
 
+def read_made_by(root: Path, name: str) -> dict[str, str]:
+    """Which code made the records of source ``name`` of the store at ``root`` (``{}`` in a
+    store older than the record); reads no more of the store."""
+    path = Path(root) / name / MADE_BY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     """Write ``path`` through a temporary file and a rename: all or nothing."""
     tmp = path.with_name(path.name + ".tmp")
@@ -172,9 +179,8 @@ class Store:
         return [s.name for s in self.info.sources]
 
     def made_by(self, name: str) -> dict[str, str]:
-        """Which code made source ``name``'s records (``{}`` in a store older than the record)."""
-        path = self.root / name / MADE_BY_FILE
-        return json.loads(path.read_text()) if path.is_file() else {}
+        """:func:`read_made_by` of source ``name`` of this store."""
+        return read_made_by(self.root, name)
 
     def __len__(self) -> int:
         return int(self._starts[-1])

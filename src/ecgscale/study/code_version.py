@@ -15,7 +15,6 @@ another generator says so.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -24,7 +23,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import ecgscale
-from ecgscale.data.store import MADE_BY_FILE
+from ecgscale.data.store import read_made_by
 from ecgscale.data.synthetic import generator_code
 from ecgscale.digest import files_digest
 
@@ -59,17 +58,21 @@ def training_code() -> str:
     return f"{ecgscale.__version__}+{code_digest(Path(ecgscale.__file__).parent)}"
 
 
+def _named(code: object) -> str:
+    """A recorded code, or :data:`NOT_RECORDED` for a missing one (None, NaN, "")."""
+    return code if isinstance(code, str) and code else NOT_RECORDED
+
+
 def other_code(codes: Iterable[object], current: str | None = None) -> Counter:
     """How many of ``codes`` (the ``code`` of done runs) differ from ``current`` (default:
     :func:`training_code`), by code; a missing code counts as :data:`NOT_RECORDED`."""
     current = current or training_code()
-    named = (c if isinstance(c, str) and c else NOT_RECORDED for c in codes)
-    return Counter(c for c in named if c != current)
+    return Counter(c for c in map(_named, codes) if c != current)
 
 
 def describe_codes(codes: Iterable[object]) -> str:
     """``codes`` as a report states them: one code, or each with its count when they differ."""
-    named = Counter(c if isinstance(c, str) and c else NOT_RECORDED for c in codes)
+    named = Counter(map(_named, codes))
     if len(named) == 1:
         return next(iter(named))
     parts = ", ".join(f"{code} ({count})" for code, count in named.most_common())
@@ -99,9 +102,7 @@ def other_code_warning(what: str, others: Counter, total: int) -> str:
 def store_generator(store_root: Path) -> str:
     """The generator code that made the synthetic records of the store at ``store_root``
     (:data:`NOT_RECORDED` for a store older than the record)."""
-    path = Path(store_root) / SYNTHETIC_SOURCE / MADE_BY_FILE
-    made = json.loads(path.read_text()) if path.is_file() else {}
-    return made.get("generator") or NOT_RECORDED
+    return read_made_by(store_root, SYNTHETIC_SOURCE).get("generator") or NOT_RECORDED
 
 
 def warn_other_generator(store_root: Path) -> None:
