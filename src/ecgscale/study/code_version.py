@@ -84,16 +84,16 @@ def warn_other_code(codes: Mapping[str, str | None], ids: set[str]) -> int:
     trained it) that other code trained; their count."""
     others = other_code(code for job, code in codes.items() if job in ids)
     if others:
-        tqdm.write(other_code_warning("jobs", others, len(ids)), file=sys.stderr)
+        tqdm.write(other_code_warning(others, len(ids)), file=sys.stderr)
     return sum(others.values())
 
 
-def other_code_warning(what: str, others: Counter, total: int) -> str:
-    """A warning that ``sum(others)`` finished ``what`` of the ``total`` came from other code."""
+def other_code_warning(others: Counter, total: int) -> str:
+    """A warning that ``sum(others)`` finished jobs of the ``total`` came from other code."""
     n = sum(others.values())
     codes = ", ".join(f"{code} ({count})" for code, count in others.most_common())
     return (
-        f"warning: {n} finished {what} (of {total}) were trained by other code than this "
+        f"warning: {n} finished jobs (of {total}) were trained by other code than this "
         f"ecgscale's ({training_code()}): {codes}. They are kept and used as they are; to "
         "train them with this code, run the study into a new --out."
     )

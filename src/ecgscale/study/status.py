@@ -84,7 +84,7 @@ class Status:
             for r in failed.itertuples():
                 lines.append(f"  {r.job_id}  attempt {int(r.attempts)}: {r.error}")
         if self.other_code:
-            lines.append(other_code_warning("jobs", self.other_code, total))
+            lines.append(other_code_warning(self.other_code, total))
         eta, how = self.eta_s()
         if eta is None:
             lines.append(f"ETA: unknown ({how})")
