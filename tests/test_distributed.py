@@ -53,6 +53,7 @@ SPEC = {
         "patience": 100,
         "val_records": 30,
         "checkpoint_every": 10,
+        "time_shift": True,  # each process shifts its share as one process shifts the batch
     },
     "eval": {"probe_records": 60, "probe_val_records": 20, "test_records": 30, "l2_grid": [1.0]},
     "laws": {"n_boot": 0},

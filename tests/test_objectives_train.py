@@ -3,12 +3,15 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecgscale.models import build
 from ecgscale.objectives import MaskedReconstruction, create_objective
 from ecgscale.objectives.masked import decoder_heads
 from ecgscale.spec import TrainSpec
 from ecgscale.train import TrainingDiverged, load_weights, pretrain, save_weights, warmup_cosine
+from ecgscale.train.loop import BatchOrder, Loader, time_shifted
 
 
 @pytest.mark.parametrize("family", ["resnet", "transformer"])
@@ -174,6 +177,38 @@ def test_training_learns_and_is_repeatable():
     assert res.best_val_loss == min(h["val_loss"] for h in res.history)
     _, again = _train("sl")
     assert [h["val_loss"] for h in again.history] == [h["val_loss"] for h in res.history]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 40), st.data())
+def test_time_shift_rotates_each_record_by_its_offset(records, n, data):
+    x = np.random.default_rng(records * n).normal(size=(records, 3, n)).astype(np.float32)
+    offsets = st.lists(st.integers(0, n - 1), min_size=records, max_size=records)
+    shifts = np.array(data.draw(offsets))
+    out = time_shifted(x, shifts)
+    for i, s in enumerate(shifts):
+        assert np.array_equal(out[i], np.roll(x[i], -s, axis=-1))
+    assert np.array_equal(time_shifted(out, (n - shifts) % n), x)  # and back
+
+
+def test_loader_shifts_training_batches_only():
+    x = np.arange(40 * 2 * 50, dtype=np.float32).reshape(40, 2, 50)
+    rows, labels = np.arange(40), np.zeros((40, 6), np.float32)
+
+    def loader(shift: bool) -> Loader:
+        order = BatchOrder(40, 8, 3)
+        return Loader(lambda r: x[r], rows, labels, order, torch.device("cpu"), shift)
+
+    shifted, plain = loader(True), loader(False)
+    try:
+        for step in (1, 2, 7):
+            a, b = shifted.get(step, then=None)[0].numpy(), plain.get(step, then=None)[0].numpy()
+            offsets = (a[:, 0, 0] - b[:, 0, 0]).astype(int)  # how far each record's start moved
+            assert np.array_equal(a, time_shifted(b, offsets)) and len(set(offsets)) > 1
+            assert np.array_equal(a, loader(True).get(step, then=None)[0].numpy())  # (seed, step)
+        assert np.array_equal(shifted.read(rows[:5]), x[:5])  # validation reads records as they are
+    finally:
+        shifted.close(), plain.close()
 
 
 def test_early_stopping_restores_best():

@@ -196,6 +196,18 @@ def test_ssl_decoder_depth_changes_only_ssl_ids_and_zero_keeps_older_ones():
     )
 
 
+def test_time_shift_changes_its_own_ids_and_off_keeps_older_ones():
+    before = expand(parse_spec(BASE))
+    assert "time_shift" not in parse_spec(BASE).train.identity()
+    off = parse_spec(BASE, overrides=["train.time_shift=false"])
+    assert [r.run_id for r in expand(off)] == [r.run_id for r in before]
+    on = expand(parse_spec(BASE, overrides=["train.time_shift=true"]))
+    assert not {r.run_id for r in on} & {r.run_id for r in before}
+    fam = parse_spec(BASE, overrides=["train.families={transformer: {time_shift: true}}"])
+    assert fam.train.for_family("transformer").time_shift
+    assert not fam.train.for_family("resnet").time_shift
+
+
 def test_min_steps_above_max_steps_is_refused():
     with pytest.raises(SpecError, match="min_steps 500 exceeds max_steps 400"):
         parse_spec(BASE, overrides=["train.epochs=1", "train.min_steps=500"])

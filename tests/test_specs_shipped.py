@@ -60,6 +60,7 @@ def test_paper_plan_is_the_papers_grid() -> None:
     code15 = load_spec(STUDIES / "code15.yaml")  # the demo's SSL recipe, as code15.yaml has it
     assert spec.ssl.objective_kwargs() == code15.ssl.objective_kwargs()
     assert spec.ssl.objective_kwargs() == load_spec().ssl.objective_kwargs()
+    assert spec.train.time_shift and code15.train.time_shift and load_spec().train.time_shift
 
     table = CliRunner().invoke(main, ["study", "plan", str(STUDIES / "paper.yaml")])
     assert table.exit_code == 0, table.output

@@ -130,7 +130,10 @@ def test_killed_run_resumes_exactly(tmp_path):
 
 @pytest.mark.parametrize(
     ("family", "paradigm", "cfg"),
-    [("resnet", "sl", {}), ("transformer", "ssl", {"micro_batch": 5})],
+    [
+        ("resnet", "sl", {"time_shift": True}),
+        ("transformer", "ssl", {"micro_batch": 5}),
+    ],
 )
 def test_resume_in_process_is_exact(tmp_path, family, paradigm, cfg):
     _, ref = _train(None, family=family, paradigm=paradigm, **cfg)

@@ -152,6 +152,12 @@ class TrainSpec(Strict):
         "lr is one rate (a sweep covers every family)",
     )
     weight_decay: float = Field(0.05, ge=0)
+    time_shift: bool = Field(
+        False,
+        description="augmentation: each training record circularly shifted in time by a random "
+        "offset, drawn anew for every record and step (its end joins its start; validation, "
+        "probes and test sets read records as they are)",
+    )
     warmup_steps: int = Field(30, ge=0)
     max_steps: int = Field(400, ge=1)
     epochs: float | None = Field(
@@ -262,13 +268,15 @@ class TrainSpec(Strict):
 
     def identity(self) -> dict[str, Any]:
         """The fields that shape a run's result. fp32 is what every run did before ``precision``
-        existed, and max_steps at every D before ``epochs``, so those are left out too and
-        older run ids stay valid."""
+        existed, max_steps at every D before ``epochs`` and no augmentation before ``time_shift``,
+        so those are left out too and older run ids stay valid."""
         dump = self.model_dump(mode="json", exclude=set(self.EXECUTION))
         if dump["precision"] == "fp32":
             del dump["precision"]
         if dump["epochs"] is None:  # added later: runs without it keep their ids
             del dump["epochs"], dump["min_steps"]
+        if not dump["time_shift"]:  # added later too
+            del dump["time_shift"]
         return dump
 
 

@@ -2,9 +2,10 @@
 
 A step takes the step's global batch of ``batch_size`` records. The records of step ``s`` and
 the loss's random inputs (SSL masks) are functions of ``(seed, s)``: each epoch is a permutation
-drawn from ``(seed, epoch)`` (the last partial batch dropped), the masks come from a generator
-seeded with ``(seed, s)``. So the data position is just the step, every process of a
-multi-process run draws the same batch and masks, and a resumed run needs no generator state.
+drawn from ``(seed, epoch)`` (the last partial batch dropped), the masks (and with
+``time_shift`` each record's circular shift) come from generators seeded with ``(seed, s)``.
+So the data position is just the step, every process of a multi-process run draws the same
+batch and masks, and a resumed run needs no generator state.
 
 Each process takes its contiguous share of the batch (:func:`distributed.shard`) and splits it
 into micro-batches of ``micro_batch`` records. A part's loss is weighted by its share of the
@@ -92,8 +93,18 @@ class BatchOrder:
         return self._perm[i * self.batch : (i + 1) * self.batch]
 
 
+def time_shifted(x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each record of ``x`` (records, leads, samples) rotated left in time by its ``shifts``:
+    sample ``t`` of the result is sample ``(t + shift) % samples`` of the record."""
+    n = x.shape[-1]
+    idx = (np.arange(n)[None, :] + np.asarray(shifts)[:, None]) % n
+    return np.take_along_axis(x, idx[:, None, :], axis=-1)
+
+
 class Loader:
-    """This process's share of each step's batch, read one step ahead in a background thread.
+    """This process's share of each step's batch, read one step ahead in a background thread;
+    with ``time_shift``, each record circularly shifted by an offset drawn from ``(seed, step)``
+    for the whole batch (so any number of processes trains on the same records).
 
     Every call of ``read`` (evaluations' too, through :meth:`read`) runs on that one thread, so
     ``read`` need not be thread-safe."""
@@ -105,8 +116,10 @@ class Loader:
         labels: np.ndarray,
         order: BatchOrder,
         device: torch.device,
+        time_shift: bool = False,
     ) -> None:
         self._read, self.rows, self.labels, self.order = read, rows, labels, order
+        self.time_shift = time_shift
         self.share = distributed.shard(order.batch)
         self.pin = device.type == "cuda"
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ecgscale-loader")
@@ -117,7 +130,12 @@ class Loader:
 
     def _load(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.order(step)[self.share]
-        x = torch.from_numpy(self._read(self.rows[idx]))
+        x = self._read(self.rows[idx])
+        if self.time_shift:
+            draw = seeded(self.order.seed, 2, step)
+            shifts = torch.randint(0, x.shape[-1], (self.order.batch,), generator=draw)
+            x = time_shifted(x, shifts.numpy()[self.share])
+        x = torch.from_numpy(x)
         y = torch.from_numpy(self.labels[idx])
         return (x.pin_memory(), y.pin_memory()) if self.pin else (x, y)
 
@@ -306,7 +324,7 @@ def pretrain(
 
     model = distributed.wrap(objective)
     forward = torch.compile(model) if cfg.compile else model
-    loader = Loader(read, train_rows, train_labels, order, dev)
+    loader = Loader(read, train_rows, train_labels, order, dev, time_shift=cfg.time_shift)
     validation_loss = functools.partial(
         evaluate_loss,
         objective,
