@@ -59,7 +59,7 @@ TINY = {
         "eval_every": 5,
         "warmup_steps": 1,
         "val_records": 16,
-        "families": {"transformer": {"lr": 0.004}},
+        "families": {"transformer": {"lr": 0.004, "time_shift": True}},
     },
     "eval": {"probe_records": 20, "probe_val_records": 10, "test_records": 10, "l2_grid": [1.0]},
     "executor": {"workers": 1},
@@ -86,11 +86,14 @@ def exported(runs, tmp_path_factory) -> dict[str, Path]:
 
 
 def test_config_records_the_settings_each_run_trained_with(exported):
-    """The family's own rate (train.families), not the spec's default."""
+    """The family's own settings (train.families), not the spec's defaults."""
     for name, folder in exported.items():
         pre = json.loads((folder / "config.json").read_text())["pretraining"]
-        assert pre["lr"] == (0.004 if name.startswith("transformer") else 0.002), name
-        assert pre["max_steps"] == 10
+        transformer = name.startswith("transformer")
+        assert pre["lr"] == (0.004 if transformer else 0.002), name
+        assert pre["max_steps"] == 10 and pre["time_shift"] is transformer
+        card = (folder / "README.md").read_text()
+        assert ("circularly shifted by a random offset" in card) is transformer, name
 
 
 def run_objective(run: Path):

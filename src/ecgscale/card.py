@@ -168,6 +168,7 @@ def _pretraining_rows(config: dict[str, Any], spec: StudySpec) -> list[tuple[str
         )
     h = data["harmonize"]
     band = "{:g}–{:g} Hz".format(*h["bandpass"]) if h["bandpass"] else "none"
+    shift = ", each record circularly shifted by a random offset" if pre.get("time_shift") else ""
     return [
         ("data", what),
         (
@@ -183,9 +184,9 @@ def _pretraining_rows(config: dict[str, Any], spec: StudySpec) -> list[tuple[str
         ),
         (
             "training",
-            f"{pre['steps']} steps of batch {pre['batch_size']} (at most {pre['max_steps']}), "
-            f"AdamW, peak lr {pre['lr']:g}, weights of step {pre['best_step']} (best validation "
-            f"loss {pre['pretrain_loss']:.4g}); stopped: {pre['stopped']}",
+            f"{pre['steps']} steps of batch {pre['batch_size']} (at most {pre['max_steps']})"
+            f"{shift}, AdamW, peak lr {pre['lr']:g}, weights of step {pre['best_step']} (best "
+            f"validation loss {pre['pretrain_loss']:.4g}); stopped: {pre['stopped']}",
         ),
         ("study", f"`{spec.name}`: its full spec is `spec.yaml` in the study folder"),
     ]

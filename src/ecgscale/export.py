@@ -167,6 +167,7 @@ def _config(
             "batch_size": train.batch_size,
             "lr": run.get("lr") or train.lr,  # a swept run records the rate it trained at
             "max_steps": train.max_steps,
+            "time_shift": train.time_shift,
             **summary,
         },
         "run": run,
