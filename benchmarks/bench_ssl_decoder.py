@@ -29,6 +29,8 @@ from ecgscale.objectives import create_objective
 from ecgscale.train.hardware import cpu_summary, resolve_precision
 
 MODELS = [(f, n) for f in ("resnet", "transformer") for n in (20_000, 200_000)]
+UNTIMED = 3
+"""First steps of each left out of the median (allocations, oneDNN primitives)."""
 
 
 def step_fn(family: str, size: int, depth: int, args: argparse.Namespace, bf16: bool):
@@ -71,6 +73,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--depth", type=int, default=1)
     args = parser.parse_args()
+    if args.repeats <= UNTIMED:
+        parser.error(f"--repeats must exceed the {UNTIMED} untimed first steps")
     torch.set_num_threads(args.threads)
     precision = resolve_precision("auto", torch.device("cpu"))
     print(f"CPU: {cpu_summary()}; {args.threads} thread(s); precision {precision}")
@@ -83,7 +87,7 @@ def main() -> None:
                 start = time.perf_counter()
                 step()
                 times[depth].append(time.perf_counter() - start)
-        head, decoder = (statistics.median(times[d][3:]) * 1e3 for d in (0, args.depth))
+        head, decoder = (statistics.median(times[d][UNTIMED:]) * 1e3 for d in (0, args.depth))
         share = decoder_flops_share(family, size, args.depth, args.length)
         print(
             f"{family} {size // 1000}K: linear head {head:.1f} ms | decoder {decoder:.1f} ms | "

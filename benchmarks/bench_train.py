@@ -13,9 +13,10 @@ the same weights:
 
 - *plain*: the ladder's shape (:func:`ecgscale.models.ladder.shape_for`) written the
   straightforward way in this file, eager fp32: ``nn.Conv1d`` / ``nn.BatchNorm1d`` / ``nn.ReLU``
-  / ``nn.MaxPool1d`` residual blocks, or ``nn.TransformerEncoderLayer`` (pre-LN, GELU) blocks;
-  a linear head on the mean token; ``torch.optim.AdamW`` with its defaults
-  (single-tensor on the CPU) and ``clip_grad_norm_``.
+  / ``nn.MaxPool1d`` residual blocks, or ``nn.TransformerEncoderLayer`` (pre-LN, GELU) blocks
+  over the ladder's token embedding (its convolutional stem, or a linear patch embedding);
+  a linear head on the mean token (the input zero-padded to whole tokens, as the project's);
+  ``torch.optim.AdamW`` with its defaults (single-tensor on the CPU) and ``clip_grad_norm_``.
 - *project*: :func:`ecgscale.models.ladder.build` + ``create_objective("sl", ...)``, stepped
   as :func:`ecgscale.train.loop.pretrain` steps (:func:`project_step`: autocast to bf16 when
   ``TrainSpec.precision`` is "bf16", ``torch.compile`` when ``TrainSpec.compile``, gradient
@@ -56,6 +57,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 
 import argparse
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -128,6 +130,7 @@ class PlainResNet(nn.Module):
         n_labels: int,
     ):
         super().__init__()
+        self.token_span = math.prod(downsample)
         self.stem = nn.Conv1d(12, stem_width, kernel_size, padding=kernel_size // 2, bias=False)
         layers: list[nn.Module] = []
         c_in = stem_width
@@ -140,6 +143,7 @@ class PlainResNet(nn.Module):
         self.head = nn.Linear(c_in, n_labels)
 
     def forward(self, x: Tensor) -> Tensor:
+        x = F.pad(x, (0, -x.shape[-1] % self.token_span))  # as the project pads: to whole tokens
         h = torch.relu(self.norm(self.blocks(self.stem(x))))  # (B, D, L)
         return self.head(h.mean(dim=2))
 
@@ -162,12 +166,34 @@ TRANSFORMER_NAMES = {
 
 
 class PlainTransformer(nn.Module):
-    """The ladder's Transformer shape with ``nn.TransformerEncoderLayer`` blocks + a linear head."""
+    """The ladder's Transformer shape with ``nn.TransformerEncoderLayer`` blocks + a linear head:
+    a linear patch embedding, or the ladder's convolutional stem (``stem`` channels, GELU) and a
+    strided convolution whose kernel reads ``embed_kernel`` samples per token."""
 
-    def __init__(self, dim: int, depth: int, heads: int, patch: int, n_labels: int):
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        patch: int,
+        n_labels: int,
+        stem: int = 0,
+        stem_kernel: int = 7,
+        stem_stride: int = 1,
+        embed_kernel: int | None = None,
+    ):
         super().__init__()
         self.patch = patch
-        self.embed = nn.Linear(12 * patch, dim)
+        kernel, step = embed_kernel or patch, stem_stride if stem else 1
+        if stem or kernel != patch:
+            layers: list[nn.Module] = []
+            if stem:
+                layers += [nn.Conv1d(12, stem, stem_kernel, step, stem_kernel // 2), nn.GELU()]
+            pad = (kernel - patch) // 2 // step
+            layers.append(nn.Conv1d(stem or 12, dim, kernel // step, patch // step, pad))
+            self.embed: nn.Module = nn.Sequential(*layers)
+        else:
+            self.embed = nn.Linear(12 * patch, dim)
         layer = nn.TransformerEncoderLayer(
             dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
         )
@@ -179,7 +205,10 @@ class PlainTransformer(nn.Module):
         B, C, T = x.shape
         x = F.pad(x, (0, -T % self.patch))
         L = x.shape[-1] // self.patch
-        h = self.embed(x.reshape(B, C, L, self.patch).transpose(1, 2).reshape(B, L, -1))
+        if isinstance(self.embed, nn.Linear):
+            h = self.embed(x.reshape(B, C, L, self.patch).transpose(1, 2).reshape(B, L, -1))
+        else:
+            h = self.embed(x).transpose(1, 2)
         dim = h.shape[-1]
         half = (dim + 1) // 2
         freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
@@ -374,6 +403,8 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.steps is not None and args.steps <= WARMUP_STEPS:
+        ap.error(f"--steps must exceed the {WARMUP_STEPS} untimed warm-up steps")
     if args.steps is not None and args.steps <= WARMUP_STEPS:
         ap.error(f"--steps must be more than {WARMUP_STEPS}")
 
