@@ -62,6 +62,7 @@ from ecgscale.data.schema import LABELS, LEADS
 from ecgscale.data.store import Store
 from ecgscale.models.ladder import build
 from ecgscale.objectives import create_objective
+from ecgscale.train.hardware import cpu_summary
 
 FS = 400.0
 N_SAMPLES = 4096
@@ -485,7 +486,8 @@ def main() -> None:
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench_data-", dir=args.workdir))
-    print(f"ecgscale data path; work folder {work}; {os.cpu_count()} CPUs")
+    print(f"CPU: {cpu_summary()}")
+    print(f"ecgscale data path; work folder {work}")
     print("load average (1, 5, 15 min) at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     try:
         run_stages(args, work)

@@ -39,6 +39,7 @@ from ecgscale.laws.fit import (
     huber,
     make_problem,
 )
+from ecgscale.train.hardware import cpu_summary
 
 POWER = {"E": 1.7, "A": 400.0, "alpha": 0.34}
 JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
@@ -307,6 +308,7 @@ def main() -> None:
         help="only compare the direct L-BFGS-B driver with scipy.optimize.minimize",
     )
     args = parser.parse_args()
+    print(f"CPU: {cpu_summary()}; 1 BLAS thread")
     threadpool_limits(1)  # after scipy is imported, so that its own OpenBLAS is limited too
     fit("power", np.array([0.5, 0.45, 0.43]), x=np.array([2e4, 4e4, 8e4]))  # warm up
     if args.driver_only:

@@ -105,3 +105,32 @@ def test_ssl_benchmarks_print_their_ratios(name, args, expect):
 def test_too_few_steps_for_a_median_are_refused(name, args):
     done = run(name, *args)
     assert done.returncode == 2 and "must exceed" in done.stderr
+
+
+def test_laws_benchmark_prints_its_ratios():
+    done = run(
+        "bench_laws", "--boot", "4", "--big-boot", "8", "--naive-refits", "2", "--repeat", "1"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("CPU:")
+    ratios = [line for line in done.stdout.splitlines() if line.rstrip().endswith("×")]
+    assert len(ratios) >= 4
+
+
+def test_gpu_hours_estimates_the_grid():
+    done = run("gpu_hours", "--input-len", "500", "--fs", "100")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "grid total:" in done.stdout and "GPU-hours" in done.stdout
+
+
+def test_data_benchmark_runs_its_four_stages(shared_data, tmp_path):
+    done = run(
+        "bench_data",
+        *("--ptbxl", str(shared_data / "ptbxl-sample"), "--workdir", str(tmp_path)),
+        *("--code15-records", "400", "--batches", "5", "--baseline-reads", "5"),
+        *("--warmup-steps", "1", "--train-steps", "2", "--train-seconds", "1"),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("CPU:") and "total wall time" in done.stdout
+    stages = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("== ")]
+    assert stages == ["1a.", "1b.", "2.", "3.", "4."]
