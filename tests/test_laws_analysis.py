@@ -6,11 +6,13 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecgscale.laws import FitResult, bootstrap, fit
+from ecgscale.laws.analysis import comparison_entries
 from ecgscale.laws.backtest import backtest
 from ecgscale.laws.compute import compute, compute_optimal
 from ecgscale.laws.efficiency import (
@@ -21,6 +23,7 @@ from ecgscale.laws.efficiency import (
     size_for_loss,
 )
 from ecgscale.laws.verdicts import ratio_verdict
+from ecgscale.report.findings import bottleneck_findings
 
 X = np.logspace(4, 8, 9)
 JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
@@ -424,3 +427,25 @@ def test_compute_optimal_refuses_bad_inputs() -> None:
         compute_optimal(made("joint", JOINT), [[1e18]])
     with pytest.raises(ValueError, match="flops_per_param_sample"):
         compute_optimal(made("joint", JOINT), 1e18, flops_per_param_sample=0.0)
+
+
+def test_a_law_on_its_upper_bound_decides_no_bottleneck_corner() -> None:
+    """The demo's SL ResNet (2026-12-06, seed 0, ID probe BCE): its loss stops falling past 60K
+    parameters, so α sits on the fitter's bound 5 with A ~ 1e19, and g_N at 200K is ~1e-7 by
+    construction of the box, not by the data. Neither the cell's verdict nor any corner is
+    stated (it once read "data-bottlenecked at N = 202k, D = 125: g_D/g_N = 1.1e5")."""
+    n = np.repeat([20475.0, 60515.0, 201815.0], 3)
+    d = np.tile([125.0, 500.0, 2000.0], 3)
+    loss = [0.1244, 0.1039, 0.0752, 0.1161, 0.0875, 0.0596, 0.1164, 0.0794, 0.0603]
+    law = bootstrap("joint", loss, n=n, d=d, n_boot=20)
+    assert law.params["alpha"] == pytest.approx(5.0)
+    done = pd.DataFrame(
+        {"family": "resnet", "paradigm": "sl", "n_params": n, "data_size": d, "loss:id": loss}
+    )
+    (entry,) = comparison_entries(
+        done, ["loss:id"], {("resnet", "sl", "loss:id"): law}, "n_params"
+    )["bottlenecks"]
+    assert entry["verdict"] == "not determined" and "upper bound 5" in entry["reason"]
+    assert {c["label"] for c in entry["corners"]} == {"not determined"}
+    assert all("upper bound 5" in c["reason"] for c in entry["corners"])
+    assert bottleneck_findings([entry], "total") == []

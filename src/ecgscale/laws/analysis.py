@@ -30,7 +30,7 @@ from ecgscale.laws import (
     parameter_efficiency,
     predict_interval,
 )
-from ecgscale.laws.comparisons import bottleneck, crossover, winners
+from ecgscale.laws.comparisons import NOT_DETERMINED, bottleneck, crossover, winners
 from ecgscale.laws.verdicts import box_shaped, exponent_verdicts, ratio_verdict
 from ecgscale.spec import N_COLUMNS, N_WORDS
 
@@ -191,8 +191,11 @@ def comparison_entries(
         for (family, paradigm), law in have.items():
             rows = done[(done["family"] == family) & (done["paradigm"] == paradigm)]
             entry = bottleneck(law, rows[n_col].to_numpy(float), rows["data_size"].to_numpy(float))
-            if shaped[(family, paradigm)]:
-                entry |= {"verdict": "not determined", "reason": shaped[(family, paradigm)]}
+            if reason := shaped[(family, paradigm)]:  # nor is any corner: the box shaped them
+                corners = [
+                    c | {"label": NOT_DETERMINED, "reason": reason} for c in entry["corners"]
+                ]
+                entry |= {"verdict": NOT_DETERMINED, "reason": reason, "corners": corners}
             out["bottlenecks"].append(
                 {"family": family, "paradigm": paradigm, "metric": metric} | entry
             )
@@ -219,7 +222,7 @@ def comparison_entries(
                 entry = crossover(have[a], have[b], axis=axis, at=at, lo=lo, hi=hi, level=LEVEL)
                 if shaped[a] or shaped[b]:
                     reason = f"{_cell(*a) if shaped[a] else _cell(*b)}: {shaped[a] or shaped[b]}"
-                    entry |= {"verdict": "not determined", "reason": reason}
+                    entry |= {"verdict": NOT_DETERMINED, "reason": reason}
                 names = {"a": _cell(*a), "b": _cell(*b), "metric": metric}
                 out["crossovers"].append(names | entry)
         column = metric.replace("loss:", "loss{}:")
