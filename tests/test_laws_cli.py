@@ -374,12 +374,35 @@ def test_cli_fits_a_table_prints_a_row_per_group_and_writes_json(tmp_path) -> No
     assert lines[1].split() == ["group", "points", "converged", "E", "A", "alpha", "B", "beta"]
     assert lines[2].startswith("arch=resnet") and lines[3].startswith("arch=vit")
     assert " 12  yes " in lines[2] and "[" in lines[2]
-    assert lines[4] == f"fits: {tmp_path / 'runs.fits.json'}"
+    assert lines[4:6] == [f"arch={a}: alpha determined; beta determined" for a in ("resnet", "vit")]
+    assert lines[6] == f"fits: {tmp_path / 'runs.fits.json'}"
     assert (tmp_path / "figs" / "runs.joint.png").stat().st_size > 5_000
     content = json.loads((tmp_path / "runs.fits.json").read_text())
     assert content["form"] == "joint" and content["group"] == ["arch"]
     assert [f["group"]["arch"] for f in content["fits"]] == ["resnet", "vit"]
     assert content["fits"][0]["intervals"] is not None and content["n_boot"] == 5
+    assert content["fits"][0]["verdicts"]["beta"] == {"status": "determined", "reason": ""}
+
+
+def test_cli_says_which_exponents_a_table_does_not_determine(tmp_path) -> None:
+    """The demo's SL ResNet (ID probe BCE, seed 0): its loss stops falling past 60K parameters,
+    so α lands on the fitter's bound; the table says so under the fitted numbers."""
+    path = tmp_path / "runs.csv"
+    pd.DataFrame(
+        {
+            "N": np.repeat([20475, 60515, 201815], 3),
+            "D": np.tile([125, 500, 2000], 3),
+            "L": [0.1244, 0.1039, 0.0752, 0.1161, 0.0875, 0.0596, 0.1164, 0.0794, 0.0603],
+        }
+    ).to_csv(path, index=False)
+    args = ["fit", str(path), "--form", "joint", "--n", "N", "--d", "D", "--loss", "L"]
+    result = CliRunner().invoke(main, [*args, "--boot", "20"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "all rows: alpha not determined (alpha = 5 sits on the fitter's bound 5)" in result.output
+    )
+    verdicts = json.loads((tmp_path / "runs.fits.json").read_text())["fits"][0]["verdicts"]
+    assert verdicts["alpha"]["status"] == "not_determined"
 
 
 def test_cli_reads_role_named_columns_by_default(tmp_path) -> None:
@@ -432,12 +455,30 @@ def test_cli_still_fits_a_study_folder(tmp_path, monkeypatch: pytest.MonkeyPatch
         "x": "N",
         "slice": {"data_size": 500},
         "params": {"E": 0.1, "A": 2.0, "alpha": 0.25},
+        "intervals": {"E": [0.0, 0.2], "A": [1.0, 3.0], "alpha": [0.2, 0.3]},
+        "exponent_bounds": {"alpha": [0.0, 5.0]},  # no verdicts: made from the fit
     }
-    fits.write_text(json.dumps({"fits": [fit], "gaps": []}))
+    joint = {
+        "family": "resnet",
+        "paradigm": "sl",
+        "metric": "loss:id",
+        "params": {"E": 0.0, "A": 5e19, "alpha": 5.0, "B": 0.36, "beta": 0.237},
+        "intervals": {"alpha": [0.202, 5.0], "beta": [0.204, 0.471]},
+        "verdicts": {
+            "alpha": {"status": "not_determined", "reason": "alpha = 5 sits on the bound 5"},
+            "beta": {"status": "determined", "reason": ""},
+        },
+    }
+    fits.write_text(json.dumps({"fits": [fit], "joint": [joint], "gaps": []}))
     monkeypatch.setattr(runner, "fit_laws", lambda study_dir, **_: fits)
     result = CliRunner().invoke(main, ["fit", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "E=0.1 A=2 alpha=0.250" in result.output and f"fits: {fits}" in result.output
+    assert "E=0.1 A=2 alpha=0.25 [0.2, 0.3] determined" in result.output
+    assert (
+        "loss:id                L(N, D) joint: alpha=5 [0.202, 5] not determined (alpha = 5 sits"
+        " on the bound 5); beta=0.237 [0.204, 0.471] determined"
+    ) in result.output
+    assert f"fits: {fits}" in result.output
     refused = CliRunner().invoke(main, ["fit", str(tmp_path), "--form", "joint", "--boot", "3"])
     assert refused.exit_code == 2
     assert "--form, --boot: options for a results table" in refused.output

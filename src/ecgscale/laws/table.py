@@ -39,6 +39,7 @@ from ecgscale.laws.fit import (
     fit_with_intervals,
 )
 from ecgscale.laws.forms import Array, Form, HeldLossToLossForm, get_form
+from ecgscale.laws.verdicts import exponent_verdicts
 
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "power": ("loss", ("x",)),
@@ -87,11 +88,14 @@ class GroupFit:
         return "\n".join(lines)
 
     def to_dict(self, include_samples: bool = False) -> dict[str, Any]:
-        """JSON-serialisable: group, columns, the fit's dict, power fits held E came from, notes."""
+        """JSON-serialisable: group, columns, the fit's dict and its exponents' ``verdicts`` (as
+        in a study's fits.json), power fits held E came from, notes."""
+        fit = self.result.to_dict(include_samples=include_samples)
         out: dict[str, Any] = {
             "group": {k: _plain_value(v) for k, v in self.group.items()},
             "columns": dict(self.columns),
-            **self.result.to_dict(include_samples=include_samples),
+            **fit,
+            "verdicts": exponent_verdicts(fit),
         }
         if self.irreducible_fits:
             out["irreducible_fits"] = {k: v.to_dict() for k, v in self.irreducible_fits.items()}
@@ -361,7 +365,8 @@ def _held_form(
 
 def format_fits(fits: Sequence[GroupFit]) -> str:
     """A text table of fits of one form: a row per group with points, convergence and each
-    parameter with its interval (held parameters marked), then the groups' notes."""
+    parameter with its interval (held parameters marked), then each group's exponent verdicts
+    (:func:`ecgscale.laws.verdicts.exponent_verdict`) and notes."""
     if not fits:
         return "no fits"
     form = get_form(fits[0].result.form)
@@ -390,5 +395,16 @@ def format_fits(fits: Sequence[GroupFit]) -> str:
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
         cells[1] = row[1].rjust(widths[1])  # the point counts, right-aligned
         lines.append("  ".join(cells).rstrip())
+    lines += [f"{f.label}: {_verdict_words(f.result)}" for f in fits if f.result.exponent_bounds]
     lines += [f"{f.label}: {note}" for f in fits for note in f.notes]
     return "\n".join(lines)
+
+
+def _verdict_words(result: FitResult) -> str:
+    """Each exponent's verdict, e.g. ``alpha determined; beta not determined (its 95% interval
+    [0, 5] reaches 0)``: what of the table above may be stated as a finding."""
+    words = []
+    for name, verdict in exponent_verdicts(result.to_dict()).items():
+        reason = verdict["reason"]
+        words.append(f"{name} " + (f"not determined ({reason})" if reason else "determined"))
+    return "; ".join(words)
