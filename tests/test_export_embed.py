@@ -207,6 +207,9 @@ def test_model_card_states_what_the_model_is_and_how_it_did(runs, exported):
     for heading in ("## Licence", "## Citation", "## How to load", "```bibtex"):
         assert heading in card
     assert "How Do Electrocardiogram Models Scale?" in card
+    assert "; its head and probe give the probabilities of the six CODE labels" in card
+    ssl_card = (exported["resnet-ssl"] / "README.md").read_text()
+    assert "; its probe gives the probabilities of the six CODE labels" in ssl_card
 
     evals = Results(runs["resnet-sl"].parent.parent / "results.sqlite").evals()
     evals = evals[evals["run_id"] == config["run"]["run_id"]]

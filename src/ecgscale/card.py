@@ -70,7 +70,8 @@ def model_card(config: dict[str, Any], spec: StudySpec, study_dir: Path, license
         f"A 12-lead ECG encoder from the ecgscale study `{config['study']}` (run "
         f"`{config['run']['run_id']}`), exported by ecgscale {__version__}. It maps "
         f"{_input_words(config)} to {config['dim']} pooled features; its "
-        f"{' and '.join(config['predictors'])} give the probabilities of the six CODE labels "
+        f"{' and '.join(config['predictors'])} {_verb(config['predictors'])} the probabilities "
+        "of the six CODE labels "
         f"({', '.join(config['labels'])}). A research model, not a medical device.",
         "",
         "## Model",
@@ -110,6 +111,11 @@ def model_card(config: dict[str, Any], spec: StudySpec, study_dir: Path, license
         *_how_to_load(config),
     ]
     return "\n".join(sections) + "\n"
+
+
+def _verb(subjects: Any) -> str:
+    """ "gives" after one subject ("its probe gives"), "give" after two ("its head and probe")."""
+    return "gives" if len(subjects) == 1 else "give"
 
 
 def _title(config: dict[str, Any]) -> str:
