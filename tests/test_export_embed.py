@@ -637,6 +637,14 @@ def test_predict_wfdb_records_of_another_rate(runs, exported, tmp_path, name, pr
     assert np.array_equal(api[calls].to_numpy(), api[list(LABELS)].to_numpy() >= thresholds)
     assert np.array_equal(frame[calls].to_numpy(), api[calls].to_numpy())
 
+    one = tmp_path / "one.csv"  # one record, named by its header
+    result = invoke("predict", exported[name], folder / f"{ids[1]}.hea", "--out", one, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().startswith("1 record x 6 label probabilities")
+    single = pd.read_csv(one, dtype={"record_id": str})
+    assert list(single["record_id"]) == [ids[1]]
+    np.testing.assert_allclose(single[list(LABELS)].to_numpy()[0], p[1], atol=1e-6)
+
 
 def test_predict_real_wfdb_folder(shared_data, runs, exported, tmp_path):
     """Real PTB-XL records at 500 Hz, resampled to the encoders' 100 Hz, as parquet."""

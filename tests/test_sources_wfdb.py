@@ -645,3 +645,25 @@ def test_wfdb_folder_broken_records(shared_data: Path, tmp_path: Path) -> None:
         "00003_lr": "impossible_fs",
     }
     assert [r.record_id for r in records] == ["00004_lr"]
+
+
+@pytest.mark.parametrize(
+    ("source", "folder", "name"),
+    [
+        (WfdbFolderSource, "ptbxl-sample/records100/00000", "00002_lr"),
+        (CincSource, "cinc2021-sample/training", "E00271"),
+        (Cinc2020Source, "cinc2020-sample", "E00009"),  # the header wfdb refuses
+    ],
+)
+def test_one_record_named_by_its_header(source, folder, name, shared_data: Path) -> None:
+    """A source given one ``.hea`` file reads that record alone, as it reads it in its folder."""
+    (one,), rejected = read_all(source(shared_data / folder / f"{name}.hea"))
+    assert rejected == [] and one.record_id == name
+    in_folder = next(r for r in read_all(source(shared_data / folder))[0] if r.record_id == name)
+    np.testing.assert_array_equal(one.signal, in_folder.signal)
+    assert one.labels == in_folder.labels and one.fs == in_folder.fs
+
+
+def test_a_missing_header_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"nope\.hea: WFDB header not found"):
+        WfdbFolderSource(tmp_path / "nope.hea").units()

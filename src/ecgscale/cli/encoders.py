@@ -119,7 +119,7 @@ def embed_command(
     _report_rejected(frame.attrs["rejected"])
     write_features(frame, out)
     ids = f" (ids: {ids_path(out)})" if out.suffix.lower() == ".npy" else ""
-    click.echo(f"{len(frame)} records x {frame.shape[1] - 1} features: {out}{ids}")
+    click.echo(f"{_records(len(frame))} x {frame.shape[1] - 1} features: {out}{ids}")
 
 
 @click.command("predict")
@@ -163,7 +163,7 @@ def predict_command(export_dir, recordings, out, predictor, kind, opts, batch_si
     write_predictions(frame, out)
     labels = (frame.shape[1] - 1) // 2
     click.echo(
-        f"{len(frame)} records x {labels} label probabilities from the "
+        f"{_records(len(frame))} x {labels} label probabilities from the "
         f"{frame.attrs['predictor']}, calls at its F1 thresholds: {out}"
     )
 
@@ -177,3 +177,8 @@ def _report_rejected(rejected: list) -> None:
         click.echo(f"ecgscale: {total}", err=True)
         for line in first:
             click.echo(f"  {line}", err=True)
+
+
+def _records(n: int) -> str:
+    """``1 record``, ``3 records``."""
+    return f"{n} record" if n == 1 else f"{n} records"

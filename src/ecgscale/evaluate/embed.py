@@ -36,15 +36,18 @@ CPU_BATCH = 64
 
 
 def detect_kind(recordings: Path | str) -> str:
-    """``hdf5`` for a .h5/.hdf5 file, ``wfdb`` for a folder with ``*.hea`` files below it."""
+    """``hdf5`` for a .h5/.hdf5 file, ``wfdb`` for one WFDB record's header (``.hea``) or a
+    folder with ``*.hea`` files below it."""
     recordings = Path(recordings)
     if recordings.is_file() and recordings.suffix.lower() in HDF5_SUFFIXES:
         return "hdf5"
+    if recordings.is_file() and recordings.suffix.lower() == ".hea":
+        return "wfdb"
     if recordings.is_dir() and next(recordings.rglob("*.hea"), None) is not None:
         return "wfdb"
     raise EncoderError(
-        f"{recordings}: neither a .h5/.hdf5 file nor a folder of WFDB records (*.hea); "
-        "give the reader with --kind (see `ecgscale data sources`)"
+        f"{recordings}: neither a .h5/.hdf5 file, a WFDB header (.hea) nor a folder of WFDB "
+        "records (*.hea); give the reader with --kind (see `ecgscale data sources`)"
     )
 
 

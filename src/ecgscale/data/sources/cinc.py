@@ -41,6 +41,7 @@ from ecgscale.data.sources.wfdb_common import (
     header_problem,
     parse_header,
     parse_sex,
+    records_root,
 )
 
 SNOMED_TO_LABEL = {
@@ -140,12 +141,12 @@ class CincSource(Source):
             return Rejection(record_id, rel, reason, detail)
 
         try:
-            head = parse_header((self.path / rel).read_text(errors="replace"))
+            head = parse_header((records_root(self.path) / rel).read_text(errors="replace"))
         except (OSError, HeaderError) as e:
             return reject("unreadable", f"header: {e}")
         if problem := header_problem(head):
             return reject(*problem)
-        val = self._val((self.path / rel).parent, head)
+        val = self._val((records_root(self.path) / rel).parent, head)
         if isinstance(val, tuple):
             return reject(*val)
         gains = np.array([self._gain(s.gain, site) for s in head.signals])[:, None]

@@ -299,8 +299,19 @@ def batches(items: Sequence[Any], size: int = BATCH) -> list[Unit]:
     ]
 
 
+def records_root(path: Path) -> Path:
+    """The folder that :func:`find_headers`' paths are relative to: ``path``, or the folder of
+    the one record ``path`` names by its header (``.../00001_lr.hea``)."""
+    return path.parent if path.suffix.lower() == ".hea" else path
+
+
 def find_headers(root: Path) -> list[str]:
-    """Paths (relative to ``root``, POSIX, sorted) of every ``*.hea`` below ``root``."""
+    """Paths (relative to :func:`records_root`, POSIX, sorted) of every ``*.hea`` below the
+    folder ``root``, or the one header ``root`` is."""
+    if root.suffix.lower() == ".hea":
+        if not root.is_file():
+            raise SourceError(f"{root}: WFDB header not found")
+        return [root.name]
     if not root.is_dir():
         raise SourceError(f"{root}: folder not found")
     found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.hea") if p.is_file())

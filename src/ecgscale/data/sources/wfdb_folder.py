@@ -46,6 +46,7 @@ from ecgscale.data.sources.wfdb_common import (
     find_headers,
     parse_sex,
     read_wfdb_record,
+    records_root,
 )
 
 _TRUE = {"1", "1.0", "true", "t", "yes", "y"}
@@ -104,7 +105,7 @@ class WfdbFolderSource(Source):
 
     def read(self, unit: Unit) -> Iterator[RawRecord | Rejection]:
         for rel, meta in unit.payload:
-            yield read_wfdb_record(self.path, rel, Path(rel).stem, **meta)
+            yield read_wfdb_record(records_root(self.path), rel, Path(rel).stem, **meta)
 
     @cached_property
     def _scan(self) -> tuple[list[tuple[str, dict[str, Any]]], list[Rejection]]:
