@@ -429,23 +429,36 @@ def test_compute_optimal_refuses_bad_inputs() -> None:
         compute_optimal(made("joint", JOINT), 1e18, flops_per_param_sample=0.0)
 
 
-def test_a_law_on_its_upper_bound_decides_no_bottleneck_corner() -> None:
+def test_a_law_on_its_upper_bound_decides_no_bottleneck_corner_and_no_crossing() -> None:
     """The demo's SL ResNet (2026-12-06, seed 0, ID probe BCE): its loss stops falling past 60K
     parameters, so α sits on the fitter's bound 5 with A ~ 1e19, and g_N at 200K is ~1e-7 by
     construction of the box, not by the data. Neither the cell's verdict nor any corner is
-    stated (it once read "data-bottlenecked at N = 202k, D = 125: g_D/g_N = 1.1e5")."""
+    stated (it once read "data-bottlenecked at N = 202k, D = 125: g_D/g_N = 1.1e5"), nor any
+    crossing with the SSL ResNet's law (its runs of the same demo)."""
     n = np.repeat([20475.0, 60515.0, 201815.0], 3)
     d = np.tile([125.0, 500.0, 2000.0], 3)
-    loss = [0.1244, 0.1039, 0.0752, 0.1161, 0.0875, 0.0596, 0.1164, 0.0794, 0.0603]
-    law = bootstrap("joint", loss, n=n, d=d, n_boot=20)
-    assert law.params["alpha"] == pytest.approx(5.0)
-    done = pd.DataFrame(
-        {"family": "resnet", "paradigm": "sl", "n_params": n, "data_size": d, "loss:id": loss}
+    losses = {
+        "sl": [0.1244, 0.1039, 0.0752, 0.1161, 0.0875, 0.0596, 0.1164, 0.0794, 0.0603],
+        "ssl": [0.1504, 0.1457, 0.1495, 0.1244, 0.1251, 0.1260, 0.1108, 0.1032, 0.1114],
+    }
+    laws = {
+        ("resnet", p, "loss:id"): bootstrap("joint", y, n=n, d=d, n_boot=20)
+        for p, y in losses.items()
+    }
+    assert laws[("resnet", "sl", "loss:id")].params["alpha"] == pytest.approx(5.0)
+    done = pd.concat(
+        pd.DataFrame(
+            {"family": "resnet", "paradigm": p, "n_params": n, "data_size": d, "loss:id": y}
+        )
+        for p, y in losses.items()
     )
-    (entry,) = comparison_entries(
-        done, ["loss:id"], {("resnet", "sl", "loss:id"): law}, "n_params"
-    )["bottlenecks"]
+    comparisons = comparison_entries(done, ["loss:id"], laws, "n_params")
+    entry = next(e for e in comparisons["bottlenecks"] if e["paradigm"] == "sl")
     assert entry["verdict"] == "not determined" and "upper bound 5" in entry["reason"]
     assert {c["label"] for c in entry["corners"]} == {"not determined"}
     assert all("upper bound 5" in c["reason"] for c in entry["corners"])
     assert bottleneck_findings([entry], "total") == []
+    assert len(comparisons["crossovers"]) == 2  # along N and along D
+    for crossover in comparisons["crossovers"]:
+        assert crossover["verdict"] == "not determined" and "resnet/sl" in crossover["reason"]
+        assert not any(c["determined"] for c in crossover["crossings"])

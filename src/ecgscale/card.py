@@ -114,7 +114,7 @@ def model_card(config: dict[str, Any], spec: StudySpec, study_dir: Path, license
 
 
 def _verb(subjects: Any) -> str:
-    """ "gives" after one subject ("its probe gives"), "give" after two ("its head and probe")."""
+    """The predictors' verb: one gives ("its probe gives"), two give ("its head and probe")."""
     return "gives" if len(subjects) == 1 else "give"
 
 

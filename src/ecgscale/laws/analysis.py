@@ -220,9 +220,12 @@ def comparison_entries(
                 if not lo < hi:
                     continue
                 entry = crossover(have[a], have[b], axis=axis, at=at, lo=lo, hi=hi, level=LEVEL)
-                if shaped[a] or shaped[b]:
+                if shaped[a] or shaped[b]:  # nor is any crossing, as with bottlenecks
                     reason = f"{_cell(*a) if shaped[a] else _cell(*b)}: {shaped[a] or shaped[b]}"
-                    entry |= {"verdict": NOT_DETERMINED, "reason": reason}
+                    crossings = [
+                        c | {"determined": False, "reason": reason} for c in entry["crossings"]
+                    ]
+                    entry |= {"verdict": NOT_DETERMINED, "reason": reason, "crossings": crossings}
                 names = {"a": _cell(*a), "b": _cell(*b), "metric": metric}
                 out["crossovers"].append(names | entry)
         column = metric.replace("loss:", "loss{}:")
