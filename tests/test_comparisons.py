@@ -253,7 +253,7 @@ def test_crossover_that_most_samples_do_not_share_is_not_determined() -> None:
     assert c["x"] == pytest.approx(CROSS_X) and not c["determined"]
     assert c["share_inside"] == pytest.approx(0.4)
     assert c["x_hi"] == np.inf  # the samples that never cross count as crossing beyond the range
-    assert "40%" in c["reason"]
+    assert "40%" in c["reason"] and result["reason"].endswith(c["reason"])
 
 
 def test_samples_crossing_the_other_way_do_not_count() -> None:
@@ -286,6 +286,23 @@ def test_no_crossover_that_most_samples_contradict_is_not_determined() -> None:
     assert result["extrapolated"][0]["extrapolated_x"] == pytest.approx(CROSS_X)
     assert result["share_crossing_inside"] == pytest.approx(0.6, abs=0.02)
     assert result["verdict"] == NOT_DETERMINED and "60% of samples" in result["reason"]
+
+
+def test_crossing_whose_interval_leaves_the_range_is_not_determined() -> None:
+    """The point estimate inside the observed range, its 95% interval reaching below it: in part
+    an extrapolation, so not a finding (as the demo's crossing at D ≈ 219 [79, 314] with the
+    range starting at 125 once was)."""
+    law_a, law_b = _law(CROSS_A, seed=1), _law(CROSS_B, seed=2)
+    wide = crossover(law_a, law_b, axis="n", at=1e4, lo=1e3, hi=1e7)
+    [c] = wide["crossings"]
+    assert c["determined"] and c["x_lo"] < CROSS_X
+    lo = (c["x_lo"] * CROSS_X) ** 0.5  # between the interval's lower end and the estimate
+    result = crossover(law_a, law_b, axis="n", at=1e4, lo=lo, hi=1e7)
+    [c] = result["crossings"]
+    assert c["x"] == pytest.approx(CROSS_X) and c["x_lo"] < lo and c["share_inside"] > MIN_SHARE
+    assert not c["determined"] and result["verdict"] == NOT_DETERMINED
+    assert "reaches outside the observed range" in c["reason"] and "extrapolation" in c["reason"]
+    assert result["reason"] == f"no crossing is determined: {c['reason']}"
 
 
 def test_crossover_without_samples_is_not_determined() -> None:

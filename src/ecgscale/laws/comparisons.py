@@ -20,8 +20,9 @@ such curves has at most one extremum in ``log x``, so it changes sign at most tw
 alternating directions. Crossings inside the observed range ``[lo, hi]`` get a percentile
 interval from index-paired samples (:data:`~ecgscale.laws.efficiency.PAIRING`) and are
 determined when at least :data:`MIN_SHARE` of the samples cross in the same direction inside
-the range and the interval is finite (samples that never cross that way make it open-ended);
-crossings outside it are reported as extrapolations, never as findings.
+the range and the whole interval lies inside the range (samples that never cross that way make
+it open-ended; an interval reaching past the range is in part an extrapolation); crossings
+outside it are reported as extrapolations, never as findings.
 
 *Who wins where.* Per grid point (n, d) the cell with the lowest observed loss wins; the win is
 "clear" when the winner's 95% interval lies entirely below every other cell's interval.
@@ -40,6 +41,7 @@ from ecgscale.laws.compute import positive_array
 from ecgscale.laws.efficiency import PAIRING, percentile_band
 from ecgscale.laws.fit import FitResult
 from ecgscale.laws.forms import Array, get_form
+from ecgscale.numformat import compact
 
 GAIN_FLOOR = 1e-3
 """A doubling counts as detectably helping (for the "both" label) when the lower end of its
@@ -50,7 +52,8 @@ equally" from "neither helps measurably" (a law flat in both directions, near E)
 practical-significance cut chosen by judgement, not a statistical test."""
 MIN_SHARE = 0.5
 """A crossover inside the range is determined only when at least this share of the paired
-samples cross in the same direction inside the range too."""
+samples cross in the same direction inside the range too (and its 95% interval lies inside the
+range, which needs most of them there)."""
 EXTRAPOLATION_FACTOR = 1e3
 """Crossings are also searched from ``lo`` / this to ``hi`` · this; those outside
 ``[lo, hi]`` are extrapolations."""
@@ -315,13 +318,16 @@ def crossover(
         x_lo, x_hi = np.exp(percentile_band(log_x, lev))
         share = float(((log_x >= u_lo) & (log_x <= u_hi)).mean())
         c.update(x_lo=float(x_lo), x_hi=float(x_hi), share_inside=share)
-        c["determined"] = bool(share >= MIN_SHARE and x_lo > 0 and x_hi < np.inf)
+        c["determined"] = bool(share >= MIN_SHARE and lo <= x_lo and x_hi <= hi)
         c["reason"] = (
             None
             if c["determined"]
             else f"only {share:.0%} of the samples cross this way inside the range"
             if share < MIN_SHARE
             else "its interval is open-ended (some samples never cross this way)"
+            if not (x_lo > 0 and x_hi < np.inf)
+            else f"its 95% interval [{compact(x_lo)}, {compact(x_hi)}] reaches outside the"
+            f" observed range [{compact(lo)}, {compact(hi)}]: in part an extrapolation"
         )
         crossings.append(c)
     inside = bool(crossings)
@@ -330,9 +336,9 @@ def crossover(
         reason = "the fits have no bootstrap samples, so nothing has an interval"
     elif inside and any(c["determined"] for c in crossings):
         verdict = "crossover"
-    elif inside:
-        reason = (
-            f"fewer than {MIN_SHARE:.0%} of the samples cross as the curves do inside the range"
+    elif inside:  # each crossing says why it is not determined
+        reason = "no crossing is determined: " + "; ".join(
+            dict.fromkeys(str(c["reason"]) for c in crossings)
         )
     elif share_any < MIN_SHARE:
         verdict = NO_CROSSOVER
