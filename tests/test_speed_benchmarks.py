@@ -104,7 +104,7 @@ def test_ssl_benchmarks_print_their_ratios(name, args, expect):
 )
 def test_too_few_steps_for_a_median_are_refused(name, args):
     done = run(name, *args)
-    assert done.returncode == 2 and "must exceed" in done.stderr
+    assert done.returncode == 2 and "must" in done.stderr.splitlines()[-1]
 
 
 def test_laws_benchmark_prints_its_ratios():

@@ -152,19 +152,21 @@ def _fit_table(
 def _fit_study(study_dir: Path) -> None:
     """``ecgscale fit`` on a study folder: fit its laws into fits.json and list them, each
     exponent with its interval (where bootstrapped) and whether it is determined."""
+    from ecgscale.laws.verdicts import exponent_words
     from ecgscale.study.runner import fit_laws
 
     path = fit_laws(study_dir, progress=True)
     content = json.loads(path.read_text())
     for f in content["fits"]:
-        p = f["params"]
+        p, law = f["params"], f"L({f['x']}) {json.dumps(f['slice'])}"
         click.echo(
-            f"{f['family']:>12} {f['paradigm']:>4} {f['metric']:<22} L({f['x']}) "
-            f"{json.dumps(f['slice'])}: E={p['E']:.4g} A={p['A']:.4g} {_exponents(f)}"
+            f"{f['family']:>12} {f['paradigm']:>4} {f['metric']:<22} {law}: E={p['E']:.4g} "
+            f"A={p['A']:.4g} {exponent_words(f, values=True)}"
         )
     for f in content.get("joint") or []:
         click.echo(
-            f"{f['family']:>12} {f['paradigm']:>4} {f['metric']:<22} L(N, D) joint: {_exponents(f)}"
+            f"{f['family']:>12} {f['paradigm']:>4} {f['metric']:<22} L(N, D) joint: "
+            f"{exponent_words(f, values=True)}"
         )
     for g in content["gaps"]:
         click.echo(
@@ -172,19 +174,3 @@ def _fit_study(study_dir: Path) -> None:
             f"{json.dumps(g['slice'])}: {g['reason']}"
         )
     click.echo(f"fits: {path}")
-
-
-def _exponents(fit: dict) -> str:
-    """``alpha=0.56 [0.14, 0.66] determined; beta=0 [0, 5] not determined (...)`` of a fit as
-    fits.json holds it."""
-    from ecgscale.laws.verdicts import exponent_verdicts
-
-    parts = []
-    for name, verdict in (fit.get("verdicts") or exponent_verdicts(fit)).items():
-        value = f"{name}={fit['params'][name]:.3g}"
-        interval = (fit.get("intervals") or {}).get(name)
-        if interval is not None:
-            value += f" [{interval[0]:.3g}, {interval[1]:.3g}]"
-        reason = verdict.get("reason")
-        parts.append(f"{value} " + (f"not determined ({reason})" if reason else "determined"))
-    return "; ".join(parts)

@@ -39,7 +39,7 @@ from ecgscale.laws.fit import (
     fit_with_intervals,
 )
 from ecgscale.laws.forms import Array, Form, HeldLossToLossForm, get_form
-from ecgscale.laws.verdicts import exponent_verdicts
+from ecgscale.laws.verdicts import exponent_verdicts, exponent_words
 
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "power": ("loss", ("x",)),
@@ -395,16 +395,8 @@ def format_fits(fits: Sequence[GroupFit]) -> str:
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
         cells[1] = row[1].rjust(widths[1])  # the point counts, right-aligned
         lines.append("  ".join(cells).rstrip())
-    lines += [f"{f.label}: {_verdict_words(f.result)}" for f in fits if f.result.exponent_bounds]
+    lines += [  # what of the table may be stated as a finding
+        f"{f.label}: {exponent_words(f.result.to_dict())}" for f in fits if f.result.exponent_bounds
+    ]
     lines += [f"{f.label}: {note}" for f in fits for note in f.notes]
     return "\n".join(lines)
-
-
-def _verdict_words(result: FitResult) -> str:
-    """Each exponent's verdict, e.g. ``alpha determined; beta not determined (its 95% interval
-    [0, 5] reaches 0)``: what of the table above may be stated as a finding."""
-    words = []
-    for name, verdict in exponent_verdicts(result.to_dict()).items():
-        reason = verdict["reason"]
-        words.append(f"{name} " + (f"not determined ({reason})" if reason else "determined"))
-    return "; ".join(words)

@@ -85,6 +85,23 @@ def exponent_verdicts(fit: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return {name: exponent_verdict(fit, name) for name in fit.get("exponent_bounds") or {}}
 
 
+def exponent_words(fit: Mapping[str, Any], *, values: bool = False) -> str:
+    """Each exponent's verdict in words, ``alpha determined; beta not determined (beta = 0 sits
+    on the fitter's bound 0)``, each after its value and interval (``alpha=0.56 [0.14, 0.66]``)
+    with ``values``; ``fit`` as fits.json holds it (its ``verdicts``, else worked out here)."""
+    parts = []
+    for name, verdict in (fit.get("verdicts") or exponent_verdicts(fit)).items():
+        words = name
+        if values:
+            words += f"={float(fit['params'][name]):.3g}"
+            interval = (fit.get("intervals") or {}).get(name)
+            if interval is not None:
+                words += f" [{float(interval[0]):.3g}, {float(interval[1]):.3g}]"
+        reason = verdict.get("reason")
+        parts.append(f"{words} " + (f"not determined ({reason})" if reason else "determined"))
+    return "; ".join(parts)
+
+
 def is_determined(fit: Mapping[str, Any], name: str) -> bool:
     """Whether exponent ``name`` of ``fit`` may be stated as a number (see the module)."""
     verdicts = fit.get("verdicts") or exponent_verdicts(fit)
