@@ -3,25 +3,14 @@ pools (``probe_pooling.py``) and the generator against PTB-XL (``generator_reali
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
+from benchmark_scripts import script
 
 from ecgscale.data.synthetic import generate
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_mean_pooling_reproduces_the_protocols_probe_loss(tiny_study):

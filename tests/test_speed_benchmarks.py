@@ -7,29 +7,14 @@ gained its convolutional stem and the plain Transformer of ``bench_train.py`` di
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from benchmark_scripts import BENCHMARKS, script
 
 from ecgscale.spec import TrainSpec
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@functools.cache
-def script(name: str) -> ModuleType:
-    """The benchmark ``name`` as a module (registered first: its dataclasses look it up)."""
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(name: str, *args: str) -> subprocess.CompletedProcess:
