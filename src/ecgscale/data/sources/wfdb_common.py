@@ -302,13 +302,17 @@ def batches(items: Sequence[Any], size: int = BATCH) -> list[Unit]:
 def records_root(path: Path) -> Path:
     """The folder that :func:`find_headers`' paths are relative to: ``path``, or the folder of
     the one record ``path`` names by its header (``.../00001_lr.hea``)."""
-    return path.parent if path.suffix.lower() == ".hea" else path
+    return path.parent if _names_a_header(path) else path
+
+
+def _names_a_header(path: Path) -> bool:
+    return path.suffix.lower() == ".hea" and not path.is_dir()
 
 
 def find_headers(root: Path) -> list[str]:
     """Paths (relative to :func:`records_root`, POSIX, sorted) of every ``*.hea`` below the
     folder ``root``, or the one header ``root`` is."""
-    if root.suffix.lower() == ".hea":
+    if _names_a_header(root):
         if not root.is_file():
             raise SourceError(f"{root}: WFDB header not found")
         return [root.name]
