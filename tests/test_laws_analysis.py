@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecgscale.laws import FitResult, bootstrap, fit
-from ecgscale.laws.analysis import comparison_entries
+from ecgscale.laws.analysis import comparison_entries, efficiency_entries
 from ecgscale.laws.backtest import backtest
 from ecgscale.laws.compute import compute, compute_optimal
 from ecgscale.laws.efficiency import (
@@ -22,8 +22,9 @@ from ecgscale.laws.efficiency import (
     percentile_band,
     size_for_loss,
 )
-from ecgscale.laws.verdicts import ratio_verdict
-from ecgscale.report.findings import bottleneck_findings
+from ecgscale.laws.verdicts import curve_ratio_verdict, ratio_spans, ratio_verdict
+from ecgscale.report.comparison_findings import bottleneck_findings
+from ecgscale.report.findings import efficiency_findings, efficiency_table
 
 X = np.logspace(4, 8, 9)
 JOINT = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
@@ -254,6 +255,82 @@ def test_ratio_verdict() -> None:
     assert v(1.0, 1.0) == ("no_difference", None)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.05, 20), st.floats(0.05, 20)), min_size=1, max_size=30))
+def test_ratio_spans_hold_exactly_the_losses_whose_interval_excludes_1(pairs) -> None:
+    losses = np.linspace(0.1, 0.2, len(pairs))
+    lo, hi = ([min(p) for p in pairs], [max(p) for p in pairs])
+    spans = ratio_spans(losses, lo, hi)
+    for side, test in (("more_at", lambda a, b: a > 1), ("fewer_at", lambda a, b: b < 1)):
+        inside = {i for i, x in enumerate(losses) for s0, s1 in spans[side] if s0 <= x <= s1}
+        assert inside == {i for i in range(len(pairs)) if test(lo[i], hi[i])}
+        assert all(s0 <= s1 for s0, s1 in spans[side])
+
+
+def test_a_ratio_whose_losses_disagree_with_its_geometric_mean_varies() -> None:
+    entry = {"losses": [0.1, 0.2, 0.3, 0.4], "geomean_lo": 1.1, "geomean_hi": 1.9}
+    ok = curve_ratio_verdict(entry | {"ratio_lo": [1.2] * 4, "ratio_hi": [3.0] * 4})
+    assert ok == {"verdict": "direction", "direction": "more", "more_at": [[0.1, 0.4]],
+                  "fewer_at": []}  # fmt: skip
+    both = entry | {"ratio_lo": [1.5, 1.2, 0.5, 0.3], "ratio_hi": [3.0, 2.0, 1.5, 0.9]}
+    assert curve_ratio_verdict(both) | {"more_at": [], "fewer_at": []} == {
+        "verdict": "varies", "direction": None, "more_at": [], "fewer_at": []}  # fmt: skip
+    assert curve_ratio_verdict(both)["fewer_at"] == [[0.4, 0.4]]
+    tied = entry | {"geomean_lo": 0.8, "geomean_hi": 1.4}
+    assert (
+        curve_ratio_verdict(tied | {"ratio_lo": [0.9] * 4, "ratio_hi": [1.1] * 4})["verdict"]
+        == "no_difference"
+    )
+    part = tied | {"ratio_lo": [1.1, 0.9, 0.9, 0.9], "ratio_hi": [1.5, 1.1, 1.1, 1.1]}
+    assert curve_ratio_verdict(part)["verdict"] == "varies"  # more at 0.1, none elsewhere
+    loose = entry | {"geomean_lo": 0.0, "geomean_hi": math.inf}
+    assert curve_ratio_verdict(loose | {"ratio_lo": None, "ratio_hi": None})["verdict"] == (
+        "not_determined"
+    )
+
+
+def test_parameter_efficiency_that_changes_direction_is_not_stated_as_one() -> None:
+    """The demo's SSL cells (2026-12-06, seed 0, ID probe BCE, N = non-embedding parameters):
+    the 9K-parameter Transformer matches the 20K ResNet (0.151 vs 0.150), while the 176K
+    Transformer (0.123) stays above the 200K ResNet (0.111). The report once said "transformer
+    models need more parameters than resnet models ... 1.23× (95% CI 1.11–1.69) as many on
+    average, 0.544×–2.52×" at D = 2k, hiding that at the high losses it needs fewer."""
+    losses = {
+        "resnet": [0.1504, 0.1457, 0.1495, 0.1245, 0.1251, 0.1260, 0.1108, 0.1032, 0.1114],
+        "transformer": [0.1505, 0.1546, 0.1512, 0.1367, 0.1379, 0.1372, 0.1275, 0.1229, 0.1226],
+    }
+    n = {
+        "resnet": np.repeat([20115.0, 59855.0, 200615.0], 3),
+        "transformer": np.repeat([9196.0, 43010.0, 176040.0], 3),
+    }
+    d = np.tile([125.0, 500.0, 2000.0], 3)
+    joint = {
+        (f, "ssl", "loss:id"): bootstrap("joint", y, n=n[f], d=d, n_boot=40)
+        for f, y in losses.items()
+    }
+    done = pd.concat(
+        pd.DataFrame(
+            {"family": f, "paradigm": "ssl", "n_params": n[f], "data_size": d, "loss:id": y}
+        )
+        for f, y in losses.items()
+    )
+    gaps: list[dict] = []
+    out = efficiency_entries(done, done, {}, joint, gaps, kinds=("parameter",))
+    entry = next(e for e in out["parameter"] if e["slice"] == {"data_size": 2000})
+    assert entry["verdict"] == "varies" and entry["direction"] is None, entry["verdict"]
+    (more,), (fewer,) = entry["more_at"], entry["fewer_at"]
+    assert more[0] == pytest.approx(entry["loss_range"][0]) and more[1] < fewer[0]
+    assert fewer[1] == pytest.approx(entry["loss_range"][1])
+    (sentence,) = efficiency_findings({"parameter": [entry]})
+    assert "whether transformer models need more or fewer parameters" in sentence
+    assert (
+        "depends on the loss: more at losses 0.123–" in sentence and ", fewer at 0.14" in sentence
+    )
+    assert "need more parameters than" not in sentence
+    (row,) = efficiency_table({"parameter": [entry]})["rows"]
+    assert row[-2].startswith("depends on the loss: more at losses 0.123–")
+
+
 # --- backtests ---------------------------------------------------------------------------------
 
 
@@ -462,3 +539,9 @@ def test_a_law_on_its_upper_bound_decides_no_bottleneck_corner_and_no_crossing()
     for crossover in comparisons["crossovers"]:
         assert crossover["verdict"] == "not determined" and "resnet/sl" in crossover["reason"]
         assert not any(c["determined"] for c in crossover["crossings"])
+    # data efficiency at N = 200K: the SSL law's β is 0, so no ratio; the gap names β, not α
+    done["target_params"] = np.repeat([20000, 60000, 200000], 3).tolist() * 2
+    gaps: list[dict] = []
+    efficiency_entries(done, done, {}, laws, gaps, kinds=("data",))
+    (gap,) = [g for g in gaps if g["what"].endswith("N = 200000")]
+    assert "does not fall" in gap["reason"] and "(β = " in gap["reason"], gap

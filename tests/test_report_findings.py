@@ -14,12 +14,8 @@ from test_report import PAYLOAD, make_study
 from ecgscale.laws.analysis import analyse_study
 from ecgscale.laws.verdicts import ratio_verdict
 from ecgscale.report import render_report
-from ecgscale.report.findings import (
-    bottleneck_findings,
-    efficiency_findings,
-    efficiency_table,
-    ratio_gaps,
-)
+from ecgscale.report.comparison_findings import bottleneck_findings
+from ecgscale.report.findings import efficiency_findings, efficiency_table, ratio_gaps
 from ecgscale.report.tasks import format_number
 
 N_BOOT = 8

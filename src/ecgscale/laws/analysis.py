@@ -31,7 +31,7 @@ from ecgscale.laws import (
     predict_interval,
 )
 from ecgscale.laws.comparisons import NOT_DETERMINED, bottleneck, crossover, winners
-from ecgscale.laws.verdicts import box_shaped, exponent_verdicts, ratio_verdict
+from ecgscale.laws.verdicts import box_shaped, curve_ratio_verdict, exponent_verdicts
 from ecgscale.spec import N_COLUMNS, N_WORDS
 
 LEVEL = 0.95
@@ -91,7 +91,7 @@ def analyse_study(
     largest-N predictions) and ``analysis_gaps`` (``{what, reason}`` for every ratio, law or
     backtest not made). Bootstrap intervals are computed for fits with at least two degrees of
     freedom. Every fit carries ``verdicts`` (:func:`ecgscale.laws.verdicts.exponent_verdicts`),
-    every ratio a ``verdict`` and ``direction`` (:func:`ecgscale.laws.verdicts.ratio_verdict`).
+    every ratio a ``verdict`` and ``direction`` (:mod:`ecgscale.laws.verdicts`).
 
     N is the parameter count of ``n_convention`` (``"total"`` or ``"non_embedding"``, see
     :data:`N_COLUMNS`) in every law; parameter efficiency is computed under both conventions
@@ -463,8 +463,9 @@ def efficiency_entries(
     the ``kinds`` asked for, with N the results column ``n_col`` (the one the fits used).
 
     Each entry is :func:`ecgscale.laws.efficiency_ratio`'s dict plus ``kind``, ``a``, ``b``,
-    ``metric``, ``paradigm`` or ``family``, ``slice``, ``source`` (which curves), ``verdict``
-    and ``direction`` (:func:`ecgscale.laws.verdicts.ratio_verdict` of the geometric mean).
+    ``metric``, ``paradigm`` or ``family``, ``slice``, ``source`` (which curves) and
+    :func:`ecgscale.laws.verdicts.curve_ratio_verdict`'s ``verdict``, ``direction``,
+    ``more_at`` and ``fewer_at``.
     """
     out: dict[str, list[dict]] = {"parameter": [], "data": []}
     metrics = probe_metrics(wide)
@@ -551,19 +552,20 @@ def _ratio(
         gaps.append({"what": what, "reason": str(err)})
         return None
     if entry["geomean"] is None or not np.isfinite(entry["geomean"]):
-        alphas = f"α = {fit_a.params['alpha']:.3g} and {fit_b.params['alpha']:.3g}"
-        reason = f"a curve does not fall over the shared losses ({alphas}), so no ratio exists"
+        symbol = "α" if kind == "parameter" else "β"  # a slice's exponent is its "alpha"
+        slopes = f"{symbol} = {fit_a.params['alpha']:.3g} and {fit_b.params['alpha']:.3g}"
+        reason = f"a curve does not fall over the shared losses ({slopes}), so no ratio exists"
         gaps.append({"what": what, "reason": reason})
         return None
     source = src_a if src_a == src_b else f"A: {src_a}; B: {src_b}"
-    verdict = ratio_verdict(entry.get("geomean_lo"), entry.get("geomean_hi"))
+    verdict = curve_ratio_verdict(entry)
     loose = [
         f"{side}'s exponent is not determined ({v['reason']})"
         for side, v in (("A", exp_a), ("B", exp_b))
         if v["status"] != "determined"
     ]
     if loose:  # inverting a curve whose scaling is not determined gives no ratio to state
-        verdict = {"verdict": "not_determined", "direction": None, "reason": "; ".join(loose)}
+        verdict |= {"verdict": "not_determined", "direction": None, "reason": "; ".join(loose)}
     return {"kind": kind, "metric": key_a[2], "source": source, **verdict, **entry}
 
 

@@ -7,8 +7,9 @@ kind of size compare as ``r(L) = x_B(L) / x_A(L)``: with x the model size N this
 evaluated only on the losses both curves were actually observed at, and summarised by its
 minimum, maximum and geometric mean there, each with a percentile interval from the two fits'
 bootstrap samples. Transfer efficiency (effective data D_E of SSL against SL, Hernandez et al.
-2021) needs the from-scratch curves and lives in :mod:`ecgscale.laws.transfer`; every ratio
-gets the same three-way verdict, :func:`ecgscale.laws.verdicts.ratio_verdict`.
+2021) needs the from-scratch curves and lives in :mod:`ecgscale.laws.transfer`. The verdicts
+are :mod:`ecgscale.laws.verdicts`' (a ratio of two curves also by its interval at each loss,
+:func:`ecgscale.laws.verdicts.curve_ratio_verdict`).
 """
 
 from __future__ import annotations

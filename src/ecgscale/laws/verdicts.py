@@ -14,12 +14,18 @@ or fewer, than A), ``"no_difference"`` when it contains 1 and spans at most
 ``"not_determined"`` when it is missing, open-ended, not positive or wider than that. Where
 the data are censored (transfer efficiency beyond the from-scratch range), an interval open on
 the side away from 1 still gives a direction, stated as a bound ("at least 1.4×").
+
+A ratio of two fitted curves varies with the loss, so its geometric mean over the losses
+compared does not speak for every loss: :func:`curve_ratio_verdict` keeps the geometric mean's
+verdict only where the ratio's interval at each loss agrees with it, and otherwise gives a
+fourth verdict, ``"varies"``: B needs more than A at some losses, fewer at others, or differs
+from A at some losses only (the spans where the interval at each loss excludes 1 are named).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 NEAR_BOUND = 0.01
@@ -32,7 +38,7 @@ AMPLITUDES = {
     "loss_to_loss": {"kappa": "K"},
 }
 """The amplitude whose term an exponent scales, per form (a bound amplitude degenerates it)."""
-RATIO_VERDICTS = ("direction", "no_difference", "not_determined")
+RATIO_VERDICTS = ("direction", "no_difference", "varies", "not_determined")
 
 
 def _number(value: object) -> float | None:
@@ -141,3 +147,44 @@ def ratio_verdict(lo: object, hi: object, *, open_ended: bool = False) -> dict[s
     if a <= 1 <= b:
         return {"verdict": "no_difference", "direction": None}
     return {"verdict": "direction", "direction": "more" if a > 1 else "fewer"}
+
+
+def ratio_spans(losses: Sequence[float], lo: Sequence[float], hi: Sequence[float]) -> dict:
+    """``{"more_at": [[l0, l1], …], "fewer_at": […]}``: the runs of consecutive losses (in
+    the order given) where a ratio's interval is finite, positive and wholly above 1 or wholly
+    below 1 (an open interval, as from a bootstrap curve that never reaches the loss, counts
+    as neither)."""
+    spans: dict[str, list[list[float]]] = {"more_at": [], "fewer_at": []}
+    previous = None
+    for loss, a, b in zip(losses, lo, hi, strict=True):
+        a_num, b_num = _number(a), _number(b)
+        side = None
+        if a_num is not None and b_num is not None and 0 < a_num <= b_num:
+            side = "more_at" if a_num > 1 else "fewer_at" if b_num < 1 else None
+        if side is not None:
+            if side == previous:
+                spans[side][-1][1] = float(loss)
+            else:
+                spans[side].append([float(loss), float(loss)])
+        previous = side
+    return spans
+
+
+def curve_ratio_verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict of an efficiency ratio over a loss range, from the interval of its geometric
+    mean (:func:`ratio_verdict`) and its interval at each loss (``losses``, ``ratio_lo``,
+    ``ratio_hi``): ``verdict``, ``direction``, ``more_at`` and ``fewer_at``
+    (:func:`ratio_spans`). A direction stands only where no loss shows the other one, and no
+    detectable difference only where no loss shows one; otherwise ``"varies"``."""
+    verdict: dict[str, Any] = dict(ratio_verdict(entry.get("geomean_lo"), entry.get("geomean_hi")))
+    lo, hi = entry.get("ratio_lo"), entry.get("ratio_hi")
+    losses = entry.get("losses") or []
+    spans = ratio_spans(losses, lo, hi) if lo is not None and hi is not None else {}
+    verdict |= {"more_at": spans.get("more_at", []), "fewer_at": spans.get("fewer_at", [])}
+    if verdict["verdict"] == "not_determined":
+        return verdict
+    shown = {side for side in ("more", "fewer") if verdict[f"{side}_at"]}
+    agrees = shown == set() if verdict["direction"] is None else shown <= {verdict["direction"]}
+    if not agrees:
+        verdict |= {"verdict": "varies", "direction": None}
+    return verdict

@@ -20,6 +20,7 @@ KIND_TITLES = {
 VERDICT_WORDS = {
     "direction": "yes",
     "no_difference": "no detectable difference",
+    "varies": "depends on the loss",
     "not_determined": "not determined",
 }
 
@@ -57,7 +58,27 @@ def _verdict(entry: Mapping) -> str:
     verdict = str(entry.get("verdict") or "not_determined")
     if verdict == "not_determined":
         return f"not determined (interval open or > {MAX_SPREAD:g}×)"
+    if verdict == "varies":
+        return f"{VERDICT_WORDS[verdict]}: {_spans_words(entry, 'more', 'fewer')}"
     return VERDICT_WORDS[verdict]
+
+
+def _spans(entry: Mapping, side: str) -> str:
+    """``"0.12–0.135 and 0.14"``: the losses where the ratio's interval lies on one side of 1."""
+    spans = [[significant(x) for x in span] for span in entry.get(f"{side}_at") or []]
+    return " and ".join(a if a == b else f"{a}–{b}" for a, b in spans)
+
+
+def _spans_words(entry: Mapping, more: str, fewer: str) -> str:
+    """``"more at losses 0.12–0.13, fewer at 0.14–0.15"``, and where neither holds."""
+    parts = [f"{more} at losses {_spans(entry, 'more')}"] if entry.get("more_at") else []
+    if entry.get("fewer_at"):
+        parts.append(f"{fewer} at {'losses ' * (not parts)}{_spans(entry, 'fewer')}")
+    spans = [*(entry.get("more_at") or []), *(entry.get("fewer_at") or [])]
+    covered = sum(any(a <= x <= b for a, b in spans) for x in entry.get("losses") or [])
+    if covered < len(entry.get("losses") or []):
+        parts.append("no detectable difference at the other losses compared")
+    return ", ".join(parts)
 
 
 def _loss_range(entry: Mapping) -> str:
@@ -87,7 +108,7 @@ def _largest_slice(entries: Sequence[Mapping], group: tuple[str, ...]) -> list[M
 
 def _stated(entries: Sequence[Mapping]) -> list[Mapping]:
     """The ratios whose interval supports a statement: a direction or no detectable difference."""
-    return [e for e in entries if e.get("verdict") in ("direction", "no_difference")]
+    return [e for e in entries if e.get("verdict") in ("direction", "no_difference", "varies")]
 
 
 def _n_words(entry: Mapping) -> str:
@@ -100,6 +121,14 @@ def _geomean_words(entry: Mapping) -> str:
     return f"{_times(entry.get('geomean'))} ({_ci(entry, 'geomean', level)})"
 
 
+def _range_words(entry: Mapping) -> str:
+    """``"95% intervals at each loss; 0.54×–2.5×"``: what a varying ratio's parts rest on."""
+    level = float(entry.get("level") or 0.95)
+    return (
+        f"{level:.0%} intervals at each loss; {_times(entry.get('min'))}–{_times(entry.get('max'))}"
+    )
+
+
 def _parameter_sentence(entry: Mapping) -> str:
     a, b, metric = entry.get("a"), entry.get("b"), set_name(entry.get("metric"))
     where = (
@@ -107,6 +136,12 @@ def _parameter_sentence(entry: Mapping) -> str:
         f"(N = {_n_words(entry)})"
     )
     tail = f"over {metric} probe losses {_loss_range(entry)}"
+    if entry.get("verdict") == "varies":
+        return (
+            f"{where}, whether {b} models need more or fewer parameters than {a} models for the "
+            f"same {metric} probe loss depends on the loss: "
+            f"{_spans_words(entry, 'more', 'fewer')} ({_range_words(entry)} {tail})."
+        )
     if entry.get("verdict") == "no_difference":
         return (
             f"{where}, {b} and {a} models show no detectable difference in the parameters they "
@@ -124,6 +159,12 @@ def _data_sentence(entry: Mapping) -> str:
     metric = set_name(entry.get("metric"))
     where = f"For {entry.get('family')} models at {_slice_words(entry)}"
     tail = f"over {metric} probe losses {_loss_range(entry)}"
+    if entry.get("verdict") == "varies":
+        return (
+            f"{where}, whether {b} pre-training needs more or fewer pre-training records than "
+            f"{a} for the same {metric} probe loss depends on the loss: "
+            f"{_spans_words(entry, 'more', 'fewer')} ({_range_words(entry)} {tail})."
+        )
     if entry.get("verdict") == "no_difference":
         return (
             f"{where}, {b} and {a} pre-training show no detectable difference in the records "
@@ -230,8 +271,11 @@ def efficiency_table(efficiency: Mapping) -> dict:
         "Efficiency ratios at equal loss (above 1: the numerator needs more), each summarised "
         "over the losses both curves were observed at, with 95% bootstrap intervals in brackets "
         "(transfer: over the matched pairs). Stated: a direction when the interval of the "
-        "geometric mean excludes 1, no detectable difference when it contains 1; not "
-        f"determined when it is open-ended or wider than a factor {MAX_SPREAD:g}."
+        "geometric mean excludes 1 and no loss's interval lies on the other side of 1, no "
+        "detectable difference when it contains 1 and so does every loss's; where the "
+        "intervals at single losses disagree with the geometric mean's, the losses where the "
+        "ratio lies above or below 1 (depends on the loss); not determined when it is "
+        f"open-ended or wider than a factor {MAX_SPREAD:g}."
     )
     return {"caption": caption, "headers": headers, "rows": rows}
 
@@ -239,7 +283,8 @@ def efficiency_table(efficiency: Mapping) -> dict:
 EXPONENT_SYMBOLS = {"alpha": "α", "beta": "β", "kappa": "κ"}
 
 
-def _cell(entry: Mapping) -> str:
+def cell_name(entry: Mapping) -> str:
+    """``"resnet / SSL"``."""
     return f"{entry.get('family')} / {str(entry.get('paradigm')).upper()}"
 
 
@@ -270,7 +315,7 @@ def exponent_findings(joint: Sequence[Mapping], n_convention: str) -> list[str]:
         parts = [_exponent_text(entry, n, n_convention) for n in stated]
         parts += [f"{EXPONENT_SYMBOLS[n]} not determined" for n in names if n not in stated]
         sentences.append(
-            f"{_cell(entry)}, {set_name(entry.get('metric'))} probe loss: the joint law "
+            f"{cell_name(entry)}, {set_name(entry.get('metric'))} probe loss: the joint law "
             f"L = E + A·N^−α + B·D^−β fitted to {entry.get('n_points')} runs gives "
             f"{' and '.join(parts)}."
         )
@@ -285,13 +330,9 @@ def exponent_gaps(laws: Sequence[Mapping], what: str) -> list[tuple[str, str, st
             if verdict.get("status") == "determined":
                 continue
             where = set_name(entry.get("eval_set") or entry.get("metric"))
-            rows.append(
-                (
-                    "Exponent",
-                    f"{EXPONENT_SYMBOLS.get(name, name)} of the {what}, {_cell(entry)}, {where}",
-                    str(verdict.get("reason") or "not determined"),
-                )
-            )
+            symbol = EXPONENT_SYMBOLS.get(name, name)
+            what_cell = f"{symbol} of the {what}, {cell_name(entry)}, {where}"
+            rows.append(("Exponent", what_cell, str(verdict.get("reason") or "not determined")))
     return rows
 
 
@@ -308,7 +349,7 @@ def headline_exponents(joint: Sequence[Mapping], n_convention: str) -> str:
             if _verdict_of(entry, n).get("status") == "determined"
         ]
         (stated if parts else not_stated).append(
-            f"{_cell(entry)} {', '.join(parts)}" if parts else _cell(entry)
+            f"{cell_name(entry)} {', '.join(parts)}" if parts else cell_name(entry)
         )
     if not stated and not not_stated:
         return "No joint law of the ID probe loss was fitted."
@@ -324,199 +365,6 @@ def headline_exponents(joint: Sequence[Mapping], n_convention: str) -> str:
             "the table of what could not be determined)."
         )
     return text.strip()
-
-
-BOTTLENECK_WORDS = {
-    "data": "data-bottlenecked (doubling D lowers the loss more than doubling N)",
-    "model": "model-bottlenecked (doubling N lowers the loss more than doubling D)",
-    "both": "limited by both N and D about equally",
-}
-
-
-def _corner_at(corner: Mapping) -> str:
-    return f"N = {compact(corner.get('n'))}, D = {compact(corner.get('d'))}"
-
-
-def _corner_words(corner: Mapping) -> str:
-    return (
-        f"at {_corner_at(corner)}: g_D/g_N = {significant(corner.get('ratio'))} "
-        f"[{significant(corner.get('ratio_lo'))}, {significant(corner.get('ratio_hi'))}]"
-    )
-
-
-def _grid_words(entry: Mapping, n_convention: str) -> str:
-    n_lo, n_hi = entry.get("n_range") or (None, None)
-    d_lo, d_hi = entry.get("d_range") or (None, None)
-    return (
-        f"N = {compact(n_lo)}–{compact(n_hi)} {N_WORDS.get(n_convention, '')}, "
-        f"D = {compact(d_lo)}–{compact(d_hi)}"
-    )
-
-
-def bottleneck_findings(bottlenecks: Sequence[Mapping], n_convention: str) -> list[str]:
-    """One sentence per cell and loss set with a corner whose interval decides its bottleneck:
-    the whole grid's when all four agree, else each decided corner with its interval, naming
-    the corners left undecided (which the report's list of gaps explains)."""
-    sentences = []
-    for entry in bottlenecks:
-        verdict, corners = entry.get("verdict"), entry.get("corners") or []
-        where = f"{_cell(entry)} on the {set_name(entry.get('metric'))} probe loss"
-        if verdict in BOTTLENECK_WORDS:
-            largest = next((c for c in corners if c.get("n_at") == c.get("d_at") == "max"), None)
-            tail = f"; {_corner_words(largest)}" if largest else ""
-            sentences.append(
-                f"{where} is {BOTTLENECK_WORDS[verdict]} over the whole grid "
-                f"({_grid_words(entry, n_convention)}){tail}."
-            )
-            continue
-        decided = [c for c in corners if c.get("label") in BOTTLENECK_WORDS]
-        if not decided:
-            continue
-        rest = [_corner_at(c) for c in corners if c.get("label") not in BOTTLENECK_WORDS]
-        tail = f"; not determined at {' and '.join(rest)}" if rest else ""
-        if verdict == "mixed" or len({c.get("label") for c in decided}) > 1:
-            # decided corners of more than one kind, also where another gap (an exponent on a
-            # bound) leaves the whole verdict undetermined: each corner with its own label
-            parts = "; ".join(f"{c.get('label')} {_corner_words(c)}" for c in decided)
-            sentences.append(f"{where} changes bottleneck across the grid: {parts}{tail}.")
-        else:
-            words = BOTTLENECK_WORDS[decided[0]["label"]]
-            parts = "; ".join(_corner_words(c) for c in decided)
-            sentences.append(
-                f"{where} is {words} at {len(decided)} of the grid's {len(corners)} corners: "
-                f"{parts}{tail}."
-            )
-    return sentences
-
-
-def crossover_findings(crossovers: Sequence[Mapping], n_convention: str) -> list[str]:
-    """One sentence per determined crossover inside the observed range (never extrapolated)."""
-    sentences = []
-    for entry in crossovers:
-        if entry.get("verdict") != "crossover":
-            continue
-        axis = str(entry.get("axis"))
-        fixed = (
-            f"D = {compact(entry.get('at'))}"
-            if axis == "n"
-            else (f"N = {compact(entry.get('at'))} {N_WORDS.get(n_convention, '')}")
-        )
-        names = {"a": entry.get("a"), "b": entry.get("b")}
-        lo, hi = entry.get("range") or (None, None)
-        for c in entry.get("crossings") or []:
-            if not c.get("determined"):
-                continue
-            winner = names.get(c.get("lower_after"))
-            loser = names["b" if c.get("lower_after") == "a" else "a"]
-            unit = "" if axis == "d" else f" {N_WORDS.get(n_convention, '')}"
-            sentences.append(
-                f"On the {set_name(entry.get('metric'))} probe loss at {fixed}, {winner} "
-                f"overtakes {loser} at {axis.upper()} ≈ {compact(c.get('x'))}{unit} "
-                f"(95% CI {compact(c.get('x_lo'))}–{compact(c.get('x_hi'))}), inside "
-                f"the observed {compact(lo)}–{compact(hi)}."
-            )
-    return sentences
-
-
-def winner_findings(winners: Sequence[Mapping]) -> list[str]:
-    """Per loss set: which cell has the lowest loss at how many grid points, and how clearly."""
-    sentences = []
-    by_set: dict[str, list[Mapping]] = {}
-    for row in winners:
-        by_set.setdefault(str(row.get("metric")), []).append(row)
-    for metric, rows in by_set.items():
-        counts: dict[str, list[int]] = {}
-        for row in rows:
-            tally = counts.setdefault(str(row.get("winner")), [0, 0])
-            tally[0] += 1
-            tally[1] += row.get("status") == "clear"
-        parts = [
-            f"{cell} at {won} of {len(rows)} (clearly at {clear})"
-            for cell, (won, clear) in sorted(counts.items(), key=lambda kv: -kv[1][0])
-        ]
-        sentences.append(
-            f"Lowest {set_name(metric)} probe loss per grid point (N, D): {'; '.join(parts)} "
-            "(clearly: its 95% interval lies below every other cell's)."
-        )
-    return sentences
-
-
-def comparison_gaps(comparisons: Mapping) -> list[tuple[str, str, str]]:
-    """``(kind, what, why)`` for bottlenecks and crossovers the runs do not determine."""
-    rows = []
-    for entry in comparisons.get("bottlenecks") or []:
-        if entry.get("verdict") == "not determined":
-            what = f"{_cell(entry)}, {set_name(entry.get('metric'))}"
-            rows.append(("Bottleneck", what, str(entry.get("reason") or "not determined")))
-    for entry in comparisons.get("crossovers") or []:
-        if entry.get("verdict") == "not determined":
-            what = (
-                f"{entry.get('a')} vs {entry.get('b')}, {set_name(entry.get('metric'))}, along "
-                f"{str(entry.get('axis')).upper()}"
-            )
-            rows.append(("Crossover", what, str(entry.get("reason") or "not determined")))
-    return rows
-
-
-def crossover_table(crossovers: Sequence[Mapping]) -> dict:
-    """Every pair of cells along N and D: who is lower at each end, crossings, extrapolations."""
-    rows = []
-    for e in crossovers:
-        names = {"a": e.get("a"), "b": e.get("b"), "equal": "equal"}
-        lo, hi = e.get("range") or (None, None)
-        crossings = "; ".join(
-            f"{compact(c.get('x'))} [{compact(c.get('x_lo'))}, "
-            f"{compact(c.get('x_hi'))}] → {names.get(c.get('lower_after'))} lower"
-            + ("" if c.get("determined") else " (not determined)")
-            for c in e.get("crossings") or []
-        )
-        outside = "; ".join(
-            f"{compact(c.get('extrapolated_x'))} ({c.get('side')} the range)"
-            for c in e.get("extrapolated") or []
-        )
-        fixed = "D" if e.get("axis") == "n" else "N"
-        rows.append(
-            [
-                set_name(e.get("metric")),
-                f"{e.get('a')} vs {e.get('b')}",
-                f"along {str(e.get('axis')).upper()} at {fixed} = {compact(e.get('at'))}",
-                f"{compact(lo)}–{compact(hi)}",
-                str(names.get(e.get("lower_at_lo"))),
-                str(names.get(e.get("lower_at_hi"))),
-                crossings or "none",
-                outside or "none",
-                str(e.get("verdict")),
-            ]
-        )
-    headers = ["loss on", "cells", "where", "observed range", "lower at start"]
-    headers += ["lower at end", "crossings inside (95% CI)", "extrapolated crossings", "verdict"]
-    caption = (
-        "Crossovers of the fitted joint laws of two cells. Crossings outside the observed range "
-        "are extrapolations, shown for reference and never stated as findings."
-    )
-    return {"caption": caption, "headers": headers, "rows": rows}
-
-
-def bottleneck_table(bottlenecks: Sequence[Mapping]) -> dict:
-    """Per cell and loss set: the gain ratio g_D / g_N at the grid's four corners."""
-    rows = []
-    for e in bottlenecks:
-        corners = {(c.get("n_at"), c.get("d_at")): c for c in e.get("corners") or []}
-        cells = []
-        for key in (("min", "min"), ("min", "max"), ("max", "min"), ("max", "max")):
-            c = corners.get(key) or {}
-            cells.append(
-                f"{significant(c.get('ratio'))} [{significant(c.get('ratio_lo'))}, "
-                f"{significant(c.get('ratio_hi'))}] {c.get('label', '')}"
-            )
-        rows.append([_cell(e), set_name(e.get("metric")), *cells, str(e.get("verdict"))])
-    headers = ["cell", "loss on", "small N, small D", "small N, large D", "large N, small D"]
-    headers += ["large N, large D", "verdict"]
-    caption = (
-        "Bottlenecks: g_D / g_N, the loss gained by doubling D over that gained by doubling N "
-        "(joint law, 95% bootstrap intervals), at the corners of the grid; above 1: data-limited."
-    )
-    return {"caption": caption, "headers": headers, "rows": rows}
 
 
 def backtest_table(backtests: Sequence[Mapping]) -> dict:

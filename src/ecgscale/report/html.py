@@ -12,7 +12,7 @@ import jinja2
 import pandas as pd
 
 from ecgscale.numformat import compact
-from ecgscale.report import figures, findings, tasks
+from ecgscale.report import comparison_findings, figures, findings, tasks
 from ecgscale.report.figures import ReportFigure
 from ecgscale.report.tables import (
     ID_SET,
@@ -359,10 +359,15 @@ def _findings_section(analysis: Mapping, transfer: Mapping | None) -> dict:
         ("Scaling exponents", findings.exponent_findings(analysis.get("joint") or [], convention)),
         (
             "Bottleneck",
-            findings.bottleneck_findings(comparisons.get("bottlenecks") or [], convention),
+            comparison_findings.bottleneck_findings(
+                comparisons.get("bottlenecks") or [], convention
+            ),
         ),
-        ("Who wins", findings.winner_findings(comparisons.get("winners") or [])),
-        ("Crossover", findings.crossover_findings(comparisons.get("crossovers") or [], convention)),
+        ("Who wins", comparison_findings.winner_findings(comparisons.get("winners") or [])),
+        (
+            "Crossover",
+            comparison_findings.crossover_findings(comparisons.get("crossovers") or [], convention),
+        ),
         ("Efficiency", findings.efficiency_findings(efficiency)),
         ("Transfer", findings.transfer_findings(efficiency)),
         ("Backtests", findings.backtest_summary(analysis.get("backtests") or [])),
@@ -427,8 +432,8 @@ def _comparison_section(analysis: Mapping) -> dict:
     )
     comparisons = analysis.get("comparisons") or {}
     section["tables"] = [
-        findings.bottleneck_table(comparisons.get("bottlenecks") or []),
-        findings.crossover_table(comparisons.get("crossovers") or []),
+        comparison_findings.bottleneck_table(comparisons.get("bottlenecks") or []),
+        comparison_findings.crossover_table(comparisons.get("crossovers") or []),
     ]
     return section
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ecgscale.numformat import MISSING, compact, significant
-from ecgscale.report import findings
+from ecgscale.report import comparison_findings, findings
 
 ID_SET = "id"
 
@@ -75,7 +75,7 @@ def undetermined_table(
     rows = findings.exponent_gaps(analysis.get("joint") or [], "joint law L(N, D)")
     rows += findings.exponent_gaps(analysis.get("loss_to_loss") or [], "loss-to-loss law")
     rows += findings.ratio_gaps(analysis.get("efficiency") or {})
-    rows += findings.comparison_gaps(analysis.get("comparisons") or {})
+    rows += comparison_findings.comparison_gaps(analysis.get("comparisons") or {})
     rows += [("Not made", str(g.get("what")), str(g.get("reason"))) for g in _gaps(analysis)]
     for gap in analysis.get("gaps") or []:
         where = f"{gap.get('family')} / {gap.get('paradigm')}, {gap.get('metric')}"
