@@ -166,7 +166,7 @@ def test_ridge_probe_matches_sklearn_with_few_records():
     y = x[:, :3] @ np.array([0.5, -1.0, 0.2]) + rng.normal(size=40)
     y[5] = np.nan  # dropped from training
     grid = [1e-2, 1.0, 100.0]
-    probe = train_probe(x[:20], y[:20, None], x[20:], y[20:], grid, kind="ridge")
+    probe = train_probe(x[:20], y[:20, None], x[20:], y[20:], grid, kind="ridge", extend=0)
     assert probe.kind == "ridge" and probe.thresholds is None
     xs = (x - probe.mean) / probe.std
     keep = ~np.isnan(y[:20])
@@ -183,6 +183,29 @@ def test_ridge_probe_matches_sklearn_with_few_records():
     res = score(probe, x[20:], y[20:], [], n_boot=50)
     assert res["loss"] == pytest.approx(min(val_mse), rel=1e-9) and res["n"] == 20
     assert res["loss_lo"] <= res["loss"] <= res["loss_hi"]
+
+
+def test_a_probe_whose_best_l2_is_the_grids_edge_grows_the_grid() -> None:
+    """50 records, 200 correlated features, a weak target (the demo's age task, where 117 of
+    126 ridge probes picked the grid's top value 1.0 and some scored R² = -1.1): the choice
+    moves past the edge, a decade at a time, to the best of the grown grid."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(650, 8))
+    x = base @ rng.normal(size=(8, 200)) + 0.3 * rng.normal(size=(650, 200))
+    y = 0.3 * base[:, 0] + rng.normal(size=650)
+    grid = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    args = (x[:50], y[:50, None], x[50:150], y[50:150], grid)
+    edge = train_probe(*args, kind="ridge", extend=0)
+    grown = train_probe(*args, kind="ridge")
+    assert edge.l2 == 1.0 and grown.l2 in (10.0, 100.0, 1000.0) and grown.l2 < 1000.0
+    assert grown.val_loss < edge.val_loss
+    wide = [*grid, 10.0, 100.0, 1000.0]
+    assert train_probe(*args[:4], wide, kind="ridge", extend=0).l2 == grown.l2
+    test = [score(p, x[150:], y[150:], [], n_boot=0)["loss"] for p in (edge, grown)]
+    assert test[1] < test[0]
+    # an interior choice, or a single value, is kept as given
+    assert train_probe(*args[:4], [1.0, 10.0, 1e4], kind="ridge").l2 == 10.0
+    assert train_probe(*args[:4], [1e-4], kind="ridge").l2 == 1e-4
 
 
 # --- bootstrap intervals ---------------------------------------------------------------------

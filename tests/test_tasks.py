@@ -132,8 +132,14 @@ def test_evaluation_settings_change_the_eval_tag_not_the_run_ids():
     a = parse_spec(base)
     b = parse_spec(base, overrides=["eval.n_boot=10", "data.ood_sites=[noisy]"])
     c = parse_spec(base, overrides=["train.max_steps=10"])
-    assert [r.run_id for r in expand(a)] == [r.run_id for r in expand(b)]
-    assert a.eval_tag() != b.eval_tag()
+    d = parse_spec(base, overrides=["eval.l2_extend=0"])
+    assert a.eval.l2_extend == 3 and d.eval.l2_extend == 0
+    assert (
+        [r.run_id for r in expand(a)]
+        == [r.run_id for r in expand(b)]
+        == [r.run_id for r in expand(d)]
+    )
+    assert len({a.eval_tag(), b.eval_tag(), d.eval_tag()}) == 3
     assert [r.run_id for r in expand(a)] != [r.run_id for r in expand(c)]
 
 

@@ -14,6 +14,7 @@ so that an exported encoder can give label probabilities (``ecgscale predict``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,6 +240,37 @@ def load_probe(path: Path | str) -> SavedProbe:
     return SavedProbe(probe, labels, arrays.get("head_thresholds"))
 
 
+L2_EXTEND = 3
+"""Decades the L2 grid grows past an edge that validation picks (``eval.l2_extend``)."""
+
+
+def _l2_losses(
+    xt: np.ndarray, y_train: np.ndarray, xv: np.ndarray, y_val: np.ndarray, kind: str
+) -> Callable[[list[float]], tuple[list[np.ndarray], list[float]]]:
+    """A function from L2 values to the probes fitted with them and their validation losses."""
+    if kind == "ridge":
+        yt, yv = y_train.reshape(-1), y_val.reshape(-1)
+        kt, kv = ~np.isnan(yt), ~np.isnan(yv)
+
+        def ridge(grid: list[float]) -> tuple[list[np.ndarray], list[float]]:
+            fits = _fit_ridge(xt[kt], yt[kt], grid)
+            return fits, [float(np.mean((xv[kv] @ w[:-1] + w[-1] - yv[kv]) ** 2)) for w in fits]
+
+        return ridge
+    if kind == "logistic":
+        names = [str(j) for j in range(y_train.shape[1])]
+
+        def logistic(grid: list[float]) -> tuple[list[np.ndarray], list[float]]:
+            fits = [fit_logistic(xt, y_train, l2) for l2 in grid]
+            return fits, [
+                classification_scores(expit(xv @ w[:-1] + w[-1]), y_val, names, n_boot=0)["loss"]
+                for w in fits
+            ]
+
+        return logistic
+    raise ValueError(f"unknown probe kind {kind!r}; expected 'logistic' or 'ridge'")
+
+
 def train_probe(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -246,6 +278,7 @@ def train_probe(
     y_val: np.ndarray,
     l2_grid: list[float],
     kind: str = "logistic",
+    extend: int = L2_EXTEND,
 ) -> Probe:
     """Fit one probe per L2 value on the training set; keep the one with the lowest val loss.
 
@@ -253,23 +286,27 @@ def train_probe(
     annotated entries, thresholds per label by :func:`best_threshold` on the annotated
     validation rows. ``ridge``: y (n,) or (n, 1) with NaN rows dropped, loss the MSE, fitted
     as in :func:`_fit_ridge` (the same L2 meaning as :func:`fit_logistic`).
+
+    A grid of two or more values whose largest (or smallest positive) value fits best is not
+    a choice but a boundary: it grows a decade past that edge, up to ``extend`` times, while
+    the new edge still fits best (a probe on 50 records with hundreds of features needs more
+    shrinkage than a grid made for 2,000 may offer).
     """
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     xt, xv = (x_train - mean) / std, (x_val - mean) / std
-    if kind == "ridge":
-        yt, yv = y_train.reshape(-1), y_val.reshape(-1)
-        kt, kv = ~np.isnan(yt), ~np.isnan(yv)
-        fits = _fit_ridge(xt[kt], yt[kt], l2_grid)
-        losses = [float(np.mean((xv[kv] @ w[:-1] + w[-1] - yv[kv]) ** 2)) for w in fits]
-    elif kind == "logistic":
-        names = [str(j) for j in range(y_train.shape[1])]
-        fits = [fit_logistic(xt, y_train, l2) for l2 in l2_grid]
-        losses = [
-            classification_scores(expit(xv @ w[:-1] + w[-1]), y_val, names, n_boot=0)["loss"]
-            for w in fits
-        ]
-    else:
-        raise ValueError(f"unknown probe kind {kind!r}; expected 'logistic' or 'ridge'")
+    fit_grid = _l2_losses(xt, y_train, xv, y_val, kind)
+    grid = [float(v) for v in l2_grid]
+    fits, losses = fit_grid(grid)
+    for _ in range(extend if len(set(grid)) > 1 else 0):
+        best = grid[int(np.argmin(np.nan_to_num(losses, nan=np.inf)))]
+        if best == max(grid):
+            step = [best * 10]
+        elif best == min(grid) and best > 0:
+            step = [best / 10]
+        else:
+            break
+        more_fits, more_losses = fit_grid(step)
+        grid, fits, losses = grid + step, fits + more_fits, losses + more_losses
     i = int(np.argmin(np.nan_to_num(losses, nan=np.inf)))
     thresholds = None
     if kind == "logistic":
@@ -277,7 +314,7 @@ def train_probe(
         thresholds = np.array(
             [best_threshold(y_val[known[:, j], j], p[known[:, j], j]) for j in range(p.shape[1])]
         )
-    return Probe(mean, std, fits[i], float(l2_grid[i]), losses[i], kind, thresholds)
+    return Probe(mean, std, fits[i], grid[i], losses[i], kind, thresholds)
 
 
 def score(

@@ -96,6 +96,7 @@ def _six_labels(
         feats(roles.probe_val),
         y_val,
         spec.eval.l2_grid,
+        extend=spec.eval.l2_extend,
     )
 
     def boot(rows: np.ndarray) -> dict:
@@ -159,7 +160,9 @@ def _evaluate_task(
     kind = "ridge" if task.kind == "regression" else "logistic"
     for d_f in task.d_f:
         sub = tr.subsets[d_f]
-        probe = train_probe(x(sub), y(sub), x(tr.val), y(tr.val), spec.eval.l2_grid, kind=kind)
+        probe = train_probe(
+            x(sub), y(sub), x(tr.val), y(tr.val), spec.eval.l2_grid, kind, spec.eval.l2_extend
+        )
         pred = probe.predict(x(tr.test)).reshape(len(tr.test), -1)
         out.append(
             task_row(

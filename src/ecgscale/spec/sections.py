@@ -323,6 +323,12 @@ class EvalSpec(Strict):
     probe_val_records: int = Field(1000, ge=10)
     test_records: int | None = Field(None, ge=10, description="cap on ID test records")
     l2_grid: list[float] = Field([1e-4, 1e-3, 1e-2, 1e-1, 1.0], min_length=1)
+    l2_extend: int = Field(
+        3,
+        ge=0,
+        description="decades the probes' L2 grid grows past an edge value that validation "
+        "picks, while the new edge still fits best (0: the grid as given)",
+    )
     n_boot: int = Field(200, ge=0, description="bootstrap resamples for confidence intervals")
     finetune: bool = Field(
         False,
