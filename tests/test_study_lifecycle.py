@@ -144,6 +144,22 @@ def test_results_of_schema_2_gain_jobs_from_their_recorded_runs(tmp_path: Path) 
     assert jobs.claim("r1", "run") is None
 
 
+def test_a_run_evaluated_again_without_its_training_time_keeps_its_wall_time(
+    tmp_path: Path,
+) -> None:
+    """Weights trained before ``train_wall_s`` was kept: their evaluation alone must not
+    replace the wall time the results hold (the study planner calibrates on it)."""
+    results = Results(tmp_path / "results.sqlite")
+    row = {"run_id": "r1", "family": "resnet", "paradigm": "sl", "target_params": 1}
+    row |= {"data_size": 1, "seed": 0, "status": "done", "wall_s": 95.0}
+    results.record(row)
+    results.record(row | {"wall_s": None, "probe_l2": 0.1})
+    results.record(row | {"run_id": "r2", "wall_s": None})
+    table = results.runs().set_index("run_id")
+    assert table.loc["r1", "wall_s"] == 95.0 and table.loc["r1", "probe_l2"] == 0.1
+    assert pd.isna(table.loc["r2", "wall_s"])
+
+
 # --- a study that survives faults ------------------------------------------------------------
 
 SPEC = {

@@ -144,8 +144,16 @@ def test_new_evaluation_settings_reevaluate_without_training(study):
     again = parse_spec(
         json.loads(json.dumps(spec.model_dump(mode="json"))), overrides=["eval.n_boot=10"]
     )
+    times = "SELECT run_id, train_wall_s, wall_s FROM runs ORDER BY run_id"
+    with sqlite3.connect(out / "results.sqlite") as con:
+        before = con.execute(times).fetchall()
     summary = train_runs(again, out, progress=False)
     assert summary.reevaluated == len(expand(spec)) and summary.failed == 0
+    with sqlite3.connect(out / "results.sqlite") as con:
+        now = con.execute(times).fetchall()
+    # the training's wall time is kept (it was the evaluation's alone), the evaluation's added
+    assert [r[:2] for r in now] == [r[:2] for r in before]
+    assert all(trained > 0 and wall > trained for _, trained, wall in now), now
     assert summary.done == len(expand(spec))  # runs only: from-scratch models are untouched
     after = {
         r.run_id: (out / r.folder / "model.safetensors").stat().st_mtime_ns for r in expand(spec)

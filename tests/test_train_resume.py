@@ -234,6 +234,7 @@ def test_interrupted_study_run_resumes(study, monkeypatch):
     monkeypatch.undo()
     out = execute_run(spec, run, study / "store", run_dir)
     assert out.row["status"] == "done" and out.evals and out.row["steps"] == 12
+    assert out.row["wall_s"] > out.row["train_wall_s"] == train["summary"]["train_wall_s"] > 0
     assert (run_dir / "model.safetensors").stat().st_mtime_ns == weights
     assert not (run_dir / "checkpoints").exists()
 

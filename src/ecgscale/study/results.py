@@ -44,6 +44,7 @@ RUN_COLUMNS: dict[str, str] = {
     "lr": "REAL",
     "precision": "TEXT",
     **OUTCOME_COLUMNS,
+    "train_wall_s": "REAL",
     "pretrain_loss": "REAL",
     "probe_l2": "REAL",
     "eval_tag": "TEXT",
@@ -272,7 +273,13 @@ class Results:
 def write_run(
     con: sqlite3.Connection, row: dict, evals: Iterable[dict] = (), tasks: Iterable[dict] = ()
 ) -> None:
-    """Replace one run's rows (run, evaluations, task results) within ``con``'s transaction."""
+    """Replace one run's rows (run, evaluations, task results) within ``con``'s transaction.
+
+    A row without ``wall_s`` (a run evaluated again from weights whose training time was not
+    saved) keeps the wall time recorded before."""
+    if row.get("wall_s") is None:
+        before = con.execute("SELECT wall_s FROM runs WHERE run_id = ?", (row["run_id"],))
+        row = row | {"wall_s": next((w for (w,) in before), None)}
     con.execute("DELETE FROM evals WHERE run_id = ?", (row["run_id"],))
     con.execute("DELETE FROM tasks WHERE run_id = ?", (row["run_id"],))
     _insert(con, "runs", RUN_COLUMNS, row)

@@ -559,7 +559,7 @@ def write_report(
         ),
         "runs": f"{len(done)} done of {len(runs)}",
         "from-scratch task models": f"{(scratch['status'] == 'done').sum()} done of {len(scratch)}",
-        "training wall time (sum over runs)": f"{runs['wall_s'].sum() / 60:.1f} min",
+        "runs' wall time (training + evaluation, sum)": f"{runs['wall_s'].sum() / 60:.1f} min",
         "from-scratch wall time (sum)": f"{scratch['wall_s'].sum() / 60:.1f} min",
         "training compute": f"{train_flops:.3g} FLOPs",
     }

@@ -296,8 +296,10 @@ def execute_run(
     the run's precision. Under ``torchrun`` every process calls this; process 0 alone writes
     files and evaluates, the others only train. An untrained reference (paradigm
     :data:`UNTRAINED`) trains nothing: its encoder's BatchNorm statistics come from unmasked
-    records of the largest pre-training subset, then it is evaluated like a run."""
-    t0 = time.perf_counter()
+    records of the largest pre-training subset, then it is evaluated like a run. ``wall_s``
+    is the training's wall time (``train_wall_s``, kept in ``train.json``, over every attempt
+    that trained) plus this attempt's; None for weights whose training time was not kept."""
+    t0, loaded = time.perf_counter(), False
     row: dict = {**asdict(run), "status": "running", "error": None, "eval_tag": spec.eval_tag()}
     out = Outcome(row)
     try:
@@ -317,6 +319,7 @@ def execute_run(
             objective = Objective(encoder.to(distributed.device()))
             reestimate_batchnorm(encoder, store.read, roles.subsets[max(roles.subsets)])
             summary = {"steps": 0, "best_step": 0, "stopped": UNTRAINED, "code": training_code()}
+            summary["train_wall_s"] = 0.0
             if distributed.is_main():  # what the folder holds: a probe, no weights
                 train = {"run": asdict(run), "summary": summary}
                 (run_dir / "train.json").write_text(json.dumps(train, indent=1))
@@ -325,6 +328,7 @@ def execute_run(
                 run.paradigm, encoder, fs=store.fs, **spec.ssl.objective_kwargs()
             )
             summary = _load_trained(objective, run_dir) if distributed.world_size() == 1 else None
+            loaded = summary is not None
         if summary is None:
             log = train_log(spec, run_dir, stats.flops_per_sample)
             summary = _pretrain(spec, run, objective, store, roles, run_dir, hooks or Hooks(), log)
@@ -343,6 +347,9 @@ def execute_run(
         _record_error(run_dir, err)
         row.update(status="failed", error=f"{type(err).__name__}: {err}")
     row["wall_s"] = time.perf_counter() - t0
+    if loaded and row["status"] == "done":  # trained by an earlier attempt: add its time
+        trained = row.get("train_wall_s")
+        row["wall_s"] = None if trained is None else trained + row["wall_s"]
     row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return out
 
@@ -400,6 +407,7 @@ def _pretrain(
         "stopped": result.stopped,
         "pretrain_loss": result.best_val_loss,
         "code": training_code(),
+        "train_wall_s": result.wall_s,
     }
     if distributed.is_main():
         save_weights(objective, run_dir / "model.safetensors")
