@@ -161,7 +161,7 @@ def studies(cluster, tmp_path_factory):
 def _tables(folder: Path) -> dict[str, pd.DataFrame]:
     results = Results(folder / "results.sqlite")
     return {
-        "runs": results.runs().drop(columns=RUNTIME),
+        "runs": results.runs().drop(columns=[*RUNTIME, "train_wall_s"]),
         "evals": results.evals(),
         "tasks": results.tasks(),
         "scratch": results.scratch().drop(columns=RUNTIME),

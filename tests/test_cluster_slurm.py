@@ -64,7 +64,7 @@ def tables(study: Path) -> dict[str, pd.DataFrame]:
     try:
         return {
             "runs": pd.read_sql_query("SELECT * FROM runs ORDER BY run_id", con).drop(
-                columns=["wall_s", "finished_at"]
+                columns=["wall_s", "train_wall_s", "finished_at"]
             ),
             "evals": pd.read_sql_query(
                 "SELECT * FROM evals ORDER BY run_id, eval_set, method", con

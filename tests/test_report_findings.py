@@ -15,7 +15,12 @@ from ecgscale.laws.analysis import analyse_study
 from ecgscale.laws.verdicts import ratio_verdict
 from ecgscale.report import render_report
 from ecgscale.report.comparison_findings import bottleneck_findings
-from ecgscale.report.findings import efficiency_findings, efficiency_table, ratio_gaps
+from ecgscale.report.findings import (
+    efficiency_findings,
+    efficiency_table,
+    loss_to_loss_findings,
+    ratio_gaps,
+)
 from ecgscale.report.tasks import format_number
 
 N_BOOT = 8
@@ -249,3 +254,26 @@ def test_bottleneck_findings_state_each_decided_corner_and_name_the_others() -> 
     assert "changes bottleneck across the grid: model at N = 20k, D = 125" in kinds
     assert "both at N = 200k, D = 125: g_D/g_N = 0.3 [0.03, 40]" in kinds
     assert kinds.endswith("not determined at N = 200k, D = 2k.")
+
+
+def test_a_determined_loss_to_loss_exponent_is_a_finding() -> None:
+    """The demo's (2026-12-06, seed 0) resnet / SL law of ptbxl_like against ID: κ determined,
+    with E_x pinned at the lowest ID loss observed; the others' κ sit on a bound."""
+    law = {
+        "family": "resnet",
+        "paradigm": "sl",
+        "metric": "loss:ptbxl_like",
+        "params": {"K": 3.75, "kappa": 1.069, "E_x": 0.05959, "E_y": 0.1233},
+        "intervals": {"kappa": [0.5592, 8.417]},
+        "n_points": 9,
+        "at_bound": ["log_gap_x"],
+        "verdicts": {"kappa": {"status": "determined", "reason": ""}},
+    }
+    flat = law | {"paradigm": "ssl", "params": law["params"] | {"kappa": 0.0, "E_x": 0.0}}
+    flat |= {"verdicts": {"kappa": {"status": "not_determined", "reason": "on the bound 0"}}}
+    (sentence,) = loss_to_loss_findings([law, flat])
+    assert sentence.startswith("resnet / SL, ptbxl_like probe loss against the ID one: the law")
+    assert "9 runs gives κ = 1.07 [0.559, 8.42]" in sentence
+    assert "(E_x = 0.0596 is the lowest ID loss observed, its bound)" in sentence
+    free = loss_to_loss_findings([law | {"at_bound": []}])[0]
+    assert "E_x" not in free.split("gives")[1]

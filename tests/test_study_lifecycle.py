@@ -179,7 +179,7 @@ SPEC = {
     "executor": {"workers": 2, "heartbeat_s": 0.5, "stale_after_s": 5},
     "laws": {"n_boot": 0},
 }
-VOLATILE = ["wall_s", "finished_at"]
+VOLATILE = ["wall_s", "train_wall_s", "finished_at"]
 
 
 STARTED: list[subprocess.Popen] = []

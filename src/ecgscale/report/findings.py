@@ -322,6 +322,27 @@ def exponent_findings(joint: Sequence[Mapping], n_convention: str) -> list[str]:
     return sentences
 
 
+def loss_to_loss_findings(laws: Sequence[Mapping]) -> list[str]:
+    """One sentence per loss-to-loss law (an OOD set's probe loss against the ID one) whose κ is
+    determined; an E_x pinned at the lowest ID loss observed (its bound) is said, since the
+    law's curvature then rests on the best run alone."""
+    sentences = []
+    for entry in laws:
+        if _verdict_of(entry, "kappa").get("status") != "determined":
+            continue
+        params = entry.get("params") or {}
+        pinned = "log_gap_x" in (entry.get("at_bound") or []) and float(params.get("E_x", 0)) > 0
+        note = (
+            f" (E_x = {significant(params.get('E_x'))} is the lowest ID loss observed, its bound)"
+        )
+        sentences.append(
+            f"{cell_name(entry)}, {set_name(entry.get('metric'))} probe loss against the ID one: "
+            f"the law L_OOD = K·(L_ID − E_x)^κ + E_y fitted to {entry.get('n_points')} runs gives "
+            f"{_exponent_text(entry, 'kappa')}{note if pinned else ''}."
+        )
+    return sentences
+
+
 def exponent_gaps(laws: Sequence[Mapping], what: str) -> list[tuple[str, str, str]]:
     """``(kind, what, why)`` for every exponent of ``laws`` that is not determined."""
     rows = []

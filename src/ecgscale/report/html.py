@@ -343,20 +343,24 @@ def _training_section(runs: pd.DataFrame, curves: pd.DataFrame | None, *, swept:
 
 
 def _findings_section(analysis: Mapping, transfer: Mapping | None) -> dict:
-    """What the intervals support, first: exponents, efficiency, transfer, backtests."""
+    """What the intervals support, first: exponents, loss-to-loss laws, comparisons,
+    efficiency, transfer, backtests."""
     section = _section(
         "Findings",
         [],
         "Only what the 95% intervals support is stated here: an exponent off the fitter's "
         "bounds whose interval excludes 0; a ratio with a direction when its interval excludes "
-        "1, or no detectable difference when it contains 1. Everything else is listed, with the "
-        "reason, in the table of what these runs could not determine at the end of the page.",
+        "1, or no detectable difference when it contains 1 (an efficiency ratio whose interval "
+        "at single losses says otherwise: the losses where it lies above or below 1). "
+        "Everything else is listed, with the reason, in the table of what these runs could not "
+        "determine at the end of the page.",
     )
     convention = str(analysis.get("n_convention") or "total")
     efficiency = analysis.get("efficiency") or {}
     comparisons = analysis.get("comparisons") or {}
     groups = [
         ("Scaling exponents", findings.exponent_findings(analysis.get("joint") or [], convention)),
+        ("Loss-to-loss", findings.loss_to_loss_findings(analysis.get("loss_to_loss") or [])),
         (
             "Bottleneck",
             comparison_findings.bottleneck_findings(
