@@ -266,7 +266,7 @@ def test_a_determined_loss_to_loss_exponent_is_a_finding() -> None:
         "params": {"K": 3.75, "kappa": 1.069, "E_x": 0.05959, "E_y": 0.1233},
         "intervals": {"kappa": [0.5592, 8.417]},
         "n_points": 9,
-        "at_bound": ["log_gap_x"],
+        "at_bound": ["E_x"],
         "verdicts": {"kappa": {"status": "determined", "reason": ""}},
     }
     flat = law | {"paradigm": "ssl", "params": law["params"] | {"kappa": 0.0, "E_x": 0.0}}

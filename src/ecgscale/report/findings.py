@@ -331,7 +331,7 @@ def loss_to_loss_findings(laws: Sequence[Mapping]) -> list[str]:
         if _verdict_of(entry, "kappa").get("status") != "determined":
             continue
         params = entry.get("params") or {}
-        pinned = "log_gap_x" in (entry.get("at_bound") or []) and float(params.get("E_x", 0)) > 0
+        pinned = "E_x" in (entry.get("at_bound") or []) and float(params.get("E_x", 0)) > 0
         note = (
             f" (E_x = {significant(params.get('E_x'))} is the lowest ID loss observed, its bound)"
         )
