@@ -254,6 +254,12 @@ def test_bottleneck_findings_state_each_decided_corner_and_name_the_others() -> 
     assert "changes bottleneck across the grid: model at N = 20k, D = 125" in kinds
     assert "both at N = 200k, D = 125: g_D/g_N = 0.3 [0.03, 40]" in kinds
     assert kinds.endswith("not determined at N = 200k, D = 2k.")
+    # both doublings help at every corner: which helps more is not claimed
+    (both,) = bottleneck_findings([_entry("both", ["both"] * 4)], "total")
+    assert (
+        "is limited by both N and D (doubling either lowers the loss; which lowers it more" in both
+    )
+    assert "equally" not in both
 
 
 def test_a_determined_loss_to_loss_exponent_is_a_finding() -> None:

@@ -14,7 +14,8 @@ from ecgscale.spec import N_WORDS
 BOTTLENECK_WORDS = {
     "data": "data-bottlenecked (doubling D lowers the loss more than doubling N)",
     "model": "model-bottlenecked (doubling N lowers the loss more than doubling D)",
-    "both": "limited by both N and D about equally",
+    "both": "limited by both N and D (doubling either lowers the loss; which lowers it more is "
+    "not resolved)",
 }
 
 
