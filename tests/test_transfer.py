@@ -573,7 +573,8 @@ def test_transfer_analysis_json_and_gaps() -> None:
     rows.append(task_row(task="sex", loss=0.6))
     out = transfer_analysis(pd.DataFrame(rows), scratch, n_boot=20)
     text = json.dumps(out)
-    assert set(json.loads(text)) == {"curves", "effective", "laws", "ratios", "summary", "gaps"}
+    keys = {"curves", "effective", "laws", "n_column", "ratios", "summary", "gaps"}
+    assert set(json.loads(text)) == keys and out["n_column"] == "target_params"
     assert len(out["curves"]) == 2 and all(c["method"] == "power" for c in out["curves"])
     assert all(c["n_draws"] == 20 and c["dof"] == 1 for c in out["curves"])
     assert len(out["effective"]) == len(rows)
@@ -601,6 +602,17 @@ def test_transfer_analysis_json_and_gaps() -> None:
     assert sum(summary[c] for c in counts) == len(probe) and summary["n_exact"] < len(probe)
     assert 1 < summary["median_bounds"][0] <= summary["median_bounds"][1] < 2
     assert summary["verdict"] == "direction" and summary["direction"] == "more"
+
+    # the law reads N from the column asked for (a study's convention): N² halves β
+    squared = pd.DataFrame(rows).assign(n_params=lambda t: t["target_params"] ** 2.0)
+    again = transfer_analysis(squared, scratch, n_boot=0, n_column="n_params")
+    law = next(w for w in again["laws"] if (w["task"], w["paradigm"], w["method"]) == (
+        "age", "ssl", "probe"))  # fmt: skip
+    assert law["beta"] == pytest.approx(beta / 2, abs=1e-4) and again["n_column"] == "n_params"
+    from ecgscale.report.tasks import law_table
+
+    assert "N: total parameters (least squares" in law_table(again)["caption"]
+    assert "N: the size rung's target (least squares" in law_table(out)["caption"]
 
     reasons = {g["what"]: g["reason"] for g in out["gaps"]}
     assert "at least 2" in reasons["from-scratch curve sex/resnet/N=100000"]

@@ -48,8 +48,8 @@ GAIN_FLOOR = 1e-3
 gain's interval exceeds this share of the point-estimate loss at that corner. A loss measured
 on a finite test set after training with one seed is rarely repeatable to 0.1%, so a smaller
 gain could not be told apart in any comparison of runs; the floor separates "both help" (which
-helps more unresolved) from "neither helps measurably" (a law flat in both directions, near E). It is a
-practical-significance cut chosen by judgement, not a statistical test."""
+helps more unresolved) from "neither helps measurably" (a law flat in both directions, near
+E). It is a practical-significance cut chosen by judgement, not a statistical test."""
 MIN_SHARE = 0.5
 """A crossover inside the range is determined only when at least this share of the paired
 samples cross in the same direction inside the range too (and its 95% interval lies inside the

@@ -23,6 +23,7 @@ from ecgscale.report.figures import (
     slug,
     style_axes,
 )
+from ecgscale.spec import N_COLUMNS, N_WORDS
 
 PARADIGM_COLORS = {"ssl": colormaps["tab10"](0), "sl": colormaps["tab10"](3)}
 SCRATCH_COLOR = "black"
@@ -306,7 +307,13 @@ def law_table(transfer: Mapping) -> dict:
         "points",
         "note",
     ]
-    caption = "Transfer laws D_T = k·D_F^α·N^β (least squares in log space, bootstrap intervals)."
+    column = str(transfer.get("n_column") or "target_params")
+    convention = {c: k for k, c in N_COLUMNS.items()}.get(column)
+    n_words = N_WORDS[convention] if convention else "the size rung's target"
+    caption = (
+        f"Transfer laws D_T = k·D_F^α·N^β, N: {n_words} (least squares in log space, bootstrap "
+        "intervals)."
+    )
     return {"caption": caption, "headers": headers, "rows": rows}
 
 

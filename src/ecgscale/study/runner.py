@@ -37,7 +37,7 @@ from ecgscale.evaluate.probe import PROBE_FILE
 from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
 from ecgscale.laws.analysis import analyse_study
 from ecgscale.laws.transfer import transfer_analysis
-from ecgscale.spec import DataSpec, StudySpec
+from ecgscale.spec import N_COLUMNS, DataSpec, StudySpec
 from ecgscale.study.code_version import (
     SYNTHETIC_SOURCE,
     provenance,
@@ -374,7 +374,7 @@ def study_tables(study_dir: Path, spec: StudySpec | None = None) -> dict[str, pd
     ids = set(wide["run_id"])
     evals = results.evals()
     coords = wide[
-        ["run_id", "family", "paradigm", "target_params", "n_params", "data_size", "seed"]
+        ["run_id", "family", "paradigm", "target_params", *N_COLUMNS.values(), "data_size", "seed"]
     ]
     names = {t.name for t in spec.tasks}
     tasks = results.tasks()
@@ -455,6 +455,7 @@ def fit_laws(
                 curve=spec.transfer.curve,
                 delta=spec.laws.delta,
                 n_boot=spec.laws.n_boot,
+                n_column=N_COLUMNS[spec.laws.n],
             )
         content["efficiency"]["transfer"] = _transfer_efficiency(transfer, content)
     elif not spec.tasks:

@@ -22,12 +22,14 @@ def transfer_analysis(
     delta: float = 1e-3,
     n_boot: int = 200,
     seed: int = 0,
+    n_column: str = "target_params",
 ) -> dict[str, Any]:
-    """The whole transfer analysis as a JSON-serialisable dict.
+    """The whole transfer analysis as a JSON-serialisable dict; the transfer laws read N from
+    column ``n_column`` of ``tasks`` (a study passes its laws' convention, e.g. ``n_params``).
 
     Keys: ``curves`` (from-scratch curves, with ``n_boot`` bootstrap draws each),
     ``effective`` (rows of :func:`effective_data`), ``laws`` (per task, family, paradigm,
-    method, data_size: :func:`fit_transfer_law` or a ``reason``), ``ratios`` (rows of
+    method, data_size: :func:`fit_transfer_law` or a ``reason``), ``n_column``, ``ratios`` (rows of
     :func:`transfer_ratios`), ``summary`` (:func:`transfer_summary`: SSL/SL ratios per task and
     method) and ``gaps`` (``{what, reason}`` for each curve or law not made or not inverted).
     """
@@ -42,7 +44,7 @@ def transfer_analysis(
         key = dict(zip(LAW_KEYS, values, strict=True))
         key = {**{k: str(v) for k, v in key.items()}, "data_size": int(key["data_size"])}
         try:
-            laws.append({**key, **fit_transfer_law(part, n_boot=n_boot, seed=seed)})
+            laws.append({**key, **fit_transfer_law(part, n_boot=n_boot, seed=seed, size=n_column)})
         except ValueError as err:
             laws.append({**key, "reason": str(err)})
             what = "transfer law " + "/".join(str(v) for v in values)
@@ -52,6 +54,7 @@ def transfer_analysis(
         "curves": [c.to_dict() for c in curves.values()],
         "effective": eff.to_dict("records"),
         "laws": laws,
+        "n_column": n_column,
         "ratios": ratios.to_dict("records"),
         "summary": transfer_summary(eff, curves, n_boot=n_boot, seed=seed, pairs=ratios),
         "gaps": gaps,
