@@ -469,7 +469,16 @@ def test_cli_still_fits_a_study_folder(tmp_path, monkeypatch: pytest.MonkeyPatch
             "beta": {"status": "determined", "reason": ""},
         },
     }
-    fits.write_text(json.dumps({"fits": [fit], "joint": [joint], "gaps": []}))
+    l2l = {
+        "family": "resnet",
+        "paradigm": "sl",
+        "metric": "loss:ptbxl_like",
+        "params": {"K": 3.75, "kappa": 1.069, "E_x": 0.0596, "E_y": 0.123},
+        "intervals": {"kappa": [0.559, 8.42]},
+        "verdicts": {"kappa": {"status": "determined", "reason": ""}},
+    }
+    content = {"fits": [fit], "joint": [joint], "loss_to_loss": [l2l], "gaps": []}
+    fits.write_text(json.dumps(content))
     monkeypatch.setattr(runner, "fit_laws", lambda study_dir, **_: fits)
     result = CliRunner().invoke(main, ["fit", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -477,6 +486,9 @@ def test_cli_still_fits_a_study_folder(tmp_path, monkeypatch: pytest.MonkeyPatch
     assert (
         "loss:id                L(N, D) joint: alpha=5 [0.202, 5] not determined (alpha = 5 sits"
         " on the bound 5); beta=0.237 [0.204, 0.471] determined"
+    ) in result.output
+    assert (
+        "loss:ptbxl_like        against loss:id, loss-to-loss: kappa=1.07 [0.559, 8.42] determined"
     ) in result.output
     assert f"fits: {fits}" in result.output
     refused = CliRunner().invoke(main, ["fit", str(tmp_path), "--form", "joint", "--boot", "3"])

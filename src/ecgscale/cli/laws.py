@@ -168,6 +168,11 @@ def _fit_study(study_dir: Path) -> None:
             f"{f['family']:>12} {f['paradigm']:>4} {f['metric']:<22} L(N, D) joint: "
             f"{exponent_words(f, values=True)}"
         )
+    for f in content.get("loss_to_loss") or []:
+        click.echo(
+            f"{f['family']:>12} {f['paradigm']:>4} {f['metric']:<22} against loss:id, "
+            f"loss-to-loss: {exponent_words(f, values=True)}"
+        )
     for g in content["gaps"]:
         click.echo(
             f"not fitted: {g['family']} {g['paradigm']} {g['metric']} L({g['x']}) "
