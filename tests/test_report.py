@@ -235,3 +235,20 @@ def test_each_rung_lists_its_learning_rate_and_steps(tmp_path: Path) -> None:
     assert row is not None and row.group(2) == "0.002", row
     assert "150–200" in table and "125–175" in table
     assert table.count("resnet / sl") == len(SIZES_N)
+
+
+def test_the_fitted_laws_table_gives_each_exponents_verdict() -> None:
+    """A slice of 3 runs has no interval: its α is listed, but as not determined."""
+    from ecgscale.report.tables import fit_table
+
+    bounded = _fit("resnet", "sl", "loss:id", "N", 100, 0.0) | {
+        "exponent_bounds": {"alpha": [0.0, 5.0]}
+    }
+    bare = {**bounded, "intervals": {}}
+    table = fit_table([bounded, bare, _fit("resnet", "sl", "loss:id", "D", 100, 0.0)])
+    assert table["headers"][-1] == "alpha verdict"
+    assert [row[-1] for row in table["rows"]] == [
+        "determined",
+        "not determined: no interval (no bootstrap, or fewer than 2 degrees of freedom)",
+        "not determined: no verdict",
+    ]

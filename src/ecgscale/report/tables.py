@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ecgscale.laws.verdicts import exponent_verdicts
 from ecgscale.numformat import MISSING, compact, significant
 from ecgscale.report import comparison_findings, findings
 
@@ -17,18 +18,24 @@ ID_SET = "id"
 
 
 def fit_table(fits: Sequence[Mapping]) -> dict:
-    """Headers and formatted rows of the fitted-parameter table."""
+    """Headers and formatted rows of the fitted-parameter table, each exponent's verdict last
+    (a slice of 3 runs has no interval: its α is a description, not a finding)."""
     headers = ["family", "paradigm", "metric", "x", "slice", "E", "A", "alpha"]
-    headers += ["n_points", "dof", "converged"]
-    rows = [
-        [
-            *(format_value(fit.get(key)) for key in ("family", "paradigm", "metric", "x")),
-            slice_text(fit.get("slice")),
-            *(param_text(fit, key) for key in ("E", "A", "alpha")),
-            *(format_value(fit.get(key)) for key in ("n_points", "dof", "converged")),
-        ]
-        for fit in fits
-    ]
+    headers += ["n_points", "dof", "converged", "alpha verdict"]
+    rows = []
+    for fit in fits:
+        verdict = (fit.get("verdicts") or exponent_verdicts(fit)).get("alpha") or {}
+        determined = verdict.get("status") == "determined"
+        reason = verdict.get("reason") or "no verdict"
+        rows.append(
+            [
+                *(format_value(fit.get(key)) for key in ("family", "paradigm", "metric", "x")),
+                slice_text(fit.get("slice")),
+                *(param_text(fit, key) for key in ("E", "A", "alpha")),
+                *(format_value(fit.get(key)) for key in ("n_points", "dof", "converged")),
+                "determined" if determined else f"not determined: {reason}",
+            ]
+        )
     return {"headers": headers, "rows": rows}
 
 
