@@ -734,6 +734,13 @@ def test_report_tables_show_censored_values() -> None:
     ssl_top = cells[("probe", "resnet / ssl", "800")]
     assert ssl_top[8] == "≥ 800" and ssl_top[9] == "≥ 0"
     assert table["headers"][8:10] == ["D_E", "D_T"]
+    # a task without from-scratch models is still tabled, as measured (it once went missing)
+    other = tasks.assign(task="sex", metric_name="auroc", metric=0.7)
+    both = task_result_table(transfer, pd.concat([tasks, other], ignore_index=True))["rows"]
+    sex = [r for r in both if r[0] == "sex"]
+    assert len(sex) == len(other) and len(both) == len(table["rows"]) + len(other)
+    assert sex[0][7] == "auroc 0.7" and sex[0][8] == "—"
+    assert sex[0][10] == "no from-scratch models for this task: no D_E"
     ratios = ratio_table(transfer)
     (row,) = ratios["rows"]
     text = " | ".join(row)

@@ -450,9 +450,14 @@ def transfer_sentence(entry: Mapping) -> str:
 
 
 def task_result_table(transfer: Mapping, tasks: pd.DataFrame) -> dict:
-    """Every task result with its interval, metric and effective data."""
+    """Every task result with its interval, metric and effective data (where the task has
+    from-scratch models: the rows of ``transfer``'s effective data; the others as measured)."""
     eff = pd.DataFrame(transfer.get("effective") or [])
-    table = tasks if eff.empty else eff
+    covered = set(eff["task"]) if not eff.empty else set()
+    rest = tasks[~tasks["task"].isin(covered)] if not tasks.empty else tasks
+    if covered and not rest.empty:
+        rest = rest.assign(reason="no from-scratch models for this task: no D_E")
+    table = pd.concat([eff, rest], ignore_index=True) if covered else tasks
     rows = []
     for r in table.sort_values(
         ["task", "family", "paradigm", "target_params", "data_size", "d_f"]
