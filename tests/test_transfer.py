@@ -770,6 +770,13 @@ def test_task_figures_draw_censored_points_and_flagged_curves() -> None:
     assert hollow  # SSL D_E beyond 800 is drawn at its bound, hollow
     assert "24 point(s) without D_E are left out" in eff_fig.notes[0]  # N=2: 2 x 2 x 6
     assert "degrees of freedom" in eff_fig.notes[0]
+    assert "Black: from-scratch models" in loss_fig.caption
+    # a task without from-scratch curves: its caption promises none
+    other = tasks.assign(task="sex")
+    figures = task_figures(transfer, pd.concat([tasks, other], ignore_index=True))
+    (sex_loss,) = [f for f in figures if f.name == "task_sex_loss_vs_DF"]
+    assert sex_loss.figure is not None and "No from-scratch curve for this task" in sex_loss.caption
+    assert "Black" not in sex_loss.caption
     plt.close("all")
 
 

@@ -165,6 +165,13 @@ def _loss_vs_df(task: str, part: pd.DataFrame, curves: Sequence[Mapping]) -> Rep
         "D), marker per N. D_E is where a pre-trained point's loss meets the from-scratch curve "
         "of its N, within the from-scratch D_F range."
     )
+    if not curves:
+        caption = (
+            f"Task {task}: held-out loss vs labelled records D_F of the pre-trained encoders "
+            "(largest pre-training D), colour by paradigm, marker per N. No from-scratch curve "
+            "for this task (transfer.tasks, or its from-scratch models did not give one), so no "
+            "effective data."
+        )
     part = _largest_d(part[np.isfinite(part["loss"].astype(float)) & (part["loss"] > 0)])
     families = sorted(set(part["family"]) | {c["family"] for c in curves})
     if not families:
