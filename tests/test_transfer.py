@@ -614,6 +614,16 @@ def test_transfer_analysis_json_and_gaps() -> None:
     assert "N: total parameters (least squares" in law_table(again)["caption"]
     assert "N: the size rung's target (least squares" in law_table(out)["caption"]
 
+    # a size never trained from scratch is named as such, one whose models all failed as that
+    failed = scratch_frame({d: true_loss(d) for d in LADDER}, n=50_000).assign(status="failed")
+    extra = [task_row(target_params=n) for n in (50_000, 300_000)]
+    more = transfer_analysis(pd.DataFrame(rows + extra), pd.concat([scratch, failed]), n_boot=0)[
+        "gaps"
+    ]
+    why = {g["what"]: g["reason"] for g in more}
+    assert why["from-scratch curve age/resnet/N=50000"] == "no done from-scratch runs"
+    assert "transfer.sizes picks the sizes" in why["from-scratch curve age/resnet/N=300000"]
+
     reasons = {g["what"]: g["reason"] for g in out["gaps"]}
     assert "at least 2" in reasons["from-scratch curve sex/resnet/N=100000"]
     assert any(w.startswith("transfer law age/resnet/ssl/finetune") for w in reasons)

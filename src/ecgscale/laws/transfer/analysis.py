@@ -35,9 +35,17 @@ def transfer_analysis(
     """
     curves, gaps = curves_and_gaps(scratch, curve=curve, delta=delta, n_boot=n_boot, seed=seed)
     needed = tasks.groupby(["task", "family", "target_params"], sort=True).size().index
+    keys = ["task", "family", "target_params"]
+    tried = set(map(curve_key, scratch.groupby(keys).size().index)) if len(scratch) else set()
     for key in map(curve_key, needed):
         if key not in curves and not any(g["what"] == curve_name(key) for g in gaps):
-            gaps.append({"what": curve_name(key), "reason": "no done from-scratch runs"})
+            reason = (
+                "no done from-scratch runs"
+                if key in tried
+                else "no from-scratch model of this size in the results (transfer.sizes picks "
+                "the sizes)"
+            )
+            gaps.append({"what": curve_name(key), "reason": reason})
     eff = effective_data(tasks, curves)
     laws = []
     for values, part in eff.groupby(LAW_KEYS, sort=True):
