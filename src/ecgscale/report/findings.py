@@ -59,7 +59,7 @@ def _verdict(entry: Mapping) -> str:
     if verdict == "not_determined":
         return f"not determined (interval open or > {MAX_SPREAD:g}×)"
     if verdict == "varies":
-        return f"{VERDICT_WORDS[verdict]}: {_spans_words(entry, 'more', 'fewer')}"
+        return f"{VERDICT_WORDS[verdict]}: {_spans_words(entry)}"
     return VERDICT_WORDS[verdict]
 
 
@@ -69,11 +69,11 @@ def _spans(entry: Mapping, side: str) -> str:
     return " and ".join(a if a == b else f"{a}–{b}" for a, b in spans)
 
 
-def _spans_words(entry: Mapping, more: str, fewer: str) -> str:
+def _spans_words(entry: Mapping) -> str:
     """``"more at losses 0.12–0.13, fewer at 0.14–0.15"``, and where neither holds."""
-    parts = [f"{more} at losses {_spans(entry, 'more')}"] if entry.get("more_at") else []
+    parts = [f"more at losses {_spans(entry, 'more')}"] if entry.get("more_at") else []
     if entry.get("fewer_at"):
-        parts.append(f"{fewer} at {'losses ' * (not parts)}{_spans(entry, 'fewer')}")
+        parts.append(f"fewer at {'losses ' * (not parts)}{_spans(entry, 'fewer')}")
     spans = [*(entry.get("more_at") or []), *(entry.get("fewer_at") or [])]
     covered = sum(any(a <= x <= b for a, b in spans) for x in entry.get("losses") or [])
     if covered < len(entry.get("losses") or []):
@@ -140,7 +140,7 @@ def _parameter_sentence(entry: Mapping) -> str:
         return (
             f"{where}, whether {b} models need more or fewer parameters than {a} models for the "
             f"same {metric} probe loss depends on the loss: "
-            f"{_spans_words(entry, 'more', 'fewer')} ({_range_words(entry)} {tail})."
+            f"{_spans_words(entry)} ({_range_words(entry)} {tail})."
         )
     if entry.get("verdict") == "no_difference":
         return (
@@ -163,7 +163,7 @@ def _data_sentence(entry: Mapping) -> str:
         return (
             f"{where}, whether {b} pre-training needs more or fewer pre-training records than "
             f"{a} for the same {metric} probe loss depends on the loss: "
-            f"{_spans_words(entry, 'more', 'fewer')} ({_range_words(entry)} {tail})."
+            f"{_spans_words(entry)} ({_range_words(entry)} {tail})."
         )
     if entry.get("verdict") == "no_difference":
         return (

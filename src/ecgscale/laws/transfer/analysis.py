@@ -34,8 +34,8 @@ def transfer_analysis(
     method) and ``gaps`` (``{what, reason}`` for each curve or law not made or not inverted).
     """
     curves, gaps = curves_and_gaps(scratch, curve=curve, delta=delta, n_boot=n_boot, seed=seed)
-    needed = tasks.groupby(["task", "family", "target_params"], sort=True).size().index
     keys = ["task", "family", "target_params"]
+    needed = tasks.groupby(keys, sort=True).size().index
     tried = set(map(curve_key, scratch.groupby(keys).size().index)) if len(scratch) else set()
     for key in map(curve_key, needed):
         if key not in curves and not any(g["what"] == curve_name(key) for g in gaps):
