@@ -194,6 +194,19 @@ def test_results_of_the_first_schema_are_upgraded_in_place(tmp_path):
     assert len(Results(path).evals()) == 1
 
 
+def test_a_results_file_still_being_created_is_not_taken_for_the_first_schema(tmp_path):
+    """Another process (``study status``) may open the file between the creator's tables and
+    its schema version, which is written last: the file is not "upgraded" from schema 1 then
+    (that failed with "duplicate column name: eval_tag")."""
+    path = tmp_path / "results.sqlite"
+    Results(path).record({"run_id": "r1", "family": "resnet", "paradigm": "sl"} | {
+        "target_params": 1, "data_size": 1, "seed": 0, "status": "done"})  # fmt: skip
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA user_version=0")  # as the creator leaves it until its last step
+    assert Results(path).statuses() == {"r1": "done"}
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
 def test_mortality_task_on_an_ingested_code15_store(tmp_path):
     """CODE-15%'s ``death`` (known on a patient's first exam only) as a binary task."""
     from ecgscale.data.fixtures import write_code15

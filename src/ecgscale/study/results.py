@@ -142,8 +142,8 @@ class Results:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
             if not tables:  # a new file: WAL, kept until set_journal_mode changes it
                 con.execute("PRAGMA journal_mode=WAL")
-            if version < 2 and "evals" in tables:
-                _upgrade_v1(con)
+            if version < 2 and "evals" in tables and "eval_tag" not in _columns(con, "runs"):
+                _upgrade_v1(con)  # not a file another process is creating (its version comes last)
             elif version > SCHEMA_VERSION:
                 raise ResultsError(
                     f"{self.path}: results schema {version} is newer than this ecgscale's "
@@ -316,7 +316,7 @@ def create_table(
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {table} ({cols}{f', PRIMARY KEY ({key})' if key else ''})"
     )
-    have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+    have = _columns(con, table)
     for name, kind in columns.items():  # a column added since the file was made: NULL there
         if name not in have:
             kind = kind.split()[0]  # NULL in the rows already there: no NOT NULL, no key
@@ -336,6 +336,10 @@ def _insert(con: sqlite3.Connection, table: str, columns: dict[str, str], row: d
         f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
         values,
     )
+
+
+def _columns(con: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
 
 
 def _upgrade_v1(con: sqlite3.Connection) -> None:
