@@ -16,6 +16,7 @@ from ecgscale.laws.verdicts import ratio_verdict
 from ecgscale.report import render_report
 from ecgscale.report.comparison_findings import bottleneck_findings
 from ecgscale.report.findings import (
+    backtest_summary,
     efficiency_findings,
     efficiency_table,
     loss_to_loss_findings,
@@ -283,3 +284,19 @@ def test_a_determined_loss_to_loss_exponent_is_a_finding() -> None:
     assert "(E_x = 0.0596 is the lowest ID loss observed, its bound)" in sentence
     free = loss_to_loss_findings([law | {"at_bound": []}])[0]
     assert "E_x" not in free.split("gives")[1]
+
+
+def test_the_backtest_sentence_says_how_wide_the_intervals_were() -> None:
+    """Inside a 95% prediction interval is a weak test when it spans a factor 10 (the demo's
+    ptbxl_like backtests reach [0.064, 0.61]): the sentence gives the median width."""
+    points = [
+        {"inside": True, "rel_error": 0.1, "interval": [1.0, 2.0]},
+        {"inside": True, "rel_error": -0.3, "interval": [1.0, 4.0]},
+        {"inside": False, "rel_error": 0.5, "interval": [None, 3.0]},  # no width: left out
+    ]
+    (sentence,) = backtest_summary([{"points": points}])
+    assert "2 of 3 lie inside their 95% prediction interval" in sentence
+    assert "(an interval's upper end is a median 3× its lower one" in sentence
+    assert backtest_summary([{"points": [{"inside": True, "rel_error": 0.0}]}])[0].endswith(
+        "lie inside their 95% prediction interval."
+    )

@@ -4,10 +4,12 @@ what the runs could not determine, with the reason (see :mod:`ecgscale.laws.verd
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Mapping, Sequence
 
 from ecgscale.laws.verdicts import MAX_SPREAD
-from ecgscale.numformat import MISSING, compact, significant
+from ecgscale.numformat import MISSING, as_float, compact, significant
 from ecgscale.report.tasks import bounded_ratio, interval_text, transfer_sentence
 from ecgscale.spec import N_WORDS
 
@@ -425,9 +427,17 @@ def backtest_summary(backtests: Sequence[Mapping]) -> list[str]:
         return []
     inside = sum(bool(p.get("inside")) for p in points)
     errors = [abs(float(p.get("rel_error") or 0)) for p in points]
+    ends = [[as_float(v) for v in (p.get("interval") or [])[:2]] for p in points]
+    spans = [e[1] / e[0] for e in ends if len(e) == 2 and 0 < e[0] <= e[1] < math.inf]
+    width = (
+        f" (an interval's upper end is a median {statistics.median(spans):.2g}× its lower one: "
+        "inside a wide one is a weak test)"
+        if spans
+        else ""
+    )
     return [
         f"Fitted without the largest models, the laws predicted the {len(points)} held-out "
         f"run(s) with a mean absolute error of {100 * sum(errors) / len(errors):.1f}% "
         f"(at most {100 * max(errors):.1f}%); {inside} of {len(points)} lie inside their 95% "
-        "prediction interval."
+        f"prediction interval{width}."
     ]
