@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ecgscale.laws import FitResult, bootstrap, evaluate_form
+from ecgscale.laws.cell_comparisons import runs_order
 from ecgscale.laws.comparisons import (
     GAIN_FLOOR,
     MIN_SHARE,
@@ -513,3 +514,28 @@ def test_a_crossing_some_samples_never_make_has_an_open_interval() -> None:
     assert c["share_inside"] >= 0.5 and c["x_lo"] == 0.0
     assert not c["determined"] and "open-ended" in c["reason"]
     assert result["verdict"] == NOT_DETERMINED
+
+
+def test_runs_order_reads_each_cells_nearest_grid_point() -> None:
+    """Each cell's own grid point at the range's end (its actual N differs from the other's);
+    clear only when the intervals do not overlap; nothing when a cell has no run near."""
+    points = pd.DataFrame(
+        {
+            "cell": ["a"] * 3 + ["b"] * 3,
+            "n": [2e4, 2e5, 2e5, 2e4, 2e5, 2e5],
+            "n_actual": [20475.0, 201815.0, 201815.0, 19695.0, 206260.0, 206260.0],
+            "d": [2000.0, 2000.0, 125.0, 2000.0, 2000.0, 125.0],
+            "loss": [0.20, 0.36, 0.30, 0.33, 0.33, 0.30],
+            "loss_lo": [0.19, 0.34, 0.28, 0.31, 0.31, 0.28],
+            "loss_hi": [0.21, 0.38, 0.32, 0.35, 0.35, 0.32],
+        }
+    )
+    start = runs_order(points, "a", "b", axis="n", at=2000.0, x=20475.0)
+    assert start is not None and (start["lower"], start["clear"]) == ("a", True)
+    assert start["b"]["n"] == 19695.0 and start["x"] == 20475.0
+    end = runs_order(points, "a", "b", axis="n", at=2000.0, x=201815.0)
+    assert end is not None and (end["lower"], end["clear"]) == ("b", False)  # [0.31, 0.35] vs [0.34, 0.38]
+    small_d = runs_order(points, "a", "b", axis="d", at=201815.0, x=125.0)
+    assert small_d is not None and small_d["lower"] == "equal" and not small_d["clear"]
+    assert runs_order(points, "a", "b", axis="d", at=201815.0, x=500.0) is None  # no D near 500
+    assert runs_order(points, "a", "c", axis="n", at=2000.0, x=20475.0) is None

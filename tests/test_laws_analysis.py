@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecgscale.laws import FitResult, bootstrap, fit
-from ecgscale.laws.analysis import comparison_entries, efficiency_entries
+from ecgscale.laws.analysis import efficiency_entries
 from ecgscale.laws.backtest import backtest
+from ecgscale.laws.cell_comparisons import comparison_entries
 from ecgscale.laws.compute import compute, compute_optimal
 from ecgscale.laws.efficiency import (
     data_efficiency,
@@ -23,7 +24,7 @@ from ecgscale.laws.efficiency import (
     size_for_loss,
 )
 from ecgscale.laws.verdicts import curve_ratio_verdict, ratio_spans, ratio_verdict
-from ecgscale.report.comparison_findings import bottleneck_findings
+from ecgscale.report.comparison_findings import bottleneck_findings, crossover_table
 from ecgscale.report.findings import efficiency_findings, efficiency_table
 
 X = np.logspace(4, 8, 9)
@@ -545,3 +546,51 @@ def test_a_law_on_its_upper_bound_decides_no_bottleneck_corner_and_no_crossing()
     efficiency_entries(done, done, {}, laws, gaps, kinds=("data",))
     (gap,) = [g for g in gaps if g["what"].endswith("N = 200000")]
     assert "does not fall" in gap["reason"] and "(β = " in gap["reason"], gap
+
+
+def test_no_crossover_is_not_stated_where_the_runs_clearly_cross() -> None:
+    """The demo's SSL cells on the ptbxl_like probe loss (2026-12-06, seed 0): the SSL ResNet's
+    loss there does not fall with N (0.204 at 20K, 0.364 at 200K, D = 2,000), which no law
+    ``E + A·N^−α + B·D^−β`` can follow, so both joint laws come out nearly flat and never
+    cross; the table said "no crossover within the observed range" while the runs clearly put
+    the ResNet lower at 20K and the Transformer lower at 200K."""
+    n = {"resnet": [20475.0, 60515.0, 201815.0], "transformer": [19695.0, 60724.0, 206260.0]}
+    d = [125.0, 500.0, 2000.0]
+    losses = {
+        "resnet": [0.2332, 0.3041, 0.2043, 0.2675, 0.2419, 0.3814, 0.2244, 0.2481, 0.3638],
+        "transformer": [0.3339, 0.2955, 0.2947, 0.2686, 0.2683, 0.2951, 0.4128, 0.32, 0.3075],
+    }
+    half_widths = {"resnet": 0.021, "transformer": 0.026}
+    frames, laws = [], {}
+    for family, y in losses.items():
+        sizes, data = np.repeat(n[family], 3), np.tile(d, 3)
+        laws[(family, "ssl", "loss:ptbxl_like")] = bootstrap("joint", y, n=sizes, d=data, n_boot=20)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "family": family,
+                    "paradigm": "ssl",
+                    "n_params": sizes,
+                    "target_params": np.repeat([20000, 60000, 200000], 3),
+                    "data_size": data,
+                    "loss:ptbxl_like": y,
+                    "loss_lo:ptbxl_like": np.array(y) - half_widths[family],
+                    "loss_hi:ptbxl_like": np.array(y) + half_widths[family],
+                }
+            )
+        )
+    done = pd.concat(frames, ignore_index=True)
+    comparisons = comparison_entries(done, ["loss:ptbxl_like"], laws, "n_params")
+    along_n = next(e for e in comparisons["crossovers"] if e["axis"] == "n")
+    assert along_n["lower_at_lo"] == along_n["lower_at_hi"]  # the laws: one cell lower throughout
+    assert along_n["runs_at_lo"]["lower"] == "a" and along_n["runs_at_lo"]["clear"]
+    assert along_n["runs_at_hi"]["lower"] == "b" and along_n["runs_at_hi"]["clear"]
+    assert along_n["runs_at_hi"]["b"]["loss"] == pytest.approx(0.3075)  # 206K, D = 2,000
+    assert along_n["verdict"] == "not determined"
+    assert "the runs clearly put transformer/ssl lower there" in along_n["reason"]
+    assert "0.3075 [0.2815, 0.3335] against 0.3638 [0.3428, 0.3848]" in along_n["reason"]
+    table = crossover_table(comparisons["crossovers"])
+    row = dict(zip(table["headers"], table["rows"][0], strict=True))
+    assert row["runs: lower at start"] == "resnet/ssl (clearly)"
+    assert row["runs: lower at end"] == "transformer/ssl (clearly)"
+    assert row["verdict"] == "not determined"

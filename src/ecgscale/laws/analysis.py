@@ -8,7 +8,6 @@ here; the report only reads the result.
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 import os
 from collections.abc import Mapping
@@ -30,8 +29,8 @@ from ecgscale.laws import (
     parameter_efficiency,
     predict_interval,
 )
-from ecgscale.laws.comparisons import NOT_DETERMINED, bottleneck, crossover, winners
-from ecgscale.laws.verdicts import box_shaped, curve_ratio_verdict, exponent_verdicts
+from ecgscale.laws.cell_comparisons import comparison_entries
+from ecgscale.laws.verdicts import curve_ratio_verdict, exponent_verdicts
 from ecgscale.spec import N_COLUMNS, N_WORDS
 
 LEVEL = 0.95
@@ -164,88 +163,6 @@ def analyse_study(
         "comparisons": comparisons,
         "n_convention": n_convention,
     }
-
-
-def _cell(family: str, paradigm: str) -> str:
-    return f"{family}/{paradigm}"
-
-
-def comparison_entries(
-    done: pd.DataFrame, metrics: list[str], laws: Mapping[tuple, FitResult], n_col: str
-) -> dict[str, list[dict]]:
-    """The paper's comparative findings per probe loss set, from the joint laws and the runs.
-
-    ``bottlenecks``: per cell (family × paradigm), :func:`ecgscale.laws.comparisons.bottleneck`
-    over its observed N (``n_col``) and D. ``crossovers``: per pair of cells,
-    :func:`~ecgscale.laws.comparisons.crossover` along N at the largest D and along D at the
-    largest N both cells reached, over the range both observed. ``winners``: per grid point
-    (target N, D), :func:`~ecgscale.laws.comparisons.winners` of the observed losses (seeds
-    averaged). Each entry names its ``metric`` and cells."""
-    out: dict[str, list[dict]] = {"bottlenecks": [], "crossovers": [], "winners": []}
-    cells = sorted(
-        {(str(f), str(p)) for f, p in zip(done["family"], done["paradigm"], strict=True)}
-    )
-    for metric in metrics:
-        have = {c: laws[(*c, metric)] for c in cells if (*c, metric) in laws}
-        shaped = {c: box_shaped(law.to_dict()) for c, law in have.items()}
-        for (family, paradigm), law in have.items():
-            rows = done[(done["family"] == family) & (done["paradigm"] == paradigm)]
-            entry = bottleneck(law, rows[n_col].to_numpy(float), rows["data_size"].to_numpy(float))
-            if reason := shaped[(family, paradigm)]:  # nor is any corner: the box shaped them
-                corners = [
-                    c | {"label": NOT_DETERMINED, "reason": reason} for c in entry["corners"]
-                ]
-                entry |= {"verdict": NOT_DETERMINED, "reason": reason, "corners": corners}
-            out["bottlenecks"].append(
-                {"family": family, "paradigm": paradigm, "metric": metric} | entry
-            )
-        for a, b in itertools.combinations(sorted(have), 2):
-            rows_a = done[(done["family"] == a[0]) & (done["paradigm"] == a[1])]
-            rows_b = done[(done["family"] == b[0]) & (done["paradigm"] == b[1])]
-            n_a, n_b = rows_a[n_col].astype(float), rows_b[n_col].astype(float)
-            d_a, d_b = rows_a["data_size"].astype(float), rows_b["data_size"].astype(float)
-            spans = {
-                "n": (
-                    max(n_a.min(), n_b.min()),
-                    min(n_a.max(), n_b.max()),
-                    min(d_a.max(), d_b.max()),
-                ),
-                "d": (
-                    max(d_a.min(), d_b.min()),
-                    min(d_a.max(), d_b.max()),
-                    min(n_a.max(), n_b.max()),
-                ),
-            }
-            for axis, (lo, hi, at) in spans.items():
-                if not lo < hi:
-                    continue
-                entry = crossover(have[a], have[b], axis=axis, at=at, lo=lo, hi=hi, level=LEVEL)
-                if shaped[a] or shaped[b]:  # nor is any crossing, as with bottlenecks
-                    reason = f"{_cell(*a) if shaped[a] else _cell(*b)}: {shaped[a] or shaped[b]}"
-                    crossings = [
-                        c | {"determined": False, "reason": reason} for c in entry["crossings"]
-                    ]
-                    entry |= {"verdict": NOT_DETERMINED, "reason": reason, "crossings": crossings}
-                names = {"a": _cell(*a), "b": _cell(*b), "metric": metric}
-                out["crossovers"].append(names | entry)
-        column = metric.replace("loss:", "loss{}:")
-        needed = [metric, column.format("_lo"), column.format("_hi")]
-        if not set(needed) <= set(done.columns):
-            continue
-        points = done.assign(
-            cell=[_cell(f, p) for f, p in zip(done["family"], done["paradigm"], strict=True)]
-        )
-        points = points.rename(
-            columns=dict(zip(needed, ["loss", "loss_lo", "loss_hi"], strict=True))
-        )
-        points = points.rename(columns={"target_params": "n", "data_size": "d"})
-        points = points.groupby(["cell", "n", "d"], as_index=False)[
-            ["loss", "loss_lo", "loss_hi"]
-        ].mean()
-        points = points[np.isfinite(points["loss"].astype(float))]
-        if len(points):
-            out["winners"] += [{"metric": metric} | row for row in winners(points)]
-    return out
 
 
 def _analyse_loss(g: Group, metric: str, has_id: bool) -> dict[str, Any]:

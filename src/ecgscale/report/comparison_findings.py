@@ -168,19 +168,34 @@ def crossover_table(crossovers: Sequence[Mapping]) -> dict:
                 f"along {str(e.get('axis')).upper()} at {fixed} = {compact(e.get('at'))}",
                 f"{compact(lo)}–{compact(hi)}",
                 str(names.get(e.get("lower_at_lo"))),
+                _runs_lower(e.get("runs_at_lo"), names),
                 str(names.get(e.get("lower_at_hi"))),
+                _runs_lower(e.get("runs_at_hi"), names),
                 crossings or "none",
                 outside or "none",
                 str(e.get("verdict")),
             ]
         )
-    headers = ["loss on", "cells", "where", "observed range", "lower at start"]
-    headers += ["lower at end", "crossings inside (95% CI)", "extrapolated crossings", "verdict"]
+    headers = ["loss on", "cells", "where", "observed range", "laws: lower at start"]
+    headers += ["runs: lower at start", "laws: lower at end", "runs: lower at end"]
+    headers += ["crossings inside (95% CI)", "extrapolated crossings", "verdict"]
     caption = (
         "Crossovers of the fitted joint laws of two cells. Crossings outside the observed range "
-        "are extrapolations, shown for reference and never stated as findings."
+        "are extrapolations, shown for reference and never stated as findings. Beside the laws, "
+        "the runs at each end of the range (each cell's grid point there; clearly: the two 95% "
+        "intervals do not overlap); where the runs clearly order the cells against the laws, "
+        "the laws do not describe the comparison and its verdict is not determined."
     )
     return {"caption": caption, "headers": headers, "rows": rows}
+
+
+def _runs_lower(runs: Mapping | None, names: Mapping) -> str:
+    """Which cell the runs put lower at one end of a crossover's range, and how clearly."""
+    if not runs:
+        return "—"
+    if runs.get("lower") == "equal":
+        return "equal"
+    return f"{names.get(runs.get('lower'))} ({'clearly' if runs.get('clear') else 'overlapping'})"
 
 
 def bottleneck_table(bottlenecks: Sequence[Mapping]) -> dict:

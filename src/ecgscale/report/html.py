@@ -432,7 +432,8 @@ def _comparison_section(analysis: Mapping) -> dict:
         "Bottlenecks and crossovers",
         [],
         "Whether more data or more parameters lowers each cell's loss more, at the corners of "
-        "the grid, and where two cells' fitted laws cross (the stated ones are in the findings).",
+        "the grid, and where two cells' fitted laws cross (the stated ones are in the findings)."
+        f" N counts {N_WORDS[analysis.get('n_convention') or 'total']} (laws.n).",
     )
     comparisons = analysis.get("comparisons") or {}
     section["tables"] = [
