@@ -534,7 +534,10 @@ def test_runs_order_reads_each_cells_nearest_grid_point() -> None:
     assert start is not None and (start["lower"], start["clear"]) == ("a", True)
     assert start["b"]["n"] == 19695.0 and start["x"] == 20475.0
     end = runs_order(points, "a", "b", axis="n", at=2000.0, x=201815.0)
-    assert end is not None and (end["lower"], end["clear"]) == ("b", False)  # [0.31, 0.35] vs [0.34, 0.38]
+    assert end is not None and (end["lower"], end["clear"]) == (
+        "b",
+        False,
+    )  # [0.31, 0.35] vs [0.34, 0.38]
     small_d = runs_order(points, "a", "b", axis="d", at=201815.0, x=125.0)
     assert small_d is not None and small_d["lower"] == "equal" and not small_d["clear"]
     assert runs_order(points, "a", "b", axis="d", at=201815.0, x=500.0) is None  # no D near 500

@@ -300,3 +300,31 @@ def test_the_backtest_sentence_says_how_wide_the_intervals_were() -> None:
     assert backtest_summary([{"points": [{"inside": True, "rel_error": 0.0}]}])[0].endswith(
         "lie inside their 95% prediction interval."
     )
+
+
+def test_the_backtest_sentence_counts_losses_and_runs_apart() -> None:
+    """The demo's 12 held-out runs, each on 3 loss sets, are 36 predictions: the sentence said
+    "predicted the 36 held-out run(s)"; it now says which is which, and the degrees of freedom
+    the fits had left (the demo's: 6 runs for 5 parameters, 1)."""
+    backtests = [
+        {
+            "family": family,
+            "paradigm": "sl",
+            "metric": metric,
+            "fit": {"dof": 1},
+            "points": [
+                {"inputs": {"n": 2e5, "d": d}, "inside": True, "rel_error": 0.1}
+                for d in (125.0, 500.0, 2000.0)
+            ],
+        }
+        for family in ("resnet", "transformer")
+        for metric in ("loss:id", "loss:ood")
+    ]
+    (sentence,) = backtest_summary(backtests)
+    assert (
+        "predicted 12 held-out losses (6 held-out run(s) on 2 loss set(s)), each law with 1 "
+        in sentence
+    )
+    assert "degree(s) of freedom left, with a mean absolute error of 10.0%" in sentence
+    backtests[0]["fit"]["dof"] = 3
+    assert "each law with 1–3 degree(s) of freedom left" in backtest_summary(backtests)[0]

@@ -435,9 +435,18 @@ def backtest_summary(backtests: Sequence[Mapping]) -> list[str]:
         if spans
         else ""
     )
+    runs = {
+        (bt.get("family"), bt.get("paradigm"), *sorted((p.get("inputs") or {}).items()))
+        for bt in backtests
+        for p in bt.get("points") or []
+    }
+    sets = len({bt.get("metric") for bt in backtests})
+    dof = sorted({(bt.get("fit") or {}).get("dof") for bt in backtests} - {None})
+    spread = f"{dof[0]}–{dof[-1]}" if len(dof) > 1 else str(dof[0]) if dof else ""
+    fitted = f", each law with {spread} degree(s) of freedom left," if dof else ""
     return [
-        f"Fitted without the largest models, the laws predicted the {len(points)} held-out "
-        f"run(s) with a mean absolute error of {100 * sum(errors) / len(errors):.1f}% "
-        f"(at most {100 * max(errors):.1f}%); {inside} of {len(points)} lie inside their 95% "
-        f"prediction interval{width}."
+        f"Fitted without the largest models, the laws predicted {len(points)} held-out losses "
+        f"({len(runs)} held-out run(s) on {sets} loss set(s)){fitted} with a mean absolute "
+        f"error of {100 * sum(errors) / len(errors):.1f}% (at most {100 * max(errors):.1f}%); "
+        f"{inside} of {len(points)} lie inside their 95% prediction interval{width}."
     ]
