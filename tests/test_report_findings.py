@@ -17,6 +17,7 @@ from ecgscale.report import render_report
 from ecgscale.report.comparison_findings import bottleneck_findings
 from ecgscale.report.findings import (
     backtest_summary,
+    best_run_sentence,
     efficiency_findings,
     efficiency_table,
     loss_to_loss_findings,
@@ -328,3 +329,27 @@ def test_the_backtest_sentence_counts_losses_and_runs_apart() -> None:
     assert "degree(s) of freedom left, with a mean absolute error of 10.0%" in sentence
     backtests[0]["fit"]["dof"] = 3
     assert "each law with 1–3 degree(s) of freedom left" in backtest_summary(backtests)[0]
+
+
+def test_the_lowest_loss_says_whether_it_is_clearly_the_lowest() -> None:
+    """The demo's lowest ptbxl_like probe loss, 0.1216 at 202K, and the 20K run's 0.1218 are a
+    tie within their intervals; the summary named one winner without saying so."""
+    run = {"family": "resnet", "paradigm": "sl", "data_size": 2000, "auroc": 0.9377}
+    scored = [
+        run | {"n_params": 201815, "loss": 0.1216, "loss_lo": 0.109, "loss_hi": 0.134},
+        run | {"n_params": 20475, "loss": 0.1218, "loss_lo": 0.110, "loss_hi": 0.134},
+        run | {"n_params": 60515, "loss": 0.1945, "loss_lo": 0.182, "loss_hi": 0.208},
+    ]
+    sentence = best_run_sentence(scored, "probe loss on OOD set ptbxl_like")
+    assert sentence.startswith(
+        "The lowest probe loss on OOD set ptbxl_like (0.1216 [0.109, 0.134], AUROC 0.9377) was "
+        "reached by resnet / sl at N = 202k (total parameters), D = 2k, not clearly: the 95% "
+        "intervals of 1 other run(s) overlap its (the next lowest: resnet / sl at N = 20.5k"
+    ), sentence
+    clear = best_run_sentence([scored[0], scored[2]], "ID probe loss")
+    assert clear.endswith("D = 2k, clearly: its 95% interval lies below every other run's.")
+    bare = [{k: v for k, v in r.items() if k not in ("loss_lo", "loss_hi")} for r in scored]
+    assert best_run_sentence(bare, "ID probe loss").endswith("(total parameters), D = 2k.")
+    assert "(0.1216, AUROC" in best_run_sentence(bare, "ID probe loss")
+    assert best_run_sentence(scored[:1], "ID probe loss").endswith("D = 2k.")
+    assert best_run_sentence([], "ID probe loss") == "No ID probe loss is available."

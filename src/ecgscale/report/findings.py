@@ -450,3 +450,40 @@ def backtest_summary(backtests: Sequence[Mapping]) -> list[str]:
         f"error of {100 * sum(errors) / len(errors):.1f}% (at most {100 * max(errors):.1f}%); "
         f"{inside} of {len(points)} lie inside their 95% prediction interval{width}."
     ]
+
+
+def best_run_sentence(scored: Sequence[Mapping], label: str) -> str:
+    """Which run reached the lowest loss (``scored``: one row per run with ``family``,
+    ``paradigm``, ``n_params``, ``data_size``, ``loss``, ``loss_lo``, ``loss_hi``, ``auroc``),
+    and whether it is clearly the lowest: its 95% interval below every other run's, else how
+    many runs' intervals overlap it and which is next."""
+    if not scored:
+        return f"No {label} is available."
+    ranked = sorted(scored, key=lambda r: as_float(r.get("loss")))
+    best, rest = ranked[0], ranked[1:]
+
+    def where(r: Mapping, words: str = " (total parameters)") -> str:
+        return (
+            f"{r.get('family')} / {r.get('paradigm')} at N = {compact(r.get('n_params'))}{words}, "
+            f"D = {compact(r.get('data_size'))}"
+        )
+
+    def value(r: Mapping) -> str:
+        lo, hi = as_float(r.get("loss_lo")), as_float(r.get("loss_hi"))
+        bounds = f" [{significant(lo)}, {significant(hi)}]" if math.isfinite(lo + hi) else ""
+        return f"{significant(r.get('loss'), 4)}{bounds}"
+
+    sentence = (
+        f"The lowest {label} ({value(best)}, AUROC {significant(best.get('auroc'), 4)}) was "
+        f"reached by {where(best)}"
+    )
+    top = as_float(best.get("loss_hi"))
+    overlapping = [r for r in rest if not as_float(r.get("loss_lo")) > top]  # NaN: overlaps
+    if not rest or not math.isfinite(top + as_float(best.get("loss_lo"))):
+        return sentence + "."
+    if not overlapping:
+        return sentence + ", clearly: its 95% interval lies below every other run's."
+    return (
+        f"{sentence}, not clearly: the 95% intervals of {len(overlapping)} other run(s) overlap "
+        f"its (the next lowest: {where(rest[0], '')}, {value(rest[0])})."
+    )

@@ -543,18 +543,11 @@ def _unique(name: str, used_names: set[str]) -> str:
 
 
 def _best_sentence(runs: pd.DataFrame, evals: pd.DataFrame, eval_set: str, label: str) -> str:
-    """Which family / paradigm (and N, D) reached the lowest loss on ``eval_set``."""
+    """Which family / paradigm (and N, D) reached the lowest loss on ``eval_set``, and how
+    clearly (:func:`~ecgscale.report.findings.best_run_sentence`)."""
     scored = evals[(evals["eval_set"] == eval_set) & evals["loss"].notna()]
     scored = scored.merge(runs, on="run_id", how="inner").reset_index(drop=True)
-    if scored.empty:
-        return f"No {label} is available."
-    best = scored.loc[scored["loss"].idxmin()]
-    return (
-        f"The lowest {label} ({format_value(best['loss'])}, AUROC {format_value(best['auroc'])}) "
-        f"was reached by {best['family']} / {best['paradigm']} at "
-        f"N = {compact(best['n_params'])} (total parameters), "
-        f"D = {compact(best['data_size'])}."
-    )
+    return findings.best_run_sentence(scored.to_dict("records"), label)
 
 
 def _exponent_sentences(fits: Sequence[Mapping], metric: str, label: str) -> list[str]:
