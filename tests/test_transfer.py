@@ -781,6 +781,9 @@ def test_task_figures_draw_censored_points_and_flagged_curves() -> None:
     assert "24 point(s) without D_E are left out" in eff_fig.notes[0]  # N=2: 2 x 2 x 6
     assert "degrees of freedom" in eff_fig.notes[0]
     assert "Black: from-scratch models" in loss_fig.caption
+    labels = {t.get_text() for legend in loss_fig.figure.legends for t in legend.get_texts()}
+    assert "from scratch N=1" in labels and "N = 2" in labels
+    assert "from scratch N=2" not in labels  # no curve drawn for it: no line style in the key
     # a task without from-scratch curves: its caption promises none
     other = tasks.assign(task="sex")
     figures = task_figures(transfer, pd.concat([tasks, other], ignore_index=True))

@@ -268,7 +268,7 @@ def efficiency_table(efficiency: Mapping) -> dict:
             ]
         )
     headers = ["kind", "ratio", "condition", "loss on", "slice", "N counts", "loss range"]
-    headers += ["min", "max", "geometric mean", "stated", "curves"]
+    headers += ["min", "max", "geometric mean (transfer: median)", "stated", "curves"]
     caption = (
         "Efficiency ratios at equal loss (above 1: the numerator needs more), each summarised "
         "over the losses both curves were observed at, with 95% bootstrap intervals in brackets "

@@ -163,14 +163,14 @@ def _loss_vs_df(task: str, part: pd.DataFrame, curves: Sequence[Mapping]) -> Rep
         "and their fitted curves, one line style per N (points only for a curve that is not "
         "inverted: too few D_F, or flat); colours: pre-trained encoders (largest pre-training "
         "D), marker per N. D_E is where a pre-trained point's loss meets the from-scratch curve "
-        "of its N, within the from-scratch D_F range."
+        "of its N, within the from-scratch D_F range. N: the size ladder's target (rung)."
     )
     if not curves:
         caption = (
             f"Task {task}: held-out loss vs labelled records D_F of the pre-trained encoders "
             "(largest pre-training D), colour by paradigm, marker per N. No from-scratch curve "
             "for this task (transfer.tasks, or its from-scratch models did not give one), so no "
-            "effective data."
+            "effective data. N: the size ladder's target (rung)."
         )
     part = _largest_d(part[np.isfinite(part["loss"].astype(float)) & (part["loss"] > 0)])
     families = sorted(set(part["family"]) | {c["family"] for c in curves})
@@ -211,8 +211,9 @@ def _loss_vs_df(task: str, part: pd.DataFrame, curves: Sequence[Mapping]) -> Rep
         line_handle(PARADIGM_COLORS.get(p, "grey"), f"pre-trained {p}")
         for p in sorted(set(part["paradigm"]))
     ]
+    drawn = sorted({int(c["target_params"]) for c in curves if not c.get("reason")})
     handles += [
-        line_handle(SCRATCH_COLOR, f"from scratch N={compact(n)}", ls=styles[n]) for n in sizes
+        line_handle(SCRATCH_COLOR, f"from scratch N={compact(n)}", ls=styles[n]) for n in drawn
     ]
     handles += [_marker_handle(markers[n], f"N = {compact(n)}") for n in sizes]
     add_legend(fig, handles)
@@ -238,7 +239,7 @@ def _effective_vs_df(task: str, eff: pd.DataFrame) -> ReportFigure:
         reasons = sorted(set(eff.loc[~eff.index.isin(finite.index), "reason"].astype(str)) - {""})
         notes.append(
             f"{len(eff) - len(finite)} point(s) without D_E are left out"
-            + (f" ({'; '.join(reasons[:3])})" if reasons else "")
+            + (f" ({'; '.join(reasons[:3])}{_more(len(reasons) - 3)})" if reasons else "")
             + "."
         )
     if finite.empty:
@@ -381,9 +382,12 @@ def ratio_table(transfer: Mapping) -> dict:
         "Transfer efficiency: SSL against SL effective data at matched family, N, pre-training "
         "D, D_F and seed (above 1: SSL transfers more). A D_E beyond the from-scratch D_F range "
         "is censored, so a pair's ratio may be known only from below (≥) or above (≤), or not "
-        "at all (undefined); no pair is left out. The median is then known within bounds "
-        "(median of the lower bounds to median of the upper bounds). Intervals: bootstrap over "
-        "the from-scratch curves and the matched runs. D_T is clipped at 0 (no transfer). "
+        "at all (undefined); no such pair is left out (a pair with a side that has no D_E at "
+        "all, e.g. no from-scratch curve of its size, is counted under 'no D_E'). The median is "
+        "then known within bounds (median of the lower bounds to median of the upper bounds). "
+        "Intervals: bootstrap over the from-scratch curves and the matched runs. In the D_T "
+        "ratio, D_T is clipped at 0 (no transfer); the unseen-task table gives D_T as measured "
+        "(below 0: worse than a from-scratch model on the same D_F). "
         "Verdict: a direction when the interval excludes 1, no difference when it holds 1 and "
         "spans at most a factor 100, otherwise not determined."
     )
@@ -494,3 +498,8 @@ def task_result_table(transfer: Mapping, tasks: pd.DataFrame) -> dict:
         "headers": headers,
         "rows": rows,
     }
+
+
+def _more(count: int) -> str:
+    """``"; and 2 more"`` after a list cut to its first items, or ``""``."""
+    return f"; and {count} more" if count > 0 else ""
