@@ -252,3 +252,57 @@ def test_the_fitted_laws_table_gives_each_exponents_verdict() -> None:
         "not determined: no interval (no bootstrap, or fewer than 2 degrees of freedom)",
         "not determined: no verdict",
     ]
+
+
+def test_untrained_table_gives_intervals_and_the_ood_sets() -> None:
+    """The demo's untrained-encoder table gave bare changes on ID only ("-12%" for the SL
+    Transformer at 20K, 0.1644 [0.149, 0.180] against 0.1873 [0.169, 0.206]: the intervals
+    overlap), while on ptbxl_like the 200K SL Transformer, 0.468, is clearly worse than its
+    untrained encoder, 0.304."""
+    from ecgscale.report.tables import untrained_table
+
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c"],
+            "family": "transformer",
+            "paradigm": "sl",
+            "target_params": [20000, 20000, 200000],
+            "data_size": [500, 2000, 2000],
+        }
+    )
+    evals = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c", "b", "c"],
+            "eval_set": ["id", "id", "id", "ptbxl_like", "ptbxl_like"],
+            "loss": [0.17, 0.1644, 0.1204, 0.30, 0.468],
+            "loss_lo": [0.15, 0.149, 0.108, 0.28, 0.432],
+            "loss_hi": [0.19, 0.180, 0.133, 0.32, 0.503],
+        }
+    )
+    references = pd.DataFrame(
+        {
+            "family": "transformer",
+            "target_params": [20000, 200000, 20000, 200000],
+            "eval_set": ["id", "id", "ptbxl_like", "ptbxl_like"],
+            "loss": [0.1873, 0.1601, 0.31, 0.304],
+            "loss_lo": [0.169, 0.145, 0.29, 0.28],
+            "loss_hi": [0.206, 0.176, 0.33, 0.33],
+        }
+    )
+    table = untrained_table(runs, evals, references, ["id", "ptbxl_like"])
+    rows = [dict(zip(table["headers"], row, strict=True)) for row in table["rows"]]
+    assert [(r["loss on"], r["target N"]) for r in rows] == [
+        ("ID", "20k"),
+        ("ID", "200k"),
+        ("ptbxl_like", "20k"),
+        ("ptbxl_like", "200k"),
+    ]
+    assert rows[0]["untrained (D = 0)"] == "0.1873 [0.169, 0.206]"
+    assert rows[0]["pre-trained, largest D"] == "0.1644 [0.149, 0.18] (D = 2k)"
+    assert (rows[0]["change"], rows[0]["pre-trained vs untrained"]) == ("-12%", "intervals overlap")
+    assert rows[1]["pre-trained vs untrained"] == "clearly lower"
+    assert (rows[3]["change"], rows[3]["pre-trained vs untrained"]) == ("+54%", "clearly higher")
+    bare = untrained_table(
+        runs, evals, references[["family", "target_params", "eval_set", "loss"]], ["id"]
+    )
+    assert bare["rows"][0][3] == "0.1873" and bare["rows"][0][-1] == "no interval"

@@ -66,6 +66,8 @@ def test_references_stand_beside_the_runs(tiny_study, tmp_path):
     assert len(references) == 6 * (1 + len(spec.data.ood_sites))
     assert set(references["eval_set"]) == {"id", *spec.data.ood_sites}
     assert (references["loss"] > 0).all()
+    assert (references["loss_lo"] <= references["loss"]).all()  # the report's table needs them
+    assert (references["loss"] <= references["loss_hi"]).all()
     folder = out / "runs" / expand_references(spec)[0].run_id
     with pytest.raises(EncoderError, match="an untrained reference"):
         export_run(folder, tmp_path / "exported")

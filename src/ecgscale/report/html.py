@@ -176,7 +176,7 @@ def figure_sections(
     )
     id_vs_d_section = _section("ID probe loss vs D", [id_vs_d])
     if has_references(references):
-        id_vs_d_section["tables"] = [untrained_table(id_points, references)]
+        id_vs_d_section["tables"] = [untrained_table(runs, evals, references, [ID_SET, *ood_sets])]
     return [
         _section("Pre-training loss vs N", [pretrain], "Units differ per paradigm."),
         _section("ID probe loss vs N", [id_vs_n]),

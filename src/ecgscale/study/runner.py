@@ -386,7 +386,8 @@ def study_tables(study_dir: Path, spec: StudySpec | None = None) -> dict[str, pd
         & (recorded["status"] == "done")
     ]
     references = reference_runs[["run_id", "family", "target_params", "n_params", "seed"]].merge(
-        evals[evals["method"] == "probe"][["run_id", "eval_set", "loss"]], on="run_id"
+        evals[evals["method"] == "probe"][["run_id", "eval_set", "loss", "loss_lo", "loss_hi"]],
+        on="run_id",
     )
     return {
         "runs": wide,
