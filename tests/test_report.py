@@ -170,6 +170,7 @@ def test_full_report_summary_and_tables(full_report: tuple[Path, str]) -> None:
     assert "N = 10.3M (total parameters), D = 100k" in html
     # without the analysis of fits.json no exponent is stated; the fitted slices are tabled
     assert "No scaling law was fitted, so no exponent is reported." in html
+    assert "Dashed: the law L(N) = E + A·N^−α fitted to each D" in html  # what the lines are
     assert "0.3 [0.27, 0.33]" in html
     assert "ptbxl_like loss" in html and "id auroc" in html
     assert "done: 36" in html
@@ -218,6 +219,7 @@ def test_missing_pieces_render_and_are_mentioned(
     for gap in gaps:
         assert gap in html
     assert "<h2>Runs</h2>" in html
+    assert ("Dashed: the law" in html) == bool(fits)  # no law drawn: none described
 
 
 def test_each_rung_lists_its_learning_rate_and_steps(tmp_path: Path) -> None:
@@ -306,3 +308,49 @@ def test_untrained_table_gives_intervals_and_the_ood_sets() -> None:
         runs, evals, references[["family", "target_params", "eval_set", "loss"]], ["id"]
     )
     assert bare["rows"][0][3] == "0.1873" and bare["rows"][0][-1] == "no interval"
+
+
+def test_loss_to_loss_figure_marks_laws_whose_kappa_is_not_determined() -> None:
+    """The demo drew every loss-to-loss law alike, dashed with its band, flat κ = 0 ones (on the
+    fitter's bound) included; only a determined κ's law is dashed with a band now."""
+    import matplotlib.pyplot as plt
+
+    from ecgscale.report.figures import loss_to_loss
+
+    cells = [("resnet", "sl"), ("resnet", "ssl")]
+    runs = pd.DataFrame(
+        [
+            {"run_id": f"{p}{i}", "family": f, "paradigm": p, "n_params": 1e4 * (i + 1)}
+            for f, p in cells
+            for i in range(4)
+        ]
+    )
+    ids = runs["run_id"].tolist()
+    evals = pd.concat(
+        [
+            pd.DataFrame({"run_id": ids, "eval_set": "id", "loss": np.linspace(0.06, 0.2, 8)}),
+            pd.DataFrame({"run_id": ids, "eval_set": "ood", "loss": np.linspace(0.12, 0.3, 8)}),
+        ]
+    )
+    curve = {"x": [0.06, 0.1, 0.2], "y": [0.12, 0.2, 0.3]}
+    band = {"x": [0.06, 0.1, 0.2], "lo": [0.1, 0.18, 0.27], "hi": [0.14, 0.22, 0.33]}
+    laws = [
+        {
+            "family": f,
+            "paradigm": p,
+            "eval_set": "ood",
+            "curve": curve,
+            "band": band,
+            "verdicts": {"kappa": {"status": status, "reason": ""}},
+        }
+        for (f, p), status in zip(cells, ["determined", "not_determined"], strict=True)
+    ]
+    fig = loss_to_loss(runs, evals, ["ood"], name="l2l", caption="", laws=laws).figure
+    assert fig is not None
+    (ax,) = [a for a in fig.axes if a.get_lines()]
+    styles = [line.get_linestyle() for line in ax.get_lines()]
+    assert styles[:2] == ["--", "-."]  # then y = x, dotted
+    assert len(ax.collections) == 2 + 1  # two scatters, one band
+    labels = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    assert {"fitted law, κ determined", "fitted law, κ not determined"} <= labels
+    plt.close("all")

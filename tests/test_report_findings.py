@@ -123,6 +123,8 @@ def test_synthetic_efficiency_and_backtests(tmp_path: Path) -> None:
     assert "(N = total parameters)" in html and "(N = non-embedding parameters)" in html
     assert "95% CI" in html and "probe losses" in html
     assert "lie inside their 95% prediction interval" in html
+    assert "Dashed: the law L(N) = E + A·N^−α fitted to each D" in html  # what the lines are
+    assert "Dashed: the law L(D) = E + A·D^−α fitted to each N" in html
     figures = {p.name for p in (tmp_path / "figures").iterdir()}
     for stem in ("backtests", "loss_to_loss", "ood_loss_vs_D_ptbxl_like", "id_loss_vs_N"):
         assert {f"{stem}.png", f"{stem}.svg"} <= figures

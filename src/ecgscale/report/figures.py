@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogFormatter
 
+from ecgscale.laws.verdicts import is_determined
 from ecgscale.numformat import as_float, compact
 
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -206,7 +207,8 @@ def loss_to_loss(
 ) -> ReportFigure:
     """OOD vs ID probe loss per run, one panel per OOD set, colour per family × paradigm.
 
-    ``laws`` (fits.json ``loss_to_loss``) are drawn dashed with their bootstrap bands."""
+    ``laws`` (fits.json ``loss_to_loss``) are drawn dashed with their bootstrap bands where
+    their κ is determined, dash-dotted without a band where it is not."""
     ident = probe_points(runs, evals, "id").rename(columns={"y": "id_loss"})
     panels = {}
     notes: list[str] = []
@@ -224,6 +226,7 @@ def loss_to_loss(
     cmap = colormaps["tab10"]
     colors = {combo: cmap(i % cmap.N) for i, combo in enumerate(combos)}
     fig, axes = panel_grid(1, len(panels), sharey=False)
+    shown = {True: False, False: False}  # laws drawn, by whether κ is determined
     for ax, (ood_set, pairs) in zip(axes[0], panels.items(), strict=True):
         for combo, group in pairs.groupby(["family", "paradigm"]):
             ax.scatter(group["id_loss"], group["y"], s=18, alpha=0.8, color=colors[combo])
@@ -234,15 +237,21 @@ def loss_to_loss(
             curve = law.get("curve") or {}
             x, y = (np.asarray(curve.get(k) or [], dtype=float) for k in ("x", "y"))
             keep = np.isfinite(y) & (y > 0) if x.size == y.size else np.zeros(0, bool)
-            ax.plot(x[keep], y[keep], ls="--", lw=1.3, color=colors[combo])
-            _draw_band(ax, law.get("band"), colors[combo])
+            determined = is_determined(law, "kappa")
+            shown[determined] = True
+            style = {"ls": "--", "lw": 1.3} if determined else {"ls": "-.", "lw": 0.9}
+            ax.plot(x[keep], y[keep], color=colors[combo], **style)
+            if determined:
+                _draw_band(ax, law.get("band"), colors[combo])
         low = min(pairs["id_loss"].min(), pairs["y"].min())
         high = max(pairs["id_loss"].max(), pairs["y"].max())
         ax.plot([low, high], [low, high], color="grey", lw=0.8, ls=":")
         style_axes(ax, ood_set, "ID probe loss", f"probe loss on {ood_set}", plain_x=True)
     handles = [_marker_handle("o", f"{f} / {p}", colors[(f, p)]) for f, p in combos]
-    if laws:
-        handles.append(line_handle("black", "fitted law", ls="--"))
+    if shown[True]:
+        handles.append(line_handle("black", "fitted law, κ determined", ls="--"))
+    if shown[False]:
+        handles.append(line_handle("black", "fitted law, κ not determined", ls="-."))
     add_legend(fig, [*handles, line_handle("grey", "y = x", ls=":")])
     return ReportFigure(name, caption, fig, notes)
 

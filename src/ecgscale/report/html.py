@@ -142,13 +142,14 @@ def figure_sections(
     families = runs["family"].tolist()
     id_points = figures.probe_points(runs, evals, ID_SET)
     n_col, n_label = n_axis
+    dashed = _dashed(fits, "N")
     by_n = {"n_col": n_col, "n_label": n_label}
     pretrain = figures.loss_vs_n(
         figures.pretrain_points(runs),
         fits,
         families,
         name="pretrain_loss_vs_N",
-        caption=f"Best validation pre-training loss vs {n_label}, one marker per D.",
+        caption=f"Best validation pre-training loss vs {n_label}, one marker per D.{dashed}",
         quantity="pre-training loss",
         metric="pretrain_loss",
         ylabel=figures.PRETRAIN_UNITS,
@@ -159,7 +160,7 @@ def figure_sections(
         fits,
         families,
         name="id_loss_vs_N",
-        caption=f"Linear-probe BCE on the ID test split vs {n_label}, one marker per D.",
+        caption=f"Linear-probe BCE on the ID test split vs {n_label}, one marker per D.{dashed}",
         quantity="ID probe loss",
         metric=f"loss:{ID_SET}",
         ylabel="ID probe loss (BCE)",
@@ -169,7 +170,7 @@ def figure_sections(
         id_points,
         fits,
         name="id_loss_vs_D",
-        caption=_vs_d_caption("Linear-probe BCE on the ID test split", references),
+        caption=_vs_d_caption("Linear-probe BCE on the ID test split", references, fits),
         quantity="ID probe loss",
         metric=f"loss:{ID_SET}",
         references=reference_points(references, ID_SET),
@@ -186,8 +187,9 @@ def figure_sections(
         _section(
             "Loss-to-loss: OOD vs ID probe loss",
             _loss_to_loss(runs, evals, ood_sets, loss_to_loss_laws),
-            "Fitted laws L_OOD = K·(L_ID − E_x)^κ + E_y per family × paradigm, dashed, with "
-            "95% bootstrap bands where there were enough runs.",
+            "Fitted laws L_OOD = K·(L_ID − E_x)^κ + E_y per family × paradigm: dashed, with "
+            "95% bootstrap bands, where κ is determined; dash-dotted, without a band, where it "
+            "is not (the table of what these runs could not determine says why).",
         ),
     ]
 
@@ -255,7 +257,7 @@ def _ood_figures(
             families,
             name=f"ood_loss_vs_N_{figures.slug(name)}",
             caption=f"Linear-probe BCE on the OOD set {name} vs {by_n['n_label']}, one marker "
-            "per D.",
+            f"per D.{_dashed(fits, 'N')}",
             quantity=f"probe loss on {name}",
             metric=f"loss:{name}",
             ylabel=f"probe loss on {name} (BCE)",
@@ -265,10 +267,17 @@ def _ood_figures(
     ]
 
 
-def _vs_d_caption(what: str, references: pd.DataFrame | None) -> str:
+def _vs_d_caption(what: str, references: pd.DataFrame | None, fits: Sequence[Mapping]) -> str:
     """A loss-vs-D figure's caption, naming the untrained encoders' lines where drawn."""
     drawn = ", dash-dotted: each N's untrained encoder" if has_references(references) else ""
-    return f"{what} vs D, one line per target N{drawn}."
+    return f"{what} vs D, one line per target N{drawn}.{_dashed(fits, 'D')}"
+
+
+def _dashed(fits: Sequence[Mapping], x: str) -> str:
+    """What a loss-vs-``x`` figure's dashed lines are, where laws were fitted."""
+    per = "D" if x == "N" else "N"
+    words = f" Dashed: the law L({x}) = E + A·{x}^−α fitted to each {per}'s runs (a slice law"
+    return words + ": the fitted slices' table gives its verdict)." if fits else ""
 
 
 def _ood_d_figures(
@@ -286,7 +295,7 @@ def _ood_d_figures(
             figures.probe_points(runs, evals, name),
             fits,
             name=f"ood_loss_vs_D_{figures.slug(name)}",
-            caption=_vs_d_caption(f"Linear-probe BCE on the OOD set {name}", references),
+            caption=_vs_d_caption(f"Linear-probe BCE on the OOD set {name}", references, fits),
             quantity=f"probe loss on {name}",
             metric=f"loss:{name}",
             references=reference_points(references, name),
