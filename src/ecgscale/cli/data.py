@@ -41,13 +41,23 @@ def data_synth(spec, overrides, store) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--name", help="Name of the source in the store (default: KIND).")
-@click.option("--fs", type=float, help="Sampling rate of a new store (default 400 Hz).")
-@click.option("--n-samples", type=int, help="Samples per record of a new store (default 4096).")
+@click.option(
+    "--fs",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Sampling rate of a new store (default 400 Hz).",
+)
+@click.option(
+    "--n-samples",
+    type=click.IntRange(min=1),
+    help="Samples per record of a new store (default 4096).",
+)
 @reader_options("-o rate=100, -o labels=table.csv")
-@click.option("--workers", type=int, help="Worker processes (default: CPU count).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes (default: CPU count)."
+)
 @click.option(
     "--max-reject",
-    type=float,
+    type=click.FloatRange(0, 1),
     default=0.05,
     show_default=True,
     help="Fail when more than this fraction of records is rejected.",
@@ -70,7 +80,7 @@ def data_synth(spec, overrides, store) -> None:
 )
 @click.option(
     "--min-seconds",
-    type=float,
+    type=click.FloatRange(min=0),
     default=2.0,
     show_default=True,
     help="Reject records shorter than this.",
@@ -174,11 +184,13 @@ def data_download(dataset, to, mirror, include, no_extract, retries, list_only) 
 
 @data.command("sources")
 def data_sources() -> None:
-    """List the dataset formats `ecgscale data ingest` reads."""
-    from ecgscale.data.sources.base import describe_sources
+    """List the dataset formats `ecgscale data ingest` reads, and their reader options."""
+    from ecgscale.data.sources.base import describe_sources, source_options
 
     for kind, description in describe_sources().items():
+        names, _ = source_options(kind)
         click.echo(f"{kind:<12} {description}")
+        click.echo(f"{'':<12} -o options: {', '.join(names) if names else 'none'}")
 
 
 @data.command("inspect")

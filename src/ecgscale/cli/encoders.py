@@ -15,7 +15,9 @@ KIND_OPT = click.option(
     help="Reader of RECORDINGS (`ecgscale data sources`; default: wfdb for a folder of *.hea "
     "files, hdf5 for a .h5/.hdf5 file).",
 )
-READER_OPT = reader_options("-o fs=400, -o ids=exam_id")
+READER_OPT = reader_options(
+    "-o fs=400 for an HDF5 file (`ecgscale data sources` lists each reader's)"
+)
 
 
 def encoder_errors(func):

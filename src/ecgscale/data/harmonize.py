@@ -77,6 +77,23 @@ class Target:
     max_abs_mv: float = 30.0
     """a record whose median lead peak-to-peak exceeds this is implausible (units?)."""
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.fs) and self.fs > 0):
+            raise ValueError(f"sampling rate (--fs) must be positive, got {self.fs:g}")
+        if int(self.n_samples) != self.n_samples or self.n_samples < 1:
+            raise ValueError(f"samples per record (--n-samples) must be >= 1, got {self.n_samples}")
+        if self.align not in ("center", "start"):
+            raise ValueError(f"align must be 'center' or 'start', got {self.align!r}")
+        if not self.min_seconds >= 0:
+            raise ValueError(f"--min-seconds must be >= 0, got {self.min_seconds:g}")
+        if self.bandpass is not None:
+            low, high = self.bandpass
+            if not 0 < low < high < self.fs / 2:
+                raise ValueError(
+                    f"--bandpass {low:g},{high:g}: needs 0 < LOW < HIGH < {self.fs / 2:g} Hz (half "
+                    f"the store's {self.fs:g} Hz)"
+                )
+
 
 def canonical_lead(name: str) -> str | None:
     """The standard lead a source's lead name denotes, or None."""

@@ -367,6 +367,9 @@ def ingest(
     if not (store / "store.json").exists():
         fs = 400.0 if fs is None else fs
         n_samples = 4096 if n_samples is None else n_samples
+        Target(fs=fs, n_samples=n_samples, **(harmonize_options or {}))  # before a store is made
+    if not 0 <= max_reject <= 1:
+        raise IngestError(f"max_reject must lie in [0, 1] (a fraction), got {max_reject:g}")
     with locked_info(store, fs=fs, n_samples=n_samples) as info:
         form = (info.fs, info.n_samples)
     target = Target(fs=form[0], n_samples=form[1], **(harmonize_options or {}))

@@ -12,6 +12,7 @@ raised: ingest puts it in the store's quarantine table and goes on.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -158,10 +159,32 @@ def register_source(cls: type[Source]) -> type[Source]:
 
 
 def create_source(kind: str, path: Path | str, **options: Any) -> Source:
-    """An instance of the reader registered as ``kind``."""
+    """An instance of the reader registered as ``kind``; a SourceError naming the reader and
+    the option for an option it does not take, one it needs and lacks, or a bad value."""
     if kind not in _REGISTRY:
         raise SourceError(f"unknown source kind {kind!r} (known: {', '.join(list_sources())})")
-    return _REGISTRY[kind](path, **options)
+    names, needed = source_options(kind)
+    if names is not None:
+        takes = f"its options: {', '.join(names)}" if names else "it takes none"
+        if unknown := sorted(set(options) - set(names)):
+            raise SourceError(f"{kind} reader: unknown option(s) {', '.join(unknown)} ({takes})")
+        if missing := [name for name in needed if name not in options]:
+            raise SourceError(f"{kind} reader: needs option(s) {', '.join(missing)} ({takes})")
+    try:
+        return _REGISTRY[kind](path, **options)
+    except (TypeError, ValueError) as error:
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+        raise SourceError(f"{kind} reader (options: {given}): {error}") from error
+
+
+def source_options(kind: str) -> tuple[list[str] | None, list[str]]:
+    """The options (``-o KEY=VALUE``) the reader ``kind`` takes, None when it takes any, and
+    those it needs."""
+    params = list(inspect.signature(_REGISTRY[kind].__init__).parameters.values())[2:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None, []
+    named = [p for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p.name for p in named], [p.name for p in named if p.default is p.empty]
 
 
 def list_sources() -> list[str]:

@@ -20,6 +20,7 @@ are (no padding is stripped).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,12 @@ class Hdf5Source(Source):
     ) -> None:
         if unit_size < 1:
             raise ValueError(f"unit_size must be >= 1, got {unit_size}")
-        leads = list(LEADS) if leads is None else [str(lead) for lead in leads]
+        if isinstance(leads, str):  # -o leads=I,II,... as well as -o leads=[I,II,...]
+            leads = leads.split(",")
+        leads = list(LEADS) if leads is None else [str(lead).strip() for lead in leads]
         fs, gain = None if fs is None else float(fs), float(gain)
+        if not (math.isfinite(gain) and gain > 0):
+            raise ValueError(f"gain must be a positive factor to millivolts, got {gain:g}")
         super().__init__(
             path, dataset=dataset, fs=fs, ids=ids, leads=leads, gain=gain, unit_size=unit_size
         )

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,17 @@ def read_wfdb(root: Path, rel_header: str) -> Signals | Rejection:
         return Rejection(Path(rel_header).stem, rel_header, "unreadable", detail)
 
 
+def record_ids(headers: Sequence[str]) -> dict[str, str]:
+    """Each header's record id: its file stem, or, where headers in different folders share a
+    stem (one recording per patient folder, each ``ecg.hea``), its path below the folder
+    without the suffix (``p1/ecg``), so that no two records get one id."""
+    stems = Counter(Path(rel).stem for rel in headers)
+    return {
+        rel: Path(rel).stem if stems[Path(rel).stem] == 1 else Path(rel).with_suffix("").as_posix()
+        for rel in headers
+    }
+
+
 def read_wfdb_record(
     root: Path, rel_header: str, record_id: str, **meta: Any
 ) -> RawRecord | Rejection:
@@ -193,7 +205,7 @@ def read_wfdb_record(
     labels, site, extras ...), or the :class:`Rejection` of :func:`read_wfdb`."""
     signals = read_wfdb(root, rel_header)
     if isinstance(signals, Rejection):
-        return signals
+        return replace(signals, record_id=record_id)
     return RawRecord(
         record_id=record_id,
         signal=signals.signal,

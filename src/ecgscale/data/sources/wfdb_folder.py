@@ -1,7 +1,8 @@
 """Any WFDB folder (``*.hea`` below it, signals in any format ``wfdb`` reads) plus a labels table.
 
 The optional labels table is a CSV with one row per record, matched on ``id_column`` against
-the record id (the header's file stem, e.g. ``00001_lr``). A column named exactly like a
+the record id (the header's file stem, e.g. ``00001_lr``; where headers in different folders
+share a stem, the path below the folder without it, ``p1/ecg``). A column named exactly like a
 canonical label (``1dAVb``, ``RBBB``, ``LBBB``, ``SB``, ``AF``, ``ST``) annotates it;
 ``label_map`` names the column of any other (``{"AF": "afib"}``, which wins over a column
 ``AF``); labels neither name is -1 (not annotated). A table that annotates no label warns, and
@@ -46,6 +47,7 @@ from ecgscale.data.sources.wfdb_common import (
     find_headers,
     parse_sex,
     read_wfdb_record,
+    record_ids,
     records_root,
 )
 
@@ -104,26 +106,26 @@ class WfdbFolderSource(Source):
         return self._scan[1]
 
     def read(self, unit: Unit) -> Iterator[RawRecord | Rejection]:
-        for rel, meta in unit.payload:
-            yield read_wfdb_record(records_root(self.path), rel, Path(rel).stem, **meta)
+        for rel, record_id, meta in unit.payload:
+            yield read_wfdb_record(records_root(self.path), rel, record_id, **meta)
 
     @cached_property
-    def _scan(self) -> tuple[list[tuple[str, dict[str, Any]]], list[Rejection]]:
-        """(header path, metadata) per record to read, and records/rows that do not pair up."""
-        headers = find_headers(self.path)
+    def _scan(self) -> tuple[list[tuple[str, str, dict[str, Any]]], list[Rejection]]:
+        """(header path, record id, metadata) per record to read, and records/rows that do not
+        pair up."""
+        ids = record_ids(find_headers(self.path))
         if self.labels is None:
-            return [(rel, {"labels": {label: -1 for label in LABELS}}) for rel in headers], []
+            unlabelled = {"labels": {label: -1 for label in LABELS}}
+            return [(rel, record_id, unlabelled) for rel, record_id in ids.items()], []
         table = self._table()
         rows, rejections = [], []
-        for rel in headers:
-            record_id = Path(rel).stem
+        for rel, record_id in ids.items():
             if record_id in table:
-                rows.append((rel, table[record_id]))
+                rows.append((rel, record_id, table[record_id]))
             else:
                 detail = f"no row with {self.id_column} = {record_id!r} in {self.labels}"
                 rejections.append(Rejection(record_id, rel, "no_labels", detail))
-        stems = {Path(rel).stem for rel in headers}
-        for record_id in sorted(set(table) - stems):
+        for record_id in sorted(set(table) - set(ids.values())):
             detail = f"no {record_id}.hea below {self.path}"
             rejections.append(Rejection(record_id, str(self.labels), "no_recording", detail))
         return rows, rejections
