@@ -59,8 +59,10 @@ def friendly_errors(func):
             return func(*args, **kwargs)
         except SpecError as err:
             fail(str(err), 2)
-        except (StoreError, OSError, KeyError, ValueError) as err:
-            fail(str(err).strip("'\""), 1)
+        except KeyError as err:  # its text is the key's repr
+            fail(str(err.args[0]) if err.args else "missing key", 1)
+        except (StoreError, OSError, ValueError) as err:
+            fail(str(err), 1)
 
     return wrapper
 
@@ -102,5 +104,10 @@ def parse_options(pairs: tuple[str, ...]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="-o/--option")
-        options[key.strip()] = yaml.safe_load(value)
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise click.BadParameter(
+                f"{pair!r}: {value!r} is not a valid YAML value", param_hint="-o/--option"
+            ) from None
     return options

@@ -118,6 +118,9 @@ def _fit_table(
     if form is None:
         raise click.UsageError(f"a results table needs --form ({', '.join(LAW_FORMS)})")
     groups = [c.strip() for c in (group or "").split(",") if c.strip()]
+    out = out or path.with_name(f"{path.stem}.fits.json")
+    if out.resolve() == path.resolve():
+        raise click.BadParameter(f"{out} is the table being fitted", param_hint="--out")
     fits = fit_table(
         path,
         form=form,
@@ -129,7 +132,6 @@ def _fit_table(
         seed=seed,
     )
     click.echo(format_fits(fits))
-    out = out or path.with_name(f"{path.stem}.fits.json")
     content = {
         "table": str(path),
         "form": form,
@@ -140,6 +142,7 @@ def _fit_table(
         "seed": seed,
         "fits": [f.to_dict() for f in fits],
     }
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(content, indent=1))
     click.echo(f"fits: {out}")
     if plot is not None:

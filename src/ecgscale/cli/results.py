@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -44,7 +43,7 @@ def results(study_dir, table, out) -> None:
     """Print or export a study's results tables."""
     import pandas as pd
 
-    from ecgscale.study.results import Results
+    from ecgscale.study.results import Results, read_fits
     from ecgscale.study.runner import study_roles, study_tables
 
     if table == "roles":
@@ -57,10 +56,9 @@ def results(study_dir, table, out) -> None:
         long = Results(Path(study_dir) / "results.sqlite").long()
         frame = long[long["run_id"].isin(tables["runs"]["run_id"])]
     elif table == "effective":
-        fits = Path(study_dir) / "fits.json"
-        transfer = json.loads(fits.read_text()).get("transfer") if fits.is_file() else None
+        transfer = read_fits(study_dir).get("transfer")
         if not transfer:
-            raise FileNotFoundError(f"{fits}: no transfer analysis (run `ecgscale fit` first)")
+            raise FileNotFoundError(f"{study_dir}/fits.json: no transfer analysis")
         frame = pd.DataFrame(transfer["effective"])
     else:
         frame = tables[table]

@@ -164,7 +164,27 @@ def fit_table(
     :data:`MIN_BOOT_DOF` degrees of freedom. Every group is checked before any is fitted; a
     problem raises a one-line :class:`FitError` naming the column and the group.
     """
-    frame = table if isinstance(table, pd.DataFrame) else read_table(table)
+    if isinstance(table, pd.DataFrame):
+        return _fit_frame(table, form, columns, group, irreducible, delta, n_boot, ci, seed)
+    frame = read_table(table)
+    try:
+        return _fit_frame(frame, form, columns, group, irreducible, delta, n_boot, ci, seed)
+    except FitError as error:  # say which file
+        raise FitError(f"{table}: {error}") from None
+
+
+def _fit_frame(
+    frame: pd.DataFrame,
+    form: str,
+    columns: Mapping[str, str] | None,
+    group: Sequence[str] | None,
+    irreducible: str,
+    delta: float,
+    n_boot: int,
+    ci: float,
+    seed: int,
+) -> list[GroupFit]:
+    """:func:`fit_table` of a table in memory."""
     if irreducible not in IRREDUCIBLE:
         raise FitError(f"irreducible must be one of {list(IRREDUCIBLE)}, got {irreducible!r}")
     roles = resolve_columns(form, columns)

@@ -28,3 +28,14 @@ def registered(info: ValidationInfo, registry: str) -> list[str] | None:
     checked only when a spec is read by :func:`ecgscale.study.specfile.parse_spec`."""
     names = (info.context or {}).get(registry)
     return None if names is None else list(names())
+
+
+def distinct(values: list, what: str) -> list:
+    """``values`` when no value repeats; a ValueError naming the first repeat otherwise (a
+    grid axis listed twice would train and count the same runs twice)."""
+    seen = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ValueError(f"[{i}]: {what} {value!r} is listed twice")
+        seen.add(value)
+    return values

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 
-from ecgscale.spec.base import Strict, registered
+from ecgscale.spec.base import Strict, distinct, registered
 
 
 class SourceSpec(Strict):
@@ -123,7 +123,7 @@ class ModelsSpec(Strict):
                 raise ValueError(f"[{i}]: unknown family {fam!r} (known: {', '.join(known)})")
         if not families:
             raise ValueError("at least one family is needed")
-        return families
+        return distinct(families, "family")
 
     @field_validator("sizes")
     @classmethod
@@ -131,7 +131,7 @@ class ModelsSpec(Strict):
         for i, s in enumerate(sizes):
             if s < 1000:
                 raise ValueError(f"[{i}]: model size {s} must be at least 1000 parameters")
-        return sizes
+        return distinct(sizes, "model size")
 
 
 class TrainSpec(Strict):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from ecgscale.spec.base import Strict
+from ecgscale.spec.base import Strict, distinct
 from ecgscale.spec.execution import ExecutorSpec, MonitorSpec
 from ecgscale.spec.sections import (
     DataSpec,
@@ -45,7 +46,22 @@ class StudySpec(Strict):
         for i, s in enumerate(sizes):
             if s < 1:
                 raise ValueError(f"[{i}]: data size {s} must be positive")
-        return sizes
+        return distinct(sizes, "data size")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name):
+            raise ValueError(
+                f"{name!r}: use letters, digits, '_', '-' and '.' (not first): the default "
+                "study folder is studies/<name>"
+            )
+        return name
+
+    @field_validator("seeds", "paradigms")
+    @classmethod
+    def _distinct(cls, values: list, info: ValidationInfo) -> list:
+        return distinct(values, info.field_name.removesuffix("s"))
 
     @model_validator(mode="after")
     def _fits_data(self) -> StudySpec:

@@ -186,6 +186,13 @@ class Results:
         try:
             with con:
                 yield con
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError):  # locked, busy: the caller decides
+                raise
+            raise ResultsError(
+                f"{self.path}: not a readable results database ({err}); a copy from a backup, "
+                "or a new study folder, is needed"
+            ) from None
         finally:
             con.close()
 
@@ -354,3 +361,20 @@ def _upgrade_v1(con: sqlite3.Connection) -> None:
         "SELECT run_id, eval_set, 'probe', is_ood, n, loss, auroc, per_label FROM evals_v1"
     )
     con.execute("DROP TABLE evals_v1")
+
+
+def read_fits(study_dir: str | Path) -> dict:
+    """A study's ``fits.json`` (``ecgscale fit`` writes it): FileNotFoundError when it is not
+    there, ValueError naming the file when it is not a fits file (bad JSON, no ``fits`` list)."""
+    path = Path(study_dir) / "fits.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{study_dir}: no fits.json (run `ecgscale fit {study_dir}` first)")
+    try:
+        content = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path}: not valid JSON ({error}); `ecgscale fit` writes it anew"
+        ) from None
+    if not isinstance(content, dict) or not isinstance(content.get("fits"), list):
+        raise ValueError(f"{path}: not a fits file (no 'fits' list); `ecgscale fit` writes it anew")
+    return content

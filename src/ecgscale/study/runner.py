@@ -46,7 +46,7 @@ from ecgscale.study.code_version import (
 )
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
-from ecgscale.study.results import Results
+from ecgscale.study.results import Results, read_fits
 from ecgscale.study.runs import (
     RunSpec,
     all_jobs,
@@ -545,10 +545,7 @@ def write_report(
     tables = tables or study_tables(study_dir, spec)
     wide = tables["runs"]
     runs = wide[[c for c in wide.columns if ":" not in c]]
-    fits = study_dir / "fits.json"
-    if not fits.is_file():
-        raise FileNotFoundError(f"{study_dir}: no fits.json (run `ecgscale fit {study_dir}` first)")
-    content = json.loads(fits.read_text())
+    content = read_fits(study_dir)
     done = runs[runs["status"] == "done"]
     train_flops = float((done["flops_per_sample"] * done["steps"]).sum() * spec.train.batch_size)
     scratch = tables["scratch"]

@@ -47,7 +47,10 @@ def _apply_override(tree: dict[str, Any], assignment: str, origin: str) -> None:
             raise SpecError(f"override {assignment!r}: {path!r} is not a section")
     if parts[-1] not in _known_fields(key):
         raise SpecError(f"override {assignment!r}: unknown key {key!r}")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise SpecError(f"override {assignment!r}: {raw!r} is not a valid YAML value") from None
 
 
 TRAIN_OVERRIDES = {"transfer.train": 0, "train.families": 1}
@@ -109,7 +112,13 @@ def parse_spec(tree: Any, *, origin: str = "spec", overrides: list[str] = ()) ->
     try:
         return StudySpec.model_validate(tree, context=registries())
     except ValidationError as err:
-        raise SpecError(_format_error(err, origin)) from None
+        message = _format_error(err, origin)
+        field = message.removeprefix(f"{origin}: ").split(":")[0]
+        for assignment in overrides:  # the value came from an override: name it, not the file
+            key = assignment.partition("=")[0].strip()
+            if field == key or field.startswith((f"{key}.", f"{key}[")):
+                message = f"{message} (set by --set {assignment})"
+        raise SpecError(message) from None
 
 
 def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> StudySpec:
@@ -121,7 +130,10 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> Stud
         path = Path(path)
         if not path.is_file():
             raise SpecError(f"{path}: no such spec file")
-        text, origin = path.read_text(), str(path)
+        try:
+            text, origin = path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError:
+            raise SpecError(f"{path}: not a YAML spec (not UTF-8 text)") from None
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as err:
