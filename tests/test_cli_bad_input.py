@@ -198,3 +198,31 @@ def test_fit_will_not_write_over_its_own_table(tmp_path: Path) -> None:
     nested = tmp_path / "new" / "law.fits.json"
     result = _cli("fit", str(table), "--form", "power", "--x", "N", "--out", str(nested))
     assert result.exit_code == 0 and nested.is_file(), result.output
+
+
+def test_a_damaged_store_description_is_named(tmp_path: Path) -> None:
+    from ecgscale.data.store import StoreError, StoreInfo
+
+    where = tmp_path / "store.json"
+    for text, problem in (("{oops", "not valid JSON"), ("[1]", "not a store description")):
+        with pytest.raises(StoreError, match=f"store.json: {problem}"):
+            StoreInfo.from_json(text, where)
+    with pytest.raises(StoreError, match=r"store.json: not a store description \(.*unexpected"):
+        StoreInfo.from_json('{"format_version": 2, "fs": 400, "n_samples": 9, "x": 1}', where)
+
+
+def test_an_export_config_missing_its_input_or_other_leads_is_refused(tmp_path: Path) -> None:
+    from ecgscale.models.exported import FORMAT, VERSION, EncoderError, read_config
+
+    config = {"format": FORMAT, "version": VERSION, "family": "resnet", "shape": {}}
+    config |= {"labels": [], "predictors": {}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EncoderError, match=r"config.json: lacks input, input.fs, input.n_samples"):
+        read_config(tmp_path)
+    config["input"] = {"fs": 400, "n_samples": 4096, "align": "center", "bandpass": None}
+    (tmp_path / "config.json").write_text(json.dumps(config | {}))
+    assert read_config(tmp_path)["input"]["fs"] == 400
+    config["input"] |= {"leads": ["I", "II"], "units": "mV"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EncoderError, match=r"input leads \['I', 'II'\] in 'mV'; the encoders"):
+        read_config(tmp_path)

@@ -395,6 +395,7 @@ def test_rung_argument(text: str, value: int) -> None:
         (["show", "resnet", "20x"], "rung '20x' is not a parameter count"),
         (["show", "resnet", "0"], "rung '0' is not a parameter count"),
         (["show", "resnet", "K"], "rung 'K' is not a parameter count"),
+        (["show", "resnet", "10"], "rung '10': a model size is at least 1000 parameters"),
         (["list", "--spec", "missing.yaml"], "no such spec file"),
     ],
 )

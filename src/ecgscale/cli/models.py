@@ -43,6 +43,8 @@ def _parse_rung(text: str) -> int:
         value = float("nan")
     if not 1 <= value < 1e12:
         raise ValueError(f"rung {text!r} is not a parameter count (e.g. 200000, 2e5, 200K, 2M)")
+    if value < 1000:  # as a spec's models.sizes: no family reaches a smaller target
+        raise ValueError(f"rung {text!r}: a model size is at least 1000 parameters")
     return round(value)
 
 

@@ -75,5 +75,6 @@ def _write_frame(frame, table: str, out: Path | None) -> None:
         return
     if out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{out}: write .csv or .parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False) if out.suffix == ".csv" else frame.to_parquet(out, index=False)
     click.echo(f"{table}: {len(frame)} rows → {out}")

@@ -67,14 +67,22 @@ class StoreInfo:
 
     @classmethod
     def from_json(cls, text: str, where: Path) -> StoreInfo:
-        raw = json.loads(text)
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise StoreError(f"{where}: not valid JSON ({error})") from None
+        if not isinstance(raw, dict):
+            raise StoreError(f"{where}: not a store description (a JSON object)")
         if raw.get("format_version") != FORMAT_VERSION:
             raise StoreError(
                 f"{where}: store format {raw.get('format_version')} is not {FORMAT_VERSION}; "
                 "ingest the data again into a new folder"
             )
-        raw["sources"] = [SourceEntry(**s) for s in raw.get("sources", [])]
-        return cls(**raw)
+        try:
+            raw["sources"] = [SourceEntry(**s) for s in raw.get("sources", [])]
+            return cls(**raw)
+        except TypeError as error:
+            raise StoreError(f"{where}: not a store description ({error})") from None
 
     def source(self, name: str) -> SourceEntry | None:
         return next((s for s in self.sources if s.name == name), None)

@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from ecgscale.data.schema import LEADS
 from ecgscale.models import Encoder, create_model
 
 FORMAT = "ecgscale-encoder"
@@ -192,6 +193,16 @@ def read_config(path: Path | str) -> dict[str, Any]:
         raise EncoderError(
             f"{file}: format version {config.get('version')!r}; this ecgscale reads {VERSION} "
             "(export the run again)"
+        )
+    missing = [k for k in ("family", "shape", "labels", "predictors", "input") if k not in config]
+    given = config.get("input") if isinstance(config.get("input"), dict) else {}
+    missing += [f"input.{k}" for k in ("fs", "n_samples", "align", "bandpass") if k not in given]
+    if missing:
+        raise EncoderError(f"{file}: lacks {', '.join(missing)} (export the run again)")
+    if given.get("leads", list(LEADS)) != list(LEADS) or given.get("units", "mV") != "mV":
+        raise EncoderError(
+            f"{file}: input leads {given.get('leads')} in {given.get('units')!r}; the encoders "
+            f"read the 12 standard leads ({', '.join(LEADS)}) in mV, as exported"
         )
     return config
 
