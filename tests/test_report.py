@@ -171,6 +171,7 @@ def test_full_report_summary_and_tables(full_report: tuple[Path, str]) -> None:
     # without the analysis of fits.json no exponent is stated; the fitted slices are tabled
     assert "No scaling law was fitted, so no exponent is reported." in html
     assert "Dashed: the law L(N) = E + A·N^−α fitted to each D" in html  # what the lines are
+    assert "an SSL encoder never saw a label" in html  # the SL encoders' ID probe is their task
     assert "0.3 [0.27, 0.33]" in html
     assert "ptbxl_like loss" in html and "id auroc" in html
     assert "done: 36" in html

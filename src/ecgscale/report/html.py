@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import numbers
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -19,7 +18,6 @@ from ecgscale.report.tables import (
     fit_table,
     format_value,
     has_references,
-    param_text,
     reference_points,
     run_table,
     rung_recipe_table,
@@ -43,6 +41,10 @@ EVAL_COLUMNS: tuple[str, ...] = (
 )
 """Columns of the evaluations table (missing ones are added empty; a missing method is the
 probe's)."""
+ID_PROBE_NOTE = (
+    "The ID probe reads the six labels that SL pre-training learns (the paper's protocol): an "
+    "SL encoder was trained on the task this loss measures, an SSL encoder never saw a label."
+)
 
 
 def render_report(
@@ -180,7 +182,7 @@ def figure_sections(
         id_vs_d_section["tables"] = [untrained_table(runs, evals, references, [ID_SET, *ood_sets])]
     return [
         _section("Pre-training loss vs N", [pretrain], "Units differ per paradigm."),
-        _section("ID probe loss vs N", [id_vs_n]),
+        _section("ID probe loss vs N", [id_vs_n], ID_PROBE_NOTE),
         id_vs_d_section,
         _section("OOD loss vs N", _ood_figures(runs, evals, fits, families, ood_sets, by_n)),
         _section("OOD loss vs D", _ood_d_figures(runs, evals, fits, ood_sets, references)),
@@ -557,27 +559,6 @@ def _best_sentence(runs: pd.DataFrame, evals: pd.DataFrame, eval_set: str, label
     scored = evals[(evals["eval_set"] == eval_set) & evals["loss"].notna()]
     scored = scored.merge(runs, on="run_id", how="inner").reset_index(drop=True)
     return findings.best_run_sentence(scored.to_dict("records"), label)
-
-
-def _exponent_sentences(fits: Sequence[Mapping], metric: str, label: str) -> list[str]:
-    """The fitted L(N) exponents of ``metric`` per family × paradigm, at the largest fitted D."""
-    chosen: dict[tuple[str, str], Mapping] = {}
-    for fit in fits:
-        if fit.get("metric") != metric or fit.get("x") != "N":
-            continue
-        key = (str(fit.get("family")), str(fit.get("paradigm")))
-        if key not in chosen or _slice_size(fit) > _slice_size(chosen[key]):
-            chosen[key] = fit
-    if not chosen:
-        return [f"No L(N) fit of the {label} was supplied."]
-    parts = [f"{f} / {p} {param_text(fit, 'alpha')}" for (f, p), fit in sorted(chosen.items())]
-    return [f"Fitted exponents α of the {label} L(N) at the largest fitted D: {_join(parts)}."]
-
-
-def _slice_size(fit: Mapping) -> float:
-    """The data size a L(N) fit was made at (``-inf`` when unknown)."""
-    value = (fit.get("slice") or {}).get("data_size")
-    return float(value) if isinstance(value, numbers.Real) else float("-inf")
 
 
 def _join(items: Sequence[str]) -> str:

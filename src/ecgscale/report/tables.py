@@ -109,8 +109,8 @@ def _gaps(analysis: Mapping) -> list[Mapping]:
 
 
 def slice_text(fit_slice: Mapping | None) -> str:
-    """``{"data_size": 10000} -> "D = 10,000"``; ``{"target_params": n} -> "N = …"``."""
-    symbols = {"data_size": "D", "target_params": "N"}
+    """``{"data_size": 10000} -> "D = 10,000"``; ``{"target_params": n} -> "target N = …"``."""
+    symbols = {"data_size": "D", "target_params": "target N"}
     parts = [f"{symbols.get(k, k)} = {format_value(v)}" for k, v in (fit_slice or {}).items()]
     return ", ".join(parts) or MISSING
 

@@ -116,7 +116,7 @@ def auroc_table(runs: pd.DataFrame, evals: pd.DataFrame) -> dict:
                 str(ev.eval_set),
                 f"{ev.family} / {ev.paradigm}",
                 str(ev.method),
-                f"N={compact(ev.target_params)}, D={compact(ev.data_size)}",
+                f"target N={compact(ev.target_params)}, D={compact(ev.data_size)}",
                 with_interval(ev.loss, ev.loss_lo, ev.loss_hi),
                 with_interval(ev.auroc, ev.auroc_lo, ev.auroc_hi),
                 with_interval(ev.f1, ev.f1_lo, ev.f1_hi),
@@ -489,7 +489,8 @@ def task_result_table(transfer: Mapping, tasks: pd.DataFrame) -> dict:
                 str(r.get("reason") or ""),
             ]
         )
-    headers = ["task", "model", "method", "N", "D", "D_F", "loss", "metric", "D_E", "D_T", "note"]
+    headers = ["task", "model", "method", "target N", "D", "D_F", "loss", "metric", "D_E", "D_T"]
+    headers.append("note")
     return {
         "caption": (
             "Unseen-task results (95% bootstrap intervals). D_E and D_T are exact within the "
