@@ -277,7 +277,8 @@ def efficiency_table(efficiency: Mapping) -> dict:
         "detectable difference when it contains 1 and so does every loss's; where the "
         "intervals at single losses disagree with the geometric mean's, the losses where the "
         "ratio lies above or below 1 (depends on the loss); not determined when it is "
-        f"open-ended or wider than a factor {MAX_SPREAD:g}."
+        f"open-ended or wider than a factor {MAX_SPREAD:g}. The findings give each comparison "
+        "at its largest slice with a statement; the other slices are only here."
     )
     return {"caption": caption, "headers": headers, "rows": rows}
 
