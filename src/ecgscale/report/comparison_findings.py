@@ -215,6 +215,9 @@ def bottleneck_table(bottlenecks: Sequence[Mapping]) -> dict:
     headers += ["large N, large D", "verdict"]
     caption = (
         "Bottlenecks: g_D / g_N, the loss gained by doubling D over that gained by doubling N "
-        "(joint law, 95% bootstrap intervals), at the corners of the grid; above 1: data-limited."
+        "(joint law, 95% bootstrap intervals), at the corners of the grid. data: the interval "
+        "lies above 1 (data-limited); model: below 1; both: it holds 1 and each doubling "
+        "detectably lowers the loss; not determined otherwise, or where the law is shaped by "
+        "the fitter's box."
     )
     return {"caption": caption, "headers": headers, "rows": rows}
