@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from ecgscale.laws.verdicts import MAX_SPREAD
 from ecgscale.numformat import MISSING, as_float, compact, significant
-from ecgscale.report.tasks import bounded_ratio, interval_text, transfer_sentence
+from ecgscale.report.tasks import bounded_ratio, interval_text, transfer_sentence, with_interval
 from ecgscale.spec import N_WORDS
 
 LEVEL_WORDS = "95%"
@@ -470,9 +470,7 @@ def best_run_sentence(scored: Sequence[Mapping], label: str) -> str:
         )
 
     def value(r: Mapping) -> str:
-        lo, hi = as_float(r.get("loss_lo")), as_float(r.get("loss_hi"))
-        bounds = f" [{significant(lo)}, {significant(hi)}]" if math.isfinite(lo + hi) else ""
-        return f"{significant(r.get('loss'), 4)}{bounds}"
+        return with_interval(r.get("loss"), r.get("loss_lo"), r.get("loss_hi"), digits=4)
 
     sentence = (
         f"The lowest {label} ({value(best)}, AUROC {significant(best.get('auroc'), 4)}) was "

@@ -13,6 +13,7 @@ import pandas as pd
 from ecgscale.laws.verdicts import exponent_verdicts
 from ecgscale.numformat import MISSING, compact, significant
 from ecgscale.report import comparison_findings, findings
+from ecgscale.report.tasks import with_interval
 
 ID_SET = "id"
 
@@ -171,8 +172,8 @@ def untrained_table(
                     "ID" if eval_set == ID_SET else eval_set,
                     f"{family} / {paradigm}",
                     compact(n),
-                    _loss_text(before),
-                    f"{_loss_text(after)} (D = {compact(largest)})",
+                    with_interval(*before[columns], digits=4),
+                    f"{with_interval(*after[columns], digits=4)} (D = {compact(largest)})",
                     f"{(after['loss'] - before['loss']) / before['loss']:+.0%}",
                     _apart(after, before),
                 ]
@@ -186,13 +187,6 @@ def untrained_table(
         "lower or higher where the two intervals do not overlap"
     )
     return {"caption": caption, "headers": headers, "rows": rows}
-
-
-def _loss_text(row: pd.Series) -> str:
-    """``"0.1495 [0.135, 0.164]"`` (the interval left out where it is missing)."""
-    lo, hi = float(row["loss_lo"]), float(row["loss_hi"])
-    bounds = f" [{significant(lo)}, {significant(hi)}]" if np.isfinite(lo + hi) else ""
-    return f"{float(row['loss']):.4g}{bounds}"
 
 
 def _apart(after: pd.Series, before: pd.Series) -> str:

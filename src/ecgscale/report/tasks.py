@@ -33,9 +33,10 @@ format_number = significant
 """The old name of :func:`ecgscale.numformat.significant` (3 significant digits)."""
 
 
-def with_interval(value: object, lo: object, hi: object) -> str:
-    """``0.812 [0.79, 0.83]``, or the value alone without a finite interval."""
-    text = significant(value)
+def with_interval(value: object, lo: object, hi: object, digits: int = 3) -> str:
+    """``0.812 [0.79, 0.83]`` (the value to ``digits`` significant digits), or the value alone
+    without a finite interval."""
+    text = significant(value, digits)
     if significant(lo) != MISSING and significant(hi) != MISSING:
         text += f" [{significant(lo)}, {significant(hi)}]"
     return text
