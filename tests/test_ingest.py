@@ -212,6 +212,9 @@ def test_a_reader_that_raises_keeps_what_it_read(tmp_path):
     q = store.quarantine()
     assert q["reason"].tolist() == ["unreadable"] and "disk on fire" in q["detail"].iloc[0]
     assert q["record_id"].iloc[0] == "unit:000" and report.n_quarantined == 2  # 2 not read
+    # over --max-reject, the count of rejected records says that one row stood for several
+    with pytest.raises(IngestError, match=r"2 of 4 records rejected .*: unreadable 1 \(of them"):
+        _scripted(tmp_path / "t", records, max_reject=0.1)
 
 
 def test_unfinished_ingest_with_other_settings_is_not_mixed(tmp_path):

@@ -423,6 +423,9 @@ def ingest(
         raise IngestError(f"{path}: the {kind} reader found no records")
     if n_bad / seen > max_reject:
         top = ", ".join(f"{r} {n}" for r, n in Counter(quarantine["reason"]).most_common(3))
+        lost = sum(r.n_lost for r in results.values())
+        if lost:  # a unit that failed as a whole is one quarantine row for all it lost
+            top += f" (of them, about {lost} in unit(s) that failed as a whole: one row each)"
         raise IngestError(
             f"{name}: {n_bad} of {seen} records rejected ({100 * n_bad / seen:.1f}% > "
             f"--max-reject {100 * max_reject:g}%): {top}. Reasons per record: "
