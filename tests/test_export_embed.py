@@ -290,6 +290,8 @@ def test_ssl_export_has_the_probe_and_no_head(runs, exported):
         features = run_objective(runs["transformer-ssl"]).encoder.features(x).double().numpy()
         p = model.probabilities(x).numpy()
     np.testing.assert_allclose(p, saved.probe.predict(features), atol=1e-5)
+    assert model.probabilities(x).numpy().shape == (2, 6)  # docs/export.md: no no_grad needed
+    assert model.features(x).requires_grad  # features keep their gradients (fine-tuning)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from ecgscale.report.findings import (
     efficiency_findings,
     efficiency_table,
     loss_to_loss_findings,
+    precision_note,
     ratio_gaps,
 )
 from ecgscale.report.tasks import format_number
@@ -355,3 +356,11 @@ def test_the_lowest_loss_says_whether_it_is_clearly_the_lowest() -> None:
     assert "(0.1216, AUROC" in best_run_sentence(bare, "ID probe loss")
     assert best_run_sentence(scored[:1], "ID probe loss").endswith("D = 2k.")
     assert best_run_sentence([], "ID probe loss") == "No ID probe loss is available."
+
+
+def test_runs_of_two_precisions_are_flagged() -> None:
+    """Under train.precision: auto, an AVX2 machine trains in fp32 and an AVX-512 BF16 one in
+    bf16 under the same run ids: a study moved between them mixes the two."""
+    assert precision_note(["bf16"] * 3 + [None, ""]) == []
+    (note,) = precision_note(["bf16", "bf16", "fp32", None])
+    assert note.startswith("The runs trained in more than one precision (bf16: 2, fp32: 1 runs;")

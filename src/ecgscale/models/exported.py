@@ -87,8 +87,10 @@ class ECGModel(nn.Module):
             raise EncoderError(f"this export has no {name} (it has: {have})")
         return name
 
+    @torch.no_grad()
     def probabilities(self, x: torch.Tensor, predictor: str | None = None) -> torch.Tensor:
-        """Probabilities ``(B, len(labels))`` of ``config["labels"]`` from the head or probe."""
+        """Probabilities ``(B, len(labels))`` of ``config["labels"]`` from the head or probe,
+        computed without gradients (a prediction; :meth:`features` keeps them)."""
         module = getattr(self, self.predictor(predictor))
         return torch.sigmoid(module(self.features(x)))
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 
 from ecgscale.laws.verdicts import MAX_SPREAD
 from ecgscale.numformat import MISSING, as_float, compact, significant
@@ -486,3 +487,17 @@ def best_run_sentence(scored: Sequence[Mapping], label: str) -> str:
         f"{sentence}, not clearly: the 95% intervals of {len(overlapping)} other run(s) overlap "
         f"its (the next lowest: {where(rest[0], '')}, {value(rest[0])})."
     )
+
+
+def precision_note(precisions: Iterable[object]) -> list[str]:
+    """A warning when the runs trained in more than one precision (``train.precision: auto``
+    picks by the machine, and the run ids do not say which), else nothing."""
+    counts = Counter(str(p) for p in precisions if isinstance(p, str) and p)
+    if len(counts) < 2:
+        return []
+    parts = ", ".join(f"{p}: {n}" for p, n in sorted(counts.items()))
+    return [
+        f"The runs trained in more than one precision ({parts} runs; train.precision: auto "
+        "picks bf16 or fp32 by the machine, and a run id does not say which): their losses "
+        "differ by the kernels' rounding, so laws fitted across them mix the two."
+    ]

@@ -208,6 +208,7 @@ def summarise(
         f"under {_join(paradigms) or 'no paradigm'}."
     ]
     sentences += [f"No {p} run is present." for p in PARADIGMS if p not in paradigms]
+    sentences += findings.precision_note(runs.get("precision", pd.Series(dtype=object)))
     if evals.empty:
         sentences.append("No evaluation results are available, so no probe loss is reported.")
     else:
