@@ -419,6 +419,9 @@ def test_a_killed_worker_is_detected_and_its_run_resumes_from_its_checkpoint(
     after_loss = mine.index > mine[mine["event"] == "lost"].index[0]
     resumed = mine[(mine["event"] == "trained") & after_loss]
     assert list(resumed["detail"]) == [f"from step {checkpoint}"], mine
+    walls = Results(tmp_path / "results.sqlite").runs().set_index("run_id")
+    victim_row = walls.loc[victim.job_id]  # its training over both attempts, and evaluation
+    assert victim_row["wall_s"] > victim_row["train_wall_s"] > 0, victim_row
     runs, evals = _tables(tmp_path)
     ref_runs, ref_evals = _tables(reference[0])
     pd.testing.assert_frame_equal(runs, ref_runs)

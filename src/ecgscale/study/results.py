@@ -12,6 +12,7 @@ no lifecycle tables, filled from the recorded runs).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -190,8 +191,8 @@ class Results:
             if isinstance(err, sqlite3.OperationalError):  # locked, busy: the caller decides
                 raise
             raise ResultsError(
-                f"{self.path}: not a readable results database ({err}); a copy from a backup, "
-                "or a new study folder, is needed"
+                f"{self.path}: not a readable results database ({err}); move it aside and run "
+                "the study again: runs whose weights are saved are evaluated, not trained, anew"
             ) from None
         finally:
             con.close()
@@ -378,3 +379,16 @@ def read_fits(study_dir: str | Path) -> dict:
     if not isinstance(content, dict) or not isinstance(content.get("fits"), list):
         raise ValueError(f"{path}: not a fits file (no 'fits' list); `ecgscale fit` writes it anew")
     return content
+
+
+def fitted_on(tables: dict[str, pd.DataFrame]) -> str:
+    """A digest of the results laws are fitted on (:func:`ecgscale.study.runner.study_tables`):
+    every finished run's and from-scratch model's id, evaluation tag and finishing time, so a
+    report can tell a ``fits.json`` of other results (runs trained or evaluated since)."""
+    parts = []
+    for name, key in (("runs", "run_id"), ("scratch", "scratch_id")):
+        frame = tables[name]
+        done = frame[frame["status"] == "done"]
+        columns = [c for c in (key, "eval_tag", "finished_at") if c in done.columns]
+        parts += sorted("|".join(map(str, row)) for row in done[columns].itertuples(index=False))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ecgscale.data.ingest import IngestError, SplitRule, ingest
 from ecgscale.data.schema import LABELS
-from ecgscale.data.store import Store, StoreError, records_of
+from ecgscale.data.store import Store, StoreError, atomic_write, records_of
 from ecgscale.evaluate.probe import PROBE_FILE
 from ecgscale.evaluate.roles import assign_roles, check_roles, read_role_table, role_table
 from ecgscale.laws.analysis import analyse_study
@@ -46,7 +46,7 @@ from ecgscale.study.code_version import (
 )
 from ecgscale.study.executors import Executor, run_local
 from ecgscale.study.lifecycle import Jobs
-from ecgscale.study.results import Results, read_fits
+from ecgscale.study.results import Results, fitted_on, read_fits
 from ecgscale.study.runs import (
     RunSpec,
     all_jobs,
@@ -82,11 +82,11 @@ class TrainSummary:
 
 def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> Store:
     """Build (or reuse) the study's store and write the resolved spec beside it; first, check
-    that this environment can write what ``monitor`` asks for."""
+    that this environment can write what ``monitor`` asks for. The spec is written last, once
+    the store and the roles passed their checks: a refused spec leaves the folder's own."""
     tensorboard_wanted(spec.monitor.tensorboard)
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
-    (study_dir / "spec.yaml").write_text(spec.to_yaml())
     root = store_dir(spec, study_dir)
     if spec.data.source == "synthetic":
         ingest_synthetic(spec.data, root, progress=progress)
@@ -106,7 +106,9 @@ def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> 
     store = Store(root)
     if spec.data.source == "synthetic":
         warn_other_generator(root)
-    check_store(spec, store).to_csv(study_dir / "roles.csv", index=False)
+    roles = check_store(spec, store)
+    roles.to_csv(study_dir / "roles.csv", index=False)
+    atomic_write(study_dir / "spec.yaml", spec.to_yaml())
     return store
 
 
@@ -463,7 +465,7 @@ def fit_laws(
         content["analysis_gaps"].append(
             {"what": "transfer efficiency", "reason": "the spec has no unseen task"}
         )
-    content = {**_json_safe(content), "transfer": transfer}
+    content = {**_json_safe(content), "transfer": transfer, "fitted_on": fitted_on(tables)}
     path = Path(study_dir) / "fits.json"
     path.write_text(json.dumps(content, indent=1))
     return path
@@ -546,6 +548,9 @@ def write_report(
     wide = tables["runs"]
     runs = wide[[c for c in wide.columns if ":" not in c]]
     content = read_fits(study_dir)
+    if content.get("fitted_on", fitted_on(tables)) != fitted_on(tables):  # absent: older file
+        raise ValueError(f"{study_dir}/fits.json: fitted on other results than the folder now "
+                         f"holds (runs done since): run `ecgscale fit {study_dir}`")  # fmt: skip
     done = runs[runs["status"] == "done"]
     train_flops = float((done["flops_per_sample"] * done["steps"]).sum() * spec.train.batch_size)
     scratch = tables["scratch"]
@@ -557,6 +562,7 @@ def write_report(
             store_dir(spec, study_dir) if spec.data.source == "synthetic" else None,
         ),
         "runs": f"{len(done)} done of {len(runs)}",
+        "jobs of the spec's grid": "{} done of {}".format(*jobs_done(spec, study_dir)),
         "from-scratch task models": f"{(scratch['status'] == 'done').sum()} done of {len(scratch)}",
         "runs' wall time (training + evaluation, sum)": f"{runs['wall_s'].sum() / 60:.1f} min",
         "from-scratch wall time (sum)": f"{scratch['wall_s'].sum() / 60:.1f} min",

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -277,10 +278,13 @@ def _load_trained(objective: Objective, run_dir: Path) -> dict | None:
     weights, train = run_dir / "model.safetensors", run_dir / "train.json"
     if not (weights.is_file() and train.is_file()):
         return None
-    summary = json.loads(train.read_text()).get("summary")
-    if summary is None:
+    try:
+        summary = json.loads(train.read_text()).get("summary")
+        if summary is not None:
+            load_weights(objective, weights)
+    except Exception as err:  # a damaged file: train again (the run is seeded: same result)
+        warnings.warn(f"{run_dir}: saved run unreadable, trained again ({err})", stacklevel=2)
         return None
-    load_weights(objective, weights)
     return summary
 
 
@@ -299,7 +303,7 @@ def execute_run(
     records of the largest pre-training subset, then it is evaluated like a run. ``wall_s``
     is the training's wall time (``train_wall_s``, kept in ``train.json``, over every attempt
     that trained) plus this attempt's; None for weights whose training time was not kept."""
-    t0, loaded = time.perf_counter(), False
+    t0, trained_now = time.perf_counter(), 0.0
     row: dict = {**asdict(run), "status": "running", "error": None, "eval_tag": spec.eval_tag()}
     out = Outcome(row)
     try:
@@ -328,10 +332,10 @@ def execute_run(
                 run.paradigm, encoder, fs=store.fs, **spec.ssl.objective_kwargs()
             )
             summary = _load_trained(objective, run_dir) if distributed.world_size() == 1 else None
-            loaded = summary is not None
         if summary is None:
-            log = train_log(spec, run_dir, stats.flops_per_sample)
+            log, t_train = train_log(spec, run_dir, stats.flops_per_sample), time.perf_counter()
             summary = _pretrain(spec, run, objective, store, roles, run_dir, hooks or Hooks(), log)
+            trained_now = time.perf_counter() - t_train
         row.update(summary)
         if distributed.is_main():  # on the training device (saved weights load on the CPU)
             objective.to(distributed.device())
@@ -347,19 +351,24 @@ def execute_run(
         _record_error(run_dir, err)
         row.update(status="failed", error=f"{type(err).__name__}: {err}")
     row["wall_s"] = time.perf_counter() - t0
-    if loaded and row["status"] == "done":  # trained by an earlier attempt: add its time
-        trained = row.get("train_wall_s")
-        row["wall_s"] = None if trained is None else trained + row["wall_s"]
+    if row["status"] == "done" and run.trains:  # add the training of earlier attempts
+        trained = row.get("train_wall_s")  # over every attempt (one resumed from a checkpoint)
+        row["wall_s"] = None if trained is None else row["wall_s"] + trained - trained_now
     row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return out
 
 
 def _record_error(run_dir: Path, err: Exception) -> None:
+    """The traceback beside the run, where the folder can be written (the results row holds the
+    error in any case: a run folder that cannot be written must not stop the study)."""
     rank = distributed.rank()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / ("error.txt" if rank == 0 else f"error.rank{rank}.txt")).write_text(
-        traceback.format_exc()
-    )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ("error.txt" if rank == 0 else f"error.rank{rank}.txt")).write_text(
+            traceback.format_exc()
+        )
+    except OSError:
+        pass
 
 
 def run_settings(spec: StudySpec, run: RunSpec) -> TrainSpec:
