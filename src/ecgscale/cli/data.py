@@ -190,7 +190,8 @@ def data_sources() -> None:
     for kind, description in describe_sources().items():
         names, _ = source_options(kind)
         click.echo(f"{kind:<12} {description}")
-        click.echo(f"{'':<12} -o options: {', '.join(names) if names else 'none'}")
+        takes = "any" if names is None else ", ".join(names) or "none"
+        click.echo(f"{'':<12} -o options: {takes}")
 
 
 @data.command("inspect")
