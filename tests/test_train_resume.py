@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from ecgscale.study.runner import prepare_data
 from ecgscale.study.runs import execute_run, expand
 from ecgscale.study.specfile import parse_spec
 from ecgscale.train import TrainingDiverged, pretrain, save_weights
+from ecgscale.train.checkpoint import load_checkpoint
 from ecgscale.train.loop import BatchOrder
 
 
@@ -162,6 +164,14 @@ def test_torn_and_corrupt_checkpoints_are_ignored(tmp_path):
         _, res = _train(tmp_path)
     assert res.resumed_from == 10 and res.step_losses == ref.step_losses
     assert [p.name for p in tmp_path.iterdir()] == [name(40)]
+    only_damaged = tmp_path / "damaged"  # its own checkpoint, unreadable: not "other settings"
+    only_damaged.mkdir()
+    (only_damaged / name(30)).write_bytes(data[:100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_checkpoint(only_damaged, fp) is None
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and "unreadable checkpoint skipped" in said[0], said
 
 
 def test_checkpoint_of_other_settings_is_not_used(tmp_path):

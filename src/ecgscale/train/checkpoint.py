@@ -175,7 +175,8 @@ def load_checkpoint(directory: Path, fingerprint: str) -> dict[str, Any] | None:
                 return _decode(json.loads(meta["state"]), tensors)
         except (OSError, SafetensorError, KeyError, ValueError) as err:
             warnings.warn(f"{path}: unreadable checkpoint skipped ({err})", stacklevel=2)
-    foreign = [p.name for p in directory.glob("ckpt-*.safetensors")]
+    own = f"ckpt-{fingerprint}-"  # its own unreadable ones were named above
+    foreign = [p.name for p in directory.glob("ckpt-*.safetensors") if not p.name.startswith(own)]
     if foreign:
         warnings.warn(
             f"{directory}: {len(foreign)} checkpoint(s) of other settings ignored", stacklevel=2
