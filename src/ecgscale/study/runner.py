@@ -298,8 +298,8 @@ def _take_results(
             continue
         if res.status in ("failed", "lost") and res.retry and tries < spec.executor.max_attempts:
             bar.write(
-                f"{job.folder} {res.status} (attempt {tries} of "
-                f"{spec.executor.max_attempts}): {res.error}; submitting it again"
+                f"{job.folder} {res.status} (try {tries} of {spec.executor.max_attempts} in this "
+                f"command; study status counts all): {res.error}; submitting it again"
             )
             again.append(job)
             continue
