@@ -53,7 +53,11 @@ with interruptible():
 """
 
 
-def test_a_second_ctrl_c_kills_what_the_command_started_and_exits_at_once() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_ctrl_c_kills_what_the_command_started_and_exits_at_once(stop) -> None:
+    """Ctrl-C, and SIGTERM (``kill``, ``timeout``, a scheduler): the first stops the work
+    cleanly, a second ends everything at once, with status 128 + the signal's number (SIGTERM
+    once killed the driver outright, leaving its jobs to be found lost)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT],
         stdout=subprocess.PIPE,
@@ -62,12 +66,12 @@ def test_a_second_ctrl_c_kills_what_the_command_started_and_exits_at_once() -> N
         start_new_session=True,
     )
     child = psutil.Process(int(proc.stdout.readline()))
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     assert proc.stdout.readline() == "cleaning up\n"
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     err = proc.communicate(timeout=60)[1]
     assert time.monotonic() - t0 < 2.0
-    assert proc.returncode == INTERRUPTED
+    assert proc.returncode == (INTERRUPTED if stop == signal.SIGINT else 143)
     assert err == "Interrupted again: stopped at once; run the same command again to continue.\n"
     assert _gone(child)

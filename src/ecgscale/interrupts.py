@@ -10,7 +10,8 @@ that one of its other threads receives would not end the main thread's wait.
 
 In the driver, the first SIGINT raises ``KeyboardInterrupt`` (the work stops cleanly); a second
 one kills every process the driver started and exits at once with status 130
-(:func:`interruptible`).
+(:func:`interruptible`). SIGTERM to the driver (``kill``, ``timeout``, a scheduler's stop) is
+taken the same way, with status 143.
 """
 
 from __future__ import annotations
@@ -33,7 +34,16 @@ POLL_S = 0.25
 another of its threads receives does not end the main thread's wait (only its next look)."""
 
 INTERRUPTED = 130
-"""Exit status of a command stopped by SIGINT (128 + 2)."""
+"""Exit status of a command stopped by SIGINT (128 + 2); by SIGTERM, 143 (128 + 15)."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(KeyboardInterrupt):
+    """The first SIGINT or SIGTERM in :func:`interruptible`; ``status``: the exit status."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.status = 128 + signum
 
 
 def _in_main_thread() -> bool:
@@ -145,29 +155,31 @@ class WorkerPool(ProcessPoolExecutor):
 
 
 def _exit_now(signum: int, frame: object) -> None:
-    """The second SIGINT: kill every process this one started, and exit."""
+    """The second SIGINT or SIGTERM: kill every process this one started, and exit."""
     started = psutil.Process().children(recursive=True)
     _kill(started)
     _wait_ended(started, 1.0)
     os.write(2, b"Interrupted again: stopped at once; run the same command again to continue.\n")
-    os._exit(INTERRUPTED)
+    os._exit(128 + signum)
 
 
 def _first_interrupt(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGINT, _exit_now)
-    raise KeyboardInterrupt
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, _exit_now)
+    raise Stopped(signum)
 
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Inside: the first SIGINT raises ``KeyboardInterrupt``; a second one kills every process
-    this one started and exits at once with status 130. Outside the main thread, does
-    nothing."""
+    """Inside: the first SIGINT or SIGTERM raises :class:`Stopped` (a ``KeyboardInterrupt``); a
+    second one kills every process this one started and exits at once with status 128 + its
+    number. Outside the main thread, does nothing."""
     if not _in_main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, _first_interrupt)
+    previous = {stop: signal.signal(stop, _first_interrupt) for stop in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)

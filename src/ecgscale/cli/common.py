@@ -69,22 +69,23 @@ def friendly_errors(func):
 
 @contextlib.contextmanager
 def stops_on_ctrl_c(spec: StudySpec, study_dir: Path) -> Iterator[None]:
-    """Ctrl-C stops the work inside cleanly, says how far the study got and exits with status
-    130; a second Ctrl-C exits at once (:func:`ecgscale.interrupts.interruptible`)."""
+    """Ctrl-C (or SIGTERM) stops the work inside cleanly, says how far the study got and exits
+    with status 130 (143); a second one exits at once
+    (:func:`ecgscale.interrupts.interruptible`)."""
     from ecgscale.interrupts import INTERRUPTED, interruptible
     from ecgscale.study.runner import jobs_done
 
     with interruptible():
         try:
             yield
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             done, total = jobs_done(spec, study_dir)
             click.echo(
                 f"Interrupted: {done} of {total} jobs done; run the same command again to "
                 "continue.",
                 err=True,
             )
-            sys.exit(INTERRUPTED)
+            sys.exit(getattr(stop, "status", INTERRUPTED))
 
 
 def load_study(spec: Path | None, overrides: tuple[str, ...]) -> StudySpec:
