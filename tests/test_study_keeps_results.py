@@ -94,3 +94,22 @@ def test_a_run_folder_that_cannot_be_written_does_not_stop_the_study(tmp_path: P
         _record_error(blocked / "run", err)  # its folder cannot be made: nothing raised
         _record_error(tmp_path / "run", err)
     assert "the run's own failure" in (tmp_path / "run" / "error.txt").read_text()
+
+
+def test_another_spec_waits_for_the_jobs_running_under_the_folders(study) -> None:
+    """Two commands with different specs on one folder: the second one's spec.yaml replaced
+    the first's while its jobs ran, and the first's report then stood beside another spec."""
+    from ecgscale.study.lifecycle import this_process
+
+    spec, folder = study
+    with sqlite3.connect(folder / "results.sqlite") as con:  # a job this (live) process runs
+        con.execute(
+            "UPDATE jobs SET state = 'running', owner = ? WHERE rowid = 1", (this_process(),)
+        )
+    other = spec.model_copy(update={"eval": spec.eval.model_copy(update={"n_boot": 7})})
+    before = (folder / "spec.yaml").read_text()
+    with pytest.raises(StoreError, match=r"1 job\(s\) run under another spec now"):
+        prepare_data(other, folder, progress=False)
+    assert (folder / "spec.yaml").read_text() == before
+    prepare_data(spec, folder, progress=False)  # the same spec: runs beside them
+    assert (folder / "spec.yaml").read_text() == before

@@ -236,12 +236,19 @@ class Jobs:
 
     def lost(self) -> list[str]:
         """Running jobs whose owner is lost (see :func:`owner_alive`)."""
+        return self._running(alive=False)
+
+    def live(self) -> list[str]:
+        """Running jobs whose owner still runs them."""
+        return self._running(alive=True)
+
+    def _running(self, *, alive: bool) -> list[str]:
         now = time.time()
         return [
             r.job_id
             for r in self.table().itertuples()
             if r.state == "running"
-            and not owner_alive(r.owner, r.heartbeat_at, self.stale_after_s, now)
+            and owner_alive(r.owner, r.heartbeat_at, self.stale_after_s, now) == alive
         ]
 
 

@@ -364,9 +364,11 @@ def _upgrade_v1(con: sqlite3.Connection) -> None:
     con.execute("DROP TABLE evals_v1")
 
 
-def read_fits(study_dir: str | Path) -> dict:
+def read_fits(study_dir: str | Path, fitted_on: str | None = None) -> dict:
     """A study's ``fits.json`` (``ecgscale fit`` writes it): FileNotFoundError when it is not
-    there, ValueError naming the file when it is not a fits file (bad JSON, no ``fits`` list)."""
+    there, ValueError naming the file when it is not a fits file (bad JSON, no ``fits`` list)
+    or, given the digest of the folder's results (:func:`fitted_on`), one fitted on others
+    (a file written before the digest was recorded is taken as it is)."""
     path = Path(study_dir) / "fits.json"
     if not path.is_file():
         raise FileNotFoundError(f"{study_dir}: no fits.json (run `ecgscale fit {study_dir}` first)")
@@ -378,6 +380,11 @@ def read_fits(study_dir: str | Path) -> dict:
         ) from None
     if not isinstance(content, dict) or not isinstance(content.get("fits"), list):
         raise ValueError(f"{path}: not a fits file (no 'fits' list); `ecgscale fit` writes it anew")
+    if fitted_on is not None and content.get("fitted_on", fitted_on) != fitted_on:
+        raise ValueError(
+            f"{path}: fitted on other results than the folder now holds (runs done since): "
+            f"run `ecgscale fit {study_dir}`"
+        )
     return content
 
 

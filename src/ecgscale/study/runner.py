@@ -83,7 +83,8 @@ class TrainSummary:
 def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> Store:
     """Build (or reuse) the study's store and write the resolved spec beside it; first, check
     that this environment can write what ``monitor`` asks for. The spec is written last, once
-    the store and the roles passed their checks: a refused spec leaves the folder's own."""
+    the store and the roles passed their checks: a refused spec leaves the folder's own (so
+    does one that differs from the spec whose jobs other processes run now)."""
     tensorboard_wanted(spec.monitor.tensorboard)
     study_dir = Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +109,12 @@ def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> 
         warn_other_generator(root)
     roles = check_store(spec, store)
     roles.to_csv(study_dir / "roles.csv", index=False)
-    atomic_write(study_dir / "spec.yaml", spec.to_yaml())
+    own, results = study_dir / "spec.yaml", study_dir / "results.sqlite"
+    changed = own.is_file() and results.is_file() and own.read_text() != spec.to_yaml()
+    if changed and (live := Jobs(results, stale_after_s=spec.executor.stale_after_s).live()):
+        raise StoreError(f"{study_dir}: {len(live)} job(s) run under another spec now "
+                         f"({live[0]}, …); let them finish, or use another --out")  # fmt: skip
+    atomic_write(own, spec.to_yaml())
     return store
 
 
@@ -547,10 +553,7 @@ def write_report(
     tables = tables or study_tables(study_dir, spec)
     wide = tables["runs"]
     runs = wide[[c for c in wide.columns if ":" not in c]]
-    content = read_fits(study_dir)
-    if content.get("fitted_on", fitted_on(tables)) != fitted_on(tables):  # absent: older file
-        raise ValueError(f"{study_dir}/fits.json: fitted on other results than the folder now "
-                         f"holds (runs done since): run `ecgscale fit {study_dir}`")  # fmt: skip
+    content = read_fits(study_dir, fitted_on(tables))
     done = runs[runs["status"] == "done"]
     train_flops = float((done["flops_per_sample"] * done["steps"]).sum() * spec.train.batch_size)
     scratch = tables["scratch"]
