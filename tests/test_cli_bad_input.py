@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import warnings
 from pathlib import Path
 
 import h5py
@@ -226,3 +227,13 @@ def test_an_export_config_missing_its_input_or_other_leads_is_refused(tmp_path: 
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(EncoderError, match=r"input leads \['I', 'II'\] in 'mV'; the encoders"):
         read_config(tmp_path)
+
+
+def test_an_override_a_family_setting_keeps_is_named() -> None:
+    """--set train.lr=0.002 on the demo left its ResNets at their own 6e-3 without a word."""
+    tree = json.loads(json.dumps(load_spec(None).model_dump(mode="json")))
+    with pytest.warns(UserWarning, match=r"train.lr=0.002: resnet keeps its own train.families"):
+        parse_spec(tree, overrides=["train.lr=0.002"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # cleared too: nothing to say
+        parse_spec(tree, overrides=["train.lr=0.002", "train.families={}"])

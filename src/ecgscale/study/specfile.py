@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,8 @@ def parse_spec(tree: Any, *, origin: str = "spec", overrides: list[str] = ()) ->
     tree = json.loads(json.dumps(tree))
     for assignment in overrides:
         _apply_override(tree, assignment, origin)
+    for assignment in overrides:
+        _warn_family_keeps(tree, assignment)
     try:
         return StudySpec.model_validate(tree, context=registries())
     except ValidationError as err:
@@ -119,6 +122,21 @@ def parse_spec(tree: Any, *, origin: str = "spec", overrides: list[str] = ()) ->
             if field == key or field.startswith((f"{key}.", f"{key}[")):
                 message = f"{message} (set by --set {assignment})"
         raise SpecError(message) from None
+
+
+def _warn_family_keeps(tree: dict[str, Any], assignment: str) -> None:
+    """Warn when ``--set train.X=…`` leaves a family with its own ``train.families`` X."""
+    parts = assignment.partition("=")[0].strip().split(".")
+    train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
+    if parts[0] != "train" or len(parts) != 2:
+        return
+    for family, own in (train.get("families") or {}).items():
+        if isinstance(own, dict) and parts[1] in own:
+            warnings.warn(
+                f"--set {assignment}: {family} keeps its own train.families.{family}."
+                f"{parts[1]} = {own[parts[1]]} (set that too, or train.families={{}})",
+                stacklevel=3,
+            )
 
 
 def load_spec(path: str | Path | None = None, overrides: list[str] = ()) -> StudySpec:
