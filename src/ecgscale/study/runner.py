@@ -107,14 +107,13 @@ def prepare_data(spec: StudySpec, study_dir: Path, *, progress: bool = True) -> 
     store = Store(root)
     if spec.data.source == "synthetic":
         warn_other_generator(root)
-    roles = check_store(spec, store)
-    roles.to_csv(study_dir / "roles.csv", index=False)
-    own, results = study_dir / "spec.yaml", study_dir / "results.sqlite"
-    changed = own.is_file() and results.is_file() and own.read_text() != spec.to_yaml()
+    check_store(spec, store).to_csv(study_dir / "roles.csv", index=False)
+    own, results, text = study_dir / "spec.yaml", study_dir / "results.sqlite", spec.to_yaml()
+    changed = own.is_file() and results.is_file() and own.read_text() != text
     if changed and (live := Jobs(results, stale_after_s=spec.executor.stale_after_s).live()):
         raise StoreError(f"{study_dir}: {len(live)} job(s) run under another spec now "
                          f"({live[0]}, …); let them finish, or use another --out")  # fmt: skip
-    atomic_write(own, spec.to_yaml())
+    atomic_write(own, text)
     return store
 
 

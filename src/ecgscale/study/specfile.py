@@ -127,10 +127,9 @@ def parse_spec(tree: Any, *, origin: str = "spec", overrides: list[str] = ()) ->
 def _warn_family_keeps(tree: dict[str, Any], assignment: str) -> None:
     """Warn when ``--set train.X=…`` leaves a family with its own ``train.families`` X."""
     parts = assignment.partition("=")[0].strip().split(".")
-    train = tree.get("train") if isinstance(tree.get("train"), dict) else {}
-    if parts[0] != "train" or len(parts) != 2:
+    if parts[0] != "train" or len(parts) != 2 or not isinstance(tree.get("train"), dict):
         return
-    for family, own in (train.get("families") or {}).items():
+    for family, own in (tree["train"].get("families") or {}).items():
         if isinstance(own, dict) and parts[1] in own:
             warnings.warn(
                 f"--set {assignment}: {family} keeps its own train.families.{family}."
